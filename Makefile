@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+BACKENDS := tensorflow jax torch
+PYTEST_ARGS ?=
+
+.PHONY: install test test-all demo bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# torch==2.13.0 is the CPU build that lies on local disk here; an unpinned torch may
+# pull a multi-GB CUDA build. tensorflow-cpu for the same reason. The pins live here,
+# not in pyproject.toml: users elsewhere bring their own torch / tensorflow.
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml
+	$(PIP) install -q "torch==2.13.0" "tensorflow-cpu>=2.16" -e ".[jax,audio,signature,index,plots,dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# Run the suite once per backend; fail if any backend fails (but run them all).
+test: install
+	@status=0; for b in $(BACKENDS); do \
+	  echo "=== KERAS_BACKEND=$$b"; \
+	  KERAS_BACKEND=$$b $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) || status=1; \
+	done; exit $$status
+
+test-all: install
+	@status=0; for b in $(BACKENDS); do \
+	  echo "=== KERAS_BACKEND=$$b (with slow tests)"; \
+	  KERAS_BACKEND=$$b $(PY) -m pytest -q $(PYTEST_ARGS) || status=1; \
+	done; exit $$status
+
+demo: install
+	$(PY) -m keras_triplet.demo
+
+bench: install
+	$(PY) benchmarks/losses.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
