@@ -1,0 +1,656 @@
+"""P×K class-balanced batches: `PKSampler` (NumPy indices, `tf.data` pipelines).
+
+A P×K batch holds `P` distinct classes with `K` examples each, the `K` examples of a
+class next to each other. Every online miner needs such batches: a batch drawn at
+random from a data set with many classes seldom holds two examples of the same class,
+so it has no positive pair to learn from.
+
+All the randomness lives here, in NumPy, as a pure function of `(seed, epoch)`: the
+`tf.data` pipelines (`PKSampler.as_dataset`) and the backend-free
+`keras_triplet.data.PKPyDataset` only look up and load the examples whose indices this
+module chose. The same seed therefore gives the same batches whatever the parallelism
+of the input pipeline, the backend or the number of workers.
+
+TensorFlow is imported only when `PKSampler.as_dataset` is called.
+"""
+
+import math
+import threading
+import warnings
+
+import numpy as np
+
+_SMALL_CLASSES = ("replace", "drop")
+_MAX_LISTED = 10  # how many class labels a warning or an error names
+
+
+def _require_int(name, value, minimum, why):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an integer, got {value!r} ({type(value).__name__}).")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"`{name}` must be at least {minimum} ({why}), got {value}.")
+    return value
+
+
+def _some(values):
+    """`values` (an array of labels) as a short string: the first few, then '...'."""
+    values = [int(v) for v in values[:_MAX_LISTED]]
+    text = ", ".join(str(v) for v in values)
+    return text + (", ..." if len(values) == _MAX_LISTED else "")
+
+
+def _as_labels(labels):
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise ValueError(
+            "`labels` must be a 1-D array of integer class labels (one per example), "
+            f"got shape {labels.shape}."
+        )
+    if labels.size == 0:
+        raise ValueError("`labels` is empty: the sampler needs at least one example.")
+    if labels.dtype == bool or not (
+        np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)
+    ):
+        raise TypeError(
+            f"`labels` must hold integer class labels, got dtype {labels.dtype}. Map other "
+            "labels (strings, ...) to integers first, e.g. "
+            "`labels = np.unique(names, return_inverse=True)[1]`."
+        )
+    if np.issubdtype(labels.dtype, np.floating):
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise ValueError(
+                "`labels` must hold integer class labels; got non-integer float values "
+                "(e.g. one-hot or soft labels?). Pass one integer label per example, "
+                "e.g. `labels = np.argmax(one_hot, axis=1)`."
+            )
+    info = np.iinfo(np.int32)
+    if labels.min() < info.min or labels.max() > info.max:
+        raise ValueError(
+            "`labels` must fit in int32 (the batches carry int32 labels), got values in "
+            f"[{labels.min()}, {labels.max()}]. Re-number the classes, e.g. "
+            "`labels = np.unique(labels, return_inverse=True)[1]`."
+        )
+    return labels.astype(np.int64)
+
+
+def _flatten(x, what):
+    """Splits one level of structure: an array, a tuple/list of arrays or a dict of arrays.
+
+    Returns `(kind, keys, arrays)` for `_pack`.
+    """
+    if isinstance(x, dict):
+        keys = list(x)
+        return "dict", keys, [x[k] for k in keys]
+    if isinstance(x, (tuple, list)):
+        return "tuple", None, list(x)
+    return "array", None, [x]
+
+
+def _pack(kind, keys, values):
+    if kind == "dict":
+        return dict(zip(keys, values))
+    if kind == "tuple":
+        return tuple(values)
+    return values[0]
+
+
+def _import_tensorflow():
+    try:
+        import tensorflow as tf
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "PKSampler.as_dataset builds a tf.data pipeline and needs TensorFlow "
+            "(`pip install tensorflow` or `tensorflow-cpu`). Without TensorFlow use "
+            "`keras_triplet.data.PKPyDataset`, which gives the same batches as a "
+            "keras.utils.PyDataset."
+        ) from error
+    return tf
+
+
+class PKSampler:
+    """Draws class-balanced batches: `P` classes × `K` examples, each class contiguous.
+
+    The sampler only chooses indices (in NumPy, from `seed`); `as_dataset` turns them
+    into an endless `tf.data.Dataset` of `(x_batch, y_batch)` that Keras accepts as
+    input on TensorFlow, JAX and PyTorch, and `keras_triplet.data.PKPyDataset` turns
+    them into a `keras.utils.PyDataset` for users without TensorFlow.
+
+    **How an epoch is drawn.** Each class's examples are shuffled and cut into chunks of
+    `K` (the last chunk is topped up with the first examples of the shuffled order, so
+    a chunk never repeats an example when the class has at least `K`). A class with
+    fewer than `K` examples gives one chunk: all its examples, then draws with
+    replacement (`small_classes="replace"`), or it is left out (`"drop"`). The chunks of
+    all classes are interleaved at random, each class spread evenly over the epoch, and
+    taken `P` at a time into batches, a chunk whose class is already in the batch
+    waiting for the next batch. When fewer than `P` classes have chunks left (the end
+    of the epoch), fresh random chunks of other classes fill the batch.
+
+    **`steps_per_epoch`** `= ceil(M / P)` where `M = Σ_c max(1, ceil(n_c / K))` is the
+    number of chunks over the usable classes (`n_c` examples in class `c`). So one
+    epoch shows each example about once; a class holding more than about `1/P` of the
+    data cannot be shown fully (at most one chunk of it per batch), and its extra
+    chunks are skipped that epoch. Epochs are independent: epoch `e` is a function of
+    `(seed, e)` only.
+
+    **Shards (multi-host or per-device input).** `classes_per_batch` is always the
+    *global* `P`. With `num_shards=S`, shard `shard_index` gets classes
+    `[shard_index · P/S, (shard_index + 1) · P/S)` of every global batch (so `P` must
+    be a multiple of `S`): each shard's batch is `(P/S)·K` examples, whole classes
+    only, and all shards together see exactly the global batch, because every shard
+    computes the same global sequence from the same seed. Typical uses:
+
+    - one host, `tf.distribute.MirroredStrategy` (or Keras' JAX `DataParallel`): keep
+      `num_shards=1` and make `P` a multiple of the number of replicas; Keras splits the
+      global batch of `P·K` into equal consecutive slices, so each replica gets
+      `P/replicas` whole classes.
+    - several hosts (`tf.distribute.MultiWorkerMirroredStrategy`, a `jax` multi-process
+      run): on host `h` of `H`, `PKSampler(..., num_shards=H, shard_index=h)` with
+      the same seed on every host, and `P` a multiple of the total number of replicas.
+      With `strategy.distribute_datasets_from_function`, use
+      `num_shards=context.num_input_pipelines, shard_index=context.input_pipeline_id`.
+
+    Args:
+        labels: integer class label of each example, shape `[N]` (or `[N, 1]`).
+        classes_per_batch: `P`, the number of distinct classes in a (global) batch,
+            at least 2 (a batch with one class has no negatives).
+        samples_per_class: `K`, the number of examples of each class in a batch,
+            at least 2 (a class with one example in the batch has no positive pair).
+        seed: integer seed of the whole sequence of batches (`None`: a random seed,
+            stored in `self.seed` so the run can be repeated).
+        small_classes: what to do with classes that have fewer than `K` examples:
+            `"replace"` (default) samples them with replacement (every example once,
+            then random repeats), `"drop"` leaves them out (listed in
+            `dropped_classes`).
+        num_shards: the number of shards the global batch is split into (see above).
+        shard_index: which shard this sampler feeds, in `[0, num_shards)`.
+
+    Attributes:
+        classes: the usable class labels (sorted), `[C]`.
+        class_counts: the number of examples of each usable class, `[C]`.
+        singleton_classes: the labels of the classes with a single example (a
+            `UserWarning` reports them too): with `"replace"` their `K` samples are
+            copies of one example, i.e. positive pairs at distance 0.
+        dropped_classes: the labels left out by `small_classes="drop"`.
+        num_examples: the number of examples in the usable classes.
+        steps_per_epoch: see above.
+        batch_size: the size of this shard's batches, `(P / num_shards) · K`.
+        global_batch_size: `P · K`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> labels = np.repeat(np.arange(10), 6)          # 10 classes, 6 examples each
+    >>> sampler = PKSampler(labels, classes_per_batch=4, samples_per_class=3, seed=1)
+    >>> sampler.steps_per_epoch, sampler.batch_size   # 20 chunks of 3, 4 per batch
+    (5, 12)
+    >>> batch = sampler.batch_indices(0)              # indices into the data set
+    >>> len(np.unique(labels[batch]))                 # 4 distinct classes ...
+    4
+    >>> bool(np.all(labels[batch].reshape(4, 3) == labels[batch][::3, None]))  # ... 3 each
+    True
+
+    With TensorFlow installed, `as_dataset` gives the input for `model.fit`:
+
+    >>> x = np.random.default_rng(0).normal(size=(60, 8)).astype("float32")
+    >>> ds = sampler.as_dataset(x)                    # endless (x_batch, y_batch)
+    >>> xb, yb = next(iter(ds))
+    >>> tuple(xb.shape), yb.dtype.name
+    ((12, 8), 'int32')
+    >>> # model.fit(ds, steps_per_epoch=sampler.steps_per_epoch, epochs=...)
+    """
+
+    def __init__(
+        self,
+        labels,
+        classes_per_batch,
+        samples_per_class,
+        seed=0,
+        small_classes="replace",
+        num_shards=1,
+        shard_index=0,
+        *,
+        _warn_stacklevel=2,
+    ):
+        labels = _as_labels(labels)
+        P = _require_int(
+            "classes_per_batch", classes_per_batch, 2,
+            "a batch with a single class has no negatives",
+        )
+        K = _require_int(
+            "samples_per_class", samples_per_class, 2,
+            "each class needs at least 2 examples in a batch to form a positive pair",
+        )
+        if small_classes not in _SMALL_CLASSES:
+            raise ValueError(
+                f"`small_classes` must be one of {_SMALL_CLASSES}, got {small_classes!r}."
+            )
+        num_shards = _require_int("num_shards", num_shards, 1, "the number of shards")
+        shard_index = _require_int("shard_index", shard_index, 0, "a shard number")
+        if shard_index >= num_shards:
+            raise ValueError(
+                f"`shard_index` must be in [0, num_shards) = [0, {num_shards}), "
+                f"got {shard_index}."
+            )
+        if P % num_shards:
+            raise ValueError(
+                f"`classes_per_batch` ({P}) is the global number of classes per batch and "
+                f"must be a multiple of `num_shards` ({num_shards}) so that every shard "
+                "gets whole classes. Use e.g. "
+                f"classes_per_batch={max(num_shards, P // num_shards * num_shards)}."
+            )
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
+        seed = _require_int("seed", seed, 0, "NumPy seeds are non-negative")
+
+        classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        self.singleton_classes = classes[counts == 1]
+        usable = counts >= (K if small_classes == "drop" else 1)
+        self.dropped_classes = classes[~usable]
+        if self.singleton_classes.size:
+            n = self.singleton_classes.size
+            fate = (
+                "they are dropped (small_classes='drop')"
+                if small_classes == "drop"
+                else f"each is sampled as {K} copies of its one example, giving positive "
+                "pairs at distance 0 (pass small_classes='drop' to leave them out)"
+            )
+            warnings.warn(
+                f"PKSampler: {n} class{'es' if n > 1 else ''} ha{'ve' if n > 1 else 's'} a "
+                f"single example (labels {_some(self.singleton_classes)}); {fate}. The "
+                "full list is in `sampler.singleton_classes`.",
+                UserWarning,
+                stacklevel=_warn_stacklevel,
+            )
+        C = int(usable.sum())
+        if C < P:
+            reason = ""
+            if self.dropped_classes.size:
+                reason = (
+                    f" ({self.dropped_classes.size} of the {classes.size} classes have fewer "
+                    f"than samples_per_class={K} examples and small_classes='drop' leaves "
+                    "them out)"
+                )
+            fixes = [f"lower classes_per_batch to at most {C}" if C >= 2 else "add classes"]
+            if self.dropped_classes.size:
+                fixes.append("use small_classes='replace'")
+                fixes.append("lower samples_per_class")
+            raise ValueError(
+                f"classes_per_batch={P} is larger than the number of usable classes, "
+                f"{C}{reason}: a batch needs {P} distinct classes. To fix it, "
+                + " or ".join(fixes) + "."
+            )
+
+        self.labels = labels
+        self.classes_per_batch = P
+        self.samples_per_class = K
+        self.seed = seed
+        self.small_classes = small_classes
+        self.num_shards = num_shards
+        self.shard_index = shard_index
+        self.classes = classes[usable]
+        self.class_counts = counts[usable]
+        self.num_examples = int(self.class_counts.sum())
+        self.global_batch_size = P * K
+        self.batch_size = P // num_shards * K
+
+        # The members of the usable classes, grouped by class (ascending label), each
+        # group in ascending example index.
+        order = np.argsort(inverse, kind="stable")
+        keep = usable[inverse[order]]
+        self._members = order[keep].astype(np.int64)
+        self._member_class = np.repeat(np.arange(C), self.class_counts)
+        self._offsets = np.cumsum(self.class_counts) - self.class_counts
+        self._chunks = np.maximum(1, -(-self.class_counts // K))  # ceil(n_c / K), >= 1
+        self.num_chunks = int(self._chunks.sum())
+        self.steps_per_epoch = math.ceil(self.num_chunks / P)
+
+        self._labels32 = labels.astype(np.int32)
+        self._cache = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self):
+        return (
+            f"PKSampler(classes_per_batch={self.classes_per_batch}, "
+            f"samples_per_class={self.samples_per_class}, seed={self.seed}, "
+            f"small_classes={self.small_classes!r}, num_shards={self.num_shards}, "
+            f"shard_index={self.shard_index}; {self.classes.size} classes, "
+            f"{self.num_examples} examples, steps_per_epoch={self.steps_per_epoch})"
+        )
+
+    # Pickling (PyDataset workers with use_multiprocessing=True): the lock and the cache
+    # stay behind.
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_cache"] = {}
+        state.pop("_lock")
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ index generation
+
+    def _fresh_chunk(self, rng, c):
+        """`K` random member positions of class `c` (distinct when the class allows)."""
+        n, K = int(self.class_counts[c]), self.samples_per_class
+        if n >= K:
+            ranks = rng.choice(n, size=K, replace=False)
+        else:
+            ranks = np.concatenate([rng.permutation(n), rng.integers(0, n, size=K - n)])
+        return self._members[self._offsets[c] + ranks]
+
+    def _draw_epoch(self, epoch):
+        """The global batches of `epoch`: int64 `[steps_per_epoch, P·K]` indices."""
+        P, K = self.classes_per_batch, self.samples_per_class
+        C, M, S = self.classes.size, self.num_chunks, self.steps_per_epoch
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch]))
+
+        # 1. Shuffle within each class: members sorted by (class, random key).
+        keys = (self._member_class.astype(np.uint64) << np.uint64(32)) | rng.integers(
+            0, 2**32, size=self._members.size, dtype=np.uint64
+        )
+        shuffled = self._members[np.argsort(keys)]
+
+        # 2. Cut each class into chunks of K (rank = position in the class's shuffle).
+        chunk_class = np.repeat(np.arange(C), self._chunks)
+        chunk_j = np.arange(M) - np.repeat(np.cumsum(self._chunks) - self._chunks, self._chunks)
+        n = self.class_counts[chunk_class][:, None]
+        ranks = chunk_j[:, None] * K + np.arange(K)
+        # n >= K: wrap around to the first ranks (not in the last chunk, so distinct);
+        # n < K (one chunk): every example once, then random repeats.
+        repeats = rng.integers(0, np.broadcast_to(n, ranks.shape))
+        ranks = np.where(ranks < n, ranks, np.where(n >= K, ranks % n, repeats))
+        chunk_members = shuffled[self._offsets[chunk_class][:, None] + ranks]
+
+        # 3. Interleave the chunks: chunk j of class c at a random point of the j-th of
+        # its m_c equal strata of [0, 1), so each class is spread evenly over the epoch.
+        position = (chunk_j + rng.random(M)) / self._chunks[chunk_class]
+        stream = np.argsort(position, kind="stable").tolist()
+        stream_class = chunk_class.tolist()
+
+        # 4. Take P chunks of distinct classes per batch; a chunk whose class is already
+        # in the batch waits (in `pending`) for the next batch. Chunks are ids here
+        # (fresh chunks get ids M, M+1, ...); the members are gathered once at the end.
+        chosen = []
+        fresh = []
+        pending = {}  # class -> list of waiting chunks (insertion-ordered)
+        pos = 0
+        for _ in range(S):
+            row = []
+            used = set()
+            for c in list(pending)[:P]:
+                waiting = pending[c]
+                row.append(waiting.pop(0))
+                used.add(c)
+                if not waiting:
+                    del pending[c]
+            while len(row) < P and pos < M:
+                chunk = stream[pos]
+                pos += 1
+                c = stream_class[chunk]
+                if c in used:
+                    pending.setdefault(c, []).append(chunk)
+                else:
+                    row.append(chunk)
+                    used.add(c)
+            if len(row) < P:  # end of the epoch: fresh chunks of other classes
+                others = np.setdiff1d(np.arange(C), np.fromiter(used, dtype=np.int64))
+                for c in rng.choice(others, size=P - len(row), replace=False):
+                    row.append(M + len(fresh))
+                    fresh.append(self._fresh_chunk(rng, int(c)))
+            chosen.append(row)
+        if fresh:
+            chunk_members = np.concatenate([chunk_members, np.stack(fresh)])
+        return chunk_members[np.asarray(chosen, dtype=np.int64)].reshape(S, P * K)
+
+    def _global_epoch(self, epoch):
+        with self._lock:
+            batches = self._cache.get(epoch)
+            if batches is None:
+                batches = self._draw_epoch(epoch)
+                if len(self._cache) >= 2:  # the current and the next epoch
+                    self._cache.pop(min(self._cache))
+                self._cache[epoch] = batches
+            return batches
+
+    def epoch_indices(self, epoch):
+        """This shard's batches of `epoch`, int64 `[steps_per_epoch, batch_size]`.
+
+        Row `i` lists the example indices of batch `i` of the epoch, the `K` examples
+        of each class contiguous. A pure function of `(seed, epoch)` and the shard.
+
+        >>> s = PKSampler([0, 0, 1, 1, 2, 2], classes_per_batch=2, samples_per_class=2)
+        >>> s.epoch_indices(0).shape
+        (2, 4)
+        """
+        epoch = _require_int("epoch", epoch, 0, "epochs count from 0")
+        width = self.batch_size
+        start = self.shard_index * width
+        return self._global_epoch(epoch)[:, start : start + width]
+
+    def batch_indices(self, step):
+        """This shard's example indices for global step `step` (counting from 0 across
+        epochs: step `s` is batch `s % steps_per_epoch` of epoch `s // steps_per_epoch`),
+        int64 `[batch_size]`.
+
+        >>> s = PKSampler([0, 0, 1, 1, 2, 2], classes_per_batch=2, samples_per_class=2)
+        >>> s.batch_indices(3).shape
+        (4,)
+        """
+        step = _require_int("step", step, 0, "steps count from 0")
+        epoch, i = divmod(step, self.steps_per_epoch)
+        return self.epoch_indices(epoch)[i]
+
+    def batch_labels(self, step):
+        """The int32 labels of `batch_indices(step)`."""
+        return self._labels32[self.batch_indices(step)]
+
+    # ----------------------------------------------------------------- tf.data pipelines
+
+    def as_dataset(
+        self,
+        x,
+        load_fn=None,
+        *,
+        output_shape=None,
+        output_dtype=None,
+        element_spec=None,
+        initial_epoch=0,
+        num_parallel_calls=None,
+    ):
+        """An endless `tf.data.Dataset` of `(x_batch, y_batch)` P×K batches.
+
+        `y_batch` is int32 `[batch_size]`; batches come in the order of
+        `batch_indices(0), batch_indices(1), ...` (from `initial_epoch`), whatever the
+        parallelism. Use it as `model.fit(ds, steps_per_epoch=sampler.steps_per_epoch)`
+        on any backend.
+
+        Two ways to give the data:
+
+        - **In-memory arrays** (`load_fn=None`): `x` is a NumPy array, or a tuple or
+          dict of arrays, with first dimension `N = len(labels)`. Each batch is
+          gathered in NumPy (the arrays are not copied into the TensorFlow graph, so
+          their size is not limited by the 2 GB graph limit).
+        - **Items loaded one by one** (`load_fn` given): `x` is a sequence of `N` items
+          (file paths, ids, ...) and `load_fn(item)` returns the example as a NumPy
+          array (or a tuple / dict of arrays) of fixed shape. Items are loaded in
+          parallel (`tf.numpy_function` in `map(num_parallel_calls=AUTOTUNE)`, order
+          kept), batched and prefetched; only the batches in flight are in memory.
+          The shape and dtype are found by loading `x[0]` once, unless given by
+          `output_shape` / `output_dtype`, or by `element_spec` (a `tf.TensorSpec`, or
+          a tuple / dict of them, for structured examples).
+
+        Args:
+            x: the arrays or the items (see above).
+            load_fn: `load_fn(item) -> np.ndarray`, or `None` for arrays.
+            output_shape: the shape of one loaded example (items only).
+            output_dtype: its dtype (items only; default: the dtype of `x[0]` loaded,
+                or float32 when only `output_shape` is given).
+            element_spec: the `tf.TensorSpec` (structure) of one example (items only);
+                replaces `output_shape`/`output_dtype`.
+            initial_epoch: start at the first batch of this epoch (to resume).
+            num_parallel_calls: parallelism of the gather / load map
+                (default `tf.data.AUTOTUNE`).
+
+        Example (items, here `.npy` files):
+
+        >>> import os, tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> paths = []
+        >>> for i in range(12):
+        ...     paths.append(os.path.join(folder, f"{i}.npy"))
+        ...     np.save(paths[-1], np.full((2, 3), i, dtype="float32"))
+        >>> sampler = PKSampler(np.arange(12) // 3, classes_per_batch=2, samples_per_class=3)
+        >>> ds = sampler.as_dataset(paths, load_fn=np.load)
+        >>> xb, yb = next(iter(ds))
+        >>> tuple(xb.shape), bool(np.all(xb.numpy()[:, 0, 0] // 3 == yb.numpy()))
+        ((6, 2, 3), True)
+        """
+        tf = _import_tensorflow()
+        initial_epoch = _require_int("initial_epoch", initial_epoch, 0, "epochs count from 0")
+        if num_parallel_calls is None:
+            num_parallel_calls = tf.data.AUTOTUNE
+        N = self.labels.size
+        steps = tf.data.Dataset.counter(start=initial_epoch * self.steps_per_epoch)
+
+        if load_fn is None:
+            if output_shape is not None or output_dtype is not None or element_spec is not None:
+                raise ValueError(
+                    "`output_shape`, `output_dtype` and `element_spec` describe what "
+                    "`load_fn` returns; without `load_fn` the arrays' own shapes are used. "
+                    "Drop them, or pass `load_fn`."
+                )
+            kind, keys, arrays = _flatten(x, "x")
+            arrays = [np.asarray(a) for a in arrays]
+            for name, a in zip(keys or range(len(arrays)), arrays):
+                if a.ndim == 0 or a.shape[0] != N:
+                    where = "" if kind == "array" else f" (entry {name!r})"
+                    raise ValueError(
+                        f"`x`{where} must have first dimension {N} = len(labels), got "
+                        f"shape {a.shape}. If `x` is a list of file paths or other items, "
+                        "pass `load_fn=` to load them one by one."
+                    )
+                if a.dtype == object:
+                    raise TypeError(
+                        f"`x`{'' if kind == 'array' else f' (entry {name!r})'} has dtype "
+                        "object; pass numeric arrays, or items with a `load_fn`."
+                    )
+            labels32 = self._labels32
+            batch = self.batch_size
+
+            def gather(step):
+                idx = self.batch_indices(int(step))
+                return [a[idx] for a in arrays] + [labels32[idx]]
+
+            tout = [tf.as_dtype(a.dtype) for a in arrays] + [tf.int32]
+
+            def fetch(step):
+                *values, y = tf.numpy_function(gather, [step], tout, name="pk_gather")
+                for v, a in zip(values, arrays):
+                    v.set_shape((batch,) + a.shape[1:])
+                y.set_shape((batch,))
+                return _pack(kind, keys, values), y
+
+            ds = steps.map(fetch, num_parallel_calls=num_parallel_calls, deterministic=True)
+            return ds.prefetch(tf.data.AUTOTUNE)
+
+        if not callable(load_fn):
+            raise TypeError(f"`load_fn` must be callable, got {load_fn!r}.")
+        items = x
+        try:
+            n_items = len(items)
+        except TypeError:
+            raise TypeError(
+                "With `load_fn`, `x` must be a sequence of items (e.g. a list of file "
+                f"paths) with len(x) == len(labels) == {N}; got {type(items).__name__}."
+            ) from None
+        if n_items != N:
+            raise ValueError(
+                f"`x` has {n_items} items but `labels` has {N}: give one label per item."
+            )
+        kind, keys, specs = self._item_specs(tf, items, load_fn, output_shape, output_dtype,
+                                            element_spec)
+        shapes = [tuple(s.shape.as_list()) for s in specs]
+        dtypes = [s.dtype.as_numpy_dtype for s in specs]
+        labels32 = self._labels32
+
+        def indices(step):
+            idx = self.batch_indices(int(step))
+            return idx, labels32[idx]
+
+        def load(i):
+            i = int(i)
+            out = load_fn(items[i])
+            k, _, values = _flatten(out, "load_fn")
+            if k != kind or len(values) != len(shapes) or (
+                kind == "dict" and list(out) != keys
+            ):
+                raise ValueError(
+                    f"load_fn returned a different structure for item {i} ({items[i]!r}) "
+                    "than the first item / element_spec."
+                )
+            result = []
+            for v, shape, dtype in zip(values, shapes, dtypes):
+                v = np.asarray(v)
+                if v.shape != shape:
+                    raise ValueError(
+                        f"load_fn returned shape {v.shape} for item {i} ({items[i]!r}) but "
+                        f"every example must have shape {shape} (the shape of the first "
+                        "item, or output_shape / element_spec). Resize, crop or pad inside "
+                        "load_fn."
+                    )
+                result.append(v.astype(dtype, copy=False))
+            return result
+
+        tout = [s.dtype for s in specs]
+
+        def index_batch(step):
+            idx, y = tf.numpy_function(indices, [step], [tf.int64, tf.int32], name="pk_indices")
+            idx.set_shape((self.batch_size,))
+            y.set_shape((self.batch_size,))
+            return tf.data.Dataset.from_tensor_slices((idx, y))
+
+        def load_one(i, y):
+            values = tf.numpy_function(load, [i], tout, name="pk_load")
+            for v, shape in zip(values, shapes):
+                v.set_shape(shape)
+            return _pack(kind, keys, values), y
+
+        ds = steps.flat_map(index_batch)
+        ds = ds.map(load_one, num_parallel_calls=num_parallel_calls, deterministic=True)
+        ds = ds.batch(self.batch_size, drop_remainder=True)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def _item_specs(self, tf, items, load_fn, output_shape, output_dtype, element_spec):
+        if element_spec is not None:
+            if output_shape is not None or output_dtype is not None:
+                raise ValueError("Pass either `element_spec` or `output_shape`/`output_dtype`.")
+            kind, keys, specs = _flatten(element_spec, "element_spec")
+            for s in specs:
+                if not isinstance(s, tf.TensorSpec) or not s.shape.is_fully_defined():
+                    raise ValueError(
+                        "`element_spec` must be a tf.TensorSpec (or a tuple / dict of them) "
+                        f"with a fully known shape, got {s!r}."
+                    )
+            return kind, keys, specs
+        if output_shape is not None:
+            shape = tuple(int(d) for d in output_shape)
+            dtype = tf.as_dtype(output_dtype if output_dtype is not None else "float32")
+            return "array", None, [tf.TensorSpec(shape, dtype)]
+        first = load_fn(items[0])
+        kind, keys, values = _flatten(first, "load_fn")
+        specs = []
+        for v in values:
+            v = np.asarray(v)
+            if v.dtype == object:
+                raise TypeError(
+                    f"load_fn({items[0]!r}) returned an array of dtype object; it must "
+                    "return numeric arrays."
+                )
+            dtype = output_dtype if (output_dtype is not None and kind == "array") else v.dtype
+            specs.append(tf.TensorSpec(v.shape, tf.as_dtype(dtype)))
+        return kind, keys, specs

@@ -1,0 +1,127 @@
+"""Pairwise distance matrices, written in `keras.ops` for every backend.
+
+This module is the only place that knows how a distance is computed; miners and
+losses ask it for a `[N, M]` matrix by name.
+
+| metric                | d(x, y)                                                   |
+|-----------------------|-----------------------------------------------------------|
+| `"euclidean"`         | ‖x − y‖₂                                                  |
+| `"squared_euclidean"` | ‖x − y‖₂²                                                 |
+| `"cosine"`            | 1 − cos(x, y); a zero vector has similarity 0 with all    |
+| `"angular"`           | max(1 − cos(x, y), 0), tensorflow-addons' "angular"       |
+| `"minkowski"`         | (Σ_k |x_k − y_k|^p)^(1/p), p ≥ 1                          |
+
+The Euclidean and Minkowski roots use `safe_sqrt`/`_safe_root`, whose gradient is 0
+(not NaN) where the distance is 0: the classic NaN of `sqrt` at 0 hits the diagonal
+and every pair of duplicate embeddings.
+"""
+
+from keras import ops
+
+from keras_triplet._validation import as_float, check_choice, check_embeddings
+
+METRICS = ("euclidean", "squared_euclidean", "cosine", "angular", "minkowski")
+
+# tf.math.l2_normalize's epsilon (on the squared norm), so "angular" matches tensorflow-addons.
+_NORM_EPSILON = 1e-12
+
+
+def check_metric(metric, p=None):
+    """Validates a metric name (and `p` for Minkowski); returns the name."""
+    check_choice(metric, METRICS, "distance metric")
+    if metric == "minkowski":
+        if p is None or not float(p) >= 1.0:
+            raise ValueError(
+                f"The Minkowski distance needs `p >= 1` (p < 1 is not a metric); got p={p}."
+            )
+    elif p is not None:
+        raise ValueError(f"`p` only applies to the 'minkowski' metric, not to {metric!r}.")
+    return metric
+
+
+def safe_sqrt(x):
+    """`sqrt(max(x, 0))` with gradient 0 where `x <= 0` (instead of inf or NaN)."""
+    positive = x > 0
+    return ops.where(positive, ops.sqrt(ops.where(positive, x, ops.ones_like(x))), 0.0)
+
+
+def l2_normalize(x, axis=-1):
+    """`x / ‖x‖`, leaving zero vectors at zero (finite gradient)."""
+    squared_norm = ops.sum(ops.square(x), axis=axis, keepdims=True)
+    return x * ops.rsqrt(ops.maximum(squared_norm, _NORM_EPSILON))
+
+
+def _squared_euclidean(x, y):
+    # ‖x‖² + ‖y‖² − 2 x·y: one matmul, O(N·M) memory; clipped at 0 against rounding.
+    xx = ops.sum(ops.square(x), axis=1, keepdims=True)
+    yy = ops.sum(ops.square(y), axis=1, keepdims=True)
+    return ops.maximum(xx + ops.transpose(yy) - 2.0 * ops.matmul(x, ops.transpose(y)), 0.0)
+
+
+def _cosine(x, y):
+    return 1.0 - ops.matmul(l2_normalize(x), ops.transpose(l2_normalize(y)))
+
+
+def _minkowski(x, y, p):
+    if float(p) == 2.0:
+        return safe_sqrt(_squared_euclidean(x, y))
+    # [N, M, D] intermediate: Minkowski has no matmul form (memory N·M·D, never N·M·M).
+    diff = ops.abs(ops.expand_dims(x, 1) - ops.expand_dims(y, 0))
+    total = ops.sum(diff if float(p) == 1.0 else ops.power(diff, float(p)), axis=-1)
+    if float(p) == 1.0:
+        return total
+    positive = total > 0
+    root = ops.power(ops.where(positive, total, ops.ones_like(total)), 1.0 / float(p))
+    return ops.where(positive, root, 0.0)
+
+
+def pairwise_distances(x, y=None, metric="euclidean", p=None):
+    """Distance matrix between the rows of `x` and the rows of `y`.
+
+    Args:
+        x: `[N, D]` embeddings.
+        y: `[M, D]` embeddings, or None for `x` against itself. With `y=None` the result is
+            square and its diagonal is exactly 0 for every metric.
+        metric: one of `keras_triplet.distances.METRICS` (see the module docstring).
+        p: the order of the `"minkowski"` metric (`p >= 1`).
+
+    Returns:
+        A `[N, M]` float tensor (float32 for float16/bfloat16 inputs).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> x = np.array([[0.0, 0.0], [3.0, 4.0]], "float32")
+    >>> ops.convert_to_numpy(pairwise_distances(x)).tolist()
+    [[0.0, 5.0], [5.0, 0.0]]
+    """
+    check_metric(metric, p)
+    x = check_embeddings(x, name="x")
+    square = y is None
+    if square:
+        y = x
+    else:
+        y = check_embeddings(y, name="y")
+        if x.shape[1] is not None and y.shape[1] is not None and x.shape[1] != y.shape[1]:
+            raise ValueError(
+                f"x and y must have the same embedding dimension; got {x.shape[1]} and {y.shape[1]}."
+            )
+        y = ops.cast(as_float(y), x.dtype)
+
+    if metric == "euclidean":
+        d = safe_sqrt(_squared_euclidean(x, y))
+    elif metric == "squared_euclidean":
+        d = _squared_euclidean(x, y)
+    elif metric == "cosine":
+        d = _cosine(x, y)
+    elif metric == "angular":
+        d = ops.maximum(_cosine(x, y), 0.0)
+    else:
+        d = _minkowski(x, y, p)
+
+    if square:
+        # Rounding leaves small non-zero self-distances; self-pairs are exactly 0.
+        idx = ops.arange(ops.shape(x)[0])
+        d = ops.where(ops.expand_dims(idx, 1) == ops.expand_dims(idx, 0), 0.0, d)
+    return d

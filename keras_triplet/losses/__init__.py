@@ -1,0 +1,16 @@
+"""Metric-learning losses: each a plain function and a `keras.losses.Loss` class.
+
+All take `y_true` = integer labels `[B]` or `[B, 1]` and `y_pred` = embeddings `[B, D]`.
+"""
+
+from keras_triplet.losses.angular import AngularLoss, angular_loss
+from keras_triplet.losses.base import MetricLoss
+from keras_triplet.losses.quadruplet import QuadrupletLoss, quadruplet_loss
+from keras_triplet.losses.triplet import TripletLoss, triplet_loss
+
+__all__ = [
+    "MetricLoss",
+    "TripletLoss", "triplet_loss",
+    "QuadrupletLoss", "quadruplet_loss",
+    "AngularLoss", "angular_loss",
+]

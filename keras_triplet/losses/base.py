@@ -1,0 +1,55 @@
+"""`MetricLoss`: the base of every loss here, a `keras.losses.Loss` that knows its distance."""
+
+import keras
+
+from keras_triplet._validation import check_embeddings, check_labels
+from keras_triplet.distances import check_metric, pairwise_distances
+
+
+class MetricLoss(keras.losses.Loss):
+    """A loss on a batch of embeddings and their integer labels.
+
+    `y_true`: integer class labels `[B]` or `[B, 1]`; `y_pred`: embeddings `[B, D]`.
+    The loss is one scalar for the batch (pairs and triplets span examples, so there is
+    no per-example loss and `sample_weight` does not apply).
+
+    Subclasses implement `compute_from_distances`, so that a training step
+    (`keras_triplet.TripletModel`) can compute the `[B, B]` matrix once with
+    `pairwise(embeddings)` and share it between the loss and the mining statistics.
+    """
+
+    margin = 0.0
+
+    def __init__(self, distance="euclidean", p=None, name=None, reduction="sum_over_batch_size", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.distance = check_metric(distance, p)
+        self.p = p
+
+    def pairwise(self, embeddings):
+        """The `[B, B]` distance matrix this loss is computed on."""
+        return pairwise_distances(embeddings, metric=self.distance, p=self.p)
+
+    def call(self, y_true, y_pred):
+        embeddings = check_embeddings(y_pred)
+        labels = check_labels(y_true, batch_size=embeddings.shape[0])
+        return self.compute_from_distances(labels, self.pairwise(embeddings), embeddings=embeddings)
+
+    def compute_from_distances(self, labels, distances, embeddings=None, ref_labels=None):
+        """The loss from a precomputed `[B, R]` distance matrix (scalar).
+
+        `ref_labels` (`[R]`) are the labels of the matrix's columns when they are not the
+        batch itself (cross-batch memory); the first `B` columns must be the batch.
+        """
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"distance": self.distance, "p": self.p})
+        return config
+
+
+def prepare(y_true, y_pred, distance, p):
+    """Validated labels and the distance matrix, for the functional forms."""
+    embeddings = check_embeddings(y_pred)
+    labels = check_labels(y_true, batch_size=embeddings.shape[0])
+    return labels, pairwise_distances(embeddings, metric=distance, p=p)

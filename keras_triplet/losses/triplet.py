@@ -1,0 +1,135 @@
+"""Triplet loss with online mining."""
+
+import keras
+from keras import ops
+
+from keras_triplet import miners as miners_lib
+from keras_triplet._validation import check_choice, check_margin
+from keras_triplet.losses.base import MetricLoss, prepare
+
+AVERAGES = ("auto", "triplets", "nonzero")
+
+
+def triplet_loss_from_distances(labels, distances, miner, margin=1.0, soft_margin=False, average="auto", ref_labels=None):
+    """The triplet loss from a `[B, R]` distance matrix and a miner instance.
+
+    See `triplet_loss` for the formula. Returns a float32 scalar.
+    """
+    check_choice(average, AVERAGES, "average")
+    if soft_margin and not miner.single_negative:
+        raise ValueError(
+            f"soft_margin=True needs a miner that picks one negative per positive pair "
+            f"('batch-hard' or 'semi-hard'); {type(miner).__name__} picks many. Use the hinge "
+            "form (soft_margin=False) with batch-all mining."
+        )
+    if isinstance(miner, miners_lib.BatchAllMiner) and miner.margin > margin and not soft_margin:
+        raise ValueError(
+            f"The BatchAllMiner's margin ({miner.margin}) exceeds the loss margin ({margin}): it "
+            "would select triplets whose hinge loss is 0. Give both the same margin."
+        )
+    selected = miner.mine(labels, distances, ref_labels=ref_labels)
+    pair = selected["pair_mask"]
+    count = selected["negative_count"]
+    negative_sum = selected["negative_distance_sum"]
+    if soft_margin:
+        pair_loss = ops.where(pair > 0, ops.softplus(distances - negative_sum), 0.0)
+    else:
+        # Σ_n max(d(a,p) − d(a,n) + m, 0) over the mined negatives; a band miner only
+        # selects negatives whose hinge is positive, so the sum has a closed form.
+        pair_loss = ops.where(pair > 0, ops.relu(count * (distances + margin) - negative_sum), 0.0)
+    if average == "auto":
+        average = "nonzero" if not miner.single_negative else "triplets"
+    if average == "nonzero":
+        denominator = ops.sum(ops.where(pair_loss > 0, count, 0.0))
+    else:
+        denominator = ops.sum(count)
+    # No mined triplet (or none with a loss): the numerator is 0 too, and so is the gradient.
+    return ops.sum(pair_loss) / ops.maximum(denominator, 1.0)
+
+
+def triplet_loss(y_true, y_pred, margin=1.0, distance="euclidean", miner="semi-hard", soft_margin=False, average="auto", p=None):
+    """Triplet loss with online mining (Schroff et al., "FaceNet", CVPR 2015; Hermans et
+    al., "In Defense of the Triplet Loss for Person Re-Identification", 2017).
+
+    For each mined triplet (anchor `a`, positive `p`, negative `n`):
+
+        ℓ = max(d(a, p) − d(a, n) + margin, 0)        (hinge, default)
+        ℓ = log(1 + exp(d(a, p) − d(a, n)))            (soft_margin=True)
+
+    The loss is `Σ ℓ / N`, with `N` the number of mined triplets (`average="triplets"`)
+    or of mined triplets with `ℓ > 0` (`average="nonzero"`); `"auto"` picks `"nonzero"`
+    for batch-all mining and `"triplets"` otherwise. A batch without any mined triplet
+    gives 0.
+
+    Args:
+        y_true: integer labels, `[B]` or `[B, 1]`.
+        y_pred: embeddings, `[B, D]`.
+        margin: the hinge margin (>= 0); unused with `soft_margin=True`.
+        distance: a metric of `keras_triplet.distances` (default `"euclidean"`).
+        miner: `"semi-hard"` (FaceNet; tensorflow-addons' `TripletSemiHardLoss`),
+            `"batch-hard"`, `"batch-all"`, or a `keras_triplet.miners` layer.
+            docs/semantics.md says exactly which triplets each selects.
+        soft_margin: softplus instead of the hinge (single-negative miners only).
+        average: `"auto"`, `"triplets"` or `"nonzero"`.
+        p: the order of the Minkowski distance.
+
+    Example:
+
+    >>> import numpy as np
+    >>> labels = np.array([0, 0, 1, 1])
+    >>> emb = np.array([[0.0, 0.0], [0.0, 1.0], [0.5, 0.0], [2.0, 0.0]], "float32")
+    >>> round(float(triplet_loss(labels, emb, margin=1.0, miner="batch-hard")), 4)
+    1.2205
+    """
+    margin = check_margin(margin)
+    labels, distances = prepare(y_true, y_pred, distance, p)
+    miner = miners_lib.get(miner, margin=margin, distance=distance, p=p)
+    return triplet_loss_from_distances(labels, distances, miner, margin, soft_margin, average)
+
+
+@keras.saving.register_keras_serializable(package="keras_triplet")
+class TripletLoss(MetricLoss):
+    """Triplet loss with online mining, for `model.compile(loss=TripletLoss())`.
+
+    See `keras_triplet.losses.triplet_loss` for the formula and arguments.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> model.compile(optimizer="adam", loss=TripletLoss(margin=0.5, miner="batch-hard"))
+    >>> x, y = np.random.rand(16, 8).astype("float32"), np.repeat(np.arange(4), 4)
+    >>> history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    """
+
+    def __init__(self, margin=1.0, distance="euclidean", miner="semi-hard", soft_margin=False, average="auto", p=None, name="triplet_loss", **kwargs):
+        super().__init__(distance=distance, p=p, name=name, **kwargs)
+        self.margin = check_margin(margin)
+        self.miner = miners_lib.get(miner, margin=self.margin, distance=distance, p=p)
+        self.soft_margin = bool(soft_margin)
+        self.average = check_choice(average, AVERAGES, "average")
+        # Fail at construction, not at the first batch.
+        if self.soft_margin and not self.miner.single_negative:
+            raise ValueError("soft_margin=True needs the 'batch-hard' or 'semi-hard' miner.")
+
+    def compute_from_distances(self, labels, distances, embeddings=None, ref_labels=None):
+        return triplet_loss_from_distances(
+            labels, distances, self.miner, self.margin, self.soft_margin, self.average, ref_labels=ref_labels
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "margin": self.margin,
+            "miner": keras.saving.serialize_keras_object(self.miner),
+            "soft_margin": self.soft_margin,
+            "average": self.average,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("miner"), dict):
+            config["miner"] = keras.saving.deserialize_keras_object(config["miner"])
+        return cls(**config)

@@ -1,0 +1,47 @@
+"""Retrieval and verification metrics of embeddings, and the `RetrievalEvaluation` callback.
+
+The metric functions are NumPy (they take NumPy arrays and do not depend on the Keras
+backend); `RetrievalEvaluation` (a Keras callback) is loaded on first use.
+
+- `retrieval_metrics(embeddings, labels, ks=(1, 5))`: Recall@K, Precision@1,
+  R-Precision and MAP@R (Musgrave et al., ECCV 2020), leave-one-out or against a
+  reference set, computed by chunks.
+- `verification_metrics(embeddings, labels)`: EER, its threshold and ROC AUC over pairs;
+  `roc_curve`, `equal_error_rate`, `roc_auc`, `tar_at_far`, `far_frr_at_threshold`,
+  `choose_threshold` and `pair_distances` for finer control.
+"""
+
+import importlib
+
+from keras_triplet.metrics.retrieval import pairwise_distances_numpy, retrieval_metrics
+from keras_triplet.metrics.verification import (
+    choose_threshold,
+    equal_error_rate,
+    far_frr_at_threshold,
+    pair_distances,
+    roc_auc,
+    roc_curve,
+    tar_at_far,
+    verification_metrics,
+)
+
+
+def __getattr__(name):
+    if name == "RetrievalEvaluation":
+        return importlib.import_module("keras_triplet.metrics.callbacks").RetrievalEvaluation
+    raise AttributeError(f"module 'keras_triplet.metrics' has no attribute {name!r}")
+
+
+__all__ = [
+    "RetrievalEvaluation",
+    "choose_threshold",
+    "equal_error_rate",
+    "far_frr_at_threshold",
+    "pair_distances",
+    "pairwise_distances_numpy",
+    "retrieval_metrics",
+    "roc_auc",
+    "roc_curve",
+    "tar_at_far",
+    "verification_metrics",
+]

@@ -1,0 +1,41 @@
+"""Triplet miners: Keras layers that select triplets from a distance matrix.
+
+See `TripletMiner` for what a miner returns, and docs/semantics.md for exactly which
+triplets each miner selects.
+"""
+
+from keras_triplet.miners.base import TripletMiner
+from keras_triplet.miners.batch_all import BatchAllMiner
+from keras_triplet.miners.batch_hard import BatchHardMiner
+from keras_triplet.miners.labels import pair_masks
+from keras_triplet.miners.semi_hard import SemiHardMiner
+from keras_triplet.miners.statistics import triplet_statistics
+
+_BY_NAME = {"semi-hard": SemiHardMiner, "batch-hard": BatchHardMiner, "batch-all": BatchAllMiner}
+_ALIASES = {"semihard": "semi-hard", "hard": "batch-hard", "all": "batch-all"}
+
+
+def get(identifier, margin=1.0, distance="euclidean", p=None):
+    """A miner from a name (`"semi-hard"`, `"batch-hard"`, `"batch-all"`) or a miner instance.
+
+    A named batch-all miner takes `margin`, so that it selects exactly the triplets whose
+    hinge loss at that margin is non-zero.
+    """
+    if isinstance(identifier, TripletMiner):
+        return identifier
+    if isinstance(identifier, str):
+        key = identifier.lower().replace("_", "-")
+        key = _ALIASES.get(key, key)
+        if key in _BY_NAME:
+            kwargs = {"margin": margin} if key == "batch-all" else {}
+            return _BY_NAME[key](distance=distance, p=p, **kwargs)
+    raise ValueError(
+        f"Unknown miner {identifier!r}; expected 'semi-hard', 'batch-hard', 'batch-all' or a "
+        "keras_triplet.miners.TripletMiner instance."
+    )
+
+
+__all__ = [
+    "TripletMiner", "BatchAllMiner", "BatchHardMiner", "SemiHardMiner",
+    "triplet_statistics", "pair_masks", "get",
+]

@@ -1,0 +1,73 @@
+"""The base class of triplet miners and the contract of what they return."""
+
+import keras
+from keras import ops
+
+from keras_triplet._validation import as_float, check_embeddings, check_labels
+from keras_triplet.distances import check_metric, pairwise_distances
+
+
+class TripletMiner(keras.layers.Layer):
+    """Base class: a Keras layer that selects triplets from a distance matrix.
+
+    Call it as `miner(labels, distances=D)` (a precomputed `[B, B]` matrix) or
+    `miner(labels, embeddings=E)` (the miner computes the matrix with its `distance`).
+    It returns a dict of `[B, B]` float tensors indexed `[anchor, positive]`:
+
+    * `pair_mask`: 1 where the positive pair `(a, p)` is used;
+    * `negative_count`: how many negatives were chosen for `(a, p)`;
+    * `negative_distance_sum`: the sum of `d(a, n)` over those negatives (differentiable).
+
+    Static shapes and O(B²) memory: the selection is never a list of indices, and no
+    `B × B × B` tensor is built, so miners compile with `jit_compile=True`.
+
+    Subclasses implement `mine(labels, distances, ref_labels=None)`. Single-negative
+    miners set `single_negative = True` (`negative_count` is 0 or 1, so
+    `negative_distance_sum` is the chosen negative's distance).
+    """
+
+    single_negative = False
+
+    def __init__(self, distance="euclidean", p=None, **kwargs):
+        # Selection compares distances: keep float32 even under a mixed-precision policy.
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.distance = check_metric(distance, p)
+        self.p = p
+
+    def call(self, labels, distances=None, embeddings=None):
+        if (distances is None) == (embeddings is None):
+            raise ValueError("Pass exactly one of `distances=` ([B, B] matrix) or `embeddings=` ([B, D]).")
+        if distances is None:
+            embeddings = check_embeddings(embeddings)
+            distances = pairwise_distances(embeddings, metric=self.distance, p=self.p)
+        else:
+            distances = as_float(distances)
+            if len(distances.shape) != 2:
+                raise ValueError(f"`distances` must be a [B, B] matrix; got shape {tuple(distances.shape)}.")
+        labels = check_labels(labels, batch_size=distances.shape[0])
+        return self.mine(labels, distances)
+
+    def mine(self, labels, distances, ref_labels=None):
+        raise NotImplementedError
+
+    def compute_output_spec(self, labels, distances=None, embeddings=None):
+        b = labels.shape[0]
+        spec = keras.KerasTensor((b, b), dtype="float32")
+        return {"pair_mask": spec, "negative_count": spec, "negative_distance_sum": spec}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"distance": self.distance, "p": self.p})
+        return config
+
+
+def selection(pair_mask, negative_count, negative_distance_sum):
+    """Packs a miner's output, zeroing everything outside the used pairs."""
+    pair = ops.cast(pair_mask, "float32")
+    dtype = negative_distance_sum.dtype
+    return {
+        "pair_mask": ops.cast(pair, dtype),
+        "negative_count": ops.where(pair_mask, ops.cast(negative_count, dtype), 0.0),
+        "negative_distance_sum": ops.where(pair_mask, negative_distance_sum, 0.0),
+    }

@@ -1,0 +1,66 @@
+"""Batch-all mining: every negative in a margin band (Hermans et al., 2017, "batch all")."""
+
+import keras
+from keras import ops
+
+from keras_triplet._validation import check_choice, check_margin
+from keras_triplet.miners.base import TripletMiner, selection
+from keras_triplet.miners.labels import pair_masks
+from keras_triplet.miners.rows import SortedNegatives
+
+SELECTIONS = ("violating", "hard", "semi-hard")
+
+
+@keras.saving.register_keras_serializable(package="keras_triplet")
+class BatchAllMiner(TripletMiner):
+    """For each positive pair, every negative in a band around `d(a, p)`.
+
+    * `select="violating"` (default): `d(a, n) < d(a, p) + margin`, i.e. every triplet
+      whose hinge loss `d(a, p) − d(a, n) + margin` is positive;
+    * `select="hard"`: `d(a, n) ≤ d(a, p)`;
+    * `select="semi-hard"`: `d(a, p) < d(a, n) < d(a, p) + margin`.
+
+    A pair is used when its band holds at least one negative. The output holds the
+    count and the sum of the band's distances per pair, so the summed hinge loss over
+    the band is `count · (d(a, p) + margin) − sum`: O(B²) memory where listing the
+    triplets would take O(B³).
+
+    With pytorch-metric-learning's `TripletMarginMiner(margin, type_of_triplets=t)`,
+    `t="all"`, `"hard"` and `"semihard"` correspond to `"violating"`, `"hard"` and
+    `"semi-hard"` here (up to equality at the band edges).
+
+    Example:
+
+    >>> import numpy as np
+    >>> miner = BatchAllMiner(margin=1.0)
+    >>> x = np.array([[0.0], [1.0], [1.5], [5.0]], "float32")
+    >>> out = miner(np.array([0, 0, 1, 1]), embeddings=x)
+    >>> float(np.asarray(out["negative_count"])[0, 1])  # d(0,1)=1: negatives below 2 -> {1.5}
+    1.0
+    """
+
+    def __init__(self, margin=1.0, select="violating", **kwargs):
+        super().__init__(**kwargs)
+        self.margin = check_margin(margin)
+        self.select = check_choice(select, SELECTIONS, "batch-all selection")
+
+    def mine(self, labels, distances, ref_labels=None):
+        positive, negative = pair_masks(labels, ref_labels)
+        negatives = SortedNegatives(distances, negative)
+        if self.select == "violating":
+            stop = negatives.count_below(distances + self.margin)
+            start = ops.zeros_like(stop)
+        elif self.select == "hard":
+            stop = negatives.count_below(distances, inclusive=True)
+            start = ops.zeros_like(stop)
+        else:
+            start = negatives.count_below(distances, inclusive=True)
+            stop = ops.maximum(negatives.count_below(distances + self.margin), start)
+        count = stop - start
+        pair = ops.logical_and(positive, count > 0)
+        return selection(pair, count, negatives.range_sum(start, stop))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"margin": self.margin, "select": self.select})
+        return config
