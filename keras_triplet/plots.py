@@ -80,7 +80,8 @@ def distance_histograms(
     ax.set_xlabel(f"{metric} distance")
     ax.set_ylabel("density")
     ax.set_title(title or "Pair distances")
-    ax.legend(fontsize="small")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.4)  # headroom for the legend
+    ax.legend(fontsize="small", loc="upper right")
     return _finish(fig, path, dpi)
 
 
@@ -129,8 +130,8 @@ def det_curve_plot(distances, is_same, title=None, label=None, path=None, dpi=10
     """DET curve (FRR against FAR on normal-deviate axes), with the EER point marked.
 
     The standard detection-error trade-off plot of speaker / face verification: both
-    axes use the probit scale (`scipy.stats.norm.ppf`), ticks in percent; rates of 0 or 1
-    are clipped to 0.01% / 99.99% to stay on the chart.
+    axes use the probit scale (`scipy.stats.norm.ppf`), ticks in percent, up to 99.9%;
+    rates of 0 or 1 are clipped to 0.01% / 99.99% (off the chart's edge).
 
     Example:
 
@@ -157,7 +158,7 @@ def det_curve_plot(distances, is_same, title=None, label=None, path=None, dpi=10
     ax.plot(probit([lo, hi]), probit([lo, hi]), color="gray", linestyle=":", linewidth=1)
     ax.plot(probit([eer]), probit([eer]), "o", color="tab:red",
             label=f"EER = {100 * eer:.2f}% at d = {threshold:.3g}")
-    ticks = np.array([0.0001, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95, 0.99])
+    ticks = np.array([0.0001, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95, 0.99, 0.999])
     # Show the ticks that cover the curve (plus one on each side).
     used = np.r_[far, frr]
     used = used[(used > 0) & (used < 1)]
@@ -169,13 +170,13 @@ def det_curve_plot(distances, is_same, title=None, label=None, path=None, dpi=10
                                   (ax.set_yticks, ax.set_yticklabels)):
         set_ticks(probit(ticks))
         set_labels(labels)
-    ax.set_xlim(probit(ticks[0]), probit(hi))
-    ax.set_ylim(probit(ticks[0]), probit(hi))
+    ax.set_xlim(probit(ticks[0]), probit(0.999))
+    ax.set_ylim(probit(ticks[0]), probit(0.999))
     ax.set_xlabel("false accept rate (FAR, %)")
     ax.set_ylabel("false reject rate (FRR, %)")
     ax.set_title(title or "DET")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="lower left", fontsize="small")
     return _finish(fig, path, dpi)
 
 
@@ -186,6 +187,7 @@ def embedding_projection(
     max_points=5000,
     seed=0,
     perplexity=30.0,
+    tsne_kwargs=None,
     title=None,
     path=None,
     dpi=100,
@@ -195,7 +197,8 @@ def embedding_projection(
     `method="pca"` uses `sklearn.decomposition.PCA`, `"tsne"` `sklearn.manifold.TSNE`
     (slow: above a few thousand points keep `max_points` small). Above `max_points`
     points a random subset (seeded by `seed`) is drawn. The legend lists the classes when
-    there are at most 20.
+    there are at most 20 (outside the axes, on the right). `tsne_kwargs` go to `TSNE`
+    (e.g. `{"max_iter": 250}` for a quicker, rougher map).
 
     Example:
 
@@ -225,8 +228,12 @@ def embedding_projection(
     else:
         from sklearn.manifold import TSNE
 
-        xy = TSNE(n_components=2, perplexity=min(perplexity, max(1.0, (x.shape[0] - 1) / 3)),
-                  init="pca", random_state=seed).fit_transform(x)
+        # Exact gradients up to 1000 points (fast there, and no thread pool); Barnes-Hut above.
+        options = dict(n_components=2, init="pca", random_state=seed,
+                       perplexity=min(perplexity, max(1.0, (x.shape[0] - 1) / 3)),
+                       method="exact" if x.shape[0] <= 1000 else "barnes_hut")
+        options.update(tsne_kwargs or {})
+        xy = TSNE(**options).fit_transform(x)
     classes = np.unique(y)
     fig = _figure((6.4, 5.6))
     ax = fig.add_subplot()
@@ -235,7 +242,8 @@ def embedding_projection(
         m = y == c
         ax.scatter(xy[m, 0], xy[m, 1], s=10, color=cmap[i], label=str(c), alpha=0.8)
     if len(classes) <= 20:
-        ax.legend(title="class", fontsize="small", markerscale=2, loc="best")
+        ax.legend(title="class", fontsize="small", markerscale=2, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.set_title(title or f"Embeddings ({'PCA' if method == 'pca' else 't-SNE'})")
     ax.set_xticks([])
     ax.set_yticks([])

@@ -38,6 +38,10 @@ def _check_metric(distance_metric):
 def _distances(embeddings, distance_metric):
     if callable(_check_metric(distance_metric)):
         return as_float(distance_metric(embeddings))
+    if distance_metric == "angular":
+        # tensorflow-addons does not zero the angular diagonal: a zero embedding is at
+        # distance 1 from itself. Its corner cases read the diagonal, so keep it.
+        return pairwise_distances(embeddings, embeddings, metric="angular")
     return pairwise_distances(embeddings, metric=DISTANCE_METRICS[distance_metric])
 
 
@@ -53,8 +57,9 @@ def triplet_semihard_loss(y_true, y_pred, margin=1.0, distance_metric="L2"):
     For every positive pair `(a, p)`: `max(d(a, p) − d(a, n) + margin, 0)` with `n` the
     semi-hard negative (`keras_triplet.miners.SemiHardMiner`, falling back to the farthest
     negative), summed and divided by the number of positive pairs. In a batch of one class
-    (no negative at all), tensorflow-addons uses 0 for `d(a, n)`, and so do we. A batch
-    without positive pairs gives 0 (tensorflow-addons: NaN).
+    (no negative at all), tensorflow-addons uses the smallest entry of the anchor's row
+    (its self-distance, usually 0) for `d(a, n)`, and so do we. A batch without positive
+    pairs gives 0 (tensorflow-addons: NaN).
 
     Example:
 
@@ -69,7 +74,8 @@ def triplet_semihard_loss(y_true, y_pred, margin=1.0, distance_metric="L2"):
     positive, negative = pair_masks(labels)
     selected = SemiHardMiner(fallback="farthest").mine(labels, distances)
     any_negative = ops.any(negative)
-    negative_distance = ops.where(any_negative, selected["negative_distance_sum"], 0.0)
+    row_min = ops.min(distances, axis=1, keepdims=True)
+    negative_distance = ops.where(any_negative, selected["negative_distance_sum"], row_min)
     hinge = ops.where(positive, ops.relu(distances - negative_distance + margin), 0.0)
     return ops.sum(hinge) / ops.maximum(ops.sum(ops.cast(positive, hinge.dtype)), 1.0)
 

@@ -13,7 +13,11 @@ class PKPyDataset(keras.utils.PyDataset):
     the same `PKSampler`), without TensorFlow. `len(dataset)` is
     `sampler.steps_per_epoch`; `dataset[i]` is batch `i` of the current epoch, a pure
     function of `(seed, epoch, i)`, so workers (threads or processes) do not change the
-    batches. The epoch advances in `on_epoch_end`, which `model.fit` calls.
+    batches. The epoch moves on after each pass Keras makes over the data
+    (`on_epoch_begin` then `on_epoch_end`), so every training epoch gets fresh batches;
+    note that on some backends the first `fit` of an unbuilt model makes one extra short
+    pass to build it, which uses up epoch 0. Set `dataset.epoch` to pick an epoch by
+    hand.
 
     `model.fit` shuffles the order of a PyDataset's batches by default (with Python's
     `random`); the batches are already in random order, so pass `shuffle=False` to get
@@ -131,5 +135,14 @@ class PKPyDataset(keras.utils.PyDataset):
                 ) from None
         return _pack(kind, keys, stacked), y
 
+    def on_epoch_begin(self):
+        self._in_epoch = True
+
     def on_epoch_end(self):
-        self.epoch += 1
+        # `model.fit` also calls `on_epoch_end` when it resets its data iterator before
+        # the first epoch; only a pass that began moves on to the next epoch. (Advancing
+        # here, not in `on_epoch_begin`, matters: Keras starts the workers of the next
+        # pass, which take a copy of this object, before it calls `on_epoch_begin`.)
+        if getattr(self, "_in_epoch", False):
+            self.epoch += 1
+            self._in_epoch = False

@@ -461,6 +461,7 @@ class PKSampler:
         element_spec=None,
         initial_epoch=0,
         num_parallel_calls=None,
+        items_per_call=None,
     ):
         """An endless `tf.data.Dataset` of `(x_batch, y_batch)` P×K batches.
 
@@ -478,8 +479,9 @@ class PKSampler:
         - **Items loaded one by one** (`load_fn` given): `x` is a sequence of `N` items
           (file paths, ids, ...) and `load_fn(item)` returns the example as a NumPy
           array (or a tuple / dict of arrays) of fixed shape. Items are loaded in
-          parallel (`tf.numpy_function` in `map(num_parallel_calls=AUTOTUNE)`, order
-          kept), batched and prefetched; only the batches in flight are in memory.
+          parallel (`tf.numpy_function` calls, each loading `items_per_call` items, in
+          `map(num_parallel_calls=AUTOTUNE)`, order kept), batched and prefetched;
+          only the batches in flight are in memory.
           The shape and dtype are found by loading `x[0]` once, unless given by
           `output_shape` / `output_dtype`, or by `element_spec` (a `tf.TensorSpec`, or
           a tuple / dict of them, for structured examples).
@@ -495,6 +497,11 @@ class PKSampler:
             initial_epoch: start at the first batch of this epoch (to resume).
             num_parallel_calls: parallelism of the gather / load map
                 (default `tf.data.AUTOTUNE`).
+            items_per_call: items only: how many consecutive items of a batch one
+                `tf.numpy_function` call loads (one after the other), the calls running
+                in parallel. Larger groups cut the per-call overhead of
+                `tf.numpy_function`; smaller ones give more parallelism. Default `K`;
+                rounded down to a divisor of the batch size.
 
         Example (items, here `.npy` files):
 
@@ -518,11 +525,12 @@ class PKSampler:
         steps = tf.data.Dataset.counter(start=initial_epoch * self.steps_per_epoch)
 
         if load_fn is None:
-            if output_shape is not None or output_dtype is not None or element_spec is not None:
+            if any(a is not None for a in (output_shape, output_dtype, element_spec,
+                                           items_per_call)):
                 raise ValueError(
-                    "`output_shape`, `output_dtype` and `element_spec` describe what "
-                    "`load_fn` returns; without `load_fn` the arrays' own shapes are used. "
-                    "Drop them, or pass `load_fn`."
+                    "`output_shape`, `output_dtype`, `element_spec` and `items_per_call` "
+                    "are about items loaded with `load_fn`; without `load_fn` the arrays' "
+                    "own shapes are used. Drop them, or pass `load_fn`."
                 )
             kind, keys, arrays = _flatten(x, "x")
             arrays = [np.asarray(a) for a in arrays]
@@ -582,8 +590,13 @@ class PKSampler:
             idx = self.batch_indices(int(step))
             return idx, labels32[idx]
 
-        def load(i):
-            i = int(i)
+        B = self.batch_size
+        if items_per_call is None:
+            items_per_call = self.samples_per_class
+        g = _require_int("items_per_call", items_per_call, 1, "items loaded per call")
+        g = max(d for d in range(1, min(g, B) + 1) if B % d == 0)  # a divisor of B
+
+        def load_one(i):
             out = load_fn(items[i])
             k, _, values = _flatten(out, "load_fn")
             if k != kind or len(values) != len(shapes) or (
@@ -591,7 +604,7 @@ class PKSampler:
             ):
                 raise ValueError(
                     f"load_fn returned a different structure for item {i} ({items[i]!r}) "
-                    "than the first item / element_spec."
+                    "than for the first item / element_spec."
                 )
             result = []
             for v, shape, dtype in zip(values, shapes, dtypes):
@@ -606,23 +619,33 @@ class PKSampler:
                 result.append(v.astype(dtype, copy=False))
             return result
 
+        def load_group(group):
+            loaded = [load_one(int(i)) for i in group]
+            return [np.stack(column) for column in zip(*loaded)]
+
         tout = [s.dtype for s in specs]
 
         def index_batch(step):
             idx, y = tf.numpy_function(indices, [step], [tf.int64, tf.int32], name="pk_indices")
-            idx.set_shape((self.batch_size,))
-            y.set_shape((self.batch_size,))
-            return tf.data.Dataset.from_tensor_slices((idx, y))
+            idx.set_shape((B,))
+            y.set_shape((B,))
+            return tf.data.Dataset.from_tensor_slices((tf.reshape(idx, (B // g, g)), tf.reshape(y, (B // g, g))))
 
-        def load_one(i, y):
-            values = tf.numpy_function(load, [i], tout, name="pk_load")
+        def load(group, y):
+            values = tf.numpy_function(load_group, [group], tout, name="pk_load")
             for v, shape in zip(values, shapes):
-                v.set_shape(shape)
-            return _pack(kind, keys, values), y
+                v.set_shape((g,) + shape)
+            return tuple(values), y
 
+        def merge(values, y):
+            values = [tf.reshape(v, (B,) + shape) for v, shape in zip(values, shapes)]
+            return _pack(kind, keys, values), tf.reshape(y, (B,))
+
+        # Steps -> groups of g indices (in order) -> loaded in parallel, order kept ->
+        # B / g groups make one batch.
         ds = steps.flat_map(index_batch)
-        ds = ds.map(load_one, num_parallel_calls=num_parallel_calls, deterministic=True)
-        ds = ds.batch(self.batch_size, drop_remainder=True)
+        ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+        ds = ds.batch(B // g, drop_remainder=True).map(merge)
         return ds.prefetch(tf.data.AUTOTUNE)
 
     def _item_specs(self, tf, items, load_fn, output_shape, output_dtype, element_spec):

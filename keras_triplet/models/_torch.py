@@ -12,8 +12,8 @@ class TorchSteps:
             return super().train_step(data)
         x, y, sample_weight = unpack_x_y_sample_weight(data)
         self._check_sample_weight(sample_weight)
-        memory_state = self._memory_state()
         raw, embeddings = self(x, training=True, return_raw=True)
+        memory_state = self._memory_state()
         self.zero_grad()
         loss, stats, new_memory = self._triplet_loss(
             y, raw, embeddings, memory_state, training=True

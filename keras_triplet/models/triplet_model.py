@@ -58,6 +58,15 @@ def _backend_steps():
     return UnsupportedBackendSteps
 
 
+def _compute_output_spec(layer, inputs):
+    """Runs `layer` symbolically (what `Model.fit` does to build a model)."""
+    try:
+        from keras.src.backend import compute_output_spec
+    except ImportError:  # a Keras without this private helper: a symbolic call
+        return layer(inputs)
+    return compute_output_spec(layer, inputs)
+
+
 def _metric_loss_class():
     from keras_triplet.losses import MetricLoss
 
@@ -188,14 +197,14 @@ class TripletModel(_backend_steps(), keras.Model):
 
     # ------------------------------------------------------------------ forward pass
 
+    def _embedder_output_spec(self, input_shape):
+        """The embedder's symbolic output for `input_shape` (builds the embedder)."""
+        inputs = keras.tree.map_shape_structure(lambda s: keras.KerasTensor(s), input_shape)
+        return _compute_output_spec(self.embedder, inputs)
+
     def build(self, input_shape):
         if not self.embedder.built or self.memory is not None:
-            spec = keras.backend.compute_output_spec(
-                self.embedder,
-                keras.tree.map_shape_structure(
-                    lambda shape: keras.KerasTensor(shape), input_shape
-                ),
-            )
+            spec = self._embedder_output_spec(input_shape)
             if self.memory is not None and not self.memory.built:
                 if len(spec.shape) != 2:
                     raise ValueError(self._rank_message(spec.shape))
@@ -226,11 +235,7 @@ class TripletModel(_backend_steps(), keras.Model):
         return embeddings
 
     def compute_output_shape(self, input_shape):
-        spec = keras.backend.compute_output_spec(
-            self.embedder,
-            keras.tree.map_shape_structure(lambda shape: keras.KerasTensor(shape), input_shape),
-        )
-        return spec.shape
+        return self._embedder_output_spec(input_shape).shape
 
     def embed(self, x, batch_size=256, verbose=0):
         """Embeds `x` (arrays, a `tf.data.Dataset`, a `PyDataset`, ...) and returns NumPy.

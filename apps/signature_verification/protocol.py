@@ -1,0 +1,168 @@
+"""The writer-independent verification protocol: splits, the decision rule, FAR/FRR/EER/AUC.
+
+**Writer-independent.** Writers are split into disjoint *train*, *validation* and *test*
+sets (`writer_split`, seeded). The network learns on the train writers only; the
+decision threshold is chosen on the validation writers only; FAR, FRR, EER and AUC are
+measured on the test writers, never seen before.
+
+**Decision rule.** A writer is enrolled with `R` genuine reference signatures (default
+5, drawn at random per writer with a fixed seed). A questioned signature `q` gets the
+score
+
+    s(q, w) = mean over the references r of w of ‖f(q) − f(r)‖₂
+
+where `f` is the L2-normalised embedding (so `0 ≤ s ≤ 2`); `rule="min"` uses the
+smallest distance instead of the mean. It is accepted as genuine when
+`s(q, w) <= threshold`.
+
+**Threshold.** `threshold` is the equal-error-rate threshold of genuine versus *skilled*
+forgery scores on the validation writers (`keras_triplet.metrics.choose_threshold`),
+the harder of the two cases; it is then applied unchanged to the test writers.
+
+**Scores of one set of writers.** For every writer `w` with more than `R` genuine
+signatures:
+
+- *genuine* queries: its genuine signatures that are not references;
+- *skilled forgeries*: all its forgeries;
+- *random forgeries*: the genuine signatures of every other writer, scored against `w`.
+
+EER and AUC are computed over the pooled scores of all writers (one global threshold),
+separately for genuine-vs-skilled and genuine-vs-random; FRR is the rejected genuine
+queries, FAR the accepted forgeries (of each kind).
+
+Example:
+
+>>> import numpy as np
+>>> emb = np.array([[1, 0], [1, 0.1], [0.9, 0], [0, 1], [0.1, 1], [0, 0.9]], float)
+>>> emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+>>> s = verification_scores(emb, ["a"] * 3 + ["b"] * 3, [True] * 6, references=2)
+>>> len(s["genuine"]), len(s["skilled"]), len(s["random"])
+(2, 0, 6)
+"""
+
+import numpy as np
+
+from apps.signature_verification.loaders import natural_key
+
+RULES = ("mean", "min")
+
+
+def writer_split(writers, val_fraction=0.15, test_fraction=0.25, seed=0, min_each=1):
+    """Splits writers into disjoint `{"train", "val", "test"}` lists (seeded, sorted).
+
+    `val_fraction` / `test_fraction` of the writers (rounded, at least `min_each` each
+    when positive) go to validation / test; the rest train.
+    """
+    writers = sorted(set(writers), key=natural_key)
+    n = len(writers)
+    n_val = max(min_each, int(round(val_fraction * n))) if val_fraction > 0 else 0
+    n_test = max(min_each, int(round(test_fraction * n))) if test_fraction > 0 else 0
+    if n - n_val - n_test < (1 if val_fraction + test_fraction < 1 else 0):
+        raise ValueError(
+            f"{n} writers are too few for a validation set of {n_val} and a test set of {n_test} "
+            "writers plus training writers; add writers or lower the fractions."
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    val = [writers[i] for i in order[:n_val]]
+    test = [writers[i] for i in order[n_val:n_val + n_test]]
+    train = [writers[i] for i in order[n_val + n_test:]]
+    return {k: sorted(v, key=natural_key) for k, v in (("train", train), ("val", val), ("test", test))}
+
+
+def reference_indices(writers, genuine, references=5, seed=0):
+    """For each writer, the indices of its `references` reference signatures.
+
+    Chosen at random among the writer's genuine images (a generator seeded by `seed` and
+    the writer's position in the sorted writer list), so the choice does not depend on
+    the backend or on the other writers. Writers with at most `references` genuine images
+    are left out (they would have no genuine query). Returns `{writer: indices}`.
+    """
+    writers = np.asarray(writers).astype(str)
+    genuine = np.asarray(genuine, dtype=bool)
+    out = {}
+    for k, w in enumerate(sorted(set(writers.tolist()), key=natural_key)):
+        idx = np.nonzero((writers == w) & genuine)[0]
+        if len(idx) <= references:
+            continue
+        rng = np.random.default_rng([seed, k])
+        out[w] = np.sort(rng.choice(idx, size=references, replace=False))
+    return out
+
+
+def score_matrix(embeddings, reference_embeddings, rule="mean"):
+    """Scores `[N]` of `embeddings [N, D]` against one reference set `[R, D]` (see module)."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}; got {rule!r}.")
+    q = np.asarray(embeddings, np.float64)
+    r = np.asarray(reference_embeddings, np.float64)
+    sq = np.sum(q * q, 1)[:, None] + np.sum(r * r, 1)[None, :] - 2.0 * q @ r.T
+    d = np.sqrt(np.maximum(sq, 0.0))
+    return d.mean(axis=1) if rule == "mean" else d.min(axis=1)
+
+
+def verification_scores(embeddings, writers, genuine, references=5, rule="mean", seed=0):
+    """Scores of one set of writers: a dict of arrays `genuine`, `skilled`, `random`
+    (the scores) and `genuine_writer`, `skilled_writer`, `random_writer` (the claimed
+    writer of each), plus `writers` (those enrolled)."""
+    embeddings = np.asarray(embeddings, np.float64)
+    writers = np.asarray(writers).astype(str)
+    genuine = np.asarray(genuine, dtype=bool)
+    refs = reference_indices(writers, genuine, references, seed)
+    if not refs:
+        raise ValueError(
+            f"no writer has more than references={references} genuine signatures, so there is "
+            "nothing to verify; lower --references or add genuine signatures."
+        )
+    out = {k: [] for k in ("genuine", "skilled", "random", "genuine_writer", "skilled_writer", "random_writer")}
+    for w, ref in refs.items():
+        scores = score_matrix(embeddings, embeddings[ref], rule)
+        own = writers == w
+        is_ref = np.zeros(len(writers), bool)
+        is_ref[ref] = True
+        for key, mask in (("genuine", own & genuine & ~is_ref), ("skilled", own & ~genuine),
+                          ("random", ~own & genuine)):
+            out[key].append(scores[mask])
+            out[key + "_writer"].append(np.full(int(mask.sum()), w))
+    result = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in out.items()}
+    result["writers"] = list(refs)
+    return result
+
+
+def _pairs(scores, kind):
+    d = np.r_[scores["genuine"], scores[kind]]
+    same = np.r_[np.ones(len(scores["genuine"]), bool), np.zeros(len(scores[kind]), bool)]
+    return d, same
+
+
+def choose_threshold(scores):
+    """The EER threshold of genuine versus skilled forgeries (versus random forgeries
+    when there are no skilled ones), to use on other writers."""
+    from keras_triplet import metrics
+
+    kind = "skilled" if len(scores["skilled"]) else "random"
+    return float(metrics.choose_threshold(*_pairs(scores, kind)))
+
+
+def summarize(scores, threshold):
+    """EER, AUC (per forgery kind) and FAR / FRR at `threshold`: a dict of floats."""
+    from keras_triplet import metrics
+
+    result = {}
+    for kind in ("skilled", "random"):
+        if len(scores[kind]) == 0 or len(scores["genuine"]) == 0:
+            result[f"eer_{kind}"] = result[f"auc_{kind}"] = result[f"far_{kind}"] = None
+            continue
+        d, same = _pairs(scores, kind)
+        eer, eer_threshold = metrics.equal_error_rate(d, same)
+        result[f"eer_{kind}"] = float(eer)
+        result[f"eer_threshold_{kind}"] = float(eer_threshold)
+        result[f"auc_{kind}"] = float(metrics.roc_auc(d, same))
+        result[f"far_{kind}"] = float(np.mean(scores[kind] <= threshold))
+    result["frr"] = float(np.mean(scores["genuine"] > threshold)) if len(scores["genuine"]) else None
+    result["far"] = result["far_skilled"] if result.get("far_skilled") is not None else result.get("far_random")
+    result["threshold"] = float(threshold)
+    result["num_genuine"] = int(len(scores["genuine"]))
+    result["num_skilled"] = int(len(scores["skilled"]))
+    result["num_random"] = int(len(scores["random"]))
+    result["num_writers"] = len(scores["writers"])
+    return result

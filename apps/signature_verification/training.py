@@ -1,0 +1,276 @@
+"""Training the embedder writer-independently with `keras_triplet`, and model metadata.
+
+**Labels: skilled forgeries as hard negatives.** Writer `i` (0-based among the training
+writers, `C` of them) gives two classes: its genuine signatures have label `i`, the
+skilled forgeries *of* writer `i` label `C + i` (a "forger-of-`i`" class). The triplet
+loss pulls a writer's genuine signatures together and pushes everything else away,
+including the forgeries that imitate them; forgeries of one writer are pulled together
+too (they share a target and the forgers' typical errors), which costs little.
+
+**Batches: both classes of a writer together.** A forgery is only a useful negative if
+it is in the same batch as the genuine signatures it imitates. So the P×K sampler
+(`keras_triplet.data.PKSampler`) runs over *units* labelled by writer: a unit is one
+genuine signature of the writer paired with one of its forgeries (forgeries cycled in a
+seeded random order; a writer without forgeries pairs two of its genuine signatures).
+Each P×K batch of units (P writers, K units each) is unpacked into `2·P·K` images:
+`K` genuine signatures and `K` forgeries of each of the `P` writers. The loss is
+`keras_triplet.losses.TripletLoss` (semi-hard mining by default), the model
+`keras_triplet.TripletModel` (L2-normalised embeddings).
+
+**Model selection.** After every epoch, `ValidationEER` embeds the validation writers,
+computes the protocol's EER against skilled forgeries (`protocol`) and keeps the
+weights of the best epoch, restored at the end of training.
+
+**Metadata.** `save_model` writes `MODEL.keras` and, next to it, `MODEL.json`: the image
+size, the decision rule, the number of references, the threshold chosen on the
+validation writers, the writer split and a fingerprint of the training data (so
+`evaluate` can leave the training writers out).
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+
+from apps.signature_verification import protocol
+
+METADATA_FORMAT = "keras-triplet/signature-verification/1"
+
+
+def make_labels(writers, genuine, train_writers=None):
+    """Per-image class labels (genuine of writer i: i; forgeries of writer i: C + i) and
+    the writer index of each image. Returns `(labels, writer_index, writer_names)`."""
+    writers = np.asarray(writers).astype(str)
+    genuine = np.asarray(genuine, dtype=bool)
+    names = list(train_writers) if train_writers is not None else protocol.writer_split(
+        writers, 0, 0)["train"]
+    index = {w: i for i, w in enumerate(names)}
+    widx = np.array([index[w] for w in writers], dtype=np.int64)
+    labels = np.where(genuine, widx, len(names) + widx)
+    return labels, widx, names
+
+
+def make_units(writers, genuine, seed=0):
+    """Pairs every genuine image with a forgery of the same writer (see module docstring).
+
+    Returns `(first [U], second [U], unit_writer [U], second_is_forgery [U])` as index
+    arrays into the images, and the sorted writer names.
+    """
+    writers = np.asarray(writers).astype(str)
+    genuine = np.asarray(genuine, dtype=bool)
+    names = protocol.writer_split(writers, 0, 0)["train"]
+    rng = np.random.default_rng(seed)
+    first, second, unit_writer, forged = [], [], [], []
+    for i, w in enumerate(names):
+        g = np.nonzero((writers == w) & genuine)[0]
+        f = np.nonzero((writers == w) & ~genuine)[0]
+        if len(g) == 0:
+            continue
+        if len(f):
+            partner = f[rng.permutation(len(f))]
+            partner = partner[np.arange(len(g)) % len(f)]
+        else:
+            partner = g[(np.arange(len(g)) + 1) % len(g)]
+        first.append(g)
+        second.append(partner)
+        unit_writer.append(np.full(len(g), i))
+        forged.append(np.full(len(g), len(f) > 0))
+    return (np.concatenate(first), np.concatenate(second), np.concatenate(unit_writer),
+            np.concatenate(forged), names)
+
+
+def pair_dataset(images, writers, genuine, classes_per_batch=8, samples_per_class=4, seed=0):
+    """An endless `tf.data.Dataset` of `(images [2PK, H, W, 1], labels [2PK])` batches and
+    its `steps_per_epoch` (see the module docstring)."""
+    import tensorflow as tf
+
+    from keras_triplet.data import PKSampler
+
+    first, second, unit_writer, forged, names = make_units(writers, genuine, seed)
+    C = len(names)
+    second_labels = np.where(forged, C + unit_writer, unit_writer).astype(np.int32)
+    pairs = np.stack([images[first], images[second]], axis=1)  # [U, 2, H, W, 1]
+    P = min(int(classes_per_batch), C)
+    sampler = PKSampler(unit_writer, classes_per_batch=P, samples_per_class=samples_per_class, seed=seed)
+
+    def unpack(x, y):
+        pair, lab2 = x
+        batch = tf.concat([pair[:, 0], pair[:, 1]], axis=0)
+        labels = tf.concat([tf.cast(y, tf.int32), lab2], axis=0)
+        return batch, labels
+
+    ds = sampler.as_dataset((pairs, second_labels)).map(unpack)
+    return ds, sampler.steps_per_epoch
+
+
+def _keras_callback_base():
+    import keras
+
+    return keras.callbacks.Callback
+
+
+def validation_callback(images, writers, genuine, references=5, rule="mean", seed=0, verbose=1):
+    """A Keras callback: after each epoch, the protocol's EERs on the validation writers
+    (logged as `val_eer_skilled`, `val_eer_random`); the best epoch's weights (lowest
+    skilled EER, then random EER) are restored at the end of training."""
+
+    class ValidationEER(_keras_callback_base()):
+        def __init__(self):
+            super().__init__()
+            self.best = None
+            self.best_weights = None
+            self.best_epoch = -1
+            self.history = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            emb = self.model.embed(images, batch_size=256)
+            scores = protocol.verification_scores(emb, writers, genuine, references, rule, seed)
+            threshold = protocol.choose_threshold(scores)
+            summary = protocol.summarize(scores, threshold)
+            key = (summary["eer_skilled"] if summary["eer_skilled"] is not None else 0.0,
+                   summary["eer_random"] if summary["eer_random"] is not None else 0.0)
+            self.history.append(summary)
+            if logs is not None:
+                logs["val_eer_skilled"] = key[0]
+                logs["val_eer_random"] = key[1]
+            if self.best is None or key < self.best:
+                self.best, self.best_epoch = key, epoch
+                self.best_weights = [np.array(w) for w in self.model.get_weights()]
+                self.best_summary = summary
+            if verbose:
+                print(f"  epoch {epoch + 1}: validation EER skilled {100 * key[0]:.2f}%, "
+                      f"random {100 * key[1]:.2f}%", flush=True)
+
+        def on_train_end(self, logs=None):
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+    return ValidationEER()
+
+
+def train_model(
+    images,
+    writers,
+    genuine,
+    val_images=None,
+    val_writers=None,
+    val_genuine=None,
+    epochs=15,
+    classes_per_batch=8,
+    samples_per_class=4,
+    margin=0.3,
+    miner="semi-hard",
+    learning_rate=1e-3,
+    embedding_dim=64,
+    width=1.0,
+    references=5,
+    rule="mean",
+    seed=0,
+    verbose=1,
+):
+    """Trains a SigNet-style `TripletModel` on preprocessed images.
+
+    Args:
+        images: `float32 [N, H, W, 1]` preprocessed training images.
+        writers, genuine: writer id and genuine flag of each image.
+        val_images, val_writers, val_genuine: the validation writers' images (optional):
+            best-epoch selection and the threshold.
+        epochs, classes_per_batch (P writers), samples_per_class (K units each),
+        margin, miner, learning_rate, embedding_dim, width: training settings.
+        references, rule, seed: the verification protocol (see `protocol`).
+
+    Returns:
+        `(model, info)`: the trained `TripletModel` and a dict with `seconds_per_epoch`,
+        `epochs`, `best_epoch`, `threshold` and `val` (validation metrics, if any).
+    """
+    import keras
+
+    from apps.signature_verification.model import build_model
+    from keras_triplet.losses import TripletLoss
+
+    keras.utils.set_random_seed(seed)
+    ds, steps = pair_dataset(images, writers, genuine, classes_per_batch, samples_per_class, seed)
+    model = build_model(images.shape[1:], embedding_dim=embedding_dim, width=width, seed=seed)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps),
+                                                      alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=TripletLoss(margin=margin, miner=miner))
+
+    callbacks = []
+    val_cb = None
+    if val_images is not None and len(val_images):
+        val_cb = validation_callback(val_images, val_writers, val_genuine, references, rule, seed, verbose)
+        callbacks.append(val_cb)
+    times = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.t)
+
+    callbacks.insert(0, Timer())
+    history = model.fit(ds, steps_per_epoch=steps, epochs=epochs, callbacks=callbacks,
+                        verbose=2 if verbose else 0)
+    info = {
+        "epochs": epochs,
+        "steps_per_epoch": steps,
+        "batch_size": 2 * min(classes_per_batch, len(set(np.asarray(writers).tolist()))) * samples_per_class,
+        # The first epoch includes tracing / compilation; report both.
+        "seconds_first_epoch": round(times[0], 3) if times else None,
+        "seconds_per_epoch": round(float(np.median(times[1:] if len(times) > 1 else times)), 3) if times else None,
+        "train_seconds": round(float(np.sum(times)), 2),
+        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        "backend": keras.backend.backend(),
+    }
+    if val_cb is not None and val_cb.best_weights is not None:
+        info["best_epoch"] = val_cb.best_epoch + 1
+        info["val"] = val_cb.best_summary
+        info["threshold"] = val_cb.best_summary["threshold"]
+    return model, info
+
+
+def metadata_path(model_path):
+    """`MODEL.json` beside `MODEL.keras`."""
+    return os.path.splitext(os.fspath(model_path))[0] + ".json"
+
+
+def save_model(model, path, metadata):
+    """Saves `model` to `path` (.keras) and `metadata` (a JSON-able dict) beside it."""
+    path = os.fspath(path)
+    if not path.endswith(".keras"):
+        raise ValueError(f"the model file must end in .keras; got {path!r}.")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    model.save(path)
+    meta = dict(metadata)
+    meta["format"] = METADATA_FORMAT
+    tmp = metadata_path(path) + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+    os.replace(tmp, metadata_path(path))
+
+
+def load_model(path):
+    """Loads a `.keras` model and its metadata (an empty dict when there is no `MODEL.json`).
+
+    The image size is read from the model's input shape when the metadata lacks it.
+    """
+    import keras
+
+    import keras_triplet  # noqa: F401  (registers TripletModel and the losses)
+    from keras_triplet import TripletModel  # noqa: F401
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such model file (train one with `train DATA --out {path}`).")
+    model = keras.saving.load_model(path, compile=False)
+    meta = {}
+    if os.path.isfile(metadata_path(path)):
+        with open(metadata_path(path)) as f:
+            meta = json.load(f)
+    if "image_size" not in meta:
+        shape = model.embedder.input_shape if hasattr(model, "embedder") else model.input_shape
+        meta["image_size"] = [int(shape[1]), int(shape[2])]
+    return model, meta

@@ -1,0 +1,606 @@
+"""Speed and memory of our triplet losses beside tensorflow-addons and pytorch-metric-learning.
+
+For every (implementation, loss, batch size) the loss **and its gradient** with respect to
+the embeddings are computed in a fresh subprocess, so that peak memory is measured
+cleanly. A cell of the table reads ``median ms / peak extra MB``:
+
+* time: the median over the timed calls of one forward + backward pass, after warm-up
+  (the first call, which traces / compiles, is not timed; its time is reported apart);
+* memory: the peak resident set size during all calls minus the resident set size just
+  before the first call (imports and inputs excluded, compilation included).
+
+Implementations (``--impls``):
+
+==============  ===========================================================================
+``ours-tf``     ``keras_triplet.losses.triplet_loss`` on TensorFlow,
+                ``tf.function(jit_compile=True)`` + ``tf.GradientTape``
+``ours-jax``    the same on JAX, ``jax.jit(jax.value_and_grad(...))``
+``ours-torch``  the same on PyTorch, eager, ``loss.backward()``
+``tfa``         tensorflow-addons 0.23 ``TripletSemiHardLoss`` / ``TripletHardLoss`` in a
+                ``tf.function`` (run in ``.venv-tfa``; it has no batch-all loss)
+``pml``         pytorch-metric-learning ``TripletMarginMiner("semihard" | "all")`` or
+                ``BatchHardMiner``, then ``TripletMarginLoss``, eager (run in ``.venv-pml``)
+==============  ===========================================================================
+
+Inputs: P×K labels with K = 4 samples per class and standard-normal embeddings
+normalised to unit length, from a fixed seed; the same margin (0.2) everywhere.
+
+Runs whose predicted memory exceeds ``--memory-limit-gb`` are not started (the cell says
+``cannot run (needs ~N GB)``); a watchdog also kills any run whose resident memory
+grows past the limit plus 1 GB, and runs longer than ``--timeout`` seconds are stopped.
+
+Usage (from the repository root)::
+
+    .venv/bin/python benchmarks/losses.py --quick
+    .venv/bin/python benchmarks/losses.py --output benchmarks/results/losses_cpu.md
+
+The reference environments are built by ``tools/make_reference_envs.sh``.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import _reference_runner as runner  # noqa: E402  (stdlib + numpy only)
+
+LOSSES = runner.LOSSES
+DEFAULT_BATCH_SIZES = (256, 1024, 4096)
+# Timed calls per run when --repeats is not given (each run also stops timing after
+# --budget seconds, with at least 3 timed calls).
+DEFAULT_REPEATS = {256: 20, 512: 10, 1024: 7, 2048: 5, 4096: 3}
+MB = 2.0**20
+GB = 2.0**30
+INT32_MAX = 2**31 - 1
+
+IMPLS = {
+    "ours-tf": {
+        "title": "ours, tensorflow (XLA)",
+        "venv": ".venv",
+        "backend": "tensorflow",
+        "losses": LOSSES,
+    },
+    "ours-jax": {
+        "title": "ours, jax (jit)",
+        "venv": ".venv",
+        "backend": "jax",
+        "losses": LOSSES,
+    },
+    "ours-torch": {
+        "title": "ours, torch (eager)",
+        "venv": ".venv",
+        "backend": "torch",
+        "losses": LOSSES,
+    },
+    "tfa": {
+        "title": "tensorflow-addons 0.23",
+        "venv": ".venv-tfa",
+        "backend": None,
+        "losses": ("semi-hard", "batch-hard"),
+    },
+    "pml": {
+        "title": "pytorch-metric-learning",
+        "venv": ".venv-pml",
+        "backend": None,
+        "losses": LOSSES,
+    },
+}
+
+
+# --------------------------------------------------------------------------- memory model
+
+
+def predicted_bytes(impl, loss, b, d=128, k=4):
+    """A conservative estimate of a run's peak extra memory, to decide whether to start it.
+
+    The cubic coefficients were measured on this harness (Linux, float32):
+    tensorflow-addons' semi-hard loss tiles the [B, B] distance matrix B times and keeps a
+    few [B*B, B] float and bool tensors for the gradient: ~14.2 bytes per B^3 at B = 384
+    and 512. pytorch-metric-learning's triplet miners build a [B, B, B] uint8 mask and
+    ``torch.where`` it while B^3 < 2^31 (~1.3 bytes per B^3 at B = 1024), and otherwise
+    loop over anchors; either way every candidate triplet (B (K-1) (B-K) of them) gets
+    int64 indices and gathered distances (~90 bytes per triplet at B = 2048).
+    Everything else is O(B^2): a few dozen [B, B] float32 tensors, over-estimated here
+    as 64 of them, plus room for tracing / compilation.
+    """
+    quadratic = 64 * 4 * b * b + 4 * b * d * 8 + 400 * MB
+    if impl == "tfa" and loss == "semi-hard":
+        return 16.0 * b**3 + quadratic
+    if impl == "pml" and loss in ("semi-hard", "batch-all"):
+        triplets = b * (k - 1) * max(b - k, 0)
+        cubic = 1.6 * b**3 if b**3 < INT32_MAX else 0.0
+        return cubic + 120.0 * triplets + quadratic
+    return quadratic
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def _python_for(spec, args):
+    override = {".venv": args.python, ".venv-tfa": args.python_tfa, ".venv-pml": args.python_pml}
+    return override[spec["venv"]] or os.path.join(ROOT, spec["venv"], "bin", "python")
+
+
+def _command(impl, loss, b, repeats, args):
+    spec = IMPLS[impl]
+    common = [
+        "--loss", loss, "--batch-size", str(b), "--dim", str(args.dim), "--k", str(args.k),
+        "--margin", str(args.margin), "--seed", str(args.seed), "--warmup", str(args.warmup),
+        "--repeats", str(repeats), "--budget", str(args.budget),
+    ]
+    python = _python_for(spec, args)
+    if spec["backend"]:
+        cmd = [python, os.path.join(HERE, "losses.py"), "--worker", impl] + common
+    else:
+        cmd = [python, os.path.join(HERE, "_reference_runner.py"), "--impl", impl] + common
+    env = dict(os.environ)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if args.threads:
+        n = str(args.threads)
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+            env[var] = n
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    if spec["backend"]:
+        env["KERAS_BACKEND"] = spec["backend"]
+    else:
+        env.pop("KERAS_BACKEND", None)
+    return cmd, env
+
+
+def _child_rss_mb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def _mem_available_mb():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024.0
+    return float("inf")
+
+
+def _loadavg():
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def run_one(impl, loss, b, repeats, args):
+    """Run one measurement in a subprocess; return a result dict with a ``status``."""
+    base = {"impl": impl, "loss_name": loss, "batch_size": b}
+    need = predicted_bytes(impl, loss, b, args.dim, args.k)
+    base["predicted_gb"] = need / GB
+    if need > args.memory_limit_gb * GB:
+        return dict(base, status="skipped", reason=f"cannot run (needs ~{need / GB:.0f} GB)")
+    cmd, env = _command(impl, loss, b, repeats, args)
+    if args.verbose:
+        print("  $", " ".join(shlex.quote(c) for c in cmd), file=sys.stderr)
+    kill_mb = (args.memory_limit_gb + 1.0) * 1024.0
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.time()
+        load0 = _loadavg()
+        preexec = None
+        if args.threads:
+            cores = sorted(os.sched_getaffinity(0))[: args.threads]
+            preexec = lambda: os.sched_setaffinity(0, cores)  # noqa: E731
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=err,
+                                start_new_session=True, preexec_fn=preexec)
+        status, reason, watch_peak = "ok", "", 0.0
+        while proc.poll() is None:
+            rss = _child_rss_mb(proc.pid)
+            watch_peak = max(watch_peak, rss)
+            if time.time() - t0 > args.timeout:
+                status, reason = "timeout", f"timeout (> {args.timeout:.0f} s)"
+            elif rss > kill_mb:
+                status, reason = "killed", f"killed (> {kill_mb / 1024:.0f} GB)"
+            elif _mem_available_mb() < 1024.0:
+                status, reason = "killed", "killed (machine out of memory)"
+            if status != "ok":
+                os.killpg(proc.pid, 9)  # the session we started for this child
+                proc.wait()
+                break
+            time.sleep(0.05)
+        wall = time.time() - t0
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    base.update(wall_s=wall, watch_peak_mb=watch_peak, load_start=load0, load_end=_loadavg())
+    if status != "ok":
+        return dict(base, status=status, reason=reason)
+    for line in stdout.splitlines():
+        if line.startswith("BENCH_RESULT "):
+            result = json.loads(line[len("BENCH_RESULT "):])
+            return dict(base, status="ok", **result)
+    tail = "\n".join((stderr.strip().splitlines() or ["(no output)"])[-15:])
+    return dict(base, status="error", reason=f"error (exit {proc.returncode})", log=tail)
+
+
+# --------------------------------------------------------------------------- worker (ours)
+
+
+def _ours_step(impl, args):
+    """forward + backward of ``keras_triplet.losses.triplet_loss`` on one backend."""
+    import keras
+
+    from keras_triplet.losses import triplet_loss
+
+    labels_np, x_np = runner.make_inputs(args.batch_size, args.dim, args.k, args.seed)
+    kwargs = {"margin": args.margin, "miner": args.loss}
+    backend = keras.backend.backend()
+    versions = {"keras": keras.__version__}
+
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        versions["tensorflow"] = tf.__version__
+        labels, x = tf.constant(labels_np), tf.constant(x_np)
+
+        @tf.function(jit_compile=True)
+        def loss_and_grad(labels, x):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = triplet_loss(labels, x, **kwargs)
+            return loss, tf.norm(tape.gradient(loss, x))
+
+        def step():
+            loss, gnorm = loss_and_grad(labels, x)
+            return loss.numpy(), gnorm.numpy()
+
+    elif backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        versions["jax"] = jax.__version__
+        labels, x = jnp.asarray(labels_np), jnp.asarray(x_np)
+        value_and_grad = jax.jit(jax.value_and_grad(lambda x, labels: triplet_loss(labels, x, **kwargs)))
+
+        def step():
+            loss, grad = jax.block_until_ready(value_and_grad(x, labels))
+            return float(loss), float(jnp.linalg.norm(grad))
+
+    elif backend == "torch":
+        import torch
+
+        versions["torch"] = torch.__version__
+        labels = torch.from_numpy(labels_np)
+        x = torch.from_numpy(x_np).requires_grad_(True)
+
+        def step():
+            x.grad = None
+            loss = triplet_loss(labels, x, **kwargs)
+            loss.backward()
+            return loss.item(), x.grad.norm().item()
+
+    else:
+        raise SystemExit(f"unsupported KERAS_BACKEND {backend!r}")
+    return step, versions
+
+
+def worker_main(argv):
+    parser = runner.common_args("one measurement of keras_triplet's triplet loss")
+    parser.add_argument("--worker", choices=[i for i in IMPLS if IMPLS[i]["backend"]], required=True)
+    args = parser.parse_args(argv)
+    step, versions = _ours_step(args.worker, args)
+    result = runner.base_result(args, args.worker)
+    result["versions"] = versions
+    result.update(runner.measure(step, args.warmup, args.repeats, args.budget))
+    runner.emit(result)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _cell(r):
+    if r is None:
+        return "n/a"
+    if r["status"] != "ok":
+        return r["reason"]
+    ms = r["ms"]
+    ms_text = f"{ms:.1f}" if ms < 100 else f"{ms:.0f}"
+    return f"{ms_text} ms / {r['extra_mb']:.0f} MB"
+
+
+def _fmt_x(x):
+    return f"{x:.1f}x" if x < 100 else f"{x:.0f}x"
+
+
+def make_table(results, impls, batch_sizes, losses):
+    by_key = {(r["impl"], r["loss_name"], r["batch_size"]): r for r in results}
+    header = ["loss", "B"] + [IMPLS[i]["title"] for i in impls]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for loss in losses:
+        for b in batch_sizes:
+            cells = [loss, str(b)]
+            for impl in impls:
+                if loss not in IMPLS[impl]["losses"]:
+                    cells.append("— (no such loss)")
+                else:
+                    cells.append(_cell(by_key.get((impl, loss, b))))
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def make_details(results):
+    lines = [
+        "| impl | loss | B | median ms (min–max, n) | first call ms | extra MB | loss value | ‖grad‖ | load avg |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if r["status"] != "ok":
+            continue
+        lines.append(
+            f"| {r['impl']} | {r['loss_name']} | {r['batch_size']} | {r['ms']:.1f} "
+            f"({r['ms_min']:.1f}–{r['ms_max']:.1f}, {r['repeats']}) | {r['first_ms']:.0f} | "
+            f"{r['extra_mb']:.0f} | {r['loss']:.6f} | {r['grad_norm']:.4g} | "
+            f"{r['load_start']:.1f}→{r['load_end']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def summarize(results, impls, batch_sizes):
+    """Speed-ups and the issue's targets, as Markdown bullet lines."""
+    ok = {(r["impl"], r["loss_name"], r["batch_size"]): r for r in results if r["status"] == "ok"}
+    ours = [i for i in impls if IMPLS[i]["backend"]]
+    lines = []
+
+    # 1. semi-hard at B = 1024, ours vs tensorflow-addons.
+    if "tfa" in impls and ours:
+        target_b = 1024
+        tfa = ok.get(("tfa", "semi-hard", target_b))
+        note = "measured"
+        tfa_ms = tfa["ms"] if tfa else None
+        if tfa is None:
+            measured = sorted(b for (i, l, b) in ok if i == "tfa" and l == "semi-hard")
+            if measured:
+                b0 = measured[-1]
+                tfa_ms = ok[("tfa", "semi-hard", b0)]["ms"] * (target_b / b0) ** 3
+                note = (f"tensorflow-addons could not run at B = {target_b}; its time is "
+                        f"extrapolated as O(B^3) from B = {b0} "
+                        f"({ok[('tfa', 'semi-hard', b0)]['ms']:.0f} ms)")
+        for impl in ours:
+            r = ok.get((impl, "semi-hard", target_b))
+            if r is None or tfa_ms is None:
+                continue
+            x = tfa_ms / r["ms"]
+            verdict = "met" if x >= 10 else "NOT met"
+            lines.append(
+                f"- semi-hard, B = {target_b}, {IMPLS[impl]['title']}: {_fmt_x(x)} faster than "
+                f"tensorflow-addons ({r['ms']:.1f} ms vs {tfa_ms:.0f} ms, {note}) — "
+                f"target ≥ 10x: **{verdict}**"
+            )
+        # also every batch size where both ran
+        for b in batch_sizes:
+            tfa_b = ok.get(("tfa", "semi-hard", b))
+            if tfa_b is None or b == target_b:
+                continue
+            parts = [
+                f"{IMPLS[i]['title']} {_fmt_x(tfa_b['ms'] / ok[(i, 'semi-hard', b)]['ms'])}"
+                for i in ours if (i, "semi-hard", b) in ok
+            ]
+            if parts:
+                lines.append(f"- semi-hard, B = {b}, speed-up over tensorflow-addons "
+                             f"({tfa_b['ms']:.0f} ms): " + ", ".join(parts))
+
+    # 2. B = 4096 memory.
+    big = max(batch_sizes)
+    if big >= 4096:
+        for impl in ours:
+            for loss in LOSSES:
+                r = ok.get((impl, loss, big))
+                if r is None:
+                    res = [x for x in results if (x["impl"], x["loss_name"], x["batch_size"]) == (impl, loss, big)]
+                    why = res[0]["reason"] if res else "not run"
+                    lines.append(f"- B = {big}, {loss}, {IMPLS[impl]['title']}: {why} — "
+                                 "target < 1 GB: **NOT met**")
+                    continue
+                verdict = "met" if r["extra_mb"] < 1024 else "NOT met"
+                lines.append(f"- B = {big}, {loss}, {IMPLS[impl]['title']}: {r['extra_mb']:.0f} MB "
+                             f"extra — target < 1 GB: **{verdict}**")
+        if "tfa" in impls:
+            r = [x for x in results if (x["impl"], x["loss_name"], x["batch_size"]) == ("tfa", "semi-hard", big)]
+            if r:
+                lines.append(f"- B = {big}, semi-hard, tensorflow-addons: {_cell(r[0])}")
+
+    # 3. torch backend vs pytorch-metric-learning.
+    if "ours-torch" in impls and "pml" in impls:
+        for loss in LOSSES:
+            for b in batch_sizes:
+                o, p = ok.get(("ours-torch", loss, b)), ok.get(("pml", loss, b))
+                if o is None or p is None:
+                    continue
+                verdict = "met" if o["ms"] <= p["ms"] else "NOT met"
+                lines.append(
+                    f"- torch, {loss}, B = {b}: ours {o['ms']:.1f} ms vs pytorch-metric-learning "
+                    f"{p['ms']:.1f} ms ({_fmt_x(p['ms'] / o['ms'])}) — target ≤: **{verdict}**"
+                )
+    return "\n".join(lines)
+
+
+def machine_info():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            ram_gb = int(f.readline().split()[1]) / 2**20
+    except OSError:
+        ram_gb = float("nan")
+    return (f"{cpu}, {os.cpu_count()} cores, {ram_gb:.0f} GB RAM, "
+            f"{platform.system()} {platform.release()}")
+
+
+def versions_line(results):
+    seen = {}
+    for r in results:
+        for k, v in (r.get("versions") or {}).items():
+            seen.setdefault(k, set()).add(v)
+        if r.get("python"):
+            seen.setdefault("python", set()).add(r["python"])
+    return ", ".join(f"{k} {' / '.join(sorted(v))}" for k, v in sorted(seen.items()))
+
+
+def git_commit():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+    except Exception:  # noqa: BLE001 - informational only
+        return ""
+
+
+def report(results, args, impls, batch_sizes, losses, started, elapsed):
+    cmd = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable, ROOT)
+                                            if sys.executable.startswith(ROOT) else sys.executable,
+                                            "benchmarks/losses.py"] + sys.argv[1:])
+    parts = [
+        "# Triplet losses: forward + backward time and peak extra memory (CPU)",
+        "",
+        f"- command: `{cmd}`",
+        f"- date: {started:%Y-%m-%d %H:%M} UTC, total {elapsed / 60:.1f} min; repository commit {git_commit() or '?'} (with uncommitted work)",
+        f"- machine: {machine_info()}",
+        f"- versions: {versions_line(results)}",
+        f"- inputs: D = {args.dim}, K = {args.k} samples per class (P = B/K), unit-length "
+        f"standard-normal embeddings, seed {args.seed}, margin {args.margin}, float32",
+        "- cell: median time of one forward + backward pass after "
+        f"{args.warmup} untimed warm-up call(s) / peak RSS during all calls minus RSS before "
+        f"the first (compilation included); each cell is a fresh process; runs predicted "
+        f"to need more than {args.memory_limit_gb:g} GB are not started",
+        f"- threads: {'every run limited to ' + str(args.threads) + ' core(s) (CPU affinity, OMP_NUM_THREADS, TF_NUM_INTRAOP_THREADS)' if args.threads else 'all cores (library defaults)'}",
+        "",
+        make_table(results, impls, batch_sizes, losses),
+        "",
+        "## Targets (issue 2)",
+        "",
+        summarize(results, impls, batch_sizes) or "- (not enough implementations run to compare)",
+        "",
+        "## Details",
+        "",
+        make_details(results),
+        "",
+        "`load avg` is the machine's 1-minute load average when the run started and ended; "
+        "with 2 cores, values above ~2 mean other processes competed for the CPU.",
+    ]
+    errors = [r for r in results if r["status"] == "error"]
+    for r in errors:
+        parts += ["", f"Error in {r['impl']} {r['loss_name']} B={r['batch_size']}:", "```",
+                  r.get("log", ""), "```"]
+    return "\n".join(parts) + "\n"
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description="Speed and memory of triplet losses: ours on three backends beside "
+        "tensorflow-addons and pytorch-metric-learning.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(DEFAULT_BATCH_SIZES))
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--k", type=int, default=4, help="samples per class")
+    parser.add_argument("--margin", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed calls per run (default: by batch size, "
+                        + ", ".join(f"{b}: {n}" for b, n in DEFAULT_REPEATS.items()) + ")")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls (the first compiles)")
+    parser.add_argument("--budget", type=float, default=30.0,
+                        help="stop timing a run after this many seconds (at least 3 calls)")
+    parser.add_argument("--impls", nargs="+", choices=list(IMPLS), default=list(IMPLS))
+    parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=list(LOSSES))
+    parser.add_argument("--quick", action="store_true",
+                        help="B = 256 only, 5 timed calls, 1 warm-up call")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="limit every run to this many cores (CPU affinity and the "
+                        "OpenMP / TensorFlow thread pools); 0 = all cores")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
+    parser.add_argument("--memory-limit-gb", type=float, default=12.0,
+                        help="do not start a run predicted to need more")
+    parser.add_argument("--output", help="also write the Markdown report to this file")
+    parser.add_argument("--json", help="also write every run's raw result (JSON lines) here")
+    parser.add_argument("--python", help="interpreter for ours (default .venv/bin/python)")
+    parser.add_argument("--python-tfa", help="default .venv-tfa/bin/python")
+    parser.add_argument("--python-pml", help="default .venv-pml/bin/python")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print each command")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch_sizes = [256]
+        args.repeats = args.repeats or 5
+        args.warmup = 1
+    bad = [b for b in args.batch_sizes if b <= 0 or b % args.k]
+    if bad:
+        parser.error(f"batch sizes {bad} are not positive multiples of --k {args.k}")
+    return args
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if "--worker" in argv:
+        return worker_main(argv)
+    args = parse_args(argv)
+    impls, losses = list(args.impls), list(args.losses)
+    batch_sizes = sorted(set(args.batch_sizes))
+    for impl in impls:
+        python = _python_for(IMPLS[impl], args)
+        if not os.path.exists(python):
+            print(f"warning: {python} not found; {impl} will fail "
+                  "(build the reference environments with tools/make_reference_envs.sh)",
+                  file=sys.stderr)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    t0 = time.time()
+    results = []
+    json_file = open(args.json, "w") if args.json else None
+    try:
+        for loss in losses:
+            for b in batch_sizes:
+                for impl in impls:
+                    if loss not in IMPLS[impl]["losses"]:
+                        continue
+                    repeats = args.repeats or DEFAULT_REPEATS.get(b, 5)
+                    r = run_one(impl, loss, b, repeats, args)
+                    results.append(r)
+                    if json_file:
+                        json_file.write(json.dumps(r, sort_keys=True) + "\n")
+                        json_file.flush()
+                    extra = f" (first call {r['first_ms']:.0f} ms, loss {r['loss']:.5f})" if r["status"] == "ok" else ""
+                    print(f"[{time.time() - t0:6.0f} s] {loss:10s} B={b:<5d} {impl:10s} {_cell(r)}{extra}",
+                          file=sys.stderr, flush=True)
+                    if r["status"] == "error" and args.verbose:
+                        print(r.get("log", ""), file=sys.stderr)
+    finally:
+        if json_file:
+            json_file.close()
+    text = report(results, args, impls, batch_sizes, losses, started, time.time() - t0)
+    print(text)
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "w") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Shared test configuration and helpers.
+
+The suite runs once per Keras backend (``KERAS_BACKEND=tensorflow|jax|torch``); no test
+loops over backends. ``tests/reference.py`` is the independent NumPy reference.
+"""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+sys.path.insert(0, os.path.dirname(__file__))  # so tests can `import reference`
+
+import keras  # noqa: E402
+
+# Deterministic, modest property-based testing: CI must not depend on luck.
+settings.register_profile(
+    "ci",
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+BACKEND = keras.backend.backend()
+
+
+def to_numpy(x):
+    """A backend tensor (or nested dict of them) as NumPy float64 / the native dtype."""
+    if isinstance(x, dict):
+        return {k: to_numpy(v) for k, v in x.items()}
+    x = keras.ops.convert_to_numpy(x)
+    return np.asarray(x)
+
+
+def value_and_grad(fn, x):
+    """``fn(x)`` and its gradient with respect to ``x`` on the current backend.
+
+    ``fn`` takes a backend tensor and returns a scalar tensor; ``x`` is a NumPy array (its
+    dtype is kept, so float16/bfloat16 inputs can be tested with ``dtype=``). Returns
+    ``(value, grad)`` as NumPy arrays; a gradient the backend reports as disconnected
+    (None) is returned as zeros. Test-only code: this is the one place that branches on
+    the backend.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        xt = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            value = fn(xt)
+        grad = tape.gradient(value, xt)
+        grad = np.zeros(x.shape, dtype=np.float64) if grad is None else grad.numpy()
+        return np.asarray(value.numpy()), np.asarray(grad)
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        value, grad = jax.value_and_grad(fn)(jnp.asarray(x))
+        return np.asarray(value), np.asarray(grad)
+    if backend == "torch":
+        import torch
+
+        xt = torch.tensor(np.asarray(x))
+        xt.requires_grad_(True)
+        value = fn(xt)
+        grad = None
+        if value.requires_grad:
+            (grad,) = torch.autograd.grad(value, xt, allow_unused=True)
+        grad = torch.zeros_like(xt) if grad is None else grad
+        return value.detach().cpu().numpy(), grad.detach().cpu().numpy()
+    raise RuntimeError(f"unsupported backend {backend!r}")
+
+
+def cast_input(x, dtype):
+    """A NumPy array ``x`` as an input of ``dtype`` ("float16", "bfloat16", ...).
+
+    Returns a backend tensor: NumPy cannot hold bfloat16 portably.
+    """
+    return keras.ops.cast(keras.ops.convert_to_tensor(np.asarray(x, dtype=np.float32)), dtype)
+
+
+def value_and_grad_cast(fn, x, dtype):
+    """Like value_and_grad, but feeds ``fn`` a ``dtype`` tensor (float16 / bfloat16)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        xt = tf.cast(tf.convert_to_tensor(np.asarray(x, np.float32)), dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            value = fn(xt)
+        grad = tape.gradient(value, xt)
+        grad = np.zeros(x.shape) if grad is None else tf.cast(grad, "float32").numpy()
+        return np.asarray(tf.cast(value, "float32").numpy()), grad
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        xt = jnp.asarray(np.asarray(x, np.float32)).astype(dtype)
+        value, grad = jax.value_and_grad(lambda t: fn(t).astype(jnp.float32))(xt)
+        return np.asarray(value), np.asarray(grad.astype(jnp.float32))
+    if backend == "torch":
+        import torch
+
+        xt = torch.tensor(np.asarray(x, np.float32)).to(getattr(torch, dtype))
+        xt.requires_grad_(True)
+        value = fn(xt)
+        grad = None
+        if value.requires_grad:
+            (grad,) = torch.autograd.grad(value, xt, allow_unused=True)
+        grad = torch.zeros_like(xt) if grad is None else grad
+        return value.detach().float().numpy(), grad.detach().float().numpy()
+    raise RuntimeError(f"unsupported backend {backend!r}")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def make_batch(seed, labels, dim=4, scale=1.0):
+    """Embeddings for `labels` from a seeded normal distribution (float32-representable)."""
+    gen = np.random.default_rng(seed)
+    x = gen.normal(size=(len(labels), dim)) * scale
+    return x.astype(np.float32).astype(np.float64)
