@@ -35,7 +35,7 @@ test-all: install
 	done; exit $$status
 
 demo: install
-	$(PY) -m keras_triplet.demo
+	$(PY) -m apps.digits_quickstart
 
 bench: install
 	$(PY) benchmarks/losses.py

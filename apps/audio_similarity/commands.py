@@ -181,10 +181,15 @@ def train(args):
     if model is None:
         model = build_model(frames=frames, n_mels=n_mels, embedding_dim=args.dim,
                             width=args.width, mean=mean, std=std, seed=args.seed)
+    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
         total = max(args.epochs * steps, 1)
         schedule = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=total, alpha=0.05)
         model.compile(optimizer=keras.optimizers.Adam(schedule),
                       loss=TripletLoss(margin=args.margin, miner=args.miner))
+    if initial_epoch:  # keep the learning-rate schedule where the interrupted run left it
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.optimizer.iterations.assign(initial_epoch * steps)
     dataset = sampler.as_dataset(list(range(len(feats))), load_fn=load_fn,
                                  output_shape=(frames, n_mels, 1), output_dtype="float32",
                                  initial_epoch=initial_epoch)
@@ -219,6 +224,9 @@ def train(args):
         "seconds_per_epoch": (float(np.median(seconds)) if seconds else None),
         "history": history,
     }
+    shape = (4, frames, n_mels)
+    meta["self_check"] = {"shape": list(shape),
+                          "embeddings": model.embed(self_check_input(*shape)).tolist()}
     write_json(side_path(out), meta)
     write_json(stem + ".history.json", history)
     if history:
@@ -231,6 +239,19 @@ def train(args):
     print(f"saved {out} (+ {os.path.basename(side_path(out))}, "
           f"{os.path.basename(stem)}.history.json, {os.path.basename(stem)}.curves.png)")
     return 0
+
+
+def self_check_input(n, frames, n_mels):
+    """A fixed, platform-independent input `[n, frames, n_mels, 1]` (dB-like values).
+
+    `train` records the model's embeddings of it in the side file; loading the model on
+    any backend must reproduce them (tests/test_audio_app.py checks the shipped model).
+    """
+    t = np.arange(frames, dtype=np.float64)[:, None]
+    m = np.arange(n_mels, dtype=np.float64)[None, :]
+    out = [-60.0 + 25.0 * np.sin(0.07 * (i + 1) * t + 0.11 * (i + 2) * m) * np.cos(0.05 * m * (i + 1))
+           for i in range(n)]
+    return np.stack(out)[..., None].astype(np.float32)
 
 
 def plot_history(history, path):

@@ -57,7 +57,7 @@ from PIL import Image, ImageDraw
 
 _DT = 0.005  # seconds per trajectory sample (200 Hz)
 _SUPERSAMPLE = 2
-_PX_PER_UNIT = 3.0  # trajectory units (about millimetres) -> pixels at output resolution
+PX_PER_UNIT = 2.0  # default scan resolution: pixels per trajectory unit (about a millimetre)
 
 
 @dataclass
@@ -189,7 +189,7 @@ def _trajectory(strokes, drift):
     return pos, np.hypot(vx, vy)
 
 
-def _sample(writer, rng, forger=None):
+def _sample(writer, rng, forger=None, px_per_unit=PX_PER_UNIT):
     """The pen-down pieces of one signature: a list of (points [T, 2] in pixels, widths [T])."""
     scale = 1.5 if forger is not None else 1.0
     pieces = []
@@ -226,7 +226,7 @@ def _sample(writer, rng, forger=None):
             hz = forger["tremor_hz"] * np.exp(rng.normal(0.0, 0.05))
             amp = forger["tremor"] * (0.6 + 0.4 * np.abs(np.sin(2 * np.pi * 0.7 * t)))[:, None]
             pos = pos + amp * np.sin(2 * np.pi * hz * t[:, None] + phase[None, :])
-        pts = pos @ affine.T * _PX_PER_UNIT
+        pts = pos @ affine.T * px_per_unit
         rel = speed / (np.percentile(speed, 90) + 1e-6)
         if forger is not None:
             rel = 0.5 + 0.5 * rel  # slow, careful writing: a more uniform width
@@ -249,7 +249,7 @@ def _render(pieces, writer, rng):
     """Draws the pieces as an anti-aliased grayscale scan, `uint8 [H, W]`."""
     allpts = np.concatenate([p for p, _ in pieces])
     lo, hi = allpts.min(axis=0), allpts.max(axis=0)
-    margin = rng.uniform(12, 40, 4)
+    margin = rng.uniform(6, 20, 4) * (1 + 0.5 * rng.random())
     wpx = int(math.ceil(hi[0] - lo[0] + margin[0] + margin[1]))
     hpx = int(math.ceil(hi[1] - lo[1] + margin[2] + margin[3]))
     S = _SUPERSAMPLE
@@ -283,11 +283,12 @@ def _render(pieces, writer, rng):
 
 
 def generate_writer(writer_index, genuine_per_writer=12, forgeries_per_writer=12, seed=0,
-                    forgers_per_writer=3, forgery_skill=1.0):
+                    forgers_per_writer=3, forgery_skill=1.0, px_per_unit=PX_PER_UNIT):
     """The images of writer `writer_index` (0-based): a list of `GeneratedSignature`.
 
     Genuine signatures first (`index` 1..G), then skilled forgeries (1..F) made by
     `forgers_per_writer` forgers in turn. Deterministic in `(seed, writer_index)`.
+    `px_per_unit` is the scan resolution (2.0 gives images of roughly 100×250 pixels).
     """
     root = np.random.SeedSequence([int(seed), int(writer_index)])
     model_seq, genuine_seq, forgery_seq = root.spawn(3)
@@ -296,17 +297,18 @@ def generate_writer(writer_index, genuine_per_writer=12, forgeries_per_writer=12
     out = []
     g_rng = np.random.default_rng(genuine_seq)
     for i in range(genuine_per_writer):
-        out.append(GeneratedSignature(name, True, i + 1, -1, _render(_sample(writer, g_rng), writer, g_rng)))
+        out.append(GeneratedSignature(name, True, i + 1, -1, _render(_sample(writer, g_rng, None, px_per_unit), writer, g_rng)))
     f_rng = np.random.default_rng(forgery_seq)
     forgers = [_forger_model(f_rng, forgery_skill) for _ in range(max(1, forgers_per_writer))]
     for i in range(forgeries_per_writer):
         k = i % len(forgers)
-        out.append(GeneratedSignature(name, False, i + 1, k, _render(_sample(writer, f_rng, forgers[k]), writer, f_rng)))
+        out.append(GeneratedSignature(name, False, i + 1, k, _render(_sample(writer, f_rng, forgers[k], px_per_unit), writer, f_rng)))
     return out
 
 
 def generate_signatures(num_writers, genuine_per_writer=12, forgeries_per_writer=12, seed=0,
-                        forgers_per_writer=3, forgery_skill=1.0, first_writer=0):
+                        forgers_per_writer=3, forgery_skill=1.0, first_writer=0, px_per_unit=PX_PER_UNIT,
+                        workers=1):
     """Images of writers `first_writer .. first_writer + num_writers - 1` (see the module
     docstring): a list of `GeneratedSignature`, writer by writer.
 
@@ -318,6 +320,8 @@ def generate_signatures(num_writers, genuine_per_writer=12, forgeries_per_writer
         forgers_per_writer: how many forgers imitate each writer.
         forgery_skill: > 1 makes forgeries closer to the genuine (harder), < 1 cruder.
         first_writer: index of the first writer (to generate disjoint sets of writers).
+        px_per_unit: scan resolution (see `generate_writer`).
+        workers: processes to use (the result does not depend on it).
     """
     if num_writers < 1:
         raise ValueError(f"num_writers must be >= 1; got {num_writers}.")
@@ -326,11 +330,27 @@ def generate_signatures(num_writers, genuine_per_writer=12, forgeries_per_writer
             "genuine_per_writer must be >= 1 and forgeries_per_writer >= 0; got "
             f"{genuine_per_writer} and {forgeries_per_writer}."
         )
+    args = [(w, genuine_per_writer, forgeries_per_writer, seed, forgers_per_writer, forgery_skill, px_per_unit)
+            for w in range(first_writer, first_writer + num_writers)]
     out = []
-    for w in range(first_writer, first_writer + num_writers):
-        out.extend(generate_writer(w, genuine_per_writer, forgeries_per_writer, seed,
-                                   forgers_per_writer, forgery_skill))
+    for images in _map(_generate_writer_args, args, workers):
+        out.extend(images)
     return out
+
+
+def _generate_writer_args(args):
+    return generate_writer(*args)
+
+
+def _map(fn, args, workers):
+    """`map(fn, args)`, in `workers` processes when > 1 (order kept)."""
+    if workers is None or workers <= 1 or len(args) < 2:
+        return map(fn, args)
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    with ctx.Pool(min(workers, len(args))) as pool:
+        return pool.map(fn, args, chunksize=max(1, len(args) // (4 * workers)))
 
 
 def write_signatures(signatures, out, layout="cedar"):
@@ -359,14 +379,17 @@ def write_signatures(signatures, out, layout="cedar"):
 
 
 def generate_dataset(out, num_writers, genuine_per_writer=12, forgeries_per_writer=12, seed=0,
-                     layout="cedar", forgers_per_writer=3, forgery_skill=1.0):
-    """Generates writers one by one and writes them under `out` (see `write_signatures`).
+                     layout="cedar", forgers_per_writer=3, forgery_skill=1.0, px_per_unit=PX_PER_UNIT,
+                     workers=1):
+    """Generates writers and writes them as PNG files under `out` (see `write_signatures`).
 
     Returns the number of images written.
     """
-    count = 0
-    for w in range(num_writers):
-        count += len(write_signatures(
-            generate_writer(w, genuine_per_writer, forgeries_per_writer, seed, forgers_per_writer, forgery_skill),
-            out, layout))
-    return count
+    args = [(w, genuine_per_writer, forgeries_per_writer, seed, forgers_per_writer, forgery_skill, px_per_unit,
+             os.fspath(out), layout) for w in range(num_writers)]
+    return sum(_map(_write_writer_args, args, workers))
+
+
+def _write_writer_args(args):
+    *gen, out, layout = args
+    return len(write_signatures(generate_writer(*gen), out, layout))
