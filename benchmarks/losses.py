@@ -43,6 +43,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,8 +58,8 @@ import _reference_runner as runner  # noqa: E402  (stdlib + numpy only)
 LOSSES = runner.LOSSES
 DEFAULT_BATCH_SIZES = (256, 1024, 4096)
 # Timed calls per run when --repeats is not given (each run also stops timing after
-# --budget seconds, with at least 3 timed calls).
-DEFAULT_REPEATS = {256: 20, 512: 10, 1024: 7, 2048: 5, 4096: 3}
+# --budget seconds of timed calls, with at least one timed call).
+DEFAULT_REPEATS = {256: 20, 512: 10, 768: 5, 1024: 7, 2048: 5, 4096: 3}
 MB = 2.0**20
 GB = 2.0**30
 INT32_MAX = 2**31 - 1
@@ -203,20 +204,23 @@ def run_one(impl, loss, b, repeats, args):
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=err,
                                 start_new_session=True, preexec_fn=preexec)
         status, reason, watch_peak = "ok", "", 0.0
-        while proc.poll() is None:
-            rss = _child_rss_mb(proc.pid)
-            watch_peak = max(watch_peak, rss)
-            if time.time() - t0 > args.timeout:
-                status, reason = "timeout", f"timeout (> {args.timeout:.0f} s)"
-            elif rss > kill_mb:
-                status, reason = "killed", f"killed (> {kill_mb / 1024:.0f} GB)"
-            elif _mem_available_mb() < 1024.0:
-                status, reason = "killed", "killed (machine out of memory)"
-            if status != "ok":
-                os.killpg(proc.pid, 9)  # the session we started for this child
+        try:
+            while proc.poll() is None:
+                rss = _child_rss_mb(proc.pid)
+                watch_peak = max(watch_peak, rss)
+                if time.time() - t0 > args.timeout:
+                    status, reason = "timeout", f"timeout (> {args.timeout:.0f} s)"
+                elif rss > kill_mb:
+                    status, reason = "killed", f"killed (> {kill_mb / 1024:.0f} GB)"
+                elif _mem_available_mb() < 1024.0:
+                    status, reason = "killed", "killed (machine out of memory)"
+                if status != "ok":
+                    break
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None:  # stopped by the watchdog, Ctrl-C or SIGTERM
+                os.killpg(proc.pid, 9)  # the session started for this child only
                 proc.wait()
-                break
-            time.sleep(0.05)
         wall = time.time() - t0
         out.seek(0)
         err.seek(0)
@@ -327,6 +331,8 @@ def make_table(results, impls, batch_sizes, losses):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for loss in losses:
         for b in batch_sizes:
+            if not any((i, loss, b) in by_key for i in impls):
+                continue
             cells = [loss, str(b)]
             for impl in impls:
                 if loss not in IMPLS[impl]["losses"]:
@@ -528,7 +534,7 @@ def parse_args(argv):
                         + ", ".join(f"{b}: {n}" for b, n in DEFAULT_REPEATS.items()) + ")")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls (the first compiles)")
     parser.add_argument("--budget", type=float, default=30.0,
-                        help="stop timing a run after this many seconds (at least 3 calls)")
+                        help="stop timing a run after this many seconds of timed calls (at least 1 call)")
     parser.add_argument("--impls", nargs="+", choices=list(IMPLS), default=list(IMPLS))
     parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=list(LOSSES))
     parser.add_argument("--quick", action="store_true",
@@ -539,6 +545,10 @@ def parse_args(argv):
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
     parser.add_argument("--memory-limit-gb", type=float, default=12.0,
                         help="do not start a run predicted to need more")
+    parser.add_argument("--extra", nargs="+", default=[], metavar="B:IMPL:LOSS",
+                        help="extra cells to run besides the grid, e.g. 768:tfa:semi-hard "
+                        "(a measured point near B = 1024 for an implementation that cannot "
+                        "run there)")
     parser.add_argument("--output", help="also write the Markdown report to this file")
     parser.add_argument("--json", help="also write every run's raw result (JSON lines) here")
     parser.add_argument("--python", help="interpreter for ours (default .venv/bin/python)")
@@ -550,7 +560,18 @@ def parse_args(argv):
         args.batch_sizes = [256]
         args.repeats = args.repeats or 5
         args.warmup = 1
-    bad = [b for b in args.batch_sizes if b <= 0 or b % args.k]
+    extra = []
+    for item in args.extra:
+        try:
+            b, impl, loss = item.split(":")
+            b = int(b)
+        except ValueError:
+            parser.error(f"--extra {item!r}: expected B:IMPL:LOSS, e.g. 768:tfa:semi-hard")
+        if impl not in IMPLS or loss not in IMPLS[impl]["losses"]:
+            parser.error(f"--extra {item!r}: unknown implementation or loss it does not have")
+        extra.append((b, impl, loss))
+    args.extra = extra
+    bad = [b for b in args.batch_sizes + [e[0] for e in extra] if b <= 0 or b % args.k]
     if bad:
         parser.error(f"batch sizes {bad} are not positive multiples of --k {args.k}")
     return args
@@ -561,6 +582,8 @@ def main(argv=None):
     if "--worker" in argv:
         return worker_main(argv)
     args = parse_args(argv)
+    # Turn SIGTERM into an exception so that a running child is killed on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     impls, losses = list(args.impls), list(args.losses)
     batch_sizes = sorted(set(args.batch_sizes))
     for impl in impls:
@@ -573,27 +596,27 @@ def main(argv=None):
     t0 = time.time()
     results = []
     json_file = open(args.json, "w") if args.json else None
+    cells = [(loss, b, impl) for loss in losses for b in batch_sizes for impl in impls
+             if loss in IMPLS[impl]["losses"]]
+    cells += [(loss, b, impl) for b, impl, loss in args.extra if (loss, b, impl) not in cells]
+    table_sizes = sorted(set(batch_sizes) | {b for b, _, _ in args.extra})
     try:
-        for loss in losses:
-            for b in batch_sizes:
-                for impl in impls:
-                    if loss not in IMPLS[impl]["losses"]:
-                        continue
-                    repeats = args.repeats or DEFAULT_REPEATS.get(b, 5)
-                    r = run_one(impl, loss, b, repeats, args)
-                    results.append(r)
-                    if json_file:
-                        json_file.write(json.dumps(r, sort_keys=True) + "\n")
-                        json_file.flush()
-                    extra = f" (first call {r['first_ms']:.0f} ms, loss {r['loss']:.5f})" if r["status"] == "ok" else ""
-                    print(f"[{time.time() - t0:6.0f} s] {loss:10s} B={b:<5d} {impl:10s} {_cell(r)}{extra}",
-                          file=sys.stderr, flush=True)
-                    if r["status"] == "error" and args.verbose:
-                        print(r.get("log", ""), file=sys.stderr)
+        for loss, b, impl in cells:
+            repeats = args.repeats or DEFAULT_REPEATS.get(b, 5)
+            r = run_one(impl, loss, b, repeats, args)
+            results.append(r)
+            if json_file:
+                json_file.write(json.dumps(r, sort_keys=True) + "\n")
+                json_file.flush()
+            note = f" (first call {r['first_ms']:.0f} ms, loss {r['loss']:.5f})" if r["status"] == "ok" else ""
+            print(f"[{time.time() - t0:6.0f} s] {loss:10s} B={b:<5d} {impl:10s} {_cell(r)}{note}",
+                  file=sys.stderr, flush=True)
+            if r["status"] == "error" and args.verbose:
+                print(r.get("log", ""), file=sys.stderr)
     finally:
         if json_file:
             json_file.close()
-    text = report(results, args, impls, batch_sizes, losses, started, time.time() - t0)
+    text = report(results, args, impls, table_sizes, losses, started, time.time() - t0)
     print(text)
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

@@ -228,10 +228,10 @@ def embedding_projection(
     else:
         from sklearn.manifold import TSNE
 
-        # Exact gradients up to 1000 points (fast there, and no thread pool); Barnes-Hut above.
+        # Exact gradients up to 500 points (faster there, no thread pool); Barnes-Hut above.
         options = dict(n_components=2, init="pca", random_state=seed,
                        perplexity=min(perplexity, max(1.0, (x.shape[0] - 1) / 3)),
-                       method="exact" if x.shape[0] <= 1000 else "barnes_hut")
+                       method="exact" if x.shape[0] <= 500 else "barnes_hut")
         options.update(tsne_kwargs or {})
         xy = TSNE(**options).fit_transform(x)
     classes = np.unique(y)

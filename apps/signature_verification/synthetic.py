@@ -27,8 +27,10 @@ scale ±4 %, shear ±0.03), pen width ±8 % and a slight jitter of the trajector
 the writer's shape with his own persistent deviations: a different slant (shear
 0.08–0.22 more or less), different proportions (height / width ratio ×0.8–0.9 or
 ×1.1–1.25, stroke amplitudes ±12 %, directions ±0.12 rad), slower and more regular
-writing (sharper, less overlapping strokes, more uniform pen width) and tremor (a
-6–11 Hz wobble of the pen); each forgery adds 1.5× the genuine sample-to-sample
+writing (sharper, less overlapping strokes, more uniform pen width), tremor (a 6–11 Hz
+wobble of the pen) and hesitations (the pen lifted every 0.35–0.7 s and put down again
+slightly off the line, leaving a small gap and a blob): the classic cues of forensic
+document examiners. Each forgery adds 1.5× the genuine sample-to-sample
 variation on top. `forgery_skill` (default 1.0) scales the forgers' deviations down
 (higher skill, harder forgeries) or up. **Random forgeries** are not generated: they
 are other writers' genuine signatures, as in the usual protocol.
@@ -141,7 +143,8 @@ def _forger_model(rng, skill):
         "theta": 0.12 * s,
         "sharpness": rng.uniform(0.75, 0.9),  # sigma factor: slower, more separated strokes
         "tempo": rng.uniform(1.1, 1.35),  # onsets spread out
-        "tremor": rng.uniform(0.25, 0.5) * s,  # trajectory units
+        "tremor": rng.uniform(0.5, 0.9) * s,  # trajectory units
+        "lift_every": rng.uniform(0.35, 0.7),  # seconds between hesitations
         "tremor_hz": rng.uniform(6.0, 11.0),
         "drift": float(np.exp(rng.normal(0.0, 0.1 * s))),
         "seed": int(rng.integers(2**31)),
@@ -231,7 +234,25 @@ def _sample(writer, rng, forger=None, px_per_unit=PX_PER_UNIT):
         if forger is not None:
             rel = 0.5 + 0.5 * rel  # slow, careful writing: a more uniform width
         widths = width * np.clip(1.35 - 0.5 * rel, 0.55, 1.4)
-        out.append((pts, widths))
+        if forger is None:
+            out.append((pts, widths))
+            continue
+        # Hesitations: the forger stops to look at the model, lifts the pen and starts
+        # again a little off the line, leaving a gap and a blob where the pen lands.
+        cuts = []
+        i = int(rng.integers(20, 60))
+        while i < len(pts) - 10:
+            cuts.append(i)
+            i += int(rng.uniform(0.5, 1.5) * forger["lift_every"] / _DT)
+        start = 0
+        for c in cuts + [len(pts)]:
+            seg_pts, seg_w = pts[start:c].copy(), widths[start:c].copy()
+            if start > 0:
+                seg_pts += rng.normal(0.0, 0.35 * px_per_unit, 2)
+                seg_w[:3] *= 1.6
+            if len(seg_pts) >= 2:
+                out.append((seg_pts, seg_w))
+            start = c + int(rng.integers(2, 5))
     return out
 
 

@@ -231,6 +231,19 @@ def train_model(
     return model, info
 
 
+CHECK_SEED = 20240601
+
+
+def check_inputs(size):
+    """Two fixed preprocessed images (a synthetic genuine signature and a forgery):
+    `train` records the model's embeddings of them in the metadata, so a test can check
+    that a saved model gives the same embeddings on every backend."""
+    from apps.signature_verification.preprocessing import preprocess_batch
+    from apps.signature_verification.synthetic import generate_writer
+
+    return preprocess_batch([s.image for s in generate_writer(0, 1, 1, seed=CHECK_SEED)], size)
+
+
 def metadata_path(model_path):
     """`MODEL.json` beside `MODEL.keras`."""
     return os.path.splitext(os.fspath(model_path))[0] + ".json"

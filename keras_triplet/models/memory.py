@@ -132,8 +132,8 @@ def push(state, embeddings, labels):
     """
     memory, memory_labels, count, pointer = state
     size = memory.shape[0]
-    embeddings = ops.cast(ops.stop_gradient(embeddings), memory.dtype)
-    labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+    embeddings = ops.cast(ops.stop_gradient(ops.convert_to_tensor(embeddings)), memory.dtype)
+    labels = ops.cast(ops.reshape(ops.convert_to_tensor(labels), (-1,)), "int32")
     batch = ops.cast(ops.shape(embeddings)[0], "int32")
     pointer = ops.cast(pointer, "int32")
     count = ops.cast(count, "int32")

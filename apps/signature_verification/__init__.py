@@ -1,0 +1,20 @@
+"""Writer-independent offline signature verification with a CNN trained by triplet loss.
+
+A prototype built on `keras_triplet`: a person enrols a writer with a few genuine
+signatures, then asks whether a new image is genuine; an evaluator measures FAR, FRR and
+EER against skilled and random forgeries on writers never seen in training.
+
+Modules:
+
+- `synthetic`: a seeded generator of signatures (sigma-lognormal pen trajectories,
+  genuine variation, skilled forgeries) rendered as scans; writes the CEDAR layout.
+- `loaders`: CEDAR, BHSig260 and a generic `<writer>/genuine|forged/` layout.
+- `preprocessing`: grayscale, Otsu background removal, crop, aspect-preserving resize
+  and pad, invert, normalise (scikit-image / Pillow).
+- `model`: the SigNet-style CNN embedder (Dey et al., 2017), scaled down for CPUs.
+- `training`: writer-independent training with `TripletModel`, `PKSampler` and
+  `TripletLoss`, skilled forgeries as hard negatives; model metadata.
+- `protocol`: writer splits, the decision rule (mean distance to the references), the
+  threshold chosen on validation writers, FAR / FRR / EER / AUC.
+- `__main__`: the command line, `python -m apps.signature_verification --help`.
+"""

@@ -1,0 +1,276 @@
+"""Tests of apps/signature_verification: loaders, preprocessing, generator, protocol, CLI,
+the shipped model and the notebook. Runs on the current KERAS_BACKEND."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from apps.signature_verification import loaders, preprocessing, protocol, synthetic
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAVED_MODEL = os.path.join(ROOT, "saved_models", "signature_verification.keras")
+NOTEBOOK = os.path.join(ROOT, "notebooks", "signature_verification.ipynb")
+
+
+def _png(path, value=200, size=(20, 40)):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    a = np.full(size, value, np.uint8)
+    a[5:15, 10:30] = 20
+    Image.fromarray(a).save(path)
+
+
+# --------------------------------------------------------------------------- loaders
+
+def test_cedar_loader(tmp_path):
+    root = tmp_path / "signatures"
+    for w in (1, 2, 10):
+        for n in (1, 2, 11):
+            _png(str(root / "full_org" / f"original_{w}_{n}.png"))
+        _png(str(root / "full_forg" / f"forgeries_{w}_1.png"))
+    (root / "full_org" / "Thumbs.db").write_bytes(b"junk")
+    (root / "full_forg" / "Thumbs.db").write_bytes(b"junk")
+    (root / "full_org" / "notes.txt").write_text("hello")
+    for where in (root, tmp_path):  # the folder itself or its parent
+        ds = loaders.load_dataset(str(where))
+        assert ds.layout == "cedar"
+        assert ds.writers == ["1", "2", "10"]
+        assert len(ds.genuine("10")) == 3 and len(ds.forged("10")) == 1
+        assert [s.number for s in ds.genuine("2")] == [1, 2, 11]
+        skipped = sorted(os.path.basename(p) for p, _ in ds.skipped)
+        assert skipped == ["Thumbs.db", "Thumbs.db", "notes.txt"]
+
+
+def test_bhsig260_loader(tmp_path):
+    for script, lang in (("B", "Bengali"), ("H", "Hindi")):
+        for w in (1, 2):
+            for n in (1, 2, 3):
+                _png(str(tmp_path / lang / str(w) / f"{script}-S-{w}-G-{n:02d}.tif"))
+            for n in (1, 2):
+                _png(str(tmp_path / lang / str(w) / f"{script}-S-{w}-F-{n:02d}.tif"))
+    (tmp_path / "Bengali" / "1" / "Thumbs.db").write_bytes(b"junk")
+    ds = loaders.load_dataset(str(tmp_path))
+    assert ds.layout == "bhsig260"
+    assert ds.writers == ["B-1", "B-2", "H-1", "H-2"]
+    assert len(ds.genuine("H-2")) == 3 and len(ds.forged("H-2")) == 2
+    assert [os.path.basename(p) for p, _ in ds.skipped] == ["Thumbs.db"]
+
+
+def test_generic_loader(tmp_path):
+    for w in ("alice", "bob"):
+        for n in range(3):
+            _png(str(tmp_path / w / "genuine" / f"{n}.png"))
+        _png(str(tmp_path / w / "forged" / "f.jpg"))
+    _png(str(tmp_path / "carol" / "genuine" / "0.png"))  # a writer without forgeries
+    (tmp_path / "alice" / "genuine" / "Thumbs.db").write_bytes(b"junk")
+    (tmp_path / "README.txt").write_text("hi")
+    ds = loaders.load_dataset(str(tmp_path))
+    assert ds.layout == "generic"
+    assert ds.writers == ["alice", "bob", "carol"]
+    assert len(ds.genuine("alice")) == 3 and len(ds.forged("bob")) == 1 and ds.forged("carol") == []
+    assert {os.path.basename(p) for p, _ in ds.skipped} == {"Thumbs.db", "README.txt"}
+
+
+def test_unknown_layout_and_unreadable_files(tmp_path):
+    (tmp_path / "x.txt").write_text("no signatures here")
+    with pytest.raises(FileNotFoundError, match="no known signature layout"):
+        loaders.load_dataset(str(tmp_path))
+    good = str(tmp_path / "good.png")
+    _png(good)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    blank = str(tmp_path / "blank.png")
+    Image.fromarray(np.full((10, 10), 255, np.uint8)).save(blank)
+    images, kept, skipped = preprocessing.load_images([good, str(bad), str(tmp_path / "x.txt"), blank], (16, 32))
+    assert images.shape == (1, 16, 32, 1) and kept.tolist() == [0]
+    assert [os.path.basename(p) for p, _ in skipped] == ["broken.png", "x.txt", "blank.png"]
+    assert all(reason for _, reason in skipped)
+
+
+# --------------------------------------------------------------------------- generator
+
+def test_generator_is_deterministic():
+    a = synthetic.generate_signatures(3, 2, 2, seed=7)
+    b = synthetic.generate_signatures(3, 2, 2, seed=7)
+    assert len(a) == 12
+    assert all(x.image.dtype == np.uint8 and np.array_equal(x.image, y.image) for x, y in zip(a, b))
+    # Writer w does not depend on how many writers are generated.
+    w2 = synthetic.generate_writer(2, 2, 2, seed=7)
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a[8:], w2))
+    c = synthetic.generate_signatures(1, 2, 2, seed=8)
+    assert not np.array_equal(a[0].image, c[0].image)
+    assert [(s.genuine, s.index) for s in a[:4]] == [(True, 1), (True, 2), (False, 1), (False, 2)]
+
+
+def test_generator_writes_layouts(tmp_path):
+    n = synthetic.generate_dataset(str(tmp_path / "c"), 2, 2, 1, seed=0, layout="cedar")
+    assert n == 6
+    assert sorted(os.listdir(tmp_path / "c" / "full_org")) == [
+        "original_1_1.png", "original_1_2.png", "original_2_1.png", "original_2_2.png"]
+    ds = loaders.load_dataset(str(tmp_path / "c"))
+    assert ds.writers == ["1", "2"] and len(ds.forged("2")) == 1
+    synthetic.generate_dataset(str(tmp_path / "g"), 2, 2, 1, seed=0, layout="generic")
+    ds = loaders.load_dataset(str(tmp_path / "g"))
+    assert ds.layout == "generic" and len(ds.samples) == 6
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+def test_preprocessing_on_generated_images():
+    data = synthetic.generate_signatures(2, 2, 1, seed=3)
+    x = preprocessing.preprocess_batch([s.image for s in data], size=(48, 96))
+    assert x.shape == (6, 48, 96, 1) and x.dtype == np.float32
+    assert x.min() >= 0.0 and x.max() <= 1.0
+    for img in x[..., 0]:
+        rows, cols = np.nonzero(img > 0.1)
+        # Cropped and resized to fill the height or the width (aspect ratio kept) ...
+        assert rows.max() - rows.min() >= 40 or cols.max() - cols.min() >= 88
+        # ... paper removed (background exactly 0) ...
+        assert np.mean(img == 0.0) > 0.6
+        # ... and centred.
+        assert abs((rows.min() + rows.max()) / 2 - 23.5) < 4 and abs((cols.min() + cols.max()) / 2 - 47.5) < 6
+
+
+def test_preprocessing_is_invariant_to_position_and_input_type():
+    image = synthetic.generate_signatures(1, 1, 0, seed=4)[0].image
+    big = np.full((image.shape[0] + 60, image.shape[1] + 90), int(np.median(image)), np.uint8)
+    big[40:40 + image.shape[0], 70:70 + image.shape[1]] = image
+    a = preprocessing.preprocess(image, (32, 64))
+    b = preprocessing.preprocess(big, (32, 64))
+    assert np.abs(a - b).mean() < 0.02
+    rgb = np.repeat(image[..., None], 3, axis=-1)
+    np.testing.assert_allclose(preprocessing.preprocess(rgb, (32, 64)), a, atol=0.02)
+    np.testing.assert_allclose(preprocessing.preprocess(image / 255.0, (32, 64)), a, atol=1e-5)
+    with pytest.raises(ValueError, match="2-D grayscale"):
+        preprocessing.preprocess(np.zeros((2, 3, 4, 5)))
+
+
+# --------------------------------------------------------------------------- protocol
+
+def test_protocol_split_scores_and_metrics():
+    writers = [str(i) for i in range(20)]
+    split = protocol.writer_split(writers, 0.2, 0.3, seed=1)
+    assert len(split["val"]) == 4 and len(split["test"]) == 6 and len(split["train"]) == 10
+    assert not set(split["val"]) & set(split["test"]) and not set(split["train"]) & set(split["test"])
+    assert split == protocol.writer_split(writers[::-1], 0.2, 0.3, seed=1)
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(4, 8))
+    emb, w, g = [], [], []
+    for k in range(4):
+        for i in range(8):  # 6 genuine near the centre, 2 forgeries farther away
+            genuine = i < 6
+            emb.append(centers[k] + rng.normal(0, 0.05 if genuine else 0.5, 8))
+            w.append(str(k))
+            g.append(genuine)
+    emb = np.array(emb)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    s = protocol.verification_scores(emb, w, g, references=3)
+    assert len(s["genuine"]) == 4 * 3 and len(s["skilled"]) == 4 * 2 and len(s["random"]) == 4 * 18
+    t = protocol.choose_threshold(s)
+    m = protocol.summarize(s, t)
+    assert m["eer_skilled"] == 0.0 and m["eer_random"] == 0.0 and m["auc_skilled"] == 1.0
+    assert m["frr"] == 0.0 and m["far"] == 0.0
+    with pytest.raises(ValueError, match="references"):
+        protocol.verification_scores(emb, w, g, references=6)
+
+
+# --------------------------------------------------------------------------- command line
+
+def _last_json(text):
+    return json.loads([line for line in text.strip().splitlines() if line.startswith("{")][-1])
+
+
+def test_cli_help(capsys):
+    from apps.signature_verification.__main__ import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("generate", "train", "evaluate", "enroll", "verify", "demo"):
+        assert command in out
+
+
+def test_cli_train_evaluate_enroll_verify(tmp_path, capsys):
+    from apps.signature_verification.__main__ import main
+
+    data = str(tmp_path / "data")
+    assert main(["generate", data, "--writers", "6", "--genuine", "6", "--forgeries", "4", "--seed", "1"]) == 0
+    (tmp_path / "data" / "full_org" / "Thumbs.db").write_bytes(b"junk")
+    model = str(tmp_path / "model.keras")
+    assert main(["train", data, "--out", model, "--epochs", "1", "--size", "32", "64", "--width", "0.25",
+                 "--embedding-dim", "16", "--classes-per-batch", "2", "--samples-per-class", "2",
+                 "--val-fraction", "0.34", "--test-fraction", "0.34", "--references", "3", "--verbose", "0"]) == 0
+    meta = json.loads((tmp_path / "model.json").read_text())
+    assert meta["image_size"] == [32, 64] and meta["threshold"] > 0
+    assert len(meta["split"]["train"]) == 2 and len(meta["split"]["test"]) == 2
+    capsys.readouterr()
+
+    assert main(["evaluate", data, "--model", model, "--json"]) == 0
+    captured = capsys.readouterr()
+    result = _last_json(captured.out)
+    for key in ("eer_skilled", "eer_random", "auc_skilled", "far", "frr", "threshold"):
+        assert key in result
+    assert 0.0 <= result["eer_skilled"] <= 1.0 and result["test_writers"] == 2
+    assert result["threshold"] == pytest.approx(meta["threshold"], rel=1e-4)  # same val writers
+    assert "Thumbs.db" in captured.err
+
+    writer = meta["split"]["test"][0]
+    writer_dir = tmp_path / f"writer_{writer}"
+    writer_dir.mkdir()
+    for n in (1, 2, 3):
+        shutil.copy(os.path.join(data, "full_org", f"original_{writer}_{n}.png"), writer_dir)
+    (writer_dir / "Thumbs.db").write_bytes(b"junk")
+    profile = str(tmp_path / "profile.json")
+    assert main(["enroll", str(writer_dir), "--model", model, "--out", profile]) == 0
+    stored = json.loads(open(profile).read())
+    assert len(stored["references"]) == 3 and len(stored["references"][0]) == 16
+    capsys.readouterr()
+
+    genuine = os.path.join(data, "full_org", f"original_{writer}_6.png")
+    forged = os.path.join(data, "full_forg", f"forgeries_{writer}_1.png")
+    assert main(["verify", genuine, "--profile", profile]) == 0
+    out = capsys.readouterr().out
+    assert ("ACCEPT" in out or "REJECT" in out) and "threshold" in out and "distance" in out
+    assert main(["verify", forged, "--profile", profile, "--json", "--threshold", "10"]) == 0
+    decision = _last_json(capsys.readouterr().out)
+    assert decision["accepted"] is True and decision["threshold"] == 10.0 and decision["distance"] >= 0
+
+
+# --------------------------------------------------------------------------- shipped artefacts
+
+def test_saved_model_loads_and_embeds():
+    from apps.signature_verification.training import check_inputs, load_model
+
+    model, meta = load_model(SAVED_MODEL)
+    assert os.path.getsize(SAVED_MODEL) < 5_000_000
+    assert meta["threshold"] > 0 and len(meta["image_size"]) == 2
+    x = check_inputs(tuple(meta["image_size"]))
+    emb = model.embed(x)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # The embeddings recorded when the model was trained (possibly on another backend).
+    np.testing.assert_allclose(emb, np.asarray(meta["check_embeddings"]), atol=1e-4)
+
+
+def test_notebook_is_valid_and_compiles():
+    nb = json.loads(open(NOTEBOOK).read())
+    assert nb["nbformat"] == 4
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code
+    for cell in code:
+        source = "".join(cell["source"])
+        compile("\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))),
+                "<cell>", "exec")
+
+
+@pytest.mark.slow
+def test_notebook_executes(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": ROOT}}).execute()
