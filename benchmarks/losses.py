@@ -549,6 +549,8 @@ def parse_args(argv):
                         help="extra cells to run besides the grid, e.g. 768:tfa:semi-hard "
                         "(a measured point near B = 1024 for an implementation that cannot "
                         "run there)")
+    parser.add_argument("--from-json", metavar="FILE",
+                        help="run nothing: write the report from a --json file of an earlier run")
     parser.add_argument("--output", help="also write the Markdown report to this file")
     parser.add_argument("--json", help="also write every run's raw result (JSON lines) here")
     parser.add_argument("--python", help="interpreter for ours (default .venv/bin/python)")
@@ -595,11 +597,17 @@ def main(argv=None):
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.time()
     results = []
-    json_file = open(args.json, "w") if args.json else None
+    json_file = open(args.json, "w") if args.json and not args.from_json else None
     cells = [(loss, b, impl) for loss in losses for b in batch_sizes for impl in impls
              if loss in IMPLS[impl]["losses"]]
     cells += [(loss, b, impl) for b, impl, loss in args.extra if (loss, b, impl) not in cells]
     table_sizes = sorted(set(batch_sizes) | {b for b, _, _ in args.extra})
+    if args.from_json:
+        with open(args.from_json) as f:
+            results = [json.loads(line) for line in f if line.strip()]
+        cells = []
+        table_sizes = sorted({r["batch_size"] for r in results})
+        impls = [i for i in impls if any(r["impl"] == i for r in results)]
     try:
         for loss, b, impl in cells:
             repeats = args.repeats or DEFAULT_REPEATS.get(b, 5)

@@ -7,7 +7,8 @@ Pipelines measured (``--pipelines``):
 ``tf-arrays``       ``PKSampler.as_dataset(x)``: in-memory ``[N, 32, 32, 3]`` float32 array
 ``tf-items``        ``PKSampler.as_dataset(paths, load_fn=np.load)``: one small ``.npy`` file
                     (``32×32×3`` uint8, ~3 KB) per example in a temporary folder, loaded in
-                    parallel (``num_parallel_calls=AUTOTUNE``)
+                    parallel (``num_parallel_calls=AUTOTUNE``, ``--items-per-call`` items
+                    per ``tf.numpy_function`` call, default 16)
 ``py-arrays``       ``PKPyDataset(x, ...)`` indexed in a loop
 ``py-items``        ``PKPyDataset(paths, ..., load_fn=np.load)`` indexed in a loop (one
                     thread; Keras' ``workers=`` would add parallelism)
@@ -75,7 +76,7 @@ def endless(pydataset):
         pydataset.on_epoch_end()
 
 
-def run(pipelines, classes, per_class, P, K, warmup, batches):
+def run(pipelines, classes, per_class, P, K, warmup, batches, items_per_call=None):
     folder = tempfile.mkdtemp(prefix="pk_bench_")
     try:
         labels, x, paths = make_data(classes, per_class, folder)
@@ -87,7 +88,8 @@ def run(pipelines, classes, per_class, P, K, warmup, batches):
             elif name == "tf-arrays":
                 it = iter(sampler.as_dataset(x))
             elif name == "tf-items":
-                it = iter(sampler.as_dataset(paths, load_fn=np.load))
+                it = iter(sampler.as_dataset(paths, load_fn=np.load,
+                                             items_per_call=items_per_call))
             elif name == "py-arrays":
                 it = endless(PKPyDataset(x, labels, P, K, seed=0))
             elif name == "py-items":
@@ -111,11 +113,13 @@ def main(argv=None):
     parser.add_argument("--samples-per-class", type=int, default=4, help="K")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--items-per-call", type=int, default=None,
+                        help="tf-items: items loaded per tf.numpy_function call (default 16)")
     args = parser.parse_args(argv)
 
     P, K = args.classes_per_batch, args.samples_per_class
     sampler, rows = run(args.pipelines, args.classes, args.per_class, P, K,
-                        args.warmup, args.batches)
+                        args.warmup, args.batches, args.items_per_call)
     cpus = os.cpu_count()
     print(f"PKSampler throughput, B = P·K = {P}·{K} = {P * K}, examples {SHAPE}, "
           f"{args.classes} classes × {args.per_class} = {args.classes * args.per_class} "

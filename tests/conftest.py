@@ -9,15 +9,27 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 sys.path.insert(0, os.path.dirname(__file__))  # so tests can `import reference`
 
 import keras  # noqa: E402
 
 # Deterministic, modest property-based testing: CI must not depend on luck.
+# No shrinking in CI: a failure reports its (non-minimal) example and a reproduce blob at
+# once instead of spending minutes of eager-mode calls minimising it. Use
+# HYPOTHESIS_PROFILE=dev locally for minimal counterexamples.
 settings.register_profile(
     "ci",
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+settings.register_profile(
+    "dev",
     max_examples=25,
     deadline=None,
     derandomize=True,

@@ -17,6 +17,7 @@ from conftest import make_batch, to_numpy, value_and_grad
 from keras_triplet.compat import tfa
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+FULL = os.environ.get("KERAS_TRIPLET_FULL_FIXTURES", "") not in ("", "0")
 BATCH_SIZES = (1, 2, 5, 8)
 
 
@@ -241,11 +242,14 @@ def test_fixtures_gradients():
     if grads is None:
         pytest.skip("tests/fixtures/tfa_grads.npz not generated")
     bad = []
-    checked = 0
+    checked = seen = 0
     for case in cases:
         key = f"grad_{case['case']}"
         if not case.get("has_grad") or key not in grads:
             continue
+        seen += 1
+        if not FULL and seen % 4:
+            continue  # a quarter of the cases by default; all with KERAS_TRIPLET_FULL_FIXTURES=1
         labels = inputs[f"labels_{case['input']}"]
         x = inputs[f"embeddings_{case['input']}"]
         loss = _library_call(case, labels, x)

@@ -333,7 +333,8 @@ def npy_items(tmp_path):
 
 
 @needs_tf
-def test_as_dataset_items_parallel_loading_keeps_order(npy_items):
+@pytest.mark.parametrize("items_per_call", [None, 1, 5, 12])
+def test_as_dataset_items_parallel_loading_keeps_order(npy_items, items_per_call):
     paths, labels = npy_items
     sampler = PKSampler(labels, 4, 3, seed=2)
     rng = np.random.default_rng(0)
@@ -344,7 +345,8 @@ def test_as_dataset_items_parallel_loading_keeps_order(npy_items):
         time.sleep(delays[i])
         return np.load(path)
 
-    ds = sampler.as_dataset(paths, load_fn=slow_load, num_parallel_calls=8)
+    ds = sampler.as_dataset(paths, load_fn=slow_load, num_parallel_calls=8,
+                            items_per_call=items_per_call)
     assert ds.element_spec[0].shape == (12, 3, 2) and ds.element_spec[0].dtype == tf.float32
     n = sampler.steps_per_epoch + 2
     for step, (xb, yb) in enumerate(take(ds, n)):
@@ -502,10 +504,10 @@ def test_fit_with_tf_data_arrays_and_items(npy_items):
     sampler = PKSampler(labels, 4, 2, seed=0)
     model = tiny_model(8)
     history = model.fit(sampler.as_dataset(x), steps_per_epoch=sampler.steps_per_epoch,
-                        epochs=2, verbose=0)
+                        epochs=2, verbose=0, shuffle=False)
     assert np.all(np.isfinite(history.history["loss"]))
     history = model.fit(sampler.as_dataset(paths, load_fn=np.load), steps_per_epoch=3,
-                        epochs=1, verbose=0)
+                        epochs=1, verbose=0, shuffle=False)
     assert np.all(np.isfinite(history.history["loss"]))
 
 
@@ -528,3 +530,32 @@ def test_fit_with_pydataset(npy_items):
     assert [i for _, i in last] == list(range(len(ds))) * 2
     assert len({e for e, _ in last[: len(ds)]}) == 1
     assert last[0][0] != last[-1][0]
+
+
+@needs_tf
+@pytest.mark.slow  # a fresh TensorFlow process
+def test_process_exits_with_a_live_items_pipeline(tmp_path):
+    """An endless pipeline still prefetching at exit must not hang the interpreter."""
+    code = textwrap.dedent(
+        """
+        import time
+        import numpy as np
+        from keras_triplet.data import PKSampler
+
+        def busy_load(i):  # holds the GIL, like np.load or image decoding
+            t = time.perf_counter()
+            while time.perf_counter() - t < 0.0005:
+                pass
+            return np.zeros((8,), np.float32)
+
+        sampler = PKSampler(np.repeat(np.arange(100), 10), 16, 4)
+        it = iter(sampler.as_dataset(list(range(1000)), load_fn=busy_load))
+        for _ in range(3):
+            next(it)
+        print("ok")
+        """
+    )
+    env = dict(os.environ, KERAS_BACKEND="tensorflow")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]

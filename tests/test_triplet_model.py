@@ -108,7 +108,7 @@ def test_digits_unseen_classes(digits):
         optimizer=keras.optimizers.Adam(1e-3),
         loss=losses.TripletLoss(margin=0.2, miner="batch-hard"),
     )
-    order = pk_epoch(y_train, classes_per_batch=7, samples_per_class=16, n_batches=300)
+    order = pk_epoch(y_train, classes_per_batch=7, samples_per_class=16, n_batches=150)
     history = model.fit(
         x_train[order], y_train[order], batch_size=112, epochs=1, shuffle=False, verbose=0
     )

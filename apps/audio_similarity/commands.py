@@ -215,11 +215,10 @@ def train(args):
         model.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, initial_epoch=initial_epoch,
                   callbacks=[ckpt], verbose=0 if args.quiet else args.verbose, shuffle=False)
     # The shipped file holds the weights only (no optimizer state): a third of the size.
-    final = build_model(frames=frames, n_mels=n_mels, embedding_dim=args.dim, width=args.width,
-                        mean=mean, std=std, seed=args.seed)
-    final(np.zeros((1, frames, n_mels, 1), "float32"))
-    final.embedder.set_weights(model.embedder.get_weights())
-    model = final
+    from keras_triplet import TripletModel
+
+    model = TripletModel(model.embedder, normalize=True, name="audio_similarity")
+    model.build((None, frames, n_mels, 1))
     _save_model_atomic(model, out)
     seconds = ckpt.seconds
     meta = {

@@ -30,7 +30,7 @@ def build_embedder(frames=96, n_mels=64, embedding_dim=DEFAULT_DIM, width=DEFAUL
     (None, 8)
     """
     layers = keras.layers
-    init = lambda i: keras.initializers.HeNormal(seed=seed + i)  # noqa: E731
+    init = lambda i: keras.initializers.HeUniform(seed=seed + i)  # noqa: E731
     inputs = keras.Input((frames, n_mels, 1), name="log_mel")
     x = layers.Rescaling(1.0 / float(std), offset=-float(mean) / float(std), name="standardize")(inputs)
     for i, mult in enumerate((1, 2, 4, 8)):

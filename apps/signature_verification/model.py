@@ -44,7 +44,7 @@ def build_embedder(input_shape=(64, 128, 1), embedding_dim=64, width=1.0, dropou
     def conv(x, filters, kernel, strides=1, name=None):
         x = layers.Conv2D(n(filters), kernel, strides=strides, padding="same", use_bias=False,
                           kernel_initializer=init, name=name)(x)
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
         return layers.ReLU(name=f"{name}_relu")(x)
 
     inputs = keras.Input(shape=tuple(input_shape), name="signature")

@@ -211,7 +211,7 @@ def train_model(
             times.append(time.perf_counter() - self.t)
 
     callbacks.insert(0, Timer())
-    history = model.fit(ds, steps_per_epoch=steps, epochs=epochs, callbacks=callbacks,
+    history = model.fit(ds, steps_per_epoch=steps, epochs=epochs, callbacks=callbacks, shuffle=False,
                         verbose=2 if verbose else 0)
     info = {
         "epochs": epochs,

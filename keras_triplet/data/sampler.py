@@ -14,8 +14,10 @@ of the input pipeline, the backend or the number of workers.
 TensorFlow is imported only when `PKSampler.as_dataset` is called.
 """
 
+import atexit
 import math
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -97,6 +99,51 @@ def _pack(kind, keys, values):
     return values[0]
 
 
+class _PipelineActivity:
+    """Counts the Python calls our `tf.data` pipelines are running.
+
+    A TensorFlow thread that enters Python (`tf.numpy_function`) while the interpreter
+    shuts down can hang the process at exit when an endless pipeline is still
+    prefetching. At exit we wait (at most `timeout` s) until no call is running and
+    none has started for `quiet` s: by then the prefetch buffers are full and
+    TensorFlow starts no more calls.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._active = 0
+        self._last = 0.0
+        self._registered = False
+
+    def wrap(self, fn):
+        if not self._registered:
+            self._registered = True
+            atexit.register(self.drain)
+
+        def wrapped(*args):
+            with self._lock:
+                self._active += 1
+            try:
+                return fn(*args)
+            finally:
+                with self._lock:
+                    self._active -= 1
+                    self._last = time.monotonic()
+
+        return wrapped
+
+    def drain(self, quiet=0.2, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._active == 0 and time.monotonic() - self._last > quiet:
+                    return
+            time.sleep(0.02)
+
+
+_ACTIVITY = _PipelineActivity()
+
+
 def _import_tensorflow():
     try:
         import tensorflow as tf
@@ -146,11 +193,13 @@ class PKSampler:
       `num_shards=1` and make `P` a multiple of the number of replicas; Keras splits the
       global batch of `P·K` into equal consecutive slices, so each replica gets
       `P/replicas` whole classes.
-    - several hosts (`tf.distribute.MultiWorkerMirroredStrategy`, a `jax` multi-process
-      run): on host `h` of `H`, `PKSampler(..., num_shards=H, shard_index=h)` with
-      the same seed on every host, and `P` a multiple of the total number of replicas.
-      With `strategy.distribute_datasets_from_function`, use
-      `num_shards=context.num_input_pipelines, shard_index=context.input_pipeline_id`.
+    - several processes, each feeding its own devices (Keras' JAX `DataParallel` over
+      several hosts, or `tf.distribute`'s `distribute_datasets_from_function` with one
+      replica per input pipeline): on process `h` of `H`,
+      `PKSampler(..., num_shards=H, shard_index=h)` with the same seed everywhere (for
+      `distribute_datasets_from_function`, `H = context.num_input_pipelines` and
+      `h = context.input_pipeline_id`). Each process's `(P/H)·K` batch is split among
+      its local devices, so make `P` a multiple of the total number of devices.
 
     Args:
         labels: integer class label of each example, shape `[N]` (or `[N, 1]`).
@@ -500,7 +549,7 @@ class PKSampler:
             items_per_call: items only: how many consecutive items of a batch one
                 `tf.numpy_function` call loads (one after the other), the calls running
                 in parallel. Larger groups cut the per-call overhead of
-                `tf.numpy_function`; smaller ones give more parallelism. Default `K`;
+                `tf.numpy_function`; smaller ones give more parallelism. Default 16;
                 rounded down to a divisor of the batch size.
 
         Example (items, here `.npy` files):
@@ -550,6 +599,7 @@ class PKSampler:
             labels32 = self._labels32
             batch = self.batch_size
 
+            @_ACTIVITY.wrap
             def gather(step):
                 idx = self.batch_indices(int(step))
                 return [a[idx] for a in arrays] + [labels32[idx]]
@@ -586,13 +636,14 @@ class PKSampler:
         dtypes = [s.dtype.as_numpy_dtype for s in specs]
         labels32 = self._labels32
 
+        @_ACTIVITY.wrap
         def indices(step):
             idx = self.batch_indices(int(step))
             return idx, labels32[idx]
 
         B = self.batch_size
         if items_per_call is None:
-            items_per_call = self.samples_per_class
+            items_per_call = 16
         g = _require_int("items_per_call", items_per_call, 1, "items loaded per call")
         g = max(d for d in range(1, min(g, B) + 1) if B % d == 0)  # a divisor of B
 
@@ -619,6 +670,7 @@ class PKSampler:
                 result.append(v.astype(dtype, copy=False))
             return result
 
+        @_ACTIVITY.wrap
         def load_group(group):
             loaded = [load_one(int(i)) for i in group]
             return [np.stack(column) for column in zip(*loaded)]
@@ -626,10 +678,13 @@ class PKSampler:
         tout = [s.dtype for s in specs]
 
         def index_batch(step):
-            idx, y = tf.numpy_function(indices, [step], [tf.int64, tf.int32], name="pk_indices")
+            idx, y = tf.numpy_function(
+                indices, [step], [tf.int64, tf.int32], name="pk_indices"
+            )
             idx.set_shape((B,))
             y.set_shape((B,))
-            return tf.data.Dataset.from_tensor_slices((tf.reshape(idx, (B // g, g)), tf.reshape(y, (B // g, g))))
+            groups = (tf.reshape(idx, (B // g, g)), tf.reshape(y, (B // g, g)))
+            return tf.data.Dataset.from_tensor_slices(groups)
 
         def load(group, y):
             values = tf.numpy_function(load_group, [group], tout, name="pk_load")
