@@ -12,7 +12,11 @@ from keras_triplet import distances, losses, miners
 __version__ = "0.1.0"
 
 _LAZY_MODULES = ("compat", "data", "metrics", "models", "index", "plots")
-_LAZY_NAMES = {"TripletModel": "keras_triplet.models", "PKSampler": "keras_triplet.data"}
+_LAZY_NAMES = {
+    "TripletModel": "keras_triplet.models",
+    "PKSampler": "keras_triplet.data",
+    "PKPyDataset": "keras_triplet.data",
+}
 
 
 def __getattr__(name):

@@ -184,14 +184,32 @@ def test_cli_help(capsys):
         assert "usage:" in capsys.readouterr().out
 
 
-def test_cli_end_to_end(tiny, cache_dir, tmp_path, capsys):
-    """train -> evaluate (--json, --baseline mfcc) -> index (with bad files) -> query."""
+def test_cli_end_to_end(tiny, cache_dir, tmp_path, capsys, monkeypatch):
+    """train (interrupted, resumed) -> evaluate (--json, --baseline mfcc) -> index (with
+    bad files) -> query."""
+    from apps.audio_similarity import commands
+
     root, manifest = tiny
     model = str(tmp_path / "model.keras")
     small = ["--cache-dir", cache_dir, "--quiet"]
-    assert cli.main(["train", str(root / "train"), "--out", model, "--epochs", "2",
-                     "--steps-per-epoch", "2", "-P", "4", "-K", "3", "--frames", "48",
-                     "--width", "4", "--dim", "16", "--verbose", "0", *small]) == 0
+    train = ["train", str(root / "train"), "--out", model, "--epochs", "2",
+             "--steps-per-epoch", "2", "-P", "4", "-K", "3", "--frames", "48",
+             "--width", "4", "--dim", "16", "--verbose", "0", *small]
+    real_write = commands.write_json
+
+    def interrupt_after_first_epoch(path, obj):
+        real_write(path, obj)
+        if path.endswith(".partial.json") and obj["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "write_json", interrupt_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(train)
+    monkeypatch.setattr(commands, "write_json", real_write)
+    assert os.path.exists(str(tmp_path / "model.partial.keras"))
+    capsys.readouterr()
+    assert cli.main(train) == 0
+    assert "resuming from" in capsys.readouterr().err
     for suffix in (".keras", ".keras.json", ".history.json", ".curves.png", ".skipped.tsv"):
         assert os.path.exists(str(tmp_path / "model") + suffix), suffix
     assert not os.path.exists(str(tmp_path / "model.partial.keras"))

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import reference as ref
@@ -80,6 +80,7 @@ def _reference_triplet(labels, x, margin, case, metric, p):
 
 
 @pytest.mark.parametrize("case", sorted(TRIPLET_CASES))
+@settings(max_examples=12)  # parametrized: fewer examples per case
 @given(
     labels=labels_strategy(),
     seed=st.integers(0, 2**31 - 1),
@@ -102,6 +103,7 @@ def test_triplet_loss_matches_reference(case, labels, seed, metric, margin):
 
 
 @pytest.mark.parametrize("case", sorted(TRIPLET_CASES))
+@settings(max_examples=12)  # parametrized: fewer examples per case
 @given(labels=labels_strategy(), seed=st.integers(0, 2**31 - 1), margin=st.sampled_from([0, 1, 2]))
 def test_triplet_loss_exact_on_integer_distances(case, labels, seed, margin):
     """Ties everywhere: band edges, the `ℓ > 0` count of "nonzero" and tie-breaking."""

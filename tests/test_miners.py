@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import reference as ref
@@ -79,6 +79,7 @@ def assert_miner_output(got, want, exact=False):
 
 
 @pytest.mark.parametrize("name", sorted(MINERS))
+@settings(max_examples=15)  # parametrized: fewer examples per case
 @given(labels=labels_strategy(), seed=st.integers(0, 2**31 - 1), margin=st.sampled_from([0, 1, 2]))
 def test_exact_on_integer_distances(name, labels, seed, margin):
     """Ties and band edges: integer distances make every comparison exact."""
@@ -90,6 +91,7 @@ def test_exact_on_integer_distances(name, labels, seed, margin):
 
 
 @pytest.mark.parametrize("name", sorted(MINERS))
+@settings(max_examples=15)  # parametrized: fewer examples per case
 @given(labels=labels_strategy(), seed=st.integers(0, 2**31 - 1), margin=st.sampled_from([0.1, 0.5, 1.0]))
 def test_matches_reference_on_embeddings(name, labels, seed, margin):
     make, reference_fn = MINERS[name]

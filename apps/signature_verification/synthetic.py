@@ -27,8 +27,8 @@ scale ±4 %, shear ±0.03), pen width ±8 % and a slight jitter of the trajector
 the writer's shape with his own persistent deviations: a different slant (shear
 0.08–0.22 more or less), different proportions (height / width ratio ×0.8–0.9 or
 ×1.1–1.25, stroke amplitudes ±12 %, directions ±0.12 rad), slower and more regular
-writing (sharper, less overlapping strokes, more uniform pen width), tremor (a 6–11 Hz
-wobble of the pen) and hesitations (the pen lifted every 0.35–0.7 s and put down again
+writing (sharper, less overlapping strokes; a heavier, more uniform line, 1.3–1.7× the
+writer's pen width), tremor (a 6–11 Hz wobble of the pen) and hesitations (the pen lifted every 0.35–0.7 s and put down again
 slightly off the line, leaving a small gap and a blob): the classic cues of forensic
 document examiners. Each forgery adds 1.5× the genuine sample-to-sample
 variation on top. `forgery_skill` (default 1.0) scales the forgers' deviations down
@@ -143,7 +143,8 @@ def _forger_model(rng, skill):
         "theta": 0.12 * s,
         "sharpness": rng.uniform(0.75, 0.9),  # sigma factor: slower, more separated strokes
         "tempo": rng.uniform(1.1, 1.35),  # onsets spread out
-        "tremor": rng.uniform(0.5, 0.9) * s,  # trajectory units
+        "tremor": rng.uniform(0.7, 1.2) * s,  # trajectory units
+        "pressure": rng.uniform(1.3, 1.7),  # pen width factor: slow writing, pressing harder
         "lift_every": rng.uniform(0.35, 0.7),  # seconds between hesitations
         "tremor_hz": rng.uniform(6.0, 11.0),
         "drift": float(np.exp(rng.normal(0.0, 0.1 * s))),
@@ -232,8 +233,8 @@ def _sample(writer, rng, forger=None, px_per_unit=PX_PER_UNIT):
         pts = pos @ affine.T * px_per_unit
         rel = speed / (np.percentile(speed, 90) + 1e-6)
         if forger is not None:
-            rel = 0.5 + 0.5 * rel  # slow, careful writing: a more uniform width
-        widths = width * np.clip(1.35 - 0.5 * rel, 0.55, 1.4)
+            rel = 0.5 + 0.5 * rel  # slow, careful writing: a more uniform, heavier line
+        widths = width * np.clip(1.35 - 0.5 * rel, 0.55, 1.4) * (forger["pressure"] if forger else 1.0)
         if forger is None:
             out.append((pts, widths))
             continue

@@ -161,7 +161,7 @@ def train_model(
     samples_per_class=4,
     margin=0.3,
     miner="semi-hard",
-    learning_rate=1e-3,
+    learning_rate=3e-3,
     embedding_dim=64,
     width=1.0,
     references=5,
