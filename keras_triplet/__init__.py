@@ -1,19 +1,22 @@
 """keras-triplet: online-mined triplet and metric-learning losses for Keras 3.
 
-Runs unchanged on TensorFlow, JAX and PyTorch. The core (distances, miners, losses) is
-imported eagerly; heavier parts (models, data, metrics, index, plots, compat) load on
-first use, so `import keras_triplet` stays cheap and works without TensorFlow.
+Runs unchanged on TensorFlow, JAX and PyTorch. The core (distances, miners, losses,
+compat, models) is imported eagerly, so that `keras.saving.load_model` finds every
+registered class after `import keras_triplet`; the parts with heavier dependencies
+(data, metrics, index, plots) load on first use, so the import stays cheap and works
+without TensorFlow.
 """
 
 import importlib
 
-from keras_triplet import distances, losses, miners
+from keras_triplet import compat, distances, losses, miners, models
+from keras_triplet.compat import tfa as _tfa  # registers the tensorflow-addons losses
+from keras_triplet.models import TripletModel
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = ("compat", "data", "metrics", "models", "index", "plots")
+_LAZY_MODULES = ("data", "metrics", "index", "plots")
 _LAZY_NAMES = {
-    "TripletModel": "keras_triplet.models",
     "PKSampler": "keras_triplet.data",
     "PKPyDataset": "keras_triplet.data",
 }
@@ -27,4 +30,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_triplet' has no attribute {name!r}")
 
 
-__all__ = ["distances", "losses", "miners", "__version__", *_LAZY_MODULES, *_LAZY_NAMES]
+__all__ = [
+    "compat", "distances", "losses", "miners", "models", "TripletModel", "__version__",
+    *_LAZY_MODULES, *_LAZY_NAMES,
+]

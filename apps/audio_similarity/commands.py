@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from apps.audio_similarity import features as F
-from apps.audio_similarity.data import SkipReport, scan_folder
+from apps.audio_similarity.data import scan_folder
 
 DEFAULT_CACHE = os.path.join(".cache", "audio_similarity", "features")
 DEFAULT_RUNS = os.path.join("runs", "audio_similarity")
@@ -530,13 +530,13 @@ def make_plots(emb, fs, idx, picks, frames, folder, baseline=None):
     _, ids, labels = idx.search(emb[picks], 5)
     pos = {os.path.abspath(path): i for i, path in enumerate(fs.paths)}
     d, _, _ = idx.search(emb[picks], 5)
-    show = lambda i: F.fit_window(fs.features[i], frames).T  # noqa: E731 - bands up
+    show = lambda i: F.fit_window(fs.features[i], frames).T[::-1]  # noqa: E731 - low bands at the bottom
     plots.neighbors_grid(
         [show(q) for q in picks],
         [[show(pos[str(i)]) for i in row[1:]] for row in ids],
         query_labels=[fs.label_names()[q] for q in picks],
         neighbor_labels=[list(row[1:]) for row in labels],
-        distances=d[:, 1:], cmap="magma", cell_size=2.0,
+        distances=d[:, 1:], cmap="magma", cell_size=2.4,
         title="query -> nearest held-out clips (log-mel)", path=p)
     out.append(p)
     return out

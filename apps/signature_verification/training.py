@@ -1,11 +1,13 @@
 """Training the embedder writer-independently with `keras_triplet`, and model metadata.
 
-**Labels: skilled forgeries as hard negatives.** Writer `i` (0-based among the training
-writers, `C` of them) gives two classes: its genuine signatures have label `i`, the
-skilled forgeries *of* writer `i` label `C + i` (a "forger-of-`i`" class). The triplet
-loss pulls a writer's genuine signatures together and pushes everything else away,
-including the forgeries that imitate them; forgeries of one writer are pulled together
-too (they share a target and the forgers' typical errors), which costs little.
+**Labels: skilled forgeries as hard negatives.** Writer `i` (0-based among the `C`
+training writers) has label `i` on its genuine signatures; every skilled forgery gets a
+label of its own (`C + its image index`), so forgeries are pure negatives: the triplet
+loss pulls a writer's genuine signatures together and pushes every forgery away from
+them, above all the forgeries of that writer, which the batches put next to them (see
+below). (A shared "forger-of-`i`" label was tried first: it also pulls together the
+forgeries of writer `i`, which different forgers make differently, and that competing
+goal slowed training markedly on the synthetic data.)
 
 **Batches: both classes of a writer together.** A forgery is only a useful negative if
 it is in the same batch as the genuine signatures it imitates. So the P×K sampler
@@ -13,7 +15,8 @@ it is in the same batch as the genuine signatures it imitates. So the P×K sampl
 genuine signature of the writer paired with one of its forgeries (forgeries cycled in a
 seeded random order; a writer without forgeries pairs two of its genuine signatures).
 Each P×K batch of units (P writers, K units each) is unpacked into `2·P·K` images:
-`K` genuine signatures and `K` forgeries of each of the `P` writers. The loss is
+`K` genuine signatures and `K` forgeries of each of the `P` writers (with semi-hard
+mining, the forgeries of an anchor's own writer are typically its chosen negatives). The loss is
 `keras_triplet.losses.TripletLoss` (semi-hard mining by default), the model
 `keras_triplet.TripletModel` (L2-normalised embeddings).
 
@@ -39,15 +42,15 @@ METADATA_FORMAT = "keras-triplet/signature-verification/1"
 
 
 def make_labels(writers, genuine, train_writers=None):
-    """Per-image class labels (genuine of writer i: i; forgeries of writer i: C + i) and
-    the writer index of each image. Returns `(labels, writer_index, writer_names)`."""
+    """Per-image class labels (genuine of writer i: i; forgery number j: C + j) and the
+    writer index of each image. Returns `(labels, writer_index, writer_names)`."""
     writers = np.asarray(writers).astype(str)
     genuine = np.asarray(genuine, dtype=bool)
     names = list(train_writers) if train_writers is not None else protocol.writer_split(
         writers, 0, 0)["train"]
     index = {w: i for i, w in enumerate(names)}
     widx = np.array([index[w] for w in writers], dtype=np.int64)
-    labels = np.where(genuine, widx, len(names) + widx)
+    labels = np.where(genuine, widx, len(names) + np.arange(len(widx)))
     return labels, widx, names
 
 
@@ -89,7 +92,8 @@ def pair_dataset(images, writers, genuine, classes_per_batch=8, samples_per_clas
 
     first, second, unit_writer, forged, names = make_units(writers, genuine, seed)
     C = len(names)
-    second_labels = np.where(forged, C + unit_writer, unit_writer).astype(np.int32)
+    # Genuine: the writer's label; forgery: a label of its own (a pure negative).
+    second_labels = np.where(forged, C + second, unit_writer).astype(np.int32)
     pairs = np.stack([images[first], images[second]], axis=1)  # [U, 2, H, W, 1]
     P = min(int(classes_per_batch), C)
     sampler = PKSampler(unit_writer, classes_per_batch=P, samples_per_class=samples_per_class, seed=seed)
