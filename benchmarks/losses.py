@@ -313,7 +313,7 @@ def worker_main(argv):
 
 def _cell(r):
     if r is None:
-        return "n/a"
+        return "not run"
     if r["status"] != "ok":
         return r["reason"]
     ms = r["ms"]

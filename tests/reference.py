@@ -123,7 +123,8 @@ def batch_all_triplets(labels, distances, margin=1.0, select="violating"):
             if select == "violating":
                 keep = d[a, n] < d[a, p] + margin
             elif select == "hard":
-                keep = d[a, n] <= d[a, p]
+                # At margin 0 a tie has zero loss and zero gradient: not mined.
+                keep = d[a, n] <= d[a, p] if margin > 0 else d[a, n] < d[a, p]
             elif select == "semi-hard":
                 keep = d[a, p] < d[a, n] < d[a, p] + margin
             else:

@@ -153,4 +153,4 @@ def test_valid_inputs_do_not_raise():
         loss(LABELS.reshape(-1, 1), EMB)
     losses.TripletLoss(margin=0.0)
     losses.AngularLoss(alpha=1e-3)
-    losses.AngularLoss(alpha=89.9)
+    losses.AngularLoss(alpha=65.0)

@@ -6,8 +6,9 @@ label of its own (`C + its image index`), so forgeries are pure negatives: the t
 loss pulls a writer's genuine signatures together and pushes every forgery away from
 them, above all the forgeries of that writer, which the batches put next to them (see
 below). (A shared "forger-of-`i`" label was tried first: it also pulls together the
-forgeries of writer `i`, which different forgers make differently, and that competing
-goal slowed training markedly on the synthetic data.)
+forgeries of writer `i`, which different forgers make differently; on the built-in data
+(160 writers) its validation EER against skilled forgeries after 4 epochs was 23 %,
+against 15 % with a label per forgery.)
 
 **Batches: both classes of a writer together.** A forgery is only a useful negative if
 it is in the same batch as the genuine signatures it imitates. So the P×K sampler

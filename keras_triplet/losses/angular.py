@@ -11,14 +11,18 @@ from keras_triplet.distances import pairwise_distances
 from keras_triplet.losses.base import MetricLoss
 from keras_triplet.miners.labels import pair_masks
 
-# Keeps log() of the negative sum finite (with a zero gradient) for extreme alpha.
-_TINY = 1e-30
+# Above this angle float32 cannot hold the smallest terms of the negative sum
+# (exp(-16 tan²α) underflows near 67°); the paper uses 36° to 55°.
+MAX_ALPHA = 65.0
 
 
 def _check_alpha(alpha):
     alpha = float(alpha)
-    if not 0.0 < alpha < 90.0:
-        raise ValueError(f"`alpha` is an angle in degrees and must lie in (0, 90); got {alpha}.")
+    if not 0.0 < alpha <= MAX_ALPHA:
+        raise ValueError(
+            f"`alpha` is an angle in degrees and must lie in (0, {MAX_ALPHA:g}]; got {alpha}. "
+            "The paper finds 36 to 55 degrees work best; wider angles overflow float32."
+        )
     return alpha
 
 
@@ -29,16 +33,21 @@ def angular_loss_from_distances(labels, distances, alpha=40.0, ref_labels=None):
     t2 = math.tan(math.radians(_check_alpha(alpha))) ** 2
     similarity = 1.0 - distances  # cosine similarity of the normalised embeddings
     positive, negative = pair_masks(labels)
-    # Σ_n exp(4t²(x_a + x_p)·x_n) = Σ_n exp(4t² s_an) exp(4t² s_pn): one [B, B] matmul, no
-    # B³ tensor. Shifting the exponents by −4t² (s ≤ 1) keeps every factor in (0, 1].
-    e = ops.exp(4.0 * t2 * (similarity - 1.0))
-    negative_sum = ops.matmul(ops.where(negative, e, 0.0), ops.transpose(e))
-    has_negative = ops.expand_dims(ops.any(negative, axis=1), 1)
-    log_sum = ops.log(ops.maximum(ops.where(has_negative, negative_sum, 1.0), _TINY))
-    exponent = 8.0 * t2 - 2.0 * (1.0 + t2) * similarity + log_sum
-    pair = ops.logical_and(positive, has_negative)
+    # Σ_n exp(u_an + u_pn) with u = 4t²·s: a positive pair shares its negatives, so
+    # factoring out each row's largest u over its negatives (c) keeps every factor in
+    # [exp(-8t²), 1], and the sum is one [B, B] matmul, never a B³ tensor. For
+    # alpha <= MAX_ALPHA the smallest product, exp(-16t²), is still a normal float32.
+    u = 4.0 * t2 * similarity
+    c = ops.max(ops.where(negative, u, ops.min(u)), axis=1, keepdims=True)
+    e = ops.where(negative, ops.exp(ops.where(negative, u - c, 0.0)), 0.0)
+    negative_sum = ops.matmul(e, ops.transpose(e))
+    # Guard anyway: a pair whose sum underflowed gets no loss (and no NaN from log(0)).
+    pair = ops.logical_and(positive, negative_sum > 0)
+    log_sum = ops.log(ops.where(pair, negative_sum, 1.0))
+    exponent = c + ops.transpose(c) - 2.0 * (1.0 + t2) * similarity + log_sum
     pair_loss = ops.where(pair, ops.softplus(exponent), 0.0)
-    return ops.sum(pair_loss) / ops.maximum(ops.sum(ops.cast(pair, pair_loss.dtype)), 1.0)
+    counted = ops.logical_and(positive, ops.expand_dims(ops.any(negative, axis=1), 1))
+    return ops.sum(pair_loss) / ops.maximum(ops.sum(ops.cast(counted, pair_loss.dtype)), 1.0)
 
 
 def angular_loss(y_true, y_pred, alpha=40.0):
@@ -50,8 +59,9 @@ def angular_loss(y_true, y_pred, alpha=40.0):
 
         ℓ_ap = log(1 + Σ_{n: y_n ≠ y_a} exp(4 tan²α (x_a + x_p)ᵀ x_n − 2 (1 + tan²α) x_aᵀ x_p))
 
-    averaged over those pairs (0 if none). `alpha` is in degrees, `0 < alpha < 90`; the
-    paper finds 36° to 55° work best. Computed in O(B²) memory.
+    averaged over those pairs (0 if none). `alpha` is in degrees, `0 < alpha ≤ 65` (wider
+    angles overflow float32); the paper finds 36° to 55° work best. Computed in O(B²)
+    memory.
 
     Example:
 

@@ -17,7 +17,7 @@ class BatchAllMiner(TripletMiner):
 
     * `select="violating"` (default): `d(a, n) < d(a, p) + margin`, i.e. every triplet
       whose hinge loss `d(a, p) − d(a, n) + margin` is positive;
-    * `select="hard"`: `d(a, n) ≤ d(a, p)`;
+    * `select="hard"`: `d(a, n) ≤ d(a, p)` (`<` when `margin=0`, where ties have no loss);
     * `select="semi-hard"`: `d(a, p) < d(a, n) < d(a, p) + margin`.
 
     A pair is used when its band holds at least one negative. The output holds the
@@ -51,7 +51,8 @@ class BatchAllMiner(TripletMiner):
             stop = negatives.count_below(distances + self.margin)
             start = ops.zeros_like(stop)
         elif self.select == "hard":
-            stop = negatives.count_below(distances, inclusive=True)
+            # With margin 0, a negative exactly as far as the positive has zero loss: leave it out.
+            stop = negatives.count_below(distances, inclusive=self.margin > 0)
             start = ops.zeros_like(stop)
         else:
             start = negatives.count_below(distances, inclusive=True)

@@ -53,7 +53,9 @@ class SortedNegatives:
 
     def count_below(self, thresholds, inclusive=False):
         """`[B, M]` int32: per row, how many negatives are `< t` (`≤ t` if inclusive)."""
-        return count_below(self.values, thresholds, inclusive=inclusive)
+        found = count_below(self.values, thresholds, inclusive=inclusive)
+        # The filler sorts after every negative but may still lie below a large threshold.
+        return ops.minimum(found, ops.expand_dims(self.count, 1))
 
     def take(self, index):
         """`[B, M]` distances of the negatives at sorted positions `index` (`[B, M]`)."""
@@ -86,28 +88,29 @@ def count_below(sorted_rows, thresholds, inclusive=False):
     """Batched `searchsorted`: per row `r`, the number of entries of `sorted_rows[r]`
     (ascending) that are `< thresholds[r, j]` (`≤` when `inclusive`).
 
-    A binary search of fixed length `ceil(log2(R + 1))`, each step one `[B, M]` gather,
-    so it compiles under XLA and costs O(B·M·log R) time and O(B·M) memory.
+    A binary search by halving steps: `pos` grows by `2^k, …, 2, 1` while the entry just
+    below the candidate position still satisfies the comparison. One `[B, M]` state and
+    one gather per step, inside `fori_loop` so that compiled code reuses its buffers:
+    O(B·M·log R) time, O(B·M) memory, and exact comparisons (no stable sort needed).
     """
     sorted_rows = ops.stop_gradient(sorted_rows)
     thresholds = ops.stop_gradient(thresholds)
-    n = sorted_rows.shape[1]
-    lo = ops.zeros(ops.shape(thresholds), dtype="int32")
-    hi = ops.zeros(ops.shape(thresholds), dtype="int32") + ops.cast(ops.shape(sorted_rows)[1], "int32")
+    n = ops.shape(sorted_rows)[1]
+    if isinstance(n, int):
+        levels = max(1, math.ceil(math.log2(n + 1)))
+    else:  # a TF graph with a dynamic batch size
+        levels = ops.cast(ops.ceil(ops.log(ops.cast(n + 1, "float32")) / math.log(2.0)), "int32")
+    n = ops.cast(n, "int32")
 
-    def step(lo, hi):
-        active = lo < hi
-        mid = (lo + hi) // 2
-        probe = ops.take_along_axis(sorted_rows, ops.minimum(mid, ops.maximum(hi - 1, 0)), axis=1)
+    def step(i, state):
+        pos, stride = state
+        candidate = pos + stride
+        probe = ops.take_along_axis(sorted_rows, ops.minimum(candidate, n) - 1, axis=1)
         below = (probe <= thresholds) if inclusive else (probe < thresholds)
-        go_right = ops.logical_and(active, below)
-        go_left = ops.logical_and(active, ops.logical_not(below))
-        return ops.where(go_right, mid + 1, lo), ops.where(go_left, mid, hi)
+        pos = ops.where(ops.logical_and(candidate <= n, below), candidate, pos)
+        return pos, stride // 2
 
-    if n is not None:
-        for _ in range(max(1, math.ceil(math.log2(n + 1)))):
-            lo, hi = step(lo, hi)
-        return lo
-    # Unknown width (a TF graph with a dynamic batch): loop until every search converged.
-    lo, hi = ops.while_loop(lambda lo, hi: ops.any(lo < hi), lambda lo, hi: step(lo, hi), (lo, hi))
-    return lo
+    pos = ops.zeros(ops.shape(thresholds), dtype="int32")
+    stride = ops.cast(2 ** (levels - 1) if isinstance(levels, int) else ops.power(2, levels - 1), "int32")
+    pos, _ = ops.fori_loop(0, levels, step, (pos, stride))
+    return pos

@@ -2,6 +2,7 @@
 
 from keras import ops
 
+from keras_triplet._validation import as_float
 from keras_triplet.miners.labels import pair_masks
 from keras_triplet.miners.rows import SortedNegatives
 
@@ -33,7 +34,10 @@ def triplet_statistics(labels, distances, margin=0.0, ref_labels=None):
     >>> float(stats["hard_fraction"])  # 5 of the 8 triplets have d(a, n) < d(a, p)
     0.625
     """
-    distances = ops.stop_gradient(distances)
+    distances = ops.stop_gradient(as_float(distances))
+    labels = ops.convert_to_tensor(labels)
+    if ref_labels is not None:
+        ref_labels = ops.convert_to_tensor(ref_labels)
     positive, negative = pair_masks(labels, ref_labels)
     negatives = SortedNegatives(distances, negative)
     n_negative = ops.cast(ops.expand_dims(negatives.count, 1), distances.dtype)
