@@ -35,10 +35,14 @@ test-all: install
 	done; exit $$status
 
 demo: install
-	$(PY) -m apps.digits_quickstart
+	$(PY) -m apps.audio_similarity demo
 
+# Timings: see BENCHMARKS.md. The loss benchmark needs the reference environments
+# (tools/make_reference_envs.sh) for the tensorflow-addons / pytorch-metric-learning columns.
 bench: install
-	$(PY) benchmarks/losses.py
+	$(PY) benchmarks/losses.py --threads 1
+	$(PY) benchmarks/sampler.py
+	for b in $(BACKENDS); do KERAS_BACKEND=$$b $(PY) benchmarks/training.py; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
