@@ -32,11 +32,4 @@ class TensorFlowSteps:
     def test_step(self, data):
         if self._metric_loss() is None:
             return super().test_step(data)
-        x, y, sample_weight = unpack_x_y_sample_weight(data)
-        self._check_sample_weight(sample_weight)
-        raw, embeddings = self(x, training=False, return_raw=True)
-        loss, stats, _ = self._triplet_loss(y, raw, embeddings, None, training=False)
-        extra = self._auxiliary_loss(self.losses)
-        if extra is not None:
-            loss = loss + extra
-        return self._update_metrics(loss, stats, x, y, embeddings, training=False)
+        return self._stateful_test_step(data)

@@ -16,6 +16,7 @@ One training step, as data:
 import keras
 import numpy as np
 from keras import ops
+from keras.utils import unpack_x_y_sample_weight
 
 from keras_triplet import distances as distances_module
 from keras_triplet._validation import check_labels
@@ -278,6 +279,17 @@ class TripletModel(_backend_steps(), keras.Model):
     def _assign_memory(self, state):
         if self.memory is not None and state is not None:
             self.memory.assign(state)
+
+    def _stateful_test_step(self, data):
+        """`test_step` of the backends with mutable state (TensorFlow, PyTorch)."""
+        x, y, sample_weight = unpack_x_y_sample_weight(data)
+        self._check_sample_weight(sample_weight)
+        raw, embeddings = self(x, training=False, return_raw=True)
+        loss, stats, _ = self._triplet_loss(y, raw, embeddings, None, training=False)
+        extra = self._auxiliary_loss(self.losses)
+        if extra is not None:
+            loss = loss + extra
+        return self._update_metrics(loss, stats, x, y, embeddings, training=False)
 
     @staticmethod
     def _check_sample_weight(sample_weight):
