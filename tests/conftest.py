@@ -55,11 +55,12 @@ def to_numpy(x):
     return np.asarray(x)
 
 
-def value_and_grad(fn, x):
+def value_and_grad(fn, x, dtype=None):
     """``fn(x)`` and its gradient with respect to ``x`` on the current backend.
 
-    ``fn`` takes a backend tensor and returns a scalar tensor; ``x`` is a NumPy array (its
-    dtype is kept, so float16/bfloat16 inputs can be tested with ``dtype=``). Returns
+    ``fn`` takes a backend tensor and returns a scalar tensor; ``x`` is a NumPy array whose
+    dtype is kept, unless ``dtype`` ("float16", "bfloat16", ...) is given: then ``fn`` is
+    fed ``x`` cast to that dtype, and the value and gradient come back as float32. Returns
     ``(value, grad)`` as NumPy arrays; a gradient the backend reports as disconnected
     (None) is returned as zeros. Test-only code: this is the one place that branches on
     the backend.
@@ -68,29 +69,43 @@ def value_and_grad(fn, x):
     if backend == "tensorflow":
         import tensorflow as tf
 
-        xt = tf.convert_to_tensor(x)
+        if dtype is None:
+            xt = tf.convert_to_tensor(x)
+            out = lambda t: t.numpy()  # noqa: E731
+        else:
+            xt = tf.cast(tf.convert_to_tensor(np.asarray(x, np.float32)), dtype)
+            out = lambda t: tf.cast(t, "float32").numpy()  # noqa: E731
         with tf.GradientTape() as tape:
             tape.watch(xt)
             value = fn(xt)
         grad = tape.gradient(value, xt)
-        grad = np.zeros(x.shape, dtype=np.float64) if grad is None else grad.numpy()
-        return np.asarray(value.numpy()), np.asarray(grad)
+        grad = np.zeros(x.shape, dtype=np.float64 if dtype is None else np.float32) if grad is None else out(grad)
+        return np.asarray(out(value)), np.asarray(grad)
     if backend == "jax":
         import jax
         import jax.numpy as jnp
 
-        value, grad = jax.value_and_grad(fn)(jnp.asarray(x))
-        return np.asarray(value), np.asarray(grad)
+        if dtype is None:
+            value, grad = jax.value_and_grad(fn)(jnp.asarray(x))
+            return np.asarray(value), np.asarray(grad)
+        xt = jnp.asarray(np.asarray(x, np.float32)).astype(dtype)
+        value, grad = jax.value_and_grad(lambda t: fn(t).astype(jnp.float32))(xt)
+        return np.asarray(value), np.asarray(grad.astype(jnp.float32))
     if backend == "torch":
         import torch
 
-        xt = torch.tensor(np.asarray(x))
+        if dtype is None:
+            xt = torch.tensor(np.asarray(x))
+        else:
+            xt = torch.tensor(np.asarray(x, np.float32)).to(getattr(torch, dtype))
         xt.requires_grad_(True)
         value = fn(xt)
         grad = None
         if value.requires_grad:
             (grad,) = torch.autograd.grad(value, xt, allow_unused=True)
         grad = torch.zeros_like(xt) if grad is None else grad
+        if dtype is not None:
+            value, grad = value.float(), grad.float()
         return value.detach().cpu().numpy(), grad.detach().cpu().numpy()
     raise RuntimeError(f"unsupported backend {backend!r}")
 
@@ -101,40 +116,6 @@ def cast_input(x, dtype):
     Returns a backend tensor: NumPy cannot hold bfloat16 portably.
     """
     return keras.ops.cast(keras.ops.convert_to_tensor(np.asarray(x, dtype=np.float32)), dtype)
-
-
-def value_and_grad_cast(fn, x, dtype):
-    """Like value_and_grad, but feeds ``fn`` a ``dtype`` tensor (float16 / bfloat16)."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        xt = tf.cast(tf.convert_to_tensor(np.asarray(x, np.float32)), dtype)
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            value = fn(xt)
-        grad = tape.gradient(value, xt)
-        grad = np.zeros(x.shape) if grad is None else tf.cast(grad, "float32").numpy()
-        return np.asarray(tf.cast(value, "float32").numpy()), grad
-    if backend == "jax":
-        import jax
-        import jax.numpy as jnp
-
-        xt = jnp.asarray(np.asarray(x, np.float32)).astype(dtype)
-        value, grad = jax.value_and_grad(lambda t: fn(t).astype(jnp.float32))(xt)
-        return np.asarray(value), np.asarray(grad.astype(jnp.float32))
-    if backend == "torch":
-        import torch
-
-        xt = torch.tensor(np.asarray(x, np.float32)).to(getattr(torch, dtype))
-        xt.requires_grad_(True)
-        value = fn(xt)
-        grad = None
-        if value.requires_grad:
-            (grad,) = torch.autograd.grad(value, xt, allow_unused=True)
-        grad = torch.zeros_like(xt) if grad is None else grad
-        return value.detach().float().numpy(), grad.detach().float().numpy()
-    raise RuntimeError(f"unsupported backend {backend!r}")
 
 
 @pytest.fixture

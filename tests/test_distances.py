@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reference as ref
-from conftest import to_numpy, value_and_grad, value_and_grad_cast
+from conftest import to_numpy, value_and_grad
 from keras_triplet import distances
 
 METRIC_CASES = [
@@ -130,7 +130,7 @@ def test_half_precision_inputs_compute_in_float32(dtype, metric, p, rng):
     np.testing.assert_allclose(
         to_numpy(got), ref.pairwise_distances(x_rounded, metric=metric, p=p), rtol=1e-4, atol=1e-4
     )
-    value, grad = value_and_grad_cast(lambda t: ops.sum(distances.pairwise_distances(t, metric=metric, p=p)), x, dtype)
+    value, grad = value_and_grad(lambda t: ops.sum(distances.pairwise_distances(t, metric=metric, p=p)), x, dtype=dtype)
     assert np.isfinite(value) and np.all(np.isfinite(grad))
 
 
