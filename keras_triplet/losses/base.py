@@ -34,11 +34,13 @@ class MetricLoss(keras.losses.Loss):
         labels = check_labels(y_true, batch_size=embeddings.shape[0])
         return self.compute_from_distances(labels, self.pairwise(embeddings), embeddings=embeddings)
 
-    def compute_from_distances(self, labels, distances, embeddings=None, ref_labels=None):
+    def compute_from_distances(self, labels, distances, embeddings=None, ref_labels=None, negatives=None):
         """The loss from a precomputed `[B, R]` distance matrix (scalar).
 
         `ref_labels` (`[R]`) are the labels of the matrix's columns when they are not the
         batch itself (cross-batch memory); the first `B` columns must be the batch.
+        `negatives`: a `miners.rows.SortedNegatives` of this matrix to reuse, or None
+        (losses that do not sort negatives ignore it).
         """
         raise NotImplementedError
 

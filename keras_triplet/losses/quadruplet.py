@@ -92,7 +92,7 @@ class QuadrupletLoss(MetricLoss):
         self.margin = check_margin(margin)
         self.margin2 = check_margin(margin2, "margin2")
 
-    def compute_from_distances(self, labels, distances, embeddings=None, ref_labels=None):
+    def compute_from_distances(self, labels, distances, embeddings=None, ref_labels=None, negatives=None):
         return quadruplet_loss_from_distances(labels, distances, self.margin, self.margin2, ref_labels=ref_labels)
 
     def get_config(self):

@@ -10,10 +10,11 @@ from keras_triplet.losses.base import MetricLoss, prepare
 AVERAGES = ("auto", "triplets", "nonzero")
 
 
-def triplet_loss_from_distances(labels, distances, miner, margin=1.0, soft_margin=False, average="auto", ref_labels=None):
+def triplet_loss_from_distances(labels, distances, miner, margin=1.0, soft_margin=False, average="auto", ref_labels=None, negatives=None):
     """The triplet loss from a `[B, R]` distance matrix and a miner instance.
 
-    See `triplet_loss` for the formula. Returns a float32 scalar.
+    See `triplet_loss` for the formula. Returns a float32 scalar. `negatives`: a
+    `miners.rows.SortedNegatives` of this matrix to reuse (see `TripletMiner.mine`).
     """
     check_choice(average, AVERAGES, "average")
     if soft_margin and not miner.single_negative:
@@ -27,20 +28,33 @@ def triplet_loss_from_distances(labels, distances, miner, margin=1.0, soft_margi
             f"The BatchAllMiner's margin ({miner.margin}) exceeds the loss margin ({margin}): it "
             "would select triplets whose hinge loss is 0. Give both the same margin."
         )
-    selected = miner.mine(labels, distances, ref_labels=ref_labels)
+    if average == "auto":
+        average = "nonzero" if not miner.single_negative else "triplets"
+    per_anchor = miner.anchor_triplets(labels, distances, ref_labels=ref_labels)
+    if per_anchor is not None:
+        # One triplet per anchor (batch-hard): the same loss on [B] arrays.
+        d_ap, d_an, valid = per_anchor
+        used = ops.cast(valid, d_ap.dtype)
+        if soft_margin:
+            anchor_loss = used * ops.softplus(d_ap - d_an)
+        else:
+            anchor_loss = used * ops.relu(d_ap - d_an + margin)
+        if average == "nonzero":
+            used = used * ops.cast(anchor_loss > 0, used.dtype)
+        return ops.sum(anchor_loss) / ops.maximum(ops.sum(used), 1.0)
+    selected = miner.mine(labels, distances, ref_labels=ref_labels, negatives=negatives)
     pair = selected["pair_mask"]
     count = selected["negative_count"]
     negative_sum = selected["negative_distance_sum"]
+    # `pair` is 0/1 and the terms are finite: a product masks them (see miners/rows.py).
     if soft_margin:
-        pair_loss = ops.where(pair > 0, ops.softplus(distances - negative_sum), 0.0)
+        pair_loss = pair * ops.softplus(distances - negative_sum)
     else:
         # Σ_n max(d(a,p) − d(a,n) + m, 0) over the mined negatives; a band miner only
         # selects negatives whose hinge is positive, so the sum has a closed form.
-        pair_loss = ops.where(pair > 0, ops.relu(count * (distances + margin) - negative_sum), 0.0)
-    if average == "auto":
-        average = "nonzero" if not miner.single_negative else "triplets"
+        pair_loss = pair * ops.relu(count * (distances + margin) - negative_sum)
     if average == "nonzero":
-        denominator = ops.sum(ops.where(pair_loss > 0, count, 0.0))
+        denominator = ops.sum(count * ops.cast(pair_loss > 0, count.dtype))
     else:
         denominator = ops.sum(count)
     # No mined triplet (or none with a loss): the numerator is 0 too, and so is the gradient.
@@ -112,9 +126,10 @@ class TripletLoss(MetricLoss):
         if self.soft_margin and not self.miner.single_negative:
             raise ValueError("soft_margin=True needs the 'batch-hard' or 'semi-hard' miner.")
 
-    def compute_from_distances(self, labels, distances, embeddings=None, ref_labels=None):
+    def compute_from_distances(self, labels, distances, embeddings=None, ref_labels=None, negatives=None):
         return triplet_loss_from_distances(
-            labels, distances, self.miner, self.margin, self.soft_margin, self.average, ref_labels=ref_labels
+            labels, distances, self.miner, self.margin, self.soft_margin, self.average,
+            ref_labels=ref_labels, negatives=negatives,
         )
 
     def get_config(self):

@@ -21,7 +21,7 @@ class TripletMiner(keras.layers.Layer):
     Static shapes and O(B²) memory: the selection is never a list of indices, and no
     `B × B × B` tensor is built, so miners compile with `jit_compile=True`.
 
-    Subclasses implement `mine(labels, distances, ref_labels=None)`. Single-negative
+    Subclasses implement `mine(labels, distances, ref_labels=None, negatives=None)`. Single-negative
     miners set `single_negative = True` (`negative_count` is 0 or 1, so
     `negative_distance_sum` is the chosen negative's distance).
     """
@@ -48,8 +48,20 @@ class TripletMiner(keras.layers.Layer):
         labels = check_labels(labels, batch_size=distances.shape[0])
         return self.mine(labels, distances)
 
-    def mine(self, labels, distances, ref_labels=None):
+    def mine(self, labels, distances, ref_labels=None, negatives=None):
+        """The selection from a `[B, R]` matrix (see the class docstring).
+
+        `negatives`: a `rows.SortedNegatives` already built from `distances` and these
+        labels, to reuse (a training step shares one with `triplet_statistics`); miners
+        that do not sort ignore it.
+        """
         raise NotImplementedError
+
+    def anchor_triplets(self, labels, distances, ref_labels=None):
+        """For miners that pick at most one triplet per anchor: `(d(a, p), d(a, n), valid)`,
+        three `[B]` arrays, the same selection as `mine` without its `[B, B]` layout (the
+        triplet loss then works on `[B]` arrays). None for the others."""
+        return None
 
     def compute_output_spec(self, labels, distances=None, embeddings=None):
         b = labels.shape[0]
@@ -64,10 +76,11 @@ class TripletMiner(keras.layers.Layer):
 
 def selection(pair_mask, negative_count, negative_distance_sum):
     """Packs a miner's output, zeroing everything outside the used pairs."""
-    pair = ops.cast(pair_mask, "float32")
     dtype = negative_distance_sum.dtype
+    pair = ops.cast(pair_mask, dtype)
+    # Products, not `where`: the operands are finite (see miners/rows.py on speed).
     return {
-        "pair_mask": ops.cast(pair, dtype),
-        "negative_count": ops.where(pair_mask, ops.cast(negative_count, dtype), 0.0),
-        "negative_distance_sum": ops.where(pair_mask, negative_distance_sum, 0.0),
+        "pair_mask": pair,
+        "negative_count": pair * ops.cast(negative_count, dtype),
+        "negative_distance_sum": pair * negative_distance_sum,
     }

@@ -44,22 +44,23 @@ class BatchAllMiner(TripletMiner):
         self.margin = check_margin(margin)
         self.select = check_choice(select, SELECTIONS, "batch-all selection")
 
-    def mine(self, labels, distances, ref_labels=None):
+    def mine(self, labels, distances, ref_labels=None, negatives=None):
         positive, negative = pair_masks(labels, ref_labels)
-        negatives = SortedNegatives(distances, negative)
+        if negatives is None:
+            negatives = SortedNegatives(distances, negative, positive)
         if self.select == "violating":
-            stop = negatives.count_below(distances + self.margin)
+            stop = negatives.count_within(self.margin)
             start = ops.zeros_like(stop)
         elif self.select == "hard":
             # With margin 0, a negative exactly as far as the positive has zero loss: leave it out.
-            stop = negatives.count_below(distances, inclusive=self.margin > 0)
+            stop = negatives.count_within(0.0, inclusive=self.margin > 0)
             start = ops.zeros_like(stop)
         else:
-            start = negatives.count_below(distances, inclusive=True)
-            stop = ops.maximum(negatives.count_below(distances + self.margin), start)
+            start = negatives.count_within(0.0, inclusive=True)
+            stop = ops.maximum(negatives.count_within(self.margin), start)
         count = stop - start
-        pair = ops.logical_and(positive, count > 0)
-        return selection(pair, count, negatives.range_sum(start, stop))
+        pair = ops.logical_and(negatives.query_mask, count > 0)
+        return {k: negatives.expand(v) for k, v in selection(pair, count, negatives.range_sum(start, stop)).items()}
 
     def get_config(self):
         config = super().get_config()

@@ -29,11 +29,18 @@ class BatchHardMiner(TripletMiner):
 
     single_negative = True
 
-    def mine(self, labels, distances, ref_labels=None):
+    def _hardest(self, labels, distances, ref_labels):
         positive, negative = pair_masks(labels, ref_labels)
         hardest_positive, has_positive = masked_argmax(distances, positive)
         hardest_negative, has_negative = masked_argmin(distances, negative)
-        valid = ops.logical_and(has_positive, has_negative)
+        return hardest_positive, hardest_negative, ops.logical_and(has_positive, has_negative)
+
+    def anchor_triplets(self, labels, distances, ref_labels=None):
+        hardest_positive, hardest_negative, valid = self._hardest(labels, distances, ref_labels)
+        return gather_rows(distances, hardest_positive), gather_rows(distances, hardest_negative), valid
+
+    def mine(self, labels, distances, ref_labels=None, negatives=None):
+        hardest_positive, hardest_negative, valid = self._hardest(labels, distances, ref_labels)
         columns = ops.expand_dims(ops.arange(ops.shape(distances)[1]), 0)
         pair = ops.logical_and(
             columns == ops.expand_dims(ops.cast(hardest_positive, columns.dtype), 1), ops.expand_dims(valid, 1)

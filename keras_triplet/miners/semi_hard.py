@@ -39,19 +39,20 @@ class SemiHardMiner(TripletMiner):
         super().__init__(**kwargs)
         self.fallback = check_choice(fallback, ("farthest", "none"), "semi-hard fallback")
 
-    def mine(self, labels, distances, ref_labels=None):
+    def mine(self, labels, distances, ref_labels=None, negatives=None):
         positive, negative = pair_masks(labels, ref_labels)
-        negatives = SortedNegatives(distances, negative)
+        if negatives is None:
+            negatives = SortedNegatives(distances, negative, positive)
         n_negative = ops.expand_dims(negatives.count, 1)
-        first_farther = negatives.count_below(distances, inclusive=True)
+        first_farther = negatives.count_within(0.0, inclusive=True)
         has_semi_hard = first_farther < n_negative
         if self.fallback == "farthest":
             index = ops.where(has_semi_hard, first_farther, n_negative - 1)
-            pair = ops.logical_and(positive, n_negative > 0)
+            pair = ops.logical_and(negatives.query_mask, n_negative > 0)
         else:
             index = first_farther
-            pair = ops.logical_and(positive, has_semi_hard)
-        return selection(pair, 1.0, negatives.take(index))
+            pair = ops.logical_and(negatives.query_mask, has_semi_hard)
+        return {k: negatives.expand(v) for k, v in selection(pair, 1.0, negatives.take(index)).items()}
 
     def get_config(self):
         config = super().get_config()

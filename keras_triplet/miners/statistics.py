@@ -12,7 +12,7 @@ def _mean_where(values, mask):
     return ops.sum(values * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 
-def triplet_statistics(labels, distances, margin=0.0, ref_labels=None):
+def triplet_statistics(labels, distances, margin=0.0, ref_labels=None, negatives=None):
     """Batch statistics over **all** valid triplets `(a, p, n)`, in O(B²) memory.
 
     Returns a dict of scalar tensors (each 0 when undefined):
@@ -23,7 +23,8 @@ def triplet_statistics(labels, distances, margin=0.0, ref_labels=None):
     * `positive_distance`: mean `d(a, p)` over positive pairs;
     * `negative_distance`: mean `d(a, n)` over negative pairs.
 
-    Gradients are stopped: these are for logging.
+    Gradients are stopped: these are for logging. `negatives`: a `rows.SortedNegatives`
+    of the same matrix and labels to reuse (a training step shares the loss's sort).
 
     Example:
 
@@ -39,15 +40,16 @@ def triplet_statistics(labels, distances, margin=0.0, ref_labels=None):
     if ref_labels is not None:
         ref_labels = ops.convert_to_tensor(ref_labels)
     positive, negative = pair_masks(labels, ref_labels)
-    negatives = SortedNegatives(distances, negative)
+    if negatives is None:
+        negatives = SortedNegatives(distances, negative, positive)
     n_negative = ops.cast(ops.expand_dims(negatives.count, 1), distances.dtype)
-    pos = ops.cast(positive, distances.dtype)
+    pos = ops.cast(negatives.query_mask, distances.dtype)
     triplets = ops.maximum(ops.sum(pos * n_negative), 1.0)
-    active = ops.cast(negatives.count_below(distances + margin), distances.dtype)
-    hard = ops.cast(negatives.count_below(distances), distances.dtype)
+    active = ops.cast(negatives.count_within(margin), distances.dtype)
+    hard = ops.cast(negatives.count_within(0.0), distances.dtype)
     return {
-        "active_fraction": ops.sum(pos * active) / triplets,
-        "hard_fraction": ops.sum(pos * hard) / triplets,
+        "active_fraction": ops.stop_gradient(ops.sum(pos * active) / triplets),
+        "hard_fraction": ops.stop_gradient(ops.sum(pos * hard) / triplets),
         "positive_distance": _mean_where(distances, positive),
         "negative_distance": _mean_where(distances, negative),
     }

@@ -319,6 +319,8 @@ class TripletModel(_backend_steps(), keras.Model):
         a scalar, and `new_memory_state` is None unless training with memory.
         """
         from keras_triplet.miners import triplet_statistics
+        from keras_triplet.miners.labels import pair_masks
+        from keras_triplet.miners.rows import SortedNegatives
 
         loss_fn = self._metric_loss()
         labels = ops.cast(check_labels(y, batch_size=embeddings.shape[0]), "int32")
@@ -341,11 +343,15 @@ class TripletModel(_backend_steps(), keras.Model):
                 labels, all_distances, embeddings=embeddings, ref_labels=ref_labels
             )
             new_memory = memory_module.push(memory_state, embeddings, labels)
+            negatives = None
         else:
-            value = loss_fn.compute_from_distances(labels, distances, embeddings=embeddings)
+            # One sort of the negatives serves the loss's miner and the statistics.
+            positive, negative = pair_masks(labels)
+            negatives = SortedNegatives(distances, negative, positive)
+            value = loss_fn.compute_from_distances(labels, distances, embeddings=embeddings, negatives=negatives)
 
         blocked = ops.stop_gradient(distances)
-        stats = dict(triplet_statistics(labels, blocked, margin=loss_fn.margin))
+        stats = dict(triplet_statistics(labels, blocked, margin=loss_fn.margin, negatives=negatives))
         raw = ops.stop_gradient(raw)
         stats["embedding_norm"] = ops.mean(
             ops.sqrt(ops.sum(ops.square(raw), axis=-1))

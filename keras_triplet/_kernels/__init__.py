@@ -1,0 +1,29 @@
+"""Row gathers and row sorts, the two primitives the miners spend their time in.
+
+Everything else in the library is plain `keras.ops`. These two are chosen here, once,
+per backend, because the generic `keras.ops` versions cost extra passes over `[B, B]`
+index arrays on PyTorch: `ops.take_along_axis` converts the indices to int64 and
+rewrites negative ones on every call, and `ops.argsort` casts its int64 result to
+int32 (which the next gather converts back). A binary search gathers `log2(B)` times
+per call, so at B = 4096 those passes were most of the time. On TensorFlow and JAX the
+compiled graph fuses them, and the generic versions are used.
+
+* `INDEX_DTYPE`: the integer dtype of index arrays (int64 on PyTorch, int32 elsewhere);
+* `argsort_rows(x)`: `[B, R]` indices sorting each row ascending (not necessarily stable);
+* `take_along_rows(x, index)`: `x[a, index[a, j]]` for `[B, M]` indices (differentiable
+  in `x`; `index` must hold valid, non-negative positions);
+* `compact_columns(mask)`: `[B, M]` column indices covering every True of each row, or
+  None to use every column. Only eager PyTorch compacts (its shapes may depend on the
+  data): with P×K batches an anchor has K − 1 positives among B columns, so searching
+  at the positives alone is B / (K − 1) times less work;
+* `scatter_rows(values, index, width)`: the inverse layout of a compacted `[B, M]` array.
+"""
+
+import keras
+
+if keras.backend.backend() == "torch":
+    from keras_triplet._kernels._torch import INDEX_DTYPE, argsort_rows, compact_columns, scatter_rows, take_along_rows
+else:
+    from keras_triplet._kernels._generic import INDEX_DTYPE, argsort_rows, compact_columns, scatter_rows, take_along_rows
+
+__all__ = ["INDEX_DTYPE", "argsort_rows", "compact_columns", "scatter_rows", "take_along_rows"]
