@@ -245,3 +245,46 @@ def test_config_round_trip(name):
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(miner))
     assert type(restored) is type(miner)
     assert restored.get_config() == config
+
+
+# ------------------------------------------------------------------- blocks of anchor rows
+
+
+@pytest.mark.parametrize("miner, memory", [("semi-hard", False), ("semi-hard", True), ("batch-all", False)])
+def test_row_blocks_give_the_same_loss_gradient_and_statistics(monkeypatch, miner, memory):
+    """Large batches are processed by blocks of anchor rows (rows.ROW_BLOCK): forcing
+    uneven blocks on a small batch must not change the loss, its gradient or the
+    statistics."""
+    from conftest import value_and_grad
+    from keras_triplet.losses import TripletLoss
+    from keras_triplet.miners import rows
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(11, 4)).astype("float32")
+    labels = rng.integers(0, 3, size=11).astype("int32")
+    ref_labels = None
+    if memory:  # extra reference columns, as with cross-batch memory, one empty slot (-1)
+        ref_labels = np.concatenate([labels, rng.integers(-1, 3, size=6)]).astype("int32")
+    loss = TripletLoss(margin=0.3, miner=miner)
+    extra = rng.normal(size=(6, 4)).astype("float32")
+
+    def fn(e):
+        d = loss.pairwise(e)
+        if memory:
+            d = keras.ops.concatenate([d, distances_lib.pairwise_distances(e, keras.ops.convert_to_tensor(extra))], 1)
+        return loss.compute_from_distances(keras.ops.convert_to_tensor(labels), d, ref_labels=ref_labels)
+
+    def stats():
+        d = distances_lib.pairwise_distances(x)
+        return {k: float(to_numpy(v)) for k, v in miners.triplet_statistics(labels, d, margin=0.3).items()}
+
+    whole_value, whole_grad = value_and_grad(fn, x)
+    whole_stats = stats()
+    width = 11 + (6 if memory else 0)
+    monkeypatch.setattr(rows, "ROW_BLOCK", 4 * width)  # blocks of 4 rows, the last of 3
+    assert rows.row_blocks(11, width) == [(0, 4), (4, 8), (8, 11)]
+    value, grad = value_and_grad(fn, x)
+    np.testing.assert_allclose(value, whole_value, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grad, whole_grad, rtol=1e-4, atol=1e-6)
+    for name, expected in whole_stats.items():
+        assert stats()[name] == pytest.approx(expected, rel=1e-5, abs=1e-6), name

@@ -27,6 +27,9 @@ class TripletMiner(keras.layers.Layer):
     """
 
     single_negative = False
+    # True for miners whose selection depends on nothing but `negatives` (its masks and
+    # sorted rows) and `distances`, so that it can be computed by blocks of anchor rows.
+    sorts_negatives = False
 
     def __init__(self, distance="euclidean", p=None, **kwargs):
         # Selection compares distances: keep float32 even under a mixed-precision policy.
@@ -53,7 +56,8 @@ class TripletMiner(keras.layers.Layer):
 
         `negatives`: a `rows.SortedNegatives` already built from `distances` and these
         labels, to reuse (a training step shares one with `triplet_statistics`); miners
-        that do not sort ignore it.
+        that do not sort ignore it. Sorting miners take their positive and negative
+        masks from it (which is how losses run them on blocks of anchor rows).
         """
         raise NotImplementedError
 

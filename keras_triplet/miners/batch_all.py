@@ -39,14 +39,16 @@ class BatchAllMiner(TripletMiner):
     1.0
     """
 
+    sorts_negatives = True
+
     def __init__(self, margin=1.0, select="violating", **kwargs):
         super().__init__(**kwargs)
         self.margin = check_margin(margin)
         self.select = check_choice(select, SELECTIONS, "batch-all selection")
 
     def mine(self, labels, distances, ref_labels=None, negatives=None):
-        positive, negative = pair_masks(labels, ref_labels)
         if negatives is None:
+            positive, negative = pair_masks(labels, ref_labels)
             negatives = SortedNegatives(distances, negative, positive)
         if self.select == "violating":
             stop = negatives.count_within(self.margin)

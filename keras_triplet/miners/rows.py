@@ -128,6 +128,21 @@ class SortedNegatives:
         return total + ops.cast(stop - start, total.dtype) * self._center
 
 
+# Above this many entries (16 MB of float32), losses and statistics of the sorting
+# miners are computed by blocks of anchor rows (`row_blocks`), each recomputed in the
+# backward pass (`keras.remat`), so that peak memory follows one block, not the batch.
+ROW_BLOCK = 2**22
+
+
+def row_blocks(rows, width):
+    """`[(start, stop), ...]` blocks of anchor rows for a `[rows, width]` matrix, or None
+    when it is small enough to be processed at once (or its shape is not static)."""
+    if not (isinstance(rows, int) and isinstance(width, int)) or rows * width <= ROW_BLOCK:
+        return None
+    block = max(1, ROW_BLOCK // width)
+    return [(start, min(start + block, rows)) for start in range(0, rows, block)]
+
+
 # Rows per block of the search: about 2^21 thresholds (16 MB of int64 state) at a time.
 # Working on blocks keeps the search's temporaries small: under the allocator's
 # threshold for returning memory to the system (32 MB in glibc), PyTorch reuses them
@@ -171,15 +186,29 @@ def _search(sorted_rows, thresholds, inclusive):
         levels = ops.cast(ops.ceil(ops.log(ops.cast(n + 1, "float32")) / math.log(2.0)), "int32")
     n = ops.cast(n, INDEX_DTYPE)
     last = ops.maximum(n - 1, 0)
-
-    def step(i, state):
-        pos, stride = state
-        probe = take_along_rows(sorted_rows, ops.minimum(pos + (stride - 1), last))
-        below = (probe <= thresholds) if inclusive else (probe < thresholds)
-        # `cast · stride` rather than `where`: the same in compiled graphs, 2× faster eager.
-        return pos + ops.cast(below, INDEX_DTYPE) * stride, stride // 2
-
     pos = ops.zeros(ops.shape(thresholds), dtype=INDEX_DTYPE)
     stride = ops.cast(2 ** (levels - 1) if isinstance(levels, int) else ops.power(2, levels - 1), INDEX_DTYPE)
-    pos, _ = ops.fori_loop(0, levels, step, (pos, stride))
+    step = _step_at_most if inclusive else _step_below
+    pos = ops.fori_loop(0, levels, step, (pos, stride, sorted_rows, thresholds, last))[0]
     return ops.minimum(pos, n)
+
+
+# The loop bodies are module-level functions that receive every array through the loop
+# state (no closure): eager JAX then reuses one compiled loop for equal shapes instead
+# of compiling a new one per call.
+
+
+def _step_below(i, state):
+    return _step(state, inclusive=False)
+
+
+def _step_at_most(i, state):
+    return _step(state, inclusive=True)
+
+
+def _step(state, inclusive):
+    pos, stride, sorted_rows, thresholds, last = state
+    probe = take_along_rows(sorted_rows, ops.minimum(pos + (stride - 1), last))
+    below = (probe <= thresholds) if inclusive else (probe < thresholds)
+    # `cast · stride` rather than `where`: the same in compiled graphs, 2× faster eager.
+    return pos + ops.cast(below, INDEX_DTYPE) * stride, stride // 2, sorted_rows, thresholds, last

@@ -34,14 +34,15 @@ class SemiHardMiner(TripletMiner):
     """
 
     single_negative = True
+    sorts_negatives = True
 
     def __init__(self, fallback="farthest", **kwargs):
         super().__init__(**kwargs)
         self.fallback = check_choice(fallback, ("farthest", "none"), "semi-hard fallback")
 
     def mine(self, labels, distances, ref_labels=None, negatives=None):
-        positive, negative = pair_masks(labels, ref_labels)
         if negatives is None:
+            positive, negative = pair_masks(labels, ref_labels)
             negatives = SortedNegatives(distances, negative, positive)
         n_negative = ops.expand_dims(negatives.count, 1)
         first_farther = negatives.count_within(0.0, inclusive=True)
