@@ -45,10 +45,10 @@ _SQRT_FLOOR = 1e-30  # > 0 and a normal float32; sqrt(_SQRT_FLOOR) = 1e-15
 def safe_sqrt(x):
     """`sqrt(max(x, 0))` with gradient 0 where `x <= 0` (instead of inf or NaN)."""
     # max(x, tiny) keeps sqrt's gradient finite and routes none of it to x <= tiny; the
-    # product with the mask makes value and gradient exactly 0 where x <= 0. (Fewer
-    # full-size ops than two `where`s, which matters on eager PyTorch.)
-    positive = ops.cast(x > 0, x.dtype)
-    return ops.sqrt(ops.maximum(x, _SQRT_FLOOR)) * positive
+    # `where` makes value and gradient exactly 0 where x <= 0. (One `where` and a boolean
+    # mask: fewer and smaller full-size arrays than the two-`where` idiom, which
+    # matters for memory and speed on eager PyTorch.)
+    return ops.where(x > 0, ops.sqrt(ops.maximum(x, _SQRT_FLOOR)), 0.0)
 
 
 def l2_normalize(x, axis=-1):
@@ -57,11 +57,14 @@ def l2_normalize(x, axis=-1):
     return x * ops.rsqrt(ops.maximum(squared_norm, _NORM_EPSILON))
 
 
-def _squared_euclidean(x, y):
-    # ‖x‖² + ‖y‖² − 2 x·y: one matmul, O(N·M) memory; clipped at 0 against rounding.
+def _squared_euclidean(x, y, clip=True):
+    # ‖x‖² + ‖y‖² − 2 x·y: one matmul, O(N·M) memory; clipped at 0 against rounding
+    # (`clip=False` before `safe_sqrt`, which maps x ≤ 0 to 0 itself: one [N, M] array less).
     xx = ops.sum(ops.square(x), axis=1, keepdims=True)
     yy = ops.sum(ops.square(y), axis=1, keepdims=True)
-    return ops.maximum(xx + ops.transpose(yy) - 2.0 * ops.matmul(x, ops.transpose(y)), 0.0)
+    # (−2x)·yᵀ scales the [N, D] input rather than the [N, M] product (exact: ×2 is).
+    squared = ops.matmul(-2.0 * x, ops.transpose(y)) + xx + ops.transpose(yy)
+    return ops.maximum(squared, 0.0) if clip else squared
 
 
 def _cosine(x, y):
@@ -70,7 +73,7 @@ def _cosine(x, y):
 
 def _minkowski(x, y, p):
     if float(p) == 2.0:
-        return safe_sqrt(_squared_euclidean(x, y))
+        return safe_sqrt(_squared_euclidean(x, y, clip=False))
     # [N, M, D] intermediate: Minkowski has no matmul form (memory N·M·D, never N·M·M).
     diff = ops.abs(ops.expand_dims(x, 1) - ops.expand_dims(y, 0))
     total = ops.sum(diff if float(p) == 1.0 else ops.power(diff, float(p)), axis=-1)
@@ -116,7 +119,7 @@ def pairwise_distances(x, y=None, metric="euclidean", p=None):
         y = ops.cast(as_float(y), x.dtype)
 
     if metric == "euclidean":
-        d = safe_sqrt(_squared_euclidean(x, y))
+        d = safe_sqrt(_squared_euclidean(x, y, clip=False))
     elif metric == "squared_euclidean":
         d = _squared_euclidean(x, y)
     elif metric == "cosine":

@@ -10,7 +10,12 @@ def argsort_rows(x):
 
 
 def take_along_rows(x, index):
-    return ops.take_along_axis(x, index, axis=1)
+    # A gather from the flattened array at `row · width + index`: `[B, M]` int32 indices,
+    # where `take_along_axis` builds `[B, M, 2]` ones (and XLA constant-folds an iota of
+    # that size at compile time).
+    rows, width = ops.shape(x)[0], ops.shape(x)[1]
+    offsets = ops.expand_dims(ops.arange(rows, dtype=index.dtype) * ops.cast(width, index.dtype), 1)
+    return ops.take(ops.reshape(x, (-1,)), index + offsets, axis=0)
 
 
 def compact_columns(mask):

@@ -4,8 +4,6 @@ import keras
 from keras import ops
 
 from keras_triplet import miners as miners_lib
-from keras_triplet.miners import rows as rows_lib
-from keras_triplet.miners.labels import pair_masks
 from keras_triplet._validation import check_choice, check_margin
 from keras_triplet.losses.base import MetricLoss, prepare
 
@@ -44,33 +42,8 @@ def triplet_loss_from_distances(labels, distances, miner, margin=1.0, soft_margi
         if average == "nonzero":
             used = used * ops.cast(anchor_loss > 0, used.dtype)
         return ops.sum(anchor_loss) / ops.maximum(ops.sum(used), 1.0)
-    blocks = rows_lib.row_blocks(distances.shape[0], distances.shape[1]) if negatives is None else None
-    if blocks is None or not miner.sorts_negatives:
-        selected = miner.mine(labels, distances, ref_labels=ref_labels, negatives=negatives)
-        numerator, denominator = _sum_pair_losses(selected, distances, margin, soft_margin, average)
-        # No mined triplet (or none with a loss): the numerator is 0 too, and so is the gradient.
-        return numerator / ops.maximum(denominator, 1.0)
-
-    # A large batch: the same sums over blocks of anchor rows, each block's mining
-    # recomputed in the backward pass, so that memory follows one block (rows.ROW_BLOCK).
-    numerator = denominator = 0.0
-    for start, stop in blocks:
-
-        def block_sums(block_distances, start=start, stop=stop):
-            positive, negative = pair_masks(labels, ref_labels, rows=(start, stop))
-            block_negatives = rows_lib.SortedNegatives(block_distances, negative, positive)
-            selected = miner.mine(labels[start:stop], block_distances, ref_labels=ref_labels,
-                                  negatives=block_negatives)
-            return _sum_pair_losses(selected, block_distances, margin, soft_margin, average)
-
-        block_numerator, block_denominator = keras.remat(block_sums)(distances[start:stop])
-        numerator = numerator + block_numerator
-        denominator = denominator + block_denominator
-    return numerator / ops.maximum(denominator, 1.0)
-
-
-def _sum_pair_losses(selected, distances, margin, soft_margin, average):
-    """`(Σ ℓ, N)` over a miner's selection: the loss's numerator and denominator."""
+    # The selection in the miner's own layout (compact on eager PyTorch): only sums follow.
+    distances, selected = miner.mine_pairs(labels, distances, ref_labels=ref_labels, negatives=negatives)
     pair = selected["pair_mask"]
     count = selected["negative_count"]
     negative_sum = selected["negative_distance_sum"]
@@ -85,7 +58,8 @@ def _sum_pair_losses(selected, distances, margin, soft_margin, average):
         denominator = ops.sum(count * ops.cast(pair_loss > 0, count.dtype))
     else:
         denominator = ops.sum(count)
-    return ops.sum(pair_loss), denominator
+    # No mined triplet (or none with a loss): the numerator is 0 too, and so is the gradient.
+    return ops.sum(pair_loss) / ops.maximum(denominator, 1.0)
 
 
 def triplet_loss(y_true, y_pred, margin=1.0, distance="euclidean", miner="semi-hard", soft_margin=False, average="auto", p=None):

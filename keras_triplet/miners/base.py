@@ -27,9 +27,6 @@ class TripletMiner(keras.layers.Layer):
     """
 
     single_negative = False
-    # True for miners whose selection depends on nothing but `negatives` (its masks and
-    # sorted rows) and `distances`, so that it can be computed by blocks of anchor rows.
-    sorts_negatives = False
 
     def __init__(self, distance="euclidean", p=None, **kwargs):
         # Selection compares distances: keep float32 even under a mixed-precision policy.
@@ -56,10 +53,16 @@ class TripletMiner(keras.layers.Layer):
 
         `negatives`: a `rows.SortedNegatives` already built from `distances` and these
         labels, to reuse (a training step shares one with `triplet_statistics`); miners
-        that do not sort ignore it. Sorting miners take their positive and negative
-        masks from it (which is how losses run them on blocks of anchor rows).
+        that do not sort ignore it.
         """
         raise NotImplementedError
+
+    def mine_pairs(self, labels, distances, ref_labels=None, negatives=None):
+        """`(pair_distances, selection)`: the selection of `mine` with the positive-pair
+        distances `d(a, p)` it refers to, in a layout of the miner's choosing (`[B, R]`, or
+        `[B, M]` over each anchor's positives when `negatives` compacts them). A loss
+        that only sums over pairs uses this and skips the scatter back to `[B, R]`."""
+        return distances, self.mine(labels, distances, ref_labels=ref_labels, negatives=negatives)
 
     def anchor_triplets(self, labels, distances, ref_labels=None):
         """For miners that pick at most one triplet per anchor: `(d(a, p), d(a, n), valid)`,

@@ -39,30 +39,35 @@ class BatchAllMiner(TripletMiner):
     1.0
     """
 
-    sorts_negatives = True
-
     def __init__(self, margin=1.0, select="violating", **kwargs):
         super().__init__(**kwargs)
         self.margin = check_margin(margin)
         self.select = check_choice(select, SELECTIONS, "batch-all selection")
 
     def mine(self, labels, distances, ref_labels=None, negatives=None):
+        negatives, selected = self._select(labels, distances, ref_labels, negatives)
+        return {k: negatives.expand(v) for k, v in selected.items()}
+
+    def mine_pairs(self, labels, distances, ref_labels=None, negatives=None):
+        negatives, selected = self._select(labels, distances, ref_labels, negatives)
+        return negatives.query_distances, selected
+
+    def _select(self, labels, distances, ref_labels, negatives):
+        positive, negative = pair_masks(labels, ref_labels)
         if negatives is None:
-            positive, negative = pair_masks(labels, ref_labels)
             negatives = SortedNegatives(distances, negative, positive)
+        start = None  # from the closest negative
         if self.select == "violating":
             stop = negatives.count_within(self.margin)
-            start = ops.zeros_like(stop)
         elif self.select == "hard":
             # With margin 0, a negative exactly as far as the positive has zero loss: leave it out.
             stop = negatives.count_within(0.0, inclusive=self.margin > 0)
-            start = ops.zeros_like(stop)
         else:
             start = negatives.count_within(0.0, inclusive=True)
             stop = ops.maximum(negatives.count_within(self.margin), start)
-        count = stop - start
+        count = stop if start is None else stop - start
         pair = ops.logical_and(negatives.query_mask, count > 0)
-        return {k: negatives.expand(v) for k, v in selection(pair, count, negatives.range_sum(start, stop)).items()}
+        return negatives, selection(pair, count, negatives.range_sum(start, stop))
 
     def get_config(self):
         config = super().get_config()

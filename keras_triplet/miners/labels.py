@@ -10,26 +10,19 @@ slot that is neither a positive nor a negative.
 from keras import ops
 
 
-def pair_masks(labels, ref_labels=None, rows=None):
+def pair_masks(labels, ref_labels=None):
     """Returns `(positive, negative)`, boolean `[B, R]` masks.
 
     `positive[a, j]`: same label and `j` is not `a` itself.
     `negative[a, j]`: different label (and `j` is a valid reference).
-
-    `rows=(start, stop)`: the masks of the anchor rows `start:stop` of the batch only
-    (`[stop − start, R]`), for computations done by blocks of rows.
     """
     if ref_labels is None:
         ref_labels = labels
         valid = None
     else:
         valid = ops.expand_dims(ref_labels >= 0, 0)
-    start = 0
-    if rows is not None:
-        start, stop = rows
-        labels = labels[start:stop]
     same = ops.expand_dims(labels, 1) == ops.expand_dims(ops.cast(ref_labels, labels.dtype), 0)
-    rows = ops.expand_dims(ops.arange(ops.shape(labels)[0]) + start, 1)
+    rows = ops.expand_dims(ops.arange(ops.shape(labels)[0]), 1)
     cols = ops.expand_dims(ops.arange(ops.shape(ref_labels)[0]), 0)
     positive = ops.logical_and(same, rows != cols)
     negative = ops.logical_not(same)

@@ -66,7 +66,7 @@ class SortedNegatives:
 
     def __init__(self, distances, negative_mask, positive_mask):
         self.distances = distances
-        filler = ops.max(ops.stop_gradient(distances)) + 1.0
+        self._filler = filler = ops.max(ops.stop_gradient(distances)) + 1.0
         masked = ops.where(negative_mask, distances, filler)
         self.values = take_along_rows(masked, argsort_rows(ops.stop_gradient(masked)))
         self.count = ops.cast(ops.sum(ops.cast(negative_mask, "int32"), axis=1), INDEX_DTYPE)
@@ -105,42 +105,33 @@ class SortedNegatives:
         return take_along_rows(self.values, ops.clip(ops.cast(index, INDEX_DTYPE), 0, last))
 
     def range_sum(self, start, stop):
-        """`[B, M]` sums of the sorted negatives at positions `[start, stop)`.
+        """`[B, M]` sums of the sorted negatives at positions `[start, stop)` (`start=None`:
+        from position 0).
 
         Uses prefix sums of the distances centred on each row's mean, which keeps the
         difference of two prefix sums accurate in float32 for large batches.
         """
         if self._prefix is None:
-            real = ops.cast(
-                ops.expand_dims(ops.arange(ops.shape(self.values)[1], dtype=INDEX_DTYPE), 0)
-                < ops.expand_dims(self.count, 1),
-                self.values.dtype,
-            )
-            n = ops.maximum(ops.cast(self.count, self.values.dtype), 1.0)
-            center = ops.stop_gradient(ops.sum(self.values * real, axis=1, keepdims=True) / ops.expand_dims(n, 1))
-            centered = (self.values - center) * real
-            zeros = ops.zeros_like(centered[:, :1])
-            self._prefix = ops.concatenate([zeros, ops.cumsum(centered, axis=1)], axis=1)
-            self._center = center
-        start = ops.cast(start, INDEX_DTYPE)
+            # Each row's mean negative distance, from the row sum minus its fillers (no
+            # [B, R] temporary). Positions past `count` hold fillers; no sum reads them.
+            width = ops.cast(ops.shape(self.values)[1], self.values.dtype)
+            count = ops.cast(self.count, self.values.dtype)
+            total = ops.sum(ops.stop_gradient(self.values), axis=1) - (width - count) * self._filler
+            self._center = ops.expand_dims(total / ops.maximum(count, 1.0), 1)
+            # Inclusive prefix sums: _prefix[:, k] = Σ_{i ≤ k}; the sum of the first k is
+            # _prefix[:, k − 1] (0 for k = 0), read by `_first`.
+            self._prefix = ops.cumsum(self.values - self._center, axis=1)
         stop = ops.cast(stop, INDEX_DTYPE)
-        total = take_along_rows(self._prefix, stop) - take_along_rows(self._prefix, start)
+        if start is None:  # from the first negative: one gather fewer
+            return self._first(stop) + ops.cast(stop, self._prefix.dtype) * self._center
+        start = ops.cast(start, INDEX_DTYPE)
+        total = self._first(stop) - self._first(start)
         return total + ops.cast(stop - start, total.dtype) * self._center
 
-
-# Above this many entries (16 MB of float32), losses and statistics of the sorting
-# miners are computed by blocks of anchor rows (`row_blocks`), each recomputed in the
-# backward pass (`keras.remat`), so that peak memory follows one block, not the batch.
-ROW_BLOCK = 2**22
-
-
-def row_blocks(rows, width):
-    """`[(start, stop), ...]` blocks of anchor rows for a `[rows, width]` matrix, or None
-    when it is small enough to be processed at once (or its shape is not static)."""
-    if not (isinstance(rows, int) and isinstance(width, int)) or rows * width <= ROW_BLOCK:
-        return None
-    block = max(1, ROW_BLOCK // width)
-    return [(start, min(start + block, rows)) for start in range(0, rows, block)]
+    def _first(self, k):
+        """Σ of the first `k` centred sorted negatives of each row (`k`: `[B, M]`)."""
+        found = take_along_rows(self._prefix, ops.maximum(k - 1, 0))
+        return ops.where(k > 0, found, 0.0)
 
 
 # Rows per block of the search: about 2^21 thresholds (16 MB of int64 state) at a time.

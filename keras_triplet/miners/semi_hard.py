@@ -34,15 +34,22 @@ class SemiHardMiner(TripletMiner):
     """
 
     single_negative = True
-    sorts_negatives = True
 
     def __init__(self, fallback="farthest", **kwargs):
         super().__init__(**kwargs)
         self.fallback = check_choice(fallback, ("farthest", "none"), "semi-hard fallback")
 
     def mine(self, labels, distances, ref_labels=None, negatives=None):
+        negatives, selected = self._select(labels, distances, ref_labels, negatives)
+        return {k: negatives.expand(v) for k, v in selected.items()}
+
+    def mine_pairs(self, labels, distances, ref_labels=None, negatives=None):
+        negatives, selected = self._select(labels, distances, ref_labels, negatives)
+        return negatives.query_distances, selected
+
+    def _select(self, labels, distances, ref_labels, negatives):
+        positive, negative = pair_masks(labels, ref_labels)
         if negatives is None:
-            positive, negative = pair_masks(labels, ref_labels)
             negatives = SortedNegatives(distances, negative, positive)
         n_negative = ops.expand_dims(negatives.count, 1)
         first_farther = negatives.count_within(0.0, inclusive=True)
@@ -53,7 +60,7 @@ class SemiHardMiner(TripletMiner):
         else:
             index = first_farther
             pair = ops.logical_and(negatives.query_mask, has_semi_hard)
-        return {k: negatives.expand(v) for k, v in selection(pair, 1.0, negatives.take(index)).items()}
+        return negatives, selection(pair, 1.0, negatives.take(index))
 
     def get_config(self):
         config = super().get_config()

@@ -4,7 +4,12 @@ from keras import ops
 
 from keras_triplet._validation import as_float
 from keras_triplet.miners.labels import pair_masks
-from keras_triplet.miners.rows import SortedNegatives, row_blocks
+from keras_triplet.miners.rows import SortedNegatives
+
+
+def _mean_where(values, mask):
+    mask = ops.cast(mask, values.dtype)
+    return ops.sum(values * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 
 def triplet_statistics(labels, distances, margin=0.0, ref_labels=None, negatives=None):
@@ -34,41 +39,17 @@ def triplet_statistics(labels, distances, margin=0.0, ref_labels=None, negatives
     labels = ops.convert_to_tensor(labels)
     if ref_labels is not None:
         ref_labels = ops.convert_to_tensor(ref_labels)
-    blocks = row_blocks(distances.shape[0], distances.shape[1]) if negatives is None else None
-    if blocks is None:
-        sums = _sums(distances, *pair_masks(labels, ref_labels), negatives, margin)
-    else:  # a large batch: by blocks of anchor rows, to bound memory (see rows.ROW_BLOCK)
-        parts = [
-            _sums(distances[start:stop], *pair_masks(labels, ref_labels, rows=(start, stop)), None, margin)
-            for start, stop in blocks
-        ]
-        sums = [sum(values[1:], values[0]) for values in zip(*parts)]
-    triplets, active, hard, positive_sum, positives, negative_sum, negatives_count = sums
-    triplets = ops.maximum(triplets, 1.0)
-    return {
-        "active_fraction": active / triplets,
-        "hard_fraction": hard / triplets,
-        "positive_distance": positive_sum / ops.maximum(positives, 1.0),
-        "negative_distance": negative_sum / ops.maximum(negatives_count, 1.0),
-    }
-
-
-def _sums(distances, positive, negative, negatives, margin):
-    """The statistics' sums over one block of anchor rows (or the whole batch)."""
+    positive, negative = pair_masks(labels, ref_labels)
     if negatives is None:
         negatives = SortedNegatives(distances, negative, positive)
     n_negative = ops.cast(ops.expand_dims(negatives.count, 1), distances.dtype)
     pos = ops.cast(negatives.query_mask, distances.dtype)
+    triplets = ops.maximum(ops.sum(pos * n_negative), 1.0)
     active = ops.cast(negatives.count_within(margin), distances.dtype)
     hard = ops.cast(negatives.count_within(0.0), distances.dtype)
-    positive = ops.cast(positive, distances.dtype)
-    negative = ops.cast(negative, distances.dtype)
-    return (
-        ops.sum(pos * n_negative),
-        ops.sum(pos * active),
-        ops.sum(pos * hard),
-        ops.sum(distances * positive),
-        ops.sum(positive),
-        ops.sum(distances * negative),
-        ops.sum(negative),
-    )
+    return {
+        "active_fraction": ops.stop_gradient(ops.sum(pos * active) / triplets),
+        "hard_fraction": ops.stop_gradient(ops.sum(pos * hard) / triplets),
+        "positive_distance": _mean_where(distances, positive),
+        "negative_distance": _mean_where(distances, negative),
+    }

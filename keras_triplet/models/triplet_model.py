@@ -320,7 +320,7 @@ class TripletModel(_backend_steps(), keras.Model):
         """
         from keras_triplet.miners import triplet_statistics
         from keras_triplet.miners.labels import pair_masks
-        from keras_triplet.miners.rows import SortedNegatives, row_blocks
+        from keras_triplet.miners.rows import SortedNegatives
 
         loss_fn = self._metric_loss()
         labels = ops.cast(check_labels(y, batch_size=embeddings.shape[0]), "int32")
@@ -345,12 +345,9 @@ class TripletModel(_backend_steps(), keras.Model):
             new_memory = memory_module.push(memory_state, embeddings, labels)
             negatives = None
         else:
-            negatives = None
-            if row_blocks(distances.shape[0], distances.shape[1]) is None:
-                # One sort of the negatives serves the loss's miner and the statistics
-                # (large batches are processed by blocks of rows instead, each on its own).
-                positive, negative = pair_masks(labels)
-                negatives = SortedNegatives(distances, negative, positive)
+            # One sort of the negatives serves the loss's miner and the statistics.
+            positive, negative = pair_masks(labels)
+            negatives = SortedNegatives(distances, negative, positive)
             value = loss_fn.compute_from_distances(labels, distances, embeddings=embeddings, negatives=negatives)
 
         blocked = ops.stop_gradient(distances)
