@@ -178,6 +178,21 @@ def test_protocol_split_scores_and_metrics():
         protocol.verification_scores(emb, w, g, references=6)
 
 
+def test_protocol_rules():
+    refs = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    q = np.array([[1.0, 0.0], [0.6, 0.8]])
+    d = np.sqrt(((q[:, None] - refs[None]) ** 2).sum(-1))
+    spread = np.mean([np.sqrt(2.0), 2.0, np.sqrt(2.0)])
+    np.testing.assert_allclose(protocol.score_matrix(q, refs, "mean"), d.mean(1))
+    np.testing.assert_allclose(protocol.score_matrix(q, refs, "min"), d.min(1))
+    np.testing.assert_allclose(protocol.score_matrix(q, refs, "mean-norm"), d.mean(1) / spread)
+    np.testing.assert_allclose(protocol.score_matrix(q, refs, "min-norm"), d.min(1) / spread)
+    assert protocol.reference_spread(refs[:1]) == 1.0  # one reference: no normalisation
+    assert protocol.reference_spread(refs[[0, 0]]) > 0  # identical references: floored
+    with pytest.raises(ValueError, match="rule"):
+        protocol.score_matrix(q, refs, "median")
+
+
 # --------------------------------------------------------------------------- command line
 
 def _last_json(text):

@@ -14,7 +14,8 @@ Modules:
 - `model`: the SigNet-style CNN embedder (Dey et al., 2017), scaled down for CPUs.
 - `training`: writer-independent training with `TripletModel`, `PKSampler` and
   `TripletLoss`, skilled forgeries as hard negatives; model metadata.
-- `protocol`: writer splits, the decision rule (mean distance to the references), the
-  threshold chosen on validation writers, FAR / FRR / EER / AUC.
+- `protocol`: writer splits, the decision rule (smallest, mean or writer-normalised
+  distance to the references), the threshold chosen on validation writers,
+  FAR / FRR / EER / AUC.
 - `__main__`: the command line, `python -m apps.signature_verification --help`.
 """

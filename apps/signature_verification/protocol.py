@@ -12,8 +12,22 @@ score
     s(q, w) = mean over the references r of w of ‖f(q) − f(r)‖₂
 
 where `f` is the L2-normalised embedding (so `0 ≤ s ≤ 2`); `rule="min"` uses the
-smallest distance instead of the mean. It is accepted as genuine when
-`s(q, w) <= threshold`.
+smallest distance instead of the mean. The `-norm` rules (`"mean-norm"`, `"min-norm"`)
+divide that distance by the writer's own spread, the mean distance between two of its
+references,
+
+    s(q, w) = mean_r ‖f(q) − f(r)‖₂ / mean_{r ≠ r'} ‖f(r) − f(r')‖₂
+
+(writer-dependent score normalisation: a writer who signs consistently gets a tighter
+acceptance region, a variable one a looser one, while the threshold stays global; it
+needs only the references, no forgery of the writer). With a single reference there is
+no spread and the `-norm` rules fall back to the plain distance. A questioned signature
+is accepted as genuine when `s(q, w) <= threshold`.
+
+The command line's default is `"min"`: on the validation writers of the built-in data it
+gave a lower EER against skilled forgeries than `"mean"` for every model tried
+(9.0 % against 10.6 % for the shipped one); `"mean-norm"` was about as good (8.8 %)
+but worse against random forgeries (1.4 % against 0.7 %).
 
 **Threshold.** `threshold` is the equal-error-rate threshold of genuine versus *skilled*
 forgery scores on the validation writers (`keras_triplet.metrics.choose_threshold`),
@@ -44,7 +58,8 @@ import numpy as np
 
 from apps.signature_verification.loaders import natural_key
 
-RULES = ("mean", "min")
+RULES = ("mean", "min", "mean-norm", "min-norm")
+_MIN_SPREAD = 1e-3  # floor of the references' spread (identical references)
 
 
 def writer_split(writers, val_fraction=0.15, test_fraction=0.25, seed=0, min_each=1):
@@ -95,9 +110,26 @@ def score_matrix(embeddings, reference_embeddings, rule="mean"):
         raise ValueError(f"rule must be one of {RULES}; got {rule!r}.")
     q = np.asarray(embeddings, np.float64)
     r = np.asarray(reference_embeddings, np.float64)
+    d = _distances(q, r)
+    score = d.mean(axis=1) if rule.startswith("mean") else d.min(axis=1)
+    if rule.endswith("-norm"):
+        score = score / reference_spread(r)
+    return score
+
+
+def reference_spread(reference_embeddings):
+    """The mean distance between two different references (`[R, D]`), the divisor of the
+    `-norm` rules; 1.0 for a single reference, at least `_MIN_SPREAD`."""
+    r = np.asarray(reference_embeddings, np.float64)
+    if len(r) < 2:
+        return 1.0
+    d = _distances(r, r)
+    return max(float(d[np.triu_indices(len(r), 1)].mean()), _MIN_SPREAD)
+
+
+def _distances(q, r):
     sq = np.sum(q * q, 1)[:, None] + np.sum(r * r, 1)[None, :] - 2.0 * q @ r.T
-    d = np.sqrt(np.maximum(sq, 0.0))
-    return d.mean(axis=1) if rule == "mean" else d.min(axis=1)
+    return np.sqrt(np.maximum(sq, 0.0))
 
 
 def verification_scores(embeddings, writers, genuine, references=5, rule="mean", seed=0):

@@ -21,6 +21,20 @@ mining, the forgeries of an anchor's own writer are typically its chosen negativ
 `keras_triplet.losses.TripletLoss` (semi-hard mining by default), the model
 `keras_triplet.TripletModel` (L2-normalised embeddings).
 
+**How much training.** The embedder must learn a writer's identity (random forgeries)
+*and* the forgers' cues (line quality, slant, proportions): the second takes far
+more steps. On the built-in data the first shipped model (360 steps on 96 writers) had a
+skilled-forgery EER of 19.5 % on unseen writers; after 3 epochs (1080 steps) on 960
+writers the EER was 12.8 % on the model's *own* training writers and 15.1 % on
+validation writers: short runs underfit rather than overfit (semi-hard mining takes a
+negative just beyond the positive, so a forgery already closer than the positive is
+not chosen, and batches teach little about forgeries once most triplets are
+satisfied). The shipped model trains 2880 steps (8 epochs) on 960 writers, where
+writers are cheap (`synthetic`), and the validation EER falls as the learning rate
+decays (14.7 % after the first epoch, 9.0 % after the 7th). Batch-hard and batch-all
+mining, or a network twice as wide, did no better at equal time on a CPU (see the
+README).
+
 **Model selection.** After every epoch, `ValidationEER` embeds the validation writers,
 computes the protocol's EER against skilled forgeries (`protocol`) and keeps the
 weights of the best epoch, restored at the end of training.
@@ -170,7 +184,7 @@ def train_model(
     embedding_dim=64,
     width=1.0,
     references=5,
-    rule="mean",
+    rule="min",
     seed=0,
     verbose=1,
 ):
