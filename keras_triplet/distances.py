@@ -43,7 +43,11 @@ _SQRT_FLOOR = 1e-30  # > 0 and a normal float32; sqrt(_SQRT_FLOOR) = 1e-15
 
 
 def safe_sqrt(x):
-    """`sqrt(max(x, 0))` with gradient 0 where `x <= 0` (instead of inf or NaN)."""
+    """`sqrt(max(x, 0))` with gradient 0 where `x <= 0` (instead of inf or NaN).
+
+    (Below 1e-30, a squared distance far under float32 rounding, the value is 1e-15
+    with gradient 0.)
+    """
     # max(x, tiny) keeps sqrt's gradient finite and routes none of it to x <= tiny; the
     # `where` makes value and gradient exactly 0 where x <= 0. (One `where` and a boolean
     # mask: fewer and smaller full-size arrays than the two-`where` idiom, which

@@ -245,3 +245,45 @@ def test_config_round_trip(name):
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(miner))
     assert type(restored) is type(miner)
     assert restored.get_config() == config
+
+
+# ------------------------------------------------- wide batches (compacted search on PyTorch)
+
+
+@pytest.mark.parametrize("name", sorted(MINERS))
+@pytest.mark.parametrize("layout", ["pk", "uneven"])
+def test_wide_batches_match_reference(name, layout):
+    """At 64+ columns eager PyTorch searches only each anchor's positive columns
+    (`_kernels.compact_columns`) and scatters the selection back; compiled backends search
+    every column. Both must give the reference's selection, the loss on the compact
+    layout (`mine_pairs`) included, ties and band edges too (integer distances)."""
+    from keras_triplet.losses.triplet import triplet_loss_from_distances
+
+    make, reference_fn = MINERS[name]
+    rng = np.random.default_rng(7)
+    if layout == "pk":  # P×K, K = 4
+        labels = np.repeat(np.arange(24), 4)
+    else:  # uneven classes, one singleton (no positive), one large class
+        labels = np.concatenate([np.zeros(30, int), rng.integers(1, 12, size=65), [99]])
+    d = integer_distances(11, len(labels), high=9)
+    if keras.backend.backend() == "torch":  # P×K compacts; the large class makes it not pay
+        from keras_triplet import _kernels
+
+        positive = keras.ops.convert_to_tensor(miners.pair_masks(keras.ops.convert_to_tensor(labels))[0])
+        assert (_kernels.compact_columns(positive) is not None) == (layout == "pk")
+    margin = 2.0
+    miner = make(margin)
+    assert_miner_output(miner(labels, distances=d.astype("float32")), reference_fn(labels, d, margin), exact=True)
+    if "farthest" in name or "violating" in name:
+        want = ref.triplet_statistics(labels, d, margin)
+        got = to_numpy(miners.triplet_statistics(labels, d.astype("float32"), margin))
+        for key in want:
+            assert float(got[key]) == pytest.approx(want[key], rel=1e-6, abs=1e-6), key
+    loss = triplet_loss_from_distances(
+        keras.ops.convert_to_tensor(labels.astype("int32")), keras.ops.convert_to_tensor(d.astype("float32")),
+        miner, margin=margin,
+    )
+    full = reference_fn(labels, d, margin)
+    pair_loss = full["pair_mask"] * np.maximum(full["negative_count"] * (d + margin) - full["negative_distance_sum"], 0)
+    count = full["negative_count"] if miner.single_negative else full["negative_count"] * (pair_loss > 0)
+    assert float(to_numpy(loss)) == pytest.approx(pair_loss.sum() / max(count.sum(), 1.0), rel=1e-5)

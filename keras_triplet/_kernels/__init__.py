@@ -1,12 +1,14 @@
-"""Row gathers and row sorts, the two primitives the miners spend their time in.
+"""The row primitives the miners spend their time in, chosen here once per backend.
 
-Everything else in the library is plain `keras.ops`. These two are chosen here, once,
-per backend, because the generic `keras.ops` versions cost extra passes over `[B, B]`
-index arrays on PyTorch: `ops.take_along_axis` converts the indices to int64 and
-rewrites negative ones on every call, and `ops.argsort` casts its int64 result to
-int32 (which the next gather converts back). A binary search gathers `log2(B)` times
-per call, so at B = 4096 those passes were most of the time. On TensorFlow and JAX the
-compiled graph fuses them, and the generic versions are used.
+Everything else in the library is plain `keras.ops`. These are not, because the generic
+versions cost time or memory inside a `log2(B)`-step binary search over `[B, B]`
+arrays (ARCHITECTURE.md has the measurements):
+
+* on eager PyTorch, `ops.take_along_axis` converts the indices to int64 and rewrites
+  negative ones on every call, and `ops.argsort` casts its int64 result to int32 (which
+  the next gather converts back): `torch.gather` / `torch.argsort` instead (`_torch.py`);
+* on TensorFlow and JAX, `ops.take_along_axis` builds `[B, M, 2]` index arrays; a
+  `ops.take` from the flattened matrix needs `[B, M]` ones (`_generic.py`).
 
 * `INDEX_DTYPE`: the integer dtype of index arrays (int64 on PyTorch, int32 elsewhere);
 * `argsort_rows(x)`: `[B, R]` indices sorting each row ascending (not necessarily stable);
