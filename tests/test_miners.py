@@ -60,7 +60,7 @@ def integer_distances(seed, b, high=4):
     return d + d.T
 
 
-def assert_miner_output(got, want, exact=False):
+def assert_miner_output(got, want, exact=False, atol=None):
     got = to_numpy(got)
     assert set(KEYS) <= set(got), f"miner output must hold {KEYS}; got {sorted(got)}"
     for key in KEYS:
@@ -73,7 +73,7 @@ def assert_miner_output(got, want, exact=False):
         want["negative_distance_sum"],
         # Sums come from prefix sums: a few ulps off even on integer distances.
         rtol=1e-6 if exact else 1e-5,
-        atol=1e-6 if exact else 1e-5,
+        atol=atol or (1e-6 if exact else 1e-5),
         err_msg="negative_distance_sum",
     )
 
@@ -273,7 +273,9 @@ def test_wide_batches_match_reference(name, layout):
         assert (_kernels.compact_columns(positive) is not None) == (layout == "pk")
     margin = 2.0
     miner = make(margin)
-    assert_miner_output(miner(labels, distances=d.astype("float32")), reference_fn(labels, d, margin), exact=True)
+    # Counts and masks exactly; band sums to float32 prefix-sum rounding (sums of ~90
+    # distances up to 9: an ulp of the prefix is ~1e-5 in absolute terms).
+    assert_miner_output(miner(labels, distances=d.astype("float32")), reference_fn(labels, d, margin), atol=1e-4)
     if "farthest" in name or "violating" in name:
         want = ref.triplet_statistics(labels, d, margin)
         got = to_numpy(miners.triplet_statistics(labels, d.astype("float32"), margin))
