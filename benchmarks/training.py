@@ -64,7 +64,10 @@ def make_model(kind, size, dim, classes):
     else:
         model = TripletModel(embedder)
         loss = losses.TripletLoss(margin=0.2, miner=kind)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+    # Compiled, as the library is meant to run: XLA on TensorFlow (Keras' "auto" leaves
+    # it off there), jax.jit on JAX; PyTorch runs eagerly.
+    jit_compile = keras.backend.backend() in ("tensorflow", "jax")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=jit_compile)
     return model
 
 
