@@ -5,6 +5,8 @@ from keras import ops
 
 from keras_triplet._validation import as_float, check_embeddings, check_labels
 from keras_triplet.distances import check_metric, pairwise_distances
+from keras_triplet.miners.labels import pair_masks
+from keras_triplet.miners.rows import SortedNegatives
 
 
 class TripletMiner(keras.layers.Layer):
@@ -79,6 +81,31 @@ class TripletMiner(keras.layers.Layer):
         config = super().get_config()
         config.update({"distance": self.distance, "p": self.p})
         return config
+
+
+class SortingMiner(TripletMiner):
+    """Base of the miners that search each anchor's sorted negatives
+    (`rows.SortedNegatives`): subclasses implement `choose(negatives)`, the selection in
+    the query layout of `negatives`; `mine` scatters it back to `[B, R]`, `mine_pairs`
+    returns it as is, beside the positive distances it refers to."""
+
+    def choose(self, negatives):
+        raise NotImplementedError
+
+    def mine(self, labels, distances, ref_labels=None, negatives=None):
+        negatives = self._negatives(labels, distances, ref_labels, negatives)
+        return {key: negatives.expand(value) for key, value in self.choose(negatives).items()}
+
+    def mine_pairs(self, labels, distances, ref_labels=None, negatives=None):
+        negatives = self._negatives(labels, distances, ref_labels, negatives)
+        return negatives.query_distances, self.choose(negatives)
+
+    @staticmethod
+    def _negatives(labels, distances, ref_labels, negatives):
+        if negatives is None:
+            positive, negative = pair_masks(labels, ref_labels)
+            negatives = SortedNegatives(distances, negative, positive)
+        return negatives
 
 
 def selection(pair_mask, negative_count, negative_distance_sum):

@@ -4,15 +4,13 @@ import keras
 from keras import ops
 
 from keras_triplet._validation import check_choice, check_margin
-from keras_triplet.miners.base import TripletMiner, selection
-from keras_triplet.miners.labels import pair_masks
-from keras_triplet.miners.rows import SortedNegatives
+from keras_triplet.miners.base import SortingMiner, selection
 
 SELECTIONS = ("violating", "hard", "semi-hard")
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")
-class BatchAllMiner(TripletMiner):
+class BatchAllMiner(SortingMiner):
     """For each positive pair, every negative in a band around `d(a, p)`.
 
     * `select="violating"` (default): `d(a, n) < d(a, p) + margin`, i.e. every triplet
@@ -44,18 +42,7 @@ class BatchAllMiner(TripletMiner):
         self.margin = check_margin(margin)
         self.select = check_choice(select, SELECTIONS, "batch-all selection")
 
-    def mine(self, labels, distances, ref_labels=None, negatives=None):
-        negatives, selected = self._select(labels, distances, ref_labels, negatives)
-        return {k: negatives.expand(v) for k, v in selected.items()}
-
-    def mine_pairs(self, labels, distances, ref_labels=None, negatives=None):
-        negatives, selected = self._select(labels, distances, ref_labels, negatives)
-        return negatives.query_distances, selected
-
-    def _select(self, labels, distances, ref_labels, negatives):
-        positive, negative = pair_masks(labels, ref_labels)
-        if negatives is None:
-            negatives = SortedNegatives(distances, negative, positive)
+    def choose(self, negatives):
         start = None  # from the closest negative
         if self.select == "violating":
             stop = negatives.count_within(self.margin)
@@ -67,7 +54,7 @@ class BatchAllMiner(TripletMiner):
             stop = ops.maximum(negatives.count_within(self.margin), start)
         count = stop if start is None else stop - start
         pair = ops.logical_and(negatives.query_mask, count > 0)
-        return negatives, selection(pair, count, negatives.range_sum(start, stop))
+        return selection(pair, count, negatives.range_sum(start, stop))
 
     def get_config(self):
         config = super().get_config()

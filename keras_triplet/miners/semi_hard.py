@@ -4,13 +4,11 @@ import keras
 from keras import ops
 
 from keras_triplet._validation import check_choice
-from keras_triplet.miners.base import TripletMiner, selection
-from keras_triplet.miners.labels import pair_masks
-from keras_triplet.miners.rows import SortedNegatives
+from keras_triplet.miners.base import SortingMiner, selection
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")
-class SemiHardMiner(TripletMiner):
+class SemiHardMiner(SortingMiner):
     """For each positive pair, the closest negative farther than the positive.
 
     For every positive pair `(a, p)` whose anchor has a negative, one negative:
@@ -39,18 +37,7 @@ class SemiHardMiner(TripletMiner):
         super().__init__(**kwargs)
         self.fallback = check_choice(fallback, ("farthest", "none"), "semi-hard fallback")
 
-    def mine(self, labels, distances, ref_labels=None, negatives=None):
-        negatives, selected = self._select(labels, distances, ref_labels, negatives)
-        return {k: negatives.expand(v) for k, v in selected.items()}
-
-    def mine_pairs(self, labels, distances, ref_labels=None, negatives=None):
-        negatives, selected = self._select(labels, distances, ref_labels, negatives)
-        return negatives.query_distances, selected
-
-    def _select(self, labels, distances, ref_labels, negatives):
-        positive, negative = pair_masks(labels, ref_labels)
-        if negatives is None:
-            negatives = SortedNegatives(distances, negative, positive)
+    def choose(self, negatives):
         n_negative = ops.expand_dims(negatives.count, 1)
         first_farther = negatives.count_within(0.0, inclusive=True)
         has_semi_hard = first_farther < n_negative
@@ -60,7 +47,7 @@ class SemiHardMiner(TripletMiner):
         else:
             index = first_farther
             pair = ops.logical_and(negatives.query_mask, has_semi_hard)
-        return negatives, selection(pair, 1.0, negatives.take(index))
+        return selection(pair, 1.0, negatives.take(index))
 
     def get_config(self):
         config = super().get_config()
