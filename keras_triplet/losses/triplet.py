@@ -30,19 +30,8 @@ def triplet_loss_from_distances(labels, distances, miner, margin=1.0, soft_margi
         )
     if average == "auto":
         average = "nonzero" if not miner.single_negative else "triplets"
-    per_anchor = miner.anchor_triplets(labels, distances, ref_labels=ref_labels)
-    if per_anchor is not None:
-        # One triplet per anchor (batch-hard): the same loss on [B] arrays.
-        d_ap, d_an, valid = per_anchor
-        used = ops.cast(valid, d_ap.dtype)
-        if soft_margin:
-            anchor_loss = used * ops.softplus(d_ap - d_an)
-        else:
-            anchor_loss = used * ops.relu(d_ap - d_an + margin)
-        if average == "nonzero":
-            used = used * ops.cast(anchor_loss > 0, used.dtype)
-        return ops.sum(anchor_loss) / ops.maximum(ops.sum(used), 1.0)
-    # The selection in the miner's own layout (compact on eager PyTorch): only sums follow.
+    # The selection in the miner's own layout (compact on eager PyTorch, one pair per
+    # anchor for batch-hard): only sums follow.
     distances, selected = miner.mine_pairs(labels, distances, ref_labels=ref_labels, negatives=negatives)
     pair = selected["pair_mask"]
     count = selected["negative_count"]

@@ -61,16 +61,11 @@ class TripletMiner(keras.layers.Layer):
 
     def mine_pairs(self, labels, distances, ref_labels=None, negatives=None):
         """`(pair_distances, selection)`: the selection of `mine` with the positive-pair
-        distances `d(a, p)` it refers to, in a layout of the miner's choosing (`[B, R]`, or
-        `[B, M]` over each anchor's positives when `negatives` compacts them). A loss
-        that only sums over pairs uses this and skips the scatter back to `[B, R]`."""
+        distances `d(a, p)` it refers to, in a layout of the miner's choosing (`[B, R]`;
+        `[B, M]` over each anchor's positives when `negatives` compacts them; `[B, 1]` for
+        one pair per anchor). A loss that only sums over pairs uses this and skips the
+        `[B, R]` layout."""
         return distances, self.mine(labels, distances, ref_labels=ref_labels, negatives=negatives)
-
-    def anchor_triplets(self, labels, distances, ref_labels=None):
-        """For miners that pick at most one triplet per anchor: `(d(a, p), d(a, n), valid)`,
-        three `[B]` arrays, the same selection as `mine` without its `[B, B]` layout (the
-        triplet loss then works on `[B]` arrays). None for the others."""
-        return None
 
     def compute_output_spec(self, labels, distances=None, embeddings=None):
         b = labels.shape[0]

@@ -35,9 +35,12 @@ class BatchHardMiner(TripletMiner):
         hardest_negative, has_negative = masked_argmin(distances, negative)
         return hardest_positive, hardest_negative, ops.logical_and(has_positive, has_negative)
 
-    def anchor_triplets(self, labels, distances, ref_labels=None):
+    def mine_pairs(self, labels, distances, ref_labels=None, negatives=None):
+        # One pair per anchor: `[B, 1]` arrays instead of the `[B, R]` layout of `mine`.
         hardest_positive, hardest_negative, valid = self._hardest(labels, distances, ref_labels)
-        return gather_rows(distances, hardest_positive), gather_rows(distances, hardest_negative), valid
+        positive_distance = ops.expand_dims(gather_rows(distances, hardest_positive), 1)
+        negative_distance = ops.expand_dims(gather_rows(distances, hardest_negative), 1)
+        return positive_distance, selection(ops.expand_dims(valid, 1), 1.0, negative_distance)
 
     def mine(self, labels, distances, ref_labels=None, negatives=None):
         hardest_positive, hardest_negative, valid = self._hardest(labels, distances, ref_labels)
