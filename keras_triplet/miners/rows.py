@@ -56,7 +56,7 @@ class SortedNegatives:
     that layout, and `expand` brings a query-layout array back to `[B, R]`.
 
     Attributes:
-        distances: the `[B, R]` matrix it was built from.
+        distances, negative_mask, positive_mask: the `[B, R]` arrays it was built from.
         values: `[B, R]`; row `a` holds the distances to `a`'s negatives sorted ascending,
             then a large finite filler for the non-negative columns.
         count: `[B]`, the number of negatives of each anchor.
@@ -66,6 +66,7 @@ class SortedNegatives:
 
     def __init__(self, distances, negative_mask, positive_mask):
         self.distances = distances
+        self.negative_mask, self.positive_mask = negative_mask, positive_mask
         self._filler = filler = ops.max(ops.stop_gradient(distances)) + 1.0
         masked = ops.where(negative_mask, distances, filler)
         self.values = take_along_rows(masked, argsort_rows(ops.stop_gradient(masked)))

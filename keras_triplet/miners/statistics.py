@@ -39,17 +39,18 @@ def triplet_statistics(labels, distances, margin=0.0, ref_labels=None, negatives
     labels = ops.convert_to_tensor(labels)
     if ref_labels is not None:
         ref_labels = ops.convert_to_tensor(ref_labels)
-    positive, negative = pair_masks(labels, ref_labels)
     if negatives is None:
+        positive, negative = pair_masks(labels, ref_labels)
         negatives = SortedNegatives(distances, negative, positive)
+    positive, negative = negatives.positive_mask, negatives.negative_mask
     n_negative = ops.cast(ops.expand_dims(negatives.count, 1), distances.dtype)
     pos = ops.cast(negatives.query_mask, distances.dtype)
     triplets = ops.maximum(ops.sum(pos * n_negative), 1.0)
     active = ops.cast(negatives.count_within(margin), distances.dtype)
     hard = ops.cast(negatives.count_within(0.0), distances.dtype)
     return {
-        "active_fraction": ops.stop_gradient(ops.sum(pos * active) / triplets),
-        "hard_fraction": ops.stop_gradient(ops.sum(pos * hard) / triplets),
+        "active_fraction": ops.sum(pos * active) / triplets,
+        "hard_fraction": ops.sum(pos * hard) / triplets,
         "positive_distance": _mean_where(distances, positive),
         "negative_distance": _mean_where(distances, negative),
     }
