@@ -110,6 +110,22 @@ def value_and_grad(fn, x, dtype=None):
     raise RuntimeError(f"unsupported backend {backend!r}")
 
 
+def compiled(fn):
+    """``fn`` compiled as a training step would be: ``jax.jit`` on JAX,
+    ``tf.function(jit_compile=True)`` on TensorFlow; PyTorch stays eager. Takes and
+    returns what ``fn`` does (backend tensors in, a nest of tensors out)."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.jit(fn)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True)
+    return fn
+
+
 def cast_input(x, dtype):
     """A NumPy array ``x`` as an input of ``dtype`` ("float16", "bfloat16", ...).
 

@@ -18,14 +18,29 @@ arrays (ARCHITECTURE.md has the measurements):
   None to use every column. Only eager PyTorch compacts (its shapes may depend on the
   data): with P×K batches an anchor has K − 1 positives among B columns, so searching
   at the positives alone is B / (K − 1) times less work;
-* `scatter_rows(values, index, width)`: the inverse layout of a compacted `[B, M]` array.
+* `scatter_rows(values, index, width)`: the inverse layout of a compacted `[B, M]` array
+  (distinct indices per row);
+* `count_negatives_below`, `negative_band`, `closest_negative_above`: questions about
+  each anchor's negatives at `[B, M]` thresholds, for `miners.negatives.DirectNegatives`:
+  `[B, M, R]` comparisons on compiled backends (`DIRECT_COST_PER_THRESHOLD`: the cost
+  grows with M), ranks among the sorted thresholds on PyTorch (eager PyTorch would
+  materialise each `[B, M, R]` array).
 """
 
 import keras
 
 if keras.backend.backend() == "torch":
-    from keras_triplet._kernels._torch import INDEX_DTYPE, argsort_rows, compact_columns, scatter_rows, take_along_rows
+    from keras_triplet._kernels._torch import (
+        DIRECT_COST_PER_THRESHOLD, INDEX_DTYPE, argsort_rows, closest_negative_above, compact_columns,
+        count_negatives_below, negative_band, scatter_rows, take_along_rows,
+    )
 else:
-    from keras_triplet._kernels._generic import INDEX_DTYPE, argsort_rows, compact_columns, scatter_rows, take_along_rows
+    from keras_triplet._kernels._generic import (
+        DIRECT_COST_PER_THRESHOLD, INDEX_DTYPE, argsort_rows, closest_negative_above, compact_columns,
+        count_negatives_below, negative_band, scatter_rows, take_along_rows,
+    )
 
-__all__ = ["INDEX_DTYPE", "argsort_rows", "compact_columns", "scatter_rows", "take_along_rows"]
+__all__ = [
+    "DIRECT_COST_PER_THRESHOLD", "INDEX_DTYPE", "argsort_rows", "closest_negative_above", "compact_columns",
+    "count_negatives_below", "negative_band", "scatter_rows", "take_along_rows",
+]

@@ -24,4 +24,45 @@ def compact_columns(mask):
 
 
 def scatter_rows(values, index, width):
-    raise NotImplementedError("compact_columns never compacts on this backend")
+    # The inverse of `take_along_rows` for distinct indices per row (the dense
+    # negatives' positive columns): a scatter into the flattened `[B, width]` array.
+    rows = ops.shape(values)[0]
+    offsets = ops.expand_dims(ops.arange(rows, dtype=index.dtype) * ops.cast(width, index.dtype), 1)
+    flat = ops.scatter(ops.reshape(index + offsets, (-1, 1)), ops.reshape(values, (-1,)), (rows * width,))
+    return ops.reshape(flat, (rows, width))
+
+
+# Questions about each anchor's negatives at `[B, M]` thresholds (the positive distances
+# plus an offset), asked by `miners.negatives.DirectNegatives`. `negatives` is `[B, R]`
+# with +inf where a column is not a negative (gradients stopped). Here by direct
+# comparison, `[B, M, R]`: fused into a few passes in compiled graphs.
+DIRECT_COST_PER_THRESHOLD = True  # the comparisons grow with M: `with_negatives` caps M
+
+
+def _compare(negatives, thresholds, inclusive):
+    rows, limits = ops.expand_dims(negatives, 1), ops.expand_dims(thresholds, 2)
+    return rows <= limits if inclusive else rows < limits
+
+
+def count_negatives_below(negatives, thresholds, inclusive=False):
+    """`[B, M]`: how many negatives are `< thresholds` (`≤` if inclusive)."""
+    return ops.cast(ops.count_nonzero(_compare(negatives, thresholds, inclusive), axis=2), INDEX_DTYPE)
+
+
+def negative_band(negatives, distances, stop, stop_inclusive=False, start=None):
+    """`(count, sum of distances)`, `[B, M]` each, over the negatives `> start` (no lower
+    bound if None) and `< stop` (`≤` if `stop_inclusive`); the sum is differentiable in
+    `distances` (`[B, R]`)."""
+    inside = _compare(negatives, stop, stop_inclusive)
+    if start is not None:
+        inside = ops.logical_and(inside, ops.expand_dims(negatives, 1) > ops.expand_dims(start, 2))
+    count = ops.cast(ops.count_nonzero(inside, axis=2), INDEX_DTYPE)
+    total = ops.matmul(ops.cast(inside, distances.dtype), ops.expand_dims(distances, 2))[:, :, 0]
+    return count, total
+
+
+def closest_negative_above(negatives, thresholds):
+    """`[B, M]` column of the smallest negative `> thresholds` (any column where none)."""
+    rows = ops.expand_dims(negatives, 1)
+    beyond = ops.where(rows > ops.expand_dims(thresholds, 2), rows, float("inf"))
+    return ops.cast(ops.argmin(beyond, axis=2), INDEX_DTYPE)

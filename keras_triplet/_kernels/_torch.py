@@ -31,3 +31,75 @@ def compact_columns(mask):
 def scatter_rows(values, index, width):
     """The `[B, width]` array holding `values[a, j]` at column `index[a, j]`, 0 elsewhere."""
     return torch.zeros(values.shape[0], width, dtype=values.dtype, device=values.device).scatter(1, index, values)
+
+
+# Questions about each anchor's negatives at `[B, M]` thresholds (see `_generic.py`).
+# Here without `[B, M, R]` arrays, which eager PyTorch would materialise one by one: sort
+# each row's M thresholds, find each negative's rank among them (`searchsorted`), and
+# count (or sum, or take the minimum) per rank: O(B·R log M) time, O(B·R) memory.
+DIRECT_COST_PER_THRESHOLD = False  # any M costs about the same: no cap needed
+
+
+def _ranks(negatives, thresholds, below_inclusive):
+    """Thresholds sorted per row, the inverse of that order, and per negative the first
+    sorted threshold it lies below (`<`, or `≤` if inclusive): M where none (+inf)."""
+    ordered, order = torch.sort(thresholds, dim=1)
+    inverse = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1]).expand_as(order).contiguous())
+    # v < t_j  ⇔  j ≥ #{t ≤ v};   v ≤ t_j  ⇔  j ≥ #{t < v}
+    rank = torch.searchsorted(ordered.contiguous(), negatives.contiguous(), right=not below_inclusive)
+    return rank, inverse
+
+
+def _per_rank(rank, width, weights=None):
+    """`[B, width + 1]` counts (or sums of `weights`) of the negatives of each rank."""
+    rows = rank.shape[0]
+    flat = (rank + torch.arange(rows).unsqueeze(1) * (width + 1)).reshape(-1)
+    if weights is None:
+        return torch.bincount(flat, minlength=rows * (width + 1)).view(rows, width + 1)
+    total = torch.zeros(rows * (width + 1), dtype=weights.dtype, device=weights.device)
+    return total.index_add(0, flat, weights.reshape(-1)).view(rows, width + 1)
+
+
+def _below(negatives, thresholds, inclusive, weights=None):
+    rank, inverse = _ranks(negatives, thresholds, inclusive)
+    width = thresholds.shape[1]
+    # Negatives of rank r lie below sorted thresholds r, r + 1, …: cumulative per rank.
+    cumulative = torch.cumsum(_per_rank(rank, width, weights)[:, :width], dim=1)
+    return torch.gather(cumulative, 1, inverse)
+
+
+def count_negatives_below(negatives, thresholds, inclusive=False):
+    return _below(negatives, thresholds, inclusive)
+
+
+def negative_band(negatives, distances, stop, stop_inclusive=False, start=None):
+    count = _below(negatives, stop, stop_inclusive)
+    total = _below(negatives, stop, stop_inclusive, weights=distances)
+    if start is not None:  # minus those at or below `start`
+        count = count - _below(negatives, start, True)
+        total = total - _below(negatives, start, True, weights=distances)
+        empty = count <= 0
+        count, total = count.clamp(min=0), total.masked_fill(empty, 0.0)
+    return count, total
+
+
+_NONE = torch.iinfo(torch.int64).max
+
+
+def closest_negative_above(negatives, thresholds):
+    # v > t_j  ⇔  j < #{t < v}: a negative of rank r is above sorted thresholds 0 … r − 1.
+    rank, inverse = _ranks(negatives, thresholds, True)
+    width = thresholds.shape[1]
+    # One int64 key per negative, ordered as its distance, carrying its column: the
+    # float's bits made monotonic (flipped for negative floats), then the column.
+    bits = negatives.contiguous().view(torch.int32)
+    bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    columns = torch.arange(negatives.shape[1], device=negatives.device)
+    key = (bits.to(torch.int64) << 32) + columns
+    key = key.masked_fill(torch.isinf(negatives), _NONE)  # not a negative
+    smallest = torch.full((negatives.shape[0], width + 1), _NONE, dtype=torch.int64, device=negatives.device)
+    smallest = smallest.scatter_reduce(1, rank, key, "amin")
+    # The smallest key among ranks > j: a minimum over suffixes.
+    above = torch.flip(torch.cummin(torch.flip(smallest, [1]), dim=1).values, [1])[:, 1:]
+    column = torch.where(above == _NONE, 0, above & 0xFFFFFFFF)
+    return torch.gather(column, 1, inverse)

@@ -39,8 +39,8 @@ class MetricLoss(keras.losses.Loss):
 
         `ref_labels` (`[R]`) are the labels of the matrix's columns when they are not the
         batch itself (cross-batch memory); the first `B` columns must be the batch.
-        `negatives`: a `miners.rows.SortedNegatives` of this matrix to reuse, or None
-        (losses that do not sort negatives ignore it).
+        `negatives`: a `miners.negatives` object of this matrix to reuse, or None
+        (losses that do not search negatives ignore it).
         """
         raise NotImplementedError
 

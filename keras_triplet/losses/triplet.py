@@ -6,6 +6,7 @@ from keras import ops
 from keras_triplet import miners as miners_lib
 from keras_triplet._validation import check_choice, check_margin
 from keras_triplet.losses.base import MetricLoss, prepare
+from keras_triplet.miners.negatives import with_negatives
 
 AVERAGES = ("auto", "triplets", "nonzero")
 
@@ -14,7 +15,8 @@ def triplet_loss_from_distances(labels, distances, miner, margin=1.0, soft_margi
     """The triplet loss from a `[B, R]` distance matrix and a miner instance.
 
     See `triplet_loss` for the formula. Returns a float32 scalar. `negatives`: a
-    `miners.rows.SortedNegatives` of this matrix to reuse (see `TripletMiner.mine`).
+    `miners.negatives` object of this matrix to reuse (see `TripletMiner.mine`); without
+    one, `miners.negatives.with_negatives` picks one.
     """
     check_choice(average, AVERAGES, "average")
     if soft_margin and not miner.single_negative:
@@ -30,6 +32,15 @@ def triplet_loss_from_distances(labels, distances, miner, margin=1.0, soft_margi
         )
     if average == "auto":
         average = "nonzero" if not miner.single_negative else "triplets"
+    if negatives is None and isinstance(miner, miners_lib.NegativeSearchMiner):
+        # Dense comparisons for P×K batches, a sort otherwise (miners/negatives.py).
+        positive, negative = miners_lib.pair_masks(labels, ref_labels)
+        return with_negatives(
+            distances, negative, positive,
+            lambda found: triplet_loss_from_distances(
+                labels, distances, miner, margin, soft_margin, average, ref_labels, negatives=found
+            ),
+        )
     # The selection in the miner's own layout (compact on eager PyTorch, one pair per
     # anchor for batch-hard): only sums follow.
     distances, selected = miner.mine_pairs(labels, distances, ref_labels=ref_labels, negatives=negatives)

@@ -4,7 +4,7 @@ See `TripletMiner` for what a miner returns, and docs/semantics.md for exactly w
 triplets each miner selects.
 """
 
-from keras_triplet.miners.base import SortingMiner, TripletMiner
+from keras_triplet.miners.base import NegativeSearchMiner, TripletMiner
 from keras_triplet.miners.batch_all import BatchAllMiner
 from keras_triplet.miners.batch_hard import BatchHardMiner
 from keras_triplet.miners.labels import pair_masks
@@ -36,6 +36,6 @@ def get(identifier, margin=1.0, distance="euclidean", p=None):
 
 
 __all__ = [
-    "TripletMiner", "SortingMiner", "BatchAllMiner", "BatchHardMiner", "SemiHardMiner",
+    "TripletMiner", "NegativeSearchMiner", "BatchAllMiner", "BatchHardMiner", "SemiHardMiner",
     "triplet_statistics", "pair_masks", "get",
 ]

@@ -53,9 +53,9 @@ class TripletMiner(keras.layers.Layer):
     def mine(self, labels, distances, ref_labels=None, negatives=None):
         """The selection from a `[B, R]` matrix (see the class docstring).
 
-        `negatives`: a `rows.SortedNegatives` already built from `distances` and these
-        labels, to reuse (a training step shares one with `triplet_statistics`); miners
-        that do not sort ignore it.
+        `negatives`: a `miners.negatives` object (sorted or direct) already built from
+        `distances` and these labels, to reuse (a training step shares one with
+        `triplet_statistics`); miners that do not search negatives ignore it.
         """
         raise NotImplementedError
 
@@ -78,10 +78,12 @@ class TripletMiner(keras.layers.Layer):
         return config
 
 
-class SortingMiner(TripletMiner):
-    """Base of the miners that search each anchor's sorted negatives
-    (`rows.SortedNegatives`): subclasses implement `choose(negatives)`, the selection in
-    the query layout of `negatives`; `mine` scatters it back to `[B, R]`, `mine_pairs`
+class NegativeSearchMiner(TripletMiner):
+    """Base of the miners that choose, per positive pair, among the anchor's negatives
+    by comparing them with `d(a, p)` (semi-hard, batch-all). Subclasses implement
+    `choose(negatives)`: the selection in the query layout of `negatives`, a
+    `miners.negatives` object (`rows.SortedNegatives`, or `negatives.DenseNegatives` when
+    a training step passes one). `mine` scatters it back to `[B, R]`; `mine_pairs`
     returns it as is, beside the positive distances it refers to."""
 
     def choose(self, negatives):

@@ -4,13 +4,13 @@ import keras
 from keras import ops
 
 from keras_triplet._validation import check_choice, check_margin
-from keras_triplet.miners.base import SortingMiner, selection
+from keras_triplet.miners.base import NegativeSearchMiner, selection
 
 SELECTIONS = ("violating", "hard", "semi-hard")
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")
-class BatchAllMiner(SortingMiner):
+class BatchAllMiner(NegativeSearchMiner):
     """For each positive pair, every negative in a band around `d(a, p)`.
 
     * `select="violating"` (default): `d(a, n) < d(a, p) + margin`, i.e. every triplet
@@ -43,18 +43,15 @@ class BatchAllMiner(SortingMiner):
         self.select = check_choice(select, SELECTIONS, "batch-all selection")
 
     def choose(self, negatives):
-        start = None  # from the closest negative
         if self.select == "violating":
-            stop = negatives.count_within(self.margin)
+            count, total = negatives.band(self.margin)
         elif self.select == "hard":
             # With margin 0, a negative exactly as far as the positive has zero loss: leave it out.
-            stop = negatives.count_within(0.0, inclusive=self.margin > 0)
+            count, total = negatives.band(0.0, stop_inclusive=self.margin > 0)
         else:
-            start = negatives.count_within(0.0, inclusive=True)
-            stop = ops.maximum(negatives.count_within(self.margin), start)
-        count = stop if start is None else stop - start
+            count, total = negatives.band(self.margin, start_offset=0.0)
         pair = ops.logical_and(negatives.query_mask, count > 0)
-        return selection(pair, count, negatives.range_sum(start, stop))
+        return selection(pair, count, total)
 
     def get_config(self):
         config = super().get_config()

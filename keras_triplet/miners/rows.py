@@ -100,6 +100,27 @@ class SortedNegatives:
             self._counts[key] = self.count_below(thresholds, inclusive=inclusive)
         return self._counts[key]
 
+    def band(self, stop_offset, stop_inclusive=False, start_offset=None):
+        """`(count, sum)`, `[B, M]` each: the negatives with `d(a, p) + start_offset <
+        d(a, n) < d(a, p) + stop_offset` (`≤` at the top if `stop_inclusive`; no lower
+        bound when `start_offset` is None). A run of the sorted row: two searches."""
+        stop = self.count_within(stop_offset, inclusive=stop_inclusive)
+        if start_offset is None:  # from the closest negative
+            return stop, self.range_sum(None, stop)
+        start = self.count_within(start_offset, inclusive=True)
+        stop = ops.maximum(stop, start)
+        return stop - start, self.range_sum(start, stop)
+
+    def closest_beyond(self, or_farthest=False):
+        """`(distance, found)`, `[B, M]` each: the closest negative with `d(a, n) >
+        d(a, p)` and whether there is one; where there is none, the distance is the
+        farthest negative's if `or_farthest`, else meaningless."""
+        first_farther = self.count_within(0.0, inclusive=True)
+        n_negative = ops.expand_dims(self.count, 1)
+        found = first_farther < n_negative
+        index = ops.where(found, first_farther, n_negative - 1) if or_farthest else first_farther
+        return self.take(index), found
+
     def take(self, index):
         """`[B, M]` distances of the negatives at sorted positions `index` (`[B, M]`)."""
         last = ops.maximum(ops.shape(self.values)[1] - 1, 0)

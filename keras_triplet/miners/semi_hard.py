@@ -4,11 +4,11 @@ import keras
 from keras import ops
 
 from keras_triplet._validation import check_choice
-from keras_triplet.miners.base import SortingMiner, selection
+from keras_triplet.miners.base import NegativeSearchMiner, selection
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")
-class SemiHardMiner(SortingMiner):
+class SemiHardMiner(NegativeSearchMiner):
     """For each positive pair, the closest negative farther than the positive.
 
     For every positive pair `(a, p)` whose anchor has a negative, one negative:
@@ -19,7 +19,8 @@ class SemiHardMiner(SortingMiner):
       `argmax_n d(a, n)`, which is the hardest such pair can still learn from;
     * `fallback="none"`: the pair is left out.
 
-    Found with one sort per anchor and a binary search: O(B² log B), O(B²) memory.
+    Found by `miners.negatives`: one sort per anchor and a binary search, O(B² log B)
+    time and O(B²) memory, or (P×K batches) direct comparisons with each anchor's positives.
 
     Example:
 
@@ -38,16 +39,13 @@ class SemiHardMiner(SortingMiner):
         self.fallback = check_choice(fallback, ("farthest", "none"), "semi-hard fallback")
 
     def choose(self, negatives):
-        n_negative = ops.expand_dims(negatives.count, 1)
-        first_farther = negatives.count_within(0.0, inclusive=True)
-        has_semi_hard = first_farther < n_negative
-        if self.fallback == "farthest":
-            index = ops.where(has_semi_hard, first_farther, n_negative - 1)
-            pair = ops.logical_and(negatives.query_mask, n_negative > 0)
+        farthest = self.fallback == "farthest"
+        distance, has_semi_hard = negatives.closest_beyond(or_farthest=farthest)
+        if farthest:
+            pair = ops.logical_and(negatives.query_mask, ops.expand_dims(negatives.count, 1) > 0)
         else:
-            index = first_farther
             pair = ops.logical_and(negatives.query_mask, has_semi_hard)
-        return selection(pair, 1.0, negatives.take(index))
+        return selection(pair, 1.0, distance)
 
     def get_config(self):
         config = super().get_config()

@@ -4,7 +4,7 @@ from keras import ops
 
 from keras_triplet._validation import as_float
 from keras_triplet.miners.labels import pair_masks
-from keras_triplet.miners.rows import SortedNegatives
+from keras_triplet.miners.negatives import with_negatives
 
 
 def _mean_where(values, mask):
@@ -23,8 +23,8 @@ def triplet_statistics(labels, distances, margin=0.0, ref_labels=None, negatives
     * `positive_distance`: mean `d(a, p)` over positive pairs;
     * `negative_distance`: mean `d(a, n)` over negative pairs.
 
-    Gradients are stopped: these are for logging. `negatives`: a `rows.SortedNegatives`
-    of the same matrix and labels to reuse (a training step shares the loss's sort).
+    Gradients are stopped: these are for logging. `negatives`: a `miners.negatives`
+    object of the same matrix and labels to reuse (a training step shares the loss's).
 
     Example:
 
@@ -41,7 +41,13 @@ def triplet_statistics(labels, distances, margin=0.0, ref_labels=None, negatives
         ref_labels = ops.convert_to_tensor(ref_labels)
     if negatives is None:
         positive, negative = pair_masks(labels, ref_labels)
-        negatives = SortedNegatives(distances, negative, positive)
+        return with_negatives(
+            distances, negative, positive, lambda found: _statistics(distances, margin, found)
+        )
+    return _statistics(distances, margin, negatives)
+
+
+def _statistics(distances, margin, negatives):
     positive, negative = negatives.positive_mask, negatives.negative_mask
     n_negative = ops.cast(ops.expand_dims(negatives.count, 1), distances.dtype)
     pos = ops.cast(negatives.query_mask, distances.dtype)

@@ -320,11 +320,12 @@ class TripletModel(_backend_steps(), keras.Model):
         """
         from keras_triplet.miners import triplet_statistics
         from keras_triplet.miners.labels import pair_masks
-        from keras_triplet.miners.rows import SortedNegatives
+        from keras_triplet.miners.negatives import with_negatives
 
         loss_fn = self._metric_loss()
         labels = ops.cast(check_labels(y, batch_size=embeddings.shape[0]), "int32")
         distances = loss_fn.pairwise(embeddings)  # [B, B], computed once per step
+        blocked = ops.stop_gradient(distances)
         new_memory = None
         if training and memory_state is not None:
             memory_embeddings, memory_labels = memory_state[0], memory_state[1]
@@ -343,15 +344,18 @@ class TripletModel(_backend_steps(), keras.Model):
                 labels, all_distances, embeddings=embeddings, ref_labels=ref_labels
             )
             new_memory = memory_module.push(memory_state, embeddings, labels)
-            negatives = None
+            stats = triplet_statistics(labels, blocked, margin=loss_fn.margin)
         else:
-            # One sort of the negatives serves the loss's miner and the statistics.
-            positive, negative = pair_masks(labels)
-            negatives = SortedNegatives(distances, negative, positive)
-            value = loss_fn.compute_from_distances(labels, distances, embeddings=embeddings, negatives=negatives)
+            # One search structure of the negatives (direct for P×K batches, sorted
+            # otherwise: miners/negatives.py) serves the loss's miner and the statistics.
+            def loss_and_statistics(negatives):
+                value = loss_fn.compute_from_distances(labels, distances, embeddings=embeddings, negatives=negatives)
+                return value, triplet_statistics(labels, blocked, margin=loss_fn.margin, negatives=negatives)
 
-        blocked = ops.stop_gradient(distances)
-        stats = dict(triplet_statistics(labels, blocked, margin=loss_fn.margin, negatives=negatives))
+            positive, negative = pair_masks(labels)
+            value, stats = with_negatives(distances, negative, positive, loss_and_statistics)
+
+        stats = dict(stats)
         raw = ops.stop_gradient(raw)
         stats["embedding_norm"] = ops.mean(
             ops.sqrt(ops.sum(ops.square(raw), axis=-1))

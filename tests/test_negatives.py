@@ -1,0 +1,133 @@
+"""miners.negatives: the direct and the sorted search give the same selections, values,
+statistics and gradients, eagerly and compiled (where the choice is an `ops.cond`)."""
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import reference as ref
+from conftest import BACKEND, compiled, make_batch, to_numpy, value_and_grad
+from keras_triplet import losses, miners
+from keras_triplet.miners import negatives as negatives_lib
+from keras_triplet.miners.negatives import DirectNegatives, prefer, with_negatives
+from test_miners import MINERS, assert_miner_output, integer_distances, labels_strategy
+
+SEARCHING = [name for name in sorted(MINERS) if name != "batch-hard"]
+KINDS = ["direct", "sorted"]
+
+
+def _tensors(labels, d):
+    return keras.ops.convert_to_tensor(labels.astype("int32")), keras.ops.convert_to_tensor(d.astype("float32"))
+
+
+@pytest.mark.parametrize("name", SEARCHING)
+@settings(max_examples=15)
+@given(
+    labels=labels_strategy(), seed=st.integers(0, 2**31 - 1), margin=st.sampled_from([0, 1, 2]),
+    padding=st.integers(0, 3),
+)
+def test_direct_selection_is_exact(name, labels, seed, margin, padding):
+    """Ties and band edges (integer distances), with M the largest number of positives
+    or more (a compiled step pads M to a static size)."""
+    make, reference_fn = MINERS[name]
+    labels = np.array(labels)
+    d = integer_distances(seed, len(labels))
+    y, dt = _tensors(labels, d)
+    positive, negative = miners.pair_masks(y)
+    width = int(np.max(np.sum(to_numpy(positive), axis=1), initial=0)) + padding
+    width = min(max(width, 1), len(labels))
+    found = DirectNegatives(dt, negative, positive, width)
+    got = make(float(margin)).mine(y, dt, negatives=found)
+    assert_miner_output(got, reference_fn(labels, d, float(margin)), exact=True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=15)
+@given(labels=labels_strategy(), seed=st.integers(0, 2**31 - 1), margin=st.sampled_from([0, 1, 2]))
+def test_statistics_exact_either_way(kind, labels, seed, margin):
+    labels = np.array(labels)
+    d = integer_distances(seed, len(labels))
+    with prefer(kind):
+        got = to_numpy(miners.triplet_statistics(*_tensors(labels, d), float(margin)))
+    want = ref.triplet_statistics(labels, d, float(margin))
+    for key in want:
+        assert float(got[key]) == pytest.approx(want[key], rel=1e-6, abs=1e-6), key
+
+
+LOSSES = {
+    "semi-hard": lambda m: losses.TripletLoss(margin=m, miner="semi-hard"),
+    "semi-hard-soft": lambda m: losses.TripletLoss(margin=m, miner="semi-hard", soft_margin=True),
+    "batch-all": lambda m: losses.TripletLoss(margin=m, miner="batch-all"),
+    "batch-all-semi-hard": lambda m: losses.TripletLoss(
+        margin=m, miner=miners.BatchAllMiner(margin=m, select="semi-hard"), average="nonzero"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_gradients_agree(name):
+    """P×K batch, generic distances: the same loss and gradient either way."""
+    labels = np.repeat(np.arange(6), 4)
+    x = make_batch(3, labels, dim=5).astype("float32")
+    loss = LOSSES[name](0.5)
+    y = keras.ops.convert_to_tensor(labels.astype("int32"))
+    results = {}
+    for kind in KINDS:
+        with prefer(kind):
+            results[kind] = value_and_grad(lambda e: loss(y, e), x)
+    assert float(results["direct"][0]) == pytest.approx(float(results["sorted"][0]), rel=1e-5)
+    np.testing.assert_allclose(results["direct"][1], results["sorted"][1], rtol=1e-4, atol=1e-6)
+
+
+def test_prefer_rejects_unknown_kinds():
+    with pytest.raises(ValueError, match="direct"):
+        with prefer("dense"):
+            pass
+
+
+@pytest.mark.parametrize("layout", ["pk", "large-class"])
+def test_compiled_choice(layout):
+    """Compiled, the choice is an `ops.cond` on the data: a P×K batch takes the direct
+    branch, a class larger than `DIRECT_MAX_POSITIVES + 1` the sorted one; both give the
+    reference's loss and statistics."""
+    rng = np.random.default_rng(5)
+    if layout == "pk":
+        labels = np.repeat(np.arange(8), 4)
+    else:
+        labels = np.concatenate([np.zeros(negatives_lib.DIRECT_MAX_POSITIVES + 4, int), rng.integers(1, 5, size=12)])
+    d = integer_distances(2, len(labels), high=9)
+    margin = 2.0
+    loss = losses.TripletLoss(margin=margin, miner="batch-all")
+
+    def step(y, dt):
+        positive, negative = miners.pair_masks(y)
+        return with_negatives(
+            dt, negative, positive,
+            lambda found: (
+                loss.compute_from_distances(y, dt, negatives=found),
+                miners.triplet_statistics(y, dt, margin, negatives=found),
+            ),
+        )
+
+    value, stats = compiled(step)(*_tensors(labels, d))
+    value, stats = to_numpy(value), to_numpy(stats)
+    want = ref.triplet_loss_from_distances(labels, d, margin=margin, miner="batch-all")
+    assert float(value) == pytest.approx(want, rel=1e-5)
+    for key, expected in ref.triplet_statistics(labels, d, margin).items():
+        assert float(stats[key]) == pytest.approx(expected, rel=1e-6, abs=1e-6), key
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="PyTorch's direct kernels rank negatives among sorted thresholds")
+def test_torch_direct_has_no_positive_cap():
+    """On PyTorch the direct search costs O(B·R log M) for any M: a class of 40 still
+    takes it (the compiled backends' `[B, M, R]` comparisons are capped)."""
+    labels = np.concatenate([np.zeros(40, int), np.arange(1, 9)])
+    d = integer_distances(4, len(labels), high=9)
+    y, dt = _tensors(labels, d)
+    positive, negative = miners.pair_masks(y)
+    kinds = with_negatives(dt, negative, positive, lambda found: type(found).__name__)
+    assert kinds == "DirectNegatives"
+    got = miners.SemiHardMiner().mine(y, dt, negatives=DirectNegatives(dt, negative, positive, 39))
+    assert_miner_output(got, ref.semi_hard_miner(labels, d, "farthest"), exact=True)
