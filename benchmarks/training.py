@@ -52,7 +52,7 @@ def small_cnn(size, dim):
     )
 
 
-def make_model(kind, size, dim, classes):
+def make_model(kind, size, dim, classes, jit_compile):
     keras.utils.set_random_seed(0)
     embedder = small_cnn(size, dim)
     if kind == "softmax":
@@ -64,9 +64,6 @@ def make_model(kind, size, dim, classes):
     else:
         model = TripletModel(embedder)
         loss = losses.TripletLoss(margin=0.2, miner=kind)
-    # Compiled, as the library is meant to run: XLA on TensorFlow (Keras' "auto" leaves
-    # it off there), jax.jit on JAX; PyTorch runs eagerly.
-    jit_compile = keras.backend.backend() in ("tensorflow", "jax")
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=jit_compile)
     return model
 
@@ -87,7 +84,7 @@ def data(n_batches, batch_size, classes_per_batch, size, dim, classes, seed=0):
 
 def prepare(kind, args, x, y, targets):
     """A compiled model of this kind, warmed up (traced / compiled) on full-size batches."""
-    model = make_model(kind, args.size, args.dim, args.classes)
+    model = make_model(kind, args.size, args.dim, args.classes, args.jit_compile)
     target = targets if kind == "triplet-model-mse" else y
     model.fit(x[: 2 * args.batch_size], target[: 2 * args.batch_size],
               batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0)
@@ -121,7 +118,15 @@ def main():
     parser.add_argument(
         "--kinds", default="softmax,triplet-model-mse,semi-hard,batch-hard,batch-all"
     )
+    parser.add_argument(
+        "--jit-compile", choices=["auto", "true", "false"], default="true",
+        help="model.compile(jit_compile=...): true (default) compiles with XLA on TensorFlow "
+        "and JAX (Keras' 'auto' leaves XLA off on TensorFlow); PyTorch always runs eagerly",
+    )
     args = parser.parse_args()
+    args.jit_compile = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    if keras.backend.backend() == "torch" and args.jit_compile is True:
+        args.jit_compile = False  # torch.compile: slower than eager here (see BENCHMARKS.md)
 
     backend = keras.backend.backend()
     kinds = args.kinds.split(",")
@@ -129,7 +134,7 @@ def main():
         f"backend={backend} keras={keras.__version__} B={args.batch_size} "
         f"(P={args.classes_per_batch} x K={args.batch_size // args.classes_per_batch}) "
         f"input={args.size}x{args.size}x1 dim={args.dim} steps={args.steps} "
-        f"repeats={args.repeats} (median)"
+        f"repeats={args.repeats} (median) jit_compile={args.jit_compile}"
     )
     results = measure_all(kinds, args)
     for kind in kinds:

@@ -19,21 +19,6 @@ BACKEND = keras.backend.backend()
 # ---------------------------------------------------------------------------- helpers
 
 
-def pk_epoch(labels, classes_per_batch, samples_per_class, n_batches, seed=0):
-    """Indices of `n_batches` P×K batches laid end to end (fit with shuffle=False)."""
-    rng = np.random.default_rng(seed)
-    classes = np.unique(labels)
-    by_class = {c: np.flatnonzero(labels == c) for c in classes}
-    batches = []
-    for _ in range(n_batches):
-        for c in rng.choice(classes, classes_per_batch, replace=False):
-            members = by_class[c]
-            batches.append(
-                rng.choice(members, samples_per_class, replace=len(members) < samples_per_class)
-            )
-    return np.concatenate(batches)
-
-
 def recall_at_1(embeddings, labels):
     """Leave-one-out Recall@1 with Euclidean distances, in NumPy."""
     e = np.asarray(embeddings, "float64")
@@ -89,38 +74,80 @@ def compiled_model(input_dim=10, dim=8, loss=None, run_eagerly=False, **kwargs):
 # ---------------------------------------------------------------------------- training
 
 
-def test_digits_unseen_classes(digits):
-    """Train on digits 0–6, retrieve unseen 7–9: compared with raw-pixel neighbours.
+def distort_digits(x, rng):
+    """Random small affine distortions of 8×8 digit images (rows of 64 values in
+    [0, 1]): rotation ±10°, scale ±10 %, shift ±0.7 px, bilinear (scipy.ndimage)."""
+    from scipy import ndimage
 
-    Raw-pixel nearest neighbours are already near-perfect on these three digits
-    (Recall@1 ≈ 0.991: 5 misses in 533), and a metric learnt from 7 classes does not
-    transfer that well (≈ 0.95–0.98 in our runs). The test asserts what holds (the
-    embedding retrieves unseen classes far above chance) and reports the comparison with
-    raw pixels as an expected failure while the embedding does not beat them.
+    angle = np.deg2rad(rng.uniform(-10, 10, len(x)))
+    scale = rng.uniform(0.9, 1.1, len(x))
+    shift = rng.uniform(-0.7, 0.7, (len(x), 2))
+    centre = np.array([3.5, 3.5])
+    out = np.empty_like(x)
+    for i in range(len(x)):
+        c, s = np.cos(angle[i]), np.sin(angle[i])
+        matrix = np.array([[c, -s], [s, c]]) / scale[i]
+        out[i] = ndimage.affine_transform(
+            x[i].reshape(8, 8), matrix, offset=centre - matrix @ centre - shift[i], order=1, mode="constant"
+        ).ravel()
+    return np.clip(out, 0.0, 1.0).astype("float32")
+
+
+def digits_model(x_train, seed, steps=300, images_per_batch=56, views=2, branches=3, weight=0.4):
+    """A TripletModel for 8×8 digits that transfers to digits it never saw.
+
+    The embedding is the unit-norm pixels beside `branches` small MLPs, each unit-norm
+    and scaled so that together they weigh `weight²` against the pixels' 1: squared
+    distances are the pixels' cosine distance plus a learned term. The MLPs learn by
+    instance discrimination: a batch holds `images_per_batch` training images × `views`
+    random distortions, labelled by image, batch-hard triplet loss. That teaches what
+    stays the same when a digit is written a little differently, which transfers to
+    unseen digits; a metric learnt from the seven training classes' labels does not
+    (it keeps only what separates 0–6: 6–10 misses on 7–9 in our runs)."""
+    rng = np.random.default_rng(seed)
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((64,))
+    parts = [keras.layers.UnitNormalization()(inputs)]
+    for _ in range(branches):
+        hidden = keras.layers.Dense(256, activation="relu")(inputs)
+        learned = keras.layers.UnitNormalization()(keras.layers.Dense(32)(hidden))
+        parts.append(keras.layers.Rescaling(weight / branches**0.5)(learned))
+    model = TripletModel(inputs, keras.layers.Concatenate()(parts))
+    model.compile(
+        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps)),
+        loss=losses.TripletLoss(margin=0.2, miner="batch-hard"),
+    )
+    index = np.concatenate(
+        [np.repeat(rng.choice(len(x_train), images_per_batch, replace=False), views) for _ in range(steps)]
+    )
+    history = model.fit(
+        distort_digits(x_train[index], rng), index.astype("int32"),
+        batch_size=images_per_batch * views, epochs=1, shuffle=False, verbose=0,
+    )
+    assert np.isfinite(history.history["loss"]).all()
+    return model
+
+
+def test_digits_unseen_classes(digits):
+    """Trained on images of digits 0–6 only, the embedding retrieves the unseen digits
+    7–9 better than raw-pixel nearest neighbours.
+
+    Raw pixels are strong here: Recall@1 0.9906 (5 misses in 533) with Euclidean
+    distances, 0.9925 (4 misses) with cosine distances, the geometry `digits_model`
+    starts from (the pixels, L2-normalised). Over two seeds the embedding must beat the
+    Euclidean baseline (the issue's criterion) and at least match the cosine one (so
+    the learned part does not make it worse). Measured over 10–20 seeds per backend:
+    1–4 misses, mean 2.1–2.4.
     """
     x, y = digits
     seen = y <= 6
-    x_train, y_train = x[seen], y[seen]
     x_test, y_test = x[~seen], y[~seen]
-
-    model = TripletModel(mlp(64, 32, seed=1, hidden=256))
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        loss=losses.TripletLoss(margin=0.2, miner="batch-hard"),
-    )
-    order = pk_epoch(y_train, classes_per_batch=7, samples_per_class=16, n_batches=100)
-    history = model.fit(
-        x_train[order], y_train[order], batch_size=112, epochs=1, shuffle=False, verbose=0
-    )
-    assert np.isfinite(history.history["loss"]).all()
-    raw_recall = recall_at_1(x_test, y_test)
-    model_recall = recall_at_1(model.embed(x_test), y_test)
-    assert model_recall > 0.9, (model_recall, raw_recall)
-    if model_recall <= raw_recall:
-        pytest.xfail(
-            f"unseen digits 7-9: embedding Recall@1 {model_recall:.4f} <= raw pixels "
-            f"{raw_recall:.4f}"
-        )
+    raw = recall_at_1(x_test, y_test)
+    raw_cosine = recall_at_1(x_test / np.linalg.norm(x_test, axis=1, keepdims=True), y_test)
+    recalls = [recall_at_1(digits_model(x[seen], seed).embed(x_test), y_test) for seed in (0, 1)]
+    misses = [round((1 - r) * len(y_test)) for r in recalls]
+    assert np.mean(recalls) > raw, (misses, raw)
+    assert np.mean(recalls) >= raw_cosine, (misses, raw_cosine)
 
 
 @pytest.fixture(scope="module")
@@ -265,6 +292,23 @@ def test_jit_compile(small_batch):
     assert int(ops.convert_to_numpy(model.memory.count.value)) == 48
     logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
     assert np.isfinite(logs["recall@1"])
+
+
+@pytest.mark.parametrize("jit_compile", [True, "auto"])
+def test_partial_last_batch(jit_compile):
+    """A last batch narrower than the direct search's static M (16) compiles and trains:
+    TensorFlow may retrace with a dynamic batch size, JAX compiles the new shape."""
+    if BACKEND == "torch" and jit_compile is True:
+        pytest.skip("jit_compile=True is for TensorFlow (XLA) and JAX")
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 10)).astype("float32")
+    y = np.repeat(np.arange(10), 4).astype("int32")
+    model = TripletModel(mlp(10, 8, hidden=16))
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=losses.TripletLoss(margin=0.2), jit_compile=jit_compile)
+    history = model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    logs = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+    assert np.isfinite(logs["loss"]) and np.isfinite(logs["recall@1"])
 
 
 def test_mixed_precision(small_batch):

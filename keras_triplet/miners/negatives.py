@@ -131,8 +131,16 @@ class DirectNegatives:
         self.negative_mask, self.positive_mask = negative_mask, positive_mask
         self.count = ops.cast(ops.sum(ops.cast(negative_mask, "int32"), axis=1), INDEX_DTYPE)
         # top_k of a 0/1 mask: the positive columns first (k ≥ each row's count).
-        self._columns = ops.cast(ops.top_k(ops.cast(positive_mask, "float32"), width, sorted=False)[1], INDEX_DTYPE)
-        self.query_mask = take_along_rows(positive_mask, self._columns)
+        scores = ops.cast(positive_mask, "float32")
+        references = distances.shape[1]
+        if references is None or references < width:
+            # A graph whose batch may be narrower than M (a last, partial batch): pad the
+            # mask with M non-positive columns so that top_k is always defined, and point
+            # their picks at the last real column (never a positive there).
+            scores = ops.concatenate([scores, ops.zeros((ops.shape(scores)[0], width), scores.dtype)], axis=1)
+        columns = ops.cast(ops.top_k(scores, width, sorted=False)[1], INDEX_DTYPE)
+        self.query_mask = take_along_rows(scores > 0, columns)
+        self._columns = ops.minimum(columns, ops.cast(ops.shape(distances)[1] - 1, INDEX_DTYPE))
         self.query_distances = take_along_rows(distances, self._columns)
         self._thresholds = ops.stop_gradient(self.query_distances)
         # Non-negatives at +inf: never below a (finite) threshold.
