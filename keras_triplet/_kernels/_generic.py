@@ -61,8 +61,15 @@ def negative_band(negatives, distances, stop, stop_inclusive=False, start=None):
     return count, total
 
 
-def closest_negative_above(negatives, thresholds):
-    """`[B, M]` column of the smallest negative `> thresholds` (any column where none)."""
-    rows = ops.expand_dims(negatives, 1)
-    beyond = ops.where(rows > ops.expand_dims(thresholds, 2), rows, float("inf"))
-    return ops.cast(ops.argmin(beyond, axis=2), INDEX_DTYPE)
+def closest_negative_above(negative_distances, thresholds):
+    """`(distance, found)`, `[B, M]` each: the smallest negative `> thresholds` (its
+    distance, differentiable in `negative_distances`, the `[B, R]` distances with +inf
+    where a column is not a negative; 0 where there is none) and whether there is one.
+    A minimum rather than an argmin and a gather: XLA reduces a minimum in a few
+    vectorised passes, an argmin (a reduction over pairs) an element at a time. On an
+    exact tie the gradient is shared among the tied negatives."""
+    rows = ops.expand_dims(negative_distances, 1)
+    beyond = ops.stop_gradient(rows) > ops.expand_dims(thresholds, 2)
+    closest = ops.min(ops.where(beyond, rows, float("inf")), axis=2)
+    found = closest < float("inf")
+    return ops.where(found, closest, 0.0), found

@@ -86,8 +86,9 @@ def negative_band(negatives, distances, stop, stop_inclusive=False, start=None):
 _NONE = torch.iinfo(torch.int64).max
 
 
-def closest_negative_above(negatives, thresholds):
+def closest_negative_above(negative_distances, thresholds):
     # v > t_j  ⇔  j < #{t < v}: a negative of rank r is above sorted thresholds 0 … r − 1.
+    negatives = negative_distances.detach()
     rank, inverse = _ranks(negatives, thresholds, True)
     width = thresholds.shape[1]
     # One int64 key per negative, ordered as its distance, carrying its column: the
@@ -101,5 +102,6 @@ def closest_negative_above(negatives, thresholds):
     smallest = smallest.scatter_reduce(1, rank, key, "amin")
     # The smallest key among ranks > j: a minimum over suffixes.
     above = torch.flip(torch.cummin(torch.flip(smallest, [1]), dim=1).values, [1])[:, 1:]
-    column = torch.where(above == _NONE, 0, above & 0xFFFFFFFF)
-    return torch.gather(column, 1, inverse)
+    found = torch.gather(above != _NONE, 1, inverse)
+    column = torch.gather(torch.where(above == _NONE, 0, above & 0xFFFFFFFF), 1, inverse)
+    return torch.where(found, torch.gather(negative_distances, 1, column), 0.0), found

@@ -143,8 +143,9 @@ class DirectNegatives:
         self._columns = ops.minimum(columns, ops.cast(ops.shape(distances)[1] - 1, INDEX_DTYPE))
         self.query_distances = take_along_rows(distances, self._columns)
         self._thresholds = ops.stop_gradient(self.query_distances)
-        # Non-negatives at +inf: never below a (finite) threshold.
-        self._negatives = ops.where(negative_mask, ops.stop_gradient(distances), float("inf"))
+        # Non-negatives at +inf: never below a (finite) threshold, never the closest.
+        self._negative_distances = ops.where(negative_mask, distances, float("inf"))
+        self._negatives = ops.stop_gradient(self._negative_distances)
         self._counts = {}
 
     def expand(self, values):
@@ -172,11 +173,7 @@ class DirectNegatives:
         """`(distance, found)`, `[B, M]` each: the closest negative with `d(a, n) >
         d(a, p)` and whether there is one; where there is none, the distance is the
         farthest negative's if `or_farthest`, else meaningless."""
-        index = closest_negative_above(self._negatives, self._thresholds)
-        # Where none is beyond, the index is any column: check what it points at.
-        chosen = take_along_rows(self._negatives, index)
-        found = ops.logical_and(chosen > self._thresholds, chosen < float("inf"))
-        value = take_along_rows(self.distances, index)
+        value, found = closest_negative_above(self._negative_distances, self._thresholds)
         if or_farthest:
             farthest = gather_rows(self.distances, masked_argmax(self.distances, self.negative_mask)[0])
             value = ops.where(found, value, ops.expand_dims(farthest, 1))
