@@ -1,0 +1,131 @@
+"""The mining part of one training step alone: the cost behind the mining overhead.
+
+Times what `TripletModel`'s step adds over a plain loss, on a fixed batch of unit-norm
+embeddings (B = P·K, default 16 × 16, D = 64): the distance matrix, the triplet loss with
+its miner and the mining statistics over all triplets, forward and backward (gradient
+with respect to the embeddings), compiled as the training step is (`jax.jit`;
+`tf.function`, with XLA or without; PyTorch eager). Each row is measured with the
+direct search (`miners.negatives.DirectNegatives`, what P×K batches get) and with the
+sorted one (`SortedNegatives`, the fallback), forced through `miners.negatives.prefer`
+(a compiled function honours only "sorted"; "direct" there is the normal choice).
+
+Divide by the time of a training step of your network (BENCHMARKS.md has the small
+CNN's) to get the mining overhead without the run-to-run noise of whole `fit` runs.
+
+    KERAS_BACKEND=jax python benchmarks/mining.py
+    KERAS_BACKEND=tensorflow python benchmarks/mining.py --jit-compile false
+    KERAS_BACKEND=torch python benchmarks/mining.py
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
+
+from keras_triplet import losses, miners  # noqa: E402
+from keras_triplet.miners.labels import pair_masks  # noqa: E402
+from keras_triplet.miners.negatives import prefer, with_negatives  # noqa: E402
+
+
+def mining_step(loss_fn, margin):
+    """Loss and statistics from embeddings, as `TripletModel._triplet_loss` computes them."""
+
+    def step(x, y):
+        d = loss_fn.pairwise(x)
+        positive, negative = pair_masks(y)
+
+        def loss_and_statistics(found):
+            value = loss_fn.compute_from_distances(y, d, negatives=found)
+            return value, miners.triplet_statistics(y, ops.stop_gradient(d), margin, negatives=found)
+
+        return with_negatives(d, negative, positive, loss_and_statistics)
+
+    return step
+
+
+def runner(step, x, y, jit_compile):
+    """A function running one forward + backward pass and waiting for its result."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        grad = jax.jit(jax.value_and_grad(lambda e, labels: step(e, labels), has_aux=True))
+        return lambda: jax.block_until_ready(grad(x, y))
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        xt, yt = tf.constant(x), tf.constant(y)
+
+        @tf.function(jit_compile=jit_compile)
+        def grad(e, labels):
+            with tf.GradientTape() as tape:
+                tape.watch(e)
+                value, stats = step(e, labels)
+            return tape.gradient(value, e), stats
+
+        return lambda: [t.numpy() for t in tf.nest.flatten(grad(xt, yt))]
+    import torch
+
+    xt, yt = torch.tensor(x), torch.tensor(y)
+
+    def run():
+        e = xt.clone().requires_grad_(True)
+        value, _ = step(e, yt)
+        value.backward()
+        return e.grad
+
+    return run
+
+
+def measure(run, repeats):
+    for _ in range(3):  # compile / warm up
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--classes-per-batch", type=int, default=16)
+    parser.add_argument("--samples-per-class", type=int, default=16)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=50, help="timed calls (median)")
+    parser.add_argument("--margin", type=float, default=0.2)
+    parser.add_argument("--miners", default="semi-hard,batch-hard,batch-all")
+    parser.add_argument("--jit-compile", choices=["true", "false"], default="true",
+                        help="TensorFlow: tf.function with XLA (true) or without")
+    args = parser.parse_args()
+    jit_compile = args.jit_compile == "true"
+    backend = keras.backend.backend()
+    b = args.classes_per_batch * args.samples_per_class
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(b, args.dim)).astype("float32")
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.repeat(np.arange(args.classes_per_batch), args.samples_per_class).astype("int32")
+    compiled = {"jax": "jax.jit", "tensorflow": "XLA" if jit_compile else "tf.function", "torch": "eager"}[backend]
+    print(f"backend={backend} ({compiled}) keras={keras.__version__} B={b} "
+          f"(P={args.classes_per_batch} x K={args.samples_per_class}) D={args.dim} median of {args.repeats}")
+    print()
+    print("| backend | miner | direct (ms) | sorted (ms) |")
+    print("|---|---|---:|---:|")
+    for miner in args.miners.split(","):
+        loss_fn = losses.TripletLoss(margin=args.margin, miner=miner)
+        row = {}
+        for kind in ("direct", "sorted"):
+            with prefer(kind):
+                row[kind] = measure(runner(mining_step(loss_fn, args.margin), x, y, jit_compile), args.repeats)
+        print(f"| {backend} ({compiled}) | {miner} | {row['direct']:.1f} | {row['sorted']:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
