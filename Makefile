@@ -42,7 +42,7 @@ demo: install
 bench: install
 	$(PY) benchmarks/losses.py --threads 1
 	$(PY) benchmarks/sampler.py
-	for b in $(BACKENDS); do KERAS_BACKEND=$$b $(PY) benchmarks/training.py; done
+	for b in $(BACKENDS); do KERAS_BACKEND=$$b $(PY) benchmarks/training.py; KERAS_BACKEND=$$b $(PY) benchmarks/mining.py; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
