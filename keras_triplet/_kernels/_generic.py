@@ -24,7 +24,7 @@ def compact_columns(mask):
 
 
 def scatter_rows(values, index, width):
-    # The inverse of `take_along_rows` for distinct indices per row (the dense
+    # The inverse of `take_along_rows` for distinct indices per row (the direct
     # negatives' positive columns): a scatter into the flattened `[B, width]` array.
     rows = ops.shape(values)[0]
     offsets = ops.expand_dims(ops.arange(rows, dtype=index.dtype) * ops.cast(width, index.dtype), 1)

@@ -41,10 +41,12 @@ DIRECT_COST_PER_THRESHOLD = False  # any M costs about the same: no cap needed
 
 
 def _ranks(negatives, thresholds, below_inclusive):
-    """Thresholds sorted per row, the inverse of that order, and per negative the first
-    sorted threshold it lies below (`<`, or `≤` if inclusive): M where none (+inf)."""
+    """`(rank, inverse)`: per negative, the first of the row's sorted thresholds it lies
+    below (`<`, or `≤` if inclusive; M where none, as for +inf), and the position of each
+    threshold in sorted order (to bring per-threshold results back)."""
     ordered, order = torch.sort(thresholds, dim=1)
-    inverse = torch.empty_like(order).scatter_(1, order, torch.arange(order.shape[1]).expand_as(order).contiguous())
+    positions = torch.arange(order.shape[1], device=order.device).expand_as(order).contiguous()
+    inverse = torch.empty_like(order).scatter_(1, order, positions)
     # v < t_j  ⇔  j ≥ #{t ≤ v};   v ≤ t_j  ⇔  j ≥ #{t < v}
     rank = torch.searchsorted(ordered.contiguous(), negatives.contiguous(), right=not below_inclusive)
     return rank, inverse
@@ -53,7 +55,7 @@ def _ranks(negatives, thresholds, below_inclusive):
 def _per_rank(rank, width, weights=None):
     """`[B, width + 1]` counts (or sums of `weights`) of the negatives of each rank."""
     rows = rank.shape[0]
-    flat = (rank + torch.arange(rows).unsqueeze(1) * (width + 1)).reshape(-1)
+    flat = (rank + torch.arange(rows, device=rank.device).unsqueeze(1) * (width + 1)).reshape(-1)
     if weights is None:
         return torch.bincount(flat, minlength=rows * (width + 1)).view(rows, width + 1)
     total = torch.zeros(rows * (width + 1), dtype=weights.dtype, device=weights.device)
@@ -93,7 +95,7 @@ def closest_negative_above(negative_distances, thresholds):
     width = thresholds.shape[1]
     # One int64 key per negative, ordered as its distance, carrying its column: the
     # float's bits made monotonic (flipped for negative floats), then the column.
-    bits = negatives.contiguous().view(torch.int32)
+    bits = negatives.to(torch.float32).contiguous().view(torch.int32)
     bits = bits ^ ((bits >> 31) & 0x7FFFFFFF)
     columns = torch.arange(negatives.shape[1], device=negatives.device)
     key = (bits.to(torch.int64) << 32) + columns

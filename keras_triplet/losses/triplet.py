@@ -33,7 +33,7 @@ def triplet_loss_from_distances(labels, distances, miner, margin=1.0, soft_margi
     if average == "auto":
         average = "nonzero" if not miner.single_negative else "triplets"
     if negatives is None and isinstance(miner, miners_lib.NegativeSearchMiner):
-        # Dense comparisons for P×K batches, a sort otherwise (miners/negatives.py).
+        # Direct comparisons for P×K batches, a sort otherwise (miners/negatives.py).
         positive, negative = miners_lib.pair_masks(labels, ref_labels)
         return with_negatives(
             distances, negative, positive,

@@ -82,7 +82,7 @@ class NegativeSearchMiner(TripletMiner):
     """Base of the miners that choose, per positive pair, among the anchor's negatives
     by comparing them with `d(a, p)` (semi-hard, batch-all). Subclasses implement
     `choose(negatives)`: the selection in the query layout of `negatives`, a
-    `miners.negatives` object (`rows.SortedNegatives`, or `negatives.DenseNegatives` when
+    `miners.negatives` object (`rows.SortedNegatives`, or `negatives.DirectNegatives` when
     a training step passes one). `mine` scatters it back to `[B, R]`; `mine_pairs`
     returns it as is, beside the positive distances it refers to."""
 

@@ -86,7 +86,8 @@ def with_negatives(distances, negative_mask, positive_mask, fn):
             return sorted_path()
         return direct_path(m)
     if not DIRECT_COST_PER_THRESHOLD:
-        return direct_path(width)  # traced PyTorch (torch.compile): static M = R
+        # Traced PyTorch (torch.compile): M = R, static.
+        return direct_path(width) if width is not None else sorted_path()
     if _too_large(rows, cap, width):
         return sorted_path()
     fits = most <= cap
