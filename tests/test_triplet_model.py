@@ -137,7 +137,7 @@ def test_digits_unseen_classes(digits):
     starts from (the pixels, L2-normalised). Over two seeds the embedding must beat the
     Euclidean baseline (the issue's criterion) and at least match the cosine one (so
     the learned part does not make it worse). Measured over 10–20 seeds per backend:
-    1–4 misses, mean 2.1–2.4.
+    1–4 misses, mean 2.1–2.8.
     """
     x, y = digits
     seen = y <= 6
