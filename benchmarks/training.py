@@ -16,11 +16,15 @@ The mining overhead is the extra time per sample of a mining run over a plain-lo
 mining) and the softmax classifier. The kinds take turns within each round of timed
 epochs, and the median over rounds is reported.
 
-Run once per backend:
+Run once per backend (compiled as Keras compiles `fit` by default; `--jit-compile true`
+adds XLA on TensorFlow):
 
     KERAS_BACKEND=jax python benchmarks/training.py
-    KERAS_BACKEND=tensorflow python benchmarks/training.py --steps 20
+    KERAS_BACKEND=tensorflow python benchmarks/training.py
     KERAS_BACKEND=torch python benchmarks/training.py
+
+Whole-`fit` comparisons vary by ±10 % from run to run on a small machine;
+`benchmarks/mining.py` times the mining part of the step alone.
 
 Synthetic data: the numbers measure compute, not learning.
 """
@@ -119,9 +123,10 @@ def main():
         "--kinds", default="softmax,triplet-model-mse,semi-hard,batch-hard,batch-all"
     )
     parser.add_argument(
-        "--jit-compile", choices=["auto", "true", "false"], default="true",
-        help="model.compile(jit_compile=...): true (default) compiles with XLA on TensorFlow "
-        "and JAX (Keras' 'auto' leaves XLA off on TensorFlow); PyTorch always runs eagerly",
+        "--jit-compile", choices=["auto", "true", "false"], default="auto",
+        help="model.compile(jit_compile=...): auto (default, as Keras runs it: jax.jit on "
+        "JAX, no XLA on TensorFlow's CPU) or true (XLA on TensorFlow too); PyTorch always "
+        "runs eagerly",
     )
     args = parser.parse_args()
     args.jit_compile = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
