@@ -20,7 +20,7 @@ arrays (ARCHITECTURE.md has the measurements):
   at the positives alone is B / (K − 1) times less work;
 * `scatter_rows(values, index, width)`: the inverse layout of a compacted `[B, M]` array
   (distinct indices per row);
-* `count_negatives_below`, `negative_band`, `closest_negative_above`: questions about
+* `count_negatives_below`, `negative_sum`, `closest_negative_above`: questions about
   each anchor's negatives at `[B, M]` thresholds, for `miners.negatives.DirectNegatives`:
   `[B, M, R]` comparisons on compiled backends (`DIRECT_COST_PER_THRESHOLD`: the cost
   grows with M), ranks among the sorted thresholds on PyTorch (eager PyTorch would
@@ -32,15 +32,15 @@ import keras
 if keras.backend.backend() == "torch":
     from keras_triplet._kernels._torch import (
         DIRECT_COST_PER_THRESHOLD, INDEX_DTYPE, argsort_rows, closest_negative_above, compact_columns,
-        count_negatives_below, negative_band, scatter_rows, take_along_rows,
+        count_negatives_below, negative_sum, scatter_rows, take_along_rows,
     )
 else:
     from keras_triplet._kernels._generic import (
         DIRECT_COST_PER_THRESHOLD, INDEX_DTYPE, argsort_rows, closest_negative_above, compact_columns,
-        count_negatives_below, negative_band, scatter_rows, take_along_rows,
+        count_negatives_below, negative_sum, scatter_rows, take_along_rows,
     )
 
 __all__ = [
     "DIRECT_COST_PER_THRESHOLD", "INDEX_DTYPE", "argsort_rows", "closest_negative_above", "compact_columns",
-    "count_negatives_below", "negative_band", "scatter_rows", "take_along_rows",
+    "count_negatives_below", "negative_sum", "scatter_rows", "take_along_rows",
 ]

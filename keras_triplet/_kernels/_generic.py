@@ -13,9 +13,7 @@ def take_along_rows(x, index):
     # A gather from the flattened array at `row · width + index`: `[B, M]` int32 indices,
     # where `take_along_axis` builds `[B, M, 2]` ones (and XLA constant-folds an iota of
     # that size at compile time).
-    rows, width = ops.shape(x)[0], ops.shape(x)[1]
-    offsets = ops.expand_dims(ops.arange(rows, dtype=index.dtype) * ops.cast(width, index.dtype), 1)
-    return ops.take(ops.reshape(x, (-1,)), index + offsets, axis=0)
+    return ops.take(ops.reshape(x, (-1,)), _flat(index, ops.shape(x)[1]), axis=0)
 
 
 def compact_columns(mask):
@@ -27,9 +25,14 @@ def scatter_rows(values, index, width):
     # The inverse of `take_along_rows` for distinct indices per row (the direct
     # negatives' positive columns): a scatter into the flattened `[B, width]` array.
     rows = ops.shape(values)[0]
-    offsets = ops.expand_dims(ops.arange(rows, dtype=index.dtype) * ops.cast(width, index.dtype), 1)
-    flat = ops.scatter(ops.reshape(index + offsets, (-1, 1)), ops.reshape(values, (-1,)), (rows * width,))
+    flat = ops.scatter(ops.reshape(_flat(index, width), (-1, 1)), ops.reshape(values, (-1,)), (rows * width,))
     return ops.reshape(flat, (rows, width))
+
+
+def _flat(index, width):
+    """`[B, M]` column indices as indices into the flattened `[B, width]` array."""
+    rows = ops.shape(index)[0]
+    return index + ops.expand_dims(ops.arange(rows, dtype=index.dtype) * ops.cast(width, index.dtype), 1)
 
 
 # Questions about each anchor's negatives at `[B, M]` thresholds (the positive distances
@@ -49,16 +52,13 @@ def count_negatives_below(negatives, thresholds, inclusive=False):
     return ops.cast(ops.count_nonzero(_compare(negatives, thresholds, inclusive), axis=2), INDEX_DTYPE)
 
 
-def negative_band(negatives, distances, stop, stop_inclusive=False, start=None):
-    """`(count, sum of distances)`, `[B, M]` each, over the negatives `> start` (no lower
-    bound if None) and `< stop` (`≤` if `stop_inclusive`); the sum is differentiable in
-    `distances` (`[B, R]`)."""
+def negative_sum(negatives, distances, stop, stop_inclusive=False, start=None):
+    """`[B, M]` sums of `distances` (`[B, R]`, differentiable) over the negatives `> start`
+    (no lower bound if None) and `< stop` (`≤` if `stop_inclusive`)."""
     inside = _compare(negatives, stop, stop_inclusive)
     if start is not None:
         inside = ops.logical_and(inside, ops.expand_dims(negatives, 1) > ops.expand_dims(start, 2))
-    count = ops.cast(ops.count_nonzero(inside, axis=2), INDEX_DTYPE)
-    total = ops.matmul(ops.cast(inside, distances.dtype), ops.expand_dims(distances, 2))[:, :, 0]
-    return count, total
+    return ops.matmul(ops.cast(inside, distances.dtype), ops.expand_dims(distances, 2))[:, :, 0]
 
 
 def closest_negative_above(negative_distances, thresholds):

@@ -74,15 +74,11 @@ def count_negatives_below(negatives, thresholds, inclusive=False):
     return _below(negatives, thresholds, inclusive)
 
 
-def negative_band(negatives, distances, stop, stop_inclusive=False, start=None):
-    count = _below(negatives, stop, stop_inclusive)
+def negative_sum(negatives, distances, stop, stop_inclusive=False, start=None):
     total = _below(negatives, stop, stop_inclusive, weights=distances)
-    if start is not None:  # minus those at or below `start`
-        count = count - _below(negatives, start, True)
+    if start is not None:  # minus those at or below `start` (the caller zeroes empty bands)
         total = total - _below(negatives, start, True, weights=distances)
-        empty = count <= 0
-        count, total = count.clamp(min=0), total.masked_fill(empty, 0.0)
-    return count, total
+    return total
 
 
 _NONE = torch.iinfo(torch.int64).max

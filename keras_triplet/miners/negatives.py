@@ -9,8 +9,8 @@ every positive pair `(a, p)`, about the negatives `n` of the anchor `a`:
 * `closest_beyond(or_farthest)`: the closest one with `d(a, n) > d(a, p)`, and whether
   there is one (semi-hard); optionally the farthest negative where there is none.
 
-Two classes answer them, with the same attributes (`distances`, `negative_mask`,
-`positive_mask`, `count`, `query_mask`, `query_distances`, `expand`):
+Two subclasses of `rows.AnchorNegatives` answer them (which holds what they share: the
+masks, `count`, the query layout, `count_within` computed once per question):
 
 * `rows.SortedNegatives`: sorts each anchor's negatives once and binary-searches them.
   O(B·R log R) time, O(B·R) memory, any labels.
@@ -34,10 +34,10 @@ import contextlib
 from keras import ops
 
 from keras_triplet._kernels import (
-    DIRECT_COST_PER_THRESHOLD, INDEX_DTYPE, closest_negative_above, count_negatives_below, negative_band,
-    scatter_rows, take_along_rows,
+    DIRECT_COST_PER_THRESHOLD, INDEX_DTYPE, closest_negative_above, count_negatives_below, negative_sum,
+    take_along_rows,
 )
-from keras_triplet.miners.rows import SortedNegatives, gather_rows, masked_argmax
+from keras_triplet.miners.rows import AnchorNegatives, SortedNegatives, gather_rows, masked_argmax
 
 # Compiled graphs need a static M: compare at most this many positives per anchor (P×K
 # batches with K ≤ 17); more take the sorted path.
@@ -112,7 +112,7 @@ def _python_int(value):
         return None
 
 
-class DirectNegatives:
+class DirectNegatives(AnchorNegatives):
     """Each anchor's `M` positive columns compared with all its negatives, no sort.
 
     Args:
@@ -120,7 +120,7 @@ class DirectNegatives:
         width: `M`, at least the largest number of positives of an anchor (positives
             beyond it are dropped: `with_negatives` checks this).
 
-    The positives are compacted to `[B, M]` (`query_mask`, `query_distances`) with one
+    Builds on `rows.AnchorNegatives`. The positives are compacted to `[B, M]` with one
     `top_k` of the mask; each question compares the `[B, M]` thresholds with the `[B, R]`
     negative distances (`_kernels`: `[B, M, R]` comparisons on compiled backends, ranks
     among the sorted thresholds on PyTorch). Distances are read with gradients stopped,
@@ -128,47 +128,44 @@ class DirectNegatives:
     """
 
     def __init__(self, distances, negative_mask, positive_mask, width):
-        self.distances = distances
-        self.negative_mask, self.positive_mask = negative_mask, positive_mask
-        self.count = ops.cast(ops.sum(ops.cast(negative_mask, "int32"), axis=1), INDEX_DTYPE)
+        super().__init__(distances, negative_mask, positive_mask)
         # top_k of a 0/1 mask: the positive columns first (k ≥ each row's count).
         scores = ops.cast(positive_mask, "float32")
         references = distances.shape[1]
         if references is None or references < width:
             # A graph whose batch may be narrower than M (a last, partial batch): pad the
-            # mask with M non-positive columns so that top_k is always defined, and point
-            # their picks at the last real column (never a positive there).
+            # mask with M non-positive columns so that top_k is always defined. Picks of
+            # padding are clamped to the last real column; the query mask, read from the
+            # padded mask, stays False for them.
             scores = ops.concatenate([scores, ops.zeros((ops.shape(scores)[0], width), scores.dtype)], axis=1)
         columns = ops.cast(ops.top_k(scores, width, sorted=False)[1], INDEX_DTYPE)
-        self.query_mask = take_along_rows(scores > 0, columns)
-        self._columns = ops.minimum(columns, ops.cast(ops.shape(distances)[1] - 1, INDEX_DTYPE))
-        self.query_distances = take_along_rows(distances, self._columns)
+        self._compact(
+            ops.minimum(columns, ops.cast(ops.shape(distances)[1] - 1, INDEX_DTYPE)),
+            query_mask=take_along_rows(scores > 0, columns),
+        )
         self._thresholds = ops.stop_gradient(self.query_distances)
         # Non-negatives at +inf: never below a (finite) threshold, never the closest.
         self._negative_distances = ops.where(negative_mask, distances, float("inf"))
         self._negatives = ops.stop_gradient(self._negative_distances)
-        self._counts = {}
 
-    def expand(self, values):
-        """A `[B, M]` query-layout array as `[B, R]` (0 outside the positive columns)."""
-        return scatter_rows(values, self._columns, ops.shape(self.distances)[1])
+    def _count_below(self, thresholds, inclusive):
+        return count_negatives_below(self._negatives, thresholds, inclusive)
 
     def _shifted(self, offset):
         return self._thresholds + offset if offset else self._thresholds
 
-    def count_within(self, offset=0.0, inclusive=False):
-        """`[B, M]`: how many negatives lie below `d(a, p) + offset` (`≤` if inclusive)."""
-        key = (float(offset), bool(inclusive))
-        if key not in self._counts:
-            self._counts[key] = count_negatives_below(self._negatives, self._shifted(offset), inclusive)
-        return self._counts[key]
-
     def band(self, stop_offset, stop_inclusive=False, start_offset=None):
         """`(count, sum)`, `[B, M]` each: the negatives with `d(a, p) + start_offset <
         d(a, n) < d(a, p) + stop_offset` (`≤` at the top if `stop_inclusive`; no lower
-        bound when `start_offset` is None)."""
-        start = None if start_offset is None else self._shifted(start_offset)
-        return negative_band(self._negatives, self.distances, self._shifted(stop_offset), stop_inclusive, start)
+        bound when `start_offset` is None). The count from `count_within` (shared with
+        the statistics), the sum by the `_kernels`."""
+        count = self.count_within(stop_offset, inclusive=stop_inclusive)
+        start = None
+        if start_offset is not None:
+            count = ops.maximum(count - self.count_within(start_offset, inclusive=True), 0)
+            start = self._shifted(start_offset)
+        total = negative_sum(self._negatives, self.distances, self._shifted(stop_offset), stop_inclusive, start)
+        return count, ops.where(count > 0, total, 0.0)
 
     def closest_beyond(self, or_farthest=False):
         """`(distance, found)`, `[B, M]` each: the closest negative with `d(a, n) >

@@ -42,23 +42,21 @@ def gather_rows(values, index):
     return take_along_rows(values, ops.expand_dims(ops.cast(index, INDEX_DTYPE), 1))[:, 0]
 
 
-class SortedNegatives:
-    """Each anchor's negative distances in ascending order, and searches in them.
+class AnchorNegatives:
+    """What both searches of each anchor's negatives share (`SortedNegatives` here,
+    `negatives.DirectNegatives`): the `[B, R]` arrays they are built from, each anchor's
+    number of negatives, the query layout, and `count_within`, run once per distinct
+    question (a training step shares one object between the miner and the statistics).
 
-    Built once per distance matrix; the miners and `triplet_statistics` can share one
-    (pass it as `negatives=`), so that a training step sorts once and runs each
-    distinct search once (`count_within` remembers its results).
-
-    Searches are asked for the *query* columns of each row: the positives, the only
-    columns whose thresholds matter. Usually these are all `R` columns (static shapes);
-    on eager PyTorch they are compacted to `[B, M]`, M the largest number of positives
-    of an anchor (`_kernels.compact_columns`). `query_mask` and `query_distances` are in
-    that layout, and `expand` brings a query-layout array back to `[B, R]`.
+    Questions are asked at the *query* columns of each row: the positives, the only
+    columns whose thresholds matter. They are all `R` columns unless a subclass compacts
+    them to `[B, M]` (`_compact`); `query_mask` and `query_distances` are in that layout,
+    and `expand` brings a query-layout array back to `[B, R]`. Subclasses implement
+    `_count_below(thresholds, inclusive)`, `band` and `closest_beyond`
+    (`miners/negatives.py` has the contract).
 
     Attributes:
         distances, negative_mask, positive_mask: the `[B, R]` arrays it was built from.
-        values: `[B, R]`; row `a` holds the distances to `a`'s negatives sorted ascending,
-            then a large finite filler for the non-negative columns.
         count: `[B]`, the number of negatives of each anchor.
         query_mask: the positive mask in query layout.
         query_distances: the distances in query layout (differentiable).
@@ -67,18 +65,17 @@ class SortedNegatives:
     def __init__(self, distances, negative_mask, positive_mask):
         self.distances = distances
         self.negative_mask, self.positive_mask = negative_mask, positive_mask
-        self._filler = filler = ops.max(ops.stop_gradient(distances)) + 1.0
-        masked = ops.where(negative_mask, distances, filler)
-        self.values = take_along_rows(masked, argsort_rows(ops.stop_gradient(masked)))
         self.count = ops.cast(ops.sum(ops.cast(negative_mask, "int32"), axis=1), INDEX_DTYPE)
-        self._columns = compact_columns(positive_mask)
-        if self._columns is None:
-            self.query_mask, self.query_distances = positive_mask, distances
-        else:
-            self.query_mask = take_along_rows(positive_mask, self._columns)
-            self.query_distances = take_along_rows(distances, self._columns)
-        self._prefix = None
+        self._columns = None
+        self.query_mask, self.query_distances = positive_mask, distances
         self._counts = {}
+
+    def _compact(self, columns, query_mask=None):
+        """Query layout `[B, M]`: the given columns of each row (`query_mask`: when not
+        simply the positive mask at those columns)."""
+        self._columns = columns
+        self.query_mask = take_along_rows(self.positive_mask, columns) if query_mask is None else query_mask
+        self.query_distances = take_along_rows(self.distances, columns)
 
     def expand(self, values):
         """A `[B, M]` query-layout array as `[B, R]` (0 outside the query columns)."""
@@ -86,19 +83,45 @@ class SortedNegatives:
             return values
         return scatter_rows(values, self._columns, ops.shape(self.distances)[1])
 
-    def count_below(self, thresholds, inclusive=False):
-        """`[B, M]`: per row, how many negatives are `< t` (`≤ t` if inclusive)."""
-        found = count_below(self.values, thresholds, inclusive=inclusive)
-        # The filler sorts after every negative but may still lie below a large threshold.
-        return ops.minimum(found, ops.expand_dims(self.count, 1))
-
     def count_within(self, offset=0.0, inclusive=False):
-        """`count_below(query_distances + offset, inclusive)`, query layout, computed once."""
+        """`[B, M]`: per query column, how many negatives lie below `d(a, p) + offset`
+        (`≤` if inclusive); computed once per `(offset, inclusive)`."""
         key = (float(offset), bool(inclusive))
         if key not in self._counts:
             thresholds = self.query_distances + offset if offset else self.query_distances
-            self._counts[key] = self.count_below(thresholds, inclusive=inclusive)
+            self._counts[key] = self._count_below(ops.stop_gradient(thresholds), inclusive)
         return self._counts[key]
+
+    def _count_below(self, thresholds, inclusive):
+        raise NotImplementedError
+
+
+class SortedNegatives(AnchorNegatives):
+    """Each anchor's negative distances in ascending order, and searches in them.
+
+    Builds on `AnchorNegatives`. The query columns are compacted to each anchor's
+    positives on eager PyTorch only (`_kernels.compact_columns`: M the largest number of
+    positives of an anchor); compiled graphs keep all `R` (static shapes).
+
+    Attributes (beyond `AnchorNegatives`'):
+        values: `[B, R]`; row `a` holds the distances to `a`'s negatives sorted ascending,
+            then a large finite filler for the non-negative columns.
+    """
+
+    def __init__(self, distances, negative_mask, positive_mask):
+        super().__init__(distances, negative_mask, positive_mask)
+        self._filler = filler = ops.max(ops.stop_gradient(distances)) + 1.0
+        masked = ops.where(negative_mask, distances, filler)
+        self.values = take_along_rows(masked, argsort_rows(ops.stop_gradient(masked)))
+        columns = compact_columns(positive_mask)
+        if columns is not None:
+            self._compact(columns)
+        self._prefix = None
+
+    def _count_below(self, thresholds, inclusive):
+        found = count_below(self.values, thresholds, inclusive=inclusive)
+        # The filler sorts after every negative but may still lie below a large threshold.
+        return ops.minimum(found, ops.expand_dims(self.count, 1))
 
     def band(self, stop_offset, stop_inclusive=False, start_offset=None):
         """`(count, sum)`, `[B, M]` each: the negatives with `d(a, p) + start_offset <
