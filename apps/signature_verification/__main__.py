@@ -13,10 +13,11 @@ import time
 
 import numpy as np
 
+from apps.signature_verification.protocol import RULES  # NumPy and Pillow only: --help stays fast
+
 PROFILE_FORMAT = "keras-triplet/signature-profile/1"
 DEFAULT_DEMO_OUT = os.path.join("runs", "signature_verification")
 DEFAULT_DEMO_DATA = os.path.join(".cache", "signature_verification")
-RULES = ("mean", "min", "mean-norm", "min-norm")  # protocol.RULES (not imported: --help stays fast)
 DEFAULT_RULE = "min"
 
 
