@@ -26,25 +26,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from keras import ops  # noqa: E402
 
-from keras_triplet import losses, miners  # noqa: E402
-from keras_triplet.miners.labels import pair_masks  # noqa: E402
-from keras_triplet.miners.negatives import prefer, with_negatives  # noqa: E402
+from keras_triplet import losses  # noqa: E402
+from keras_triplet.miners.negatives import prefer  # noqa: E402
+from keras_triplet.models.triplet_model import loss_and_statistics  # noqa: E402
 
 
-def mining_step(loss_fn, margin):
-    """Loss and statistics from embeddings, as `TripletModel._triplet_loss` computes them."""
+def mining_step(loss_fn):
+    """Loss and statistics from embeddings, as `TripletModel`'s step computes them."""
 
     def step(x, y):
-        d = loss_fn.pairwise(x)
-        positive, negative = pair_masks(y)
-
-        def loss_and_statistics(found):
-            value = loss_fn.compute_from_distances(y, d, negatives=found)
-            return value, miners.triplet_statistics(y, ops.stop_gradient(d), margin, negatives=found)
-
-        return with_negatives(d, negative, positive, loss_and_statistics)
+        return loss_and_statistics(loss_fn, y, loss_fn.pairwise(x))
 
     return step
 
@@ -123,7 +115,7 @@ def main():
         row = {}
         for kind in ("direct", "sorted"):
             with prefer(kind):
-                row[kind] = measure(runner(mining_step(loss_fn, args.margin), x, y, jit_compile), args.repeats)
+                row[kind] = measure(runner(mining_step(loss_fn), x, y, jit_compile), args.repeats)
         print(f"| {backend} ({compiled}) | {miner} | {row['direct']:.1f} | {row['sorted']:.1f} |", flush=True)
 
 

@@ -12,6 +12,7 @@ from conftest import BACKEND, compiled, make_batch, to_numpy, value_and_grad
 from keras_triplet import losses, miners
 from keras_triplet.miners import negatives as negatives_lib
 from keras_triplet.miners.negatives import DirectNegatives, prefer, with_negatives
+from keras_triplet.models.triplet_model import loss_and_statistics
 from test_miners import MINERS, assert_miner_output, integer_distances, labels_strategy
 
 SEARCHING = [name for name in sorted(MINERS) if name != "batch-hard"]
@@ -101,17 +102,7 @@ def test_compiled_choice(layout):
     margin = 2.0
     loss = losses.TripletLoss(margin=margin, miner="batch-all")
 
-    def step(y, dt):
-        positive, negative = miners.pair_masks(y)
-        return with_negatives(
-            dt, negative, positive,
-            lambda found: (
-                loss.compute_from_distances(y, dt, negatives=found),
-                miners.triplet_statistics(y, dt, margin, negatives=found),
-            ),
-        )
-
-    value, stats = compiled(step)(*_tensors(labels, d))
+    value, stats = compiled(lambda y, dt: loss_and_statistics(loss, y, dt))(*_tensors(labels, d))
     value, stats = to_numpy(value), to_numpy(stats)
     want = ref.triplet_loss_from_distances(labels, d, margin=margin, miner="batch-all")
     assert float(value) == pytest.approx(want, rel=1e-5)

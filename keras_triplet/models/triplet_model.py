@@ -74,6 +74,27 @@ def _metric_loss_class():
     return MetricLoss
 
 
+def loss_and_statistics(loss_fn, labels, distances, embeddings=None):
+    """A metric loss's value and the mining statistics of one `[B, B]` distance matrix,
+    as a training step computes them: `(loss, miners.triplet_statistics(...))`.
+
+    One search of the negatives (`miners.negatives.with_negatives`: direct for P×K
+    batches, sorted otherwise) serves the loss's miner and the statistics; the
+    statistics see the distances with gradients stopped.
+    """
+    from keras_triplet.miners import pair_masks, triplet_statistics
+    from keras_triplet.miners.negatives import with_negatives
+
+    blocked = ops.stop_gradient(distances)
+
+    def compute(negatives):
+        value = loss_fn.compute_from_distances(labels, distances, embeddings=embeddings, negatives=negatives)
+        return value, triplet_statistics(labels, blocked, margin=loss_fn.margin, negatives=negatives)
+
+    positive, negative = pair_masks(labels)
+    return with_negatives(distances, negative, positive, compute)
+
+
 def in_batch_recall_at_1(labels, distances):
     """Fraction of the batch whose nearest *other* item (leave-one-out) has its label.
 
@@ -319,8 +340,6 @@ class TripletModel(_backend_steps(), keras.Model):
         a scalar, and `new_memory_state` is None unless training with memory.
         """
         from keras_triplet.miners import triplet_statistics
-        from keras_triplet.miners.labels import pair_masks
-        from keras_triplet.miners.negatives import with_negatives
 
         loss_fn = self._metric_loss()
         labels = ops.cast(check_labels(y, batch_size=embeddings.shape[0]), "int32")
@@ -346,14 +365,7 @@ class TripletModel(_backend_steps(), keras.Model):
             new_memory = memory_module.push(memory_state, embeddings, labels)
             stats = triplet_statistics(labels, blocked, margin=loss_fn.margin)
         else:
-            # One search structure of the negatives (direct for P×K batches, sorted
-            # otherwise: miners/negatives.py) serves the loss's miner and the statistics.
-            def loss_and_statistics(negatives):
-                value = loss_fn.compute_from_distances(labels, distances, embeddings=embeddings, negatives=negatives)
-                return value, triplet_statistics(labels, blocked, margin=loss_fn.margin, negatives=negatives)
-
-            positive, negative = pair_masks(labels)
-            value, stats = with_negatives(distances, negative, positive, loss_and_statistics)
+            value, stats = loss_and_statistics(loss_fn, labels, distances, embeddings=embeddings)
 
         stats = dict(stats)
         raw = ops.stop_gradient(raw)
