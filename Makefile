@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 BACKENDS := tensorflow jax torch
 PYTEST_ARGS ?=
 
-.PHONY: install test test-all demo bench clean
+.PHONY: install lint format test test-all demo bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ $(VENV)/.installed: $(VENV)/bin/python pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# The gate CI runs before the tests: lint rules and formatting (pyproject.toml [tool.ruff]).
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Rewrites the tree in the project's format and applies the safe lint fixes.
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # Run the suite once per backend; fail if any backend fails (but run them all).
 test: install
