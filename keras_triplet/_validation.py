@@ -73,7 +73,7 @@ def _check_whole_numbers(values, name):
     bad = ~np.isfinite(values) | (values != np.round(values))
     if np.any(bad):
         raise ValueError(
-            f"{name} must be integer class ids; got non-integer (fractional or non-finite) "
+            f"{name} must hold integers; got non-integer (fractional or non-finite) "
             f"values such as {values[bad][:3].tolist()}. Pass integer labels (e.g. from "
             "`np.unique(labels, return_inverse=True)[1]`, or `np.argmax(one_hot, axis=1)` "
             "for one-hot rows), not probabilities."
