@@ -15,6 +15,7 @@ from keras_triplet.metrics import (
     equal_error_rate,
     far_frr_at_threshold,
     pair_distances,
+    paired_distances_numpy,
     pairwise_distances_numpy,
     retrieval_metrics,
     roc_auc,
@@ -194,6 +195,22 @@ def test_numpy_distances_match_the_library():
         off = ~np.eye(7, dtype=bool)  # float32 sqrt of a rounded ~0 on the diagonal
         np.testing.assert_allclose(ours[off], lib[off], atol=1e-5, err_msg=metric)
         np.testing.assert_allclose(np.diag(ours), np.diag(lib), atol=2e-3, err_msg=metric)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_paired_distances_are_the_diagonal_of_pairwise(metric):
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(7, 3)), rng.normal(size=(7, 3))
+    a[0] = 0.0  # a zero vector: cosine similarity 0
+    want = np.diag(naive_distances(a, b, metric))
+    np.testing.assert_allclose(paired_distances_numpy(a, b, metric), want, atol=1e-12)
+    np.testing.assert_allclose(np.diag(pairwise_distances_numpy(a, b, metric)), want, atol=1e-12)
+    with pytest.raises(ValueError, match="dimension"):
+        pairwise_distances_numpy(a, b[:, :2], metric)
+    with pytest.raises(ValueError, match="row by row"):
+        paired_distances_numpy(a, b[:5], metric)
+    with pytest.raises(ValueError, match="Unknown metric"):
+        pairwise_distances_numpy(a, b, "manhattan")
 
 
 def test_retrieval_rejects_bad_input():
