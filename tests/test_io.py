@@ -20,10 +20,9 @@ def test_writes_and_replaces(tmp_path):
 def test_failure_keeps_the_previous_file_and_no_temporary(tmp_path):
     path = tmp_path / "out.txt"
     path.write_text("old")
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_write(path, "w") as f:
-            f.write("half of the new")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), atomic_write(path, "w") as f:
+        f.write("half of the new")
+        raise KeyboardInterrupt
     assert path.read_text() == "old"
     assert os.listdir(tmp_path) == ["out.txt"]
 
@@ -42,6 +41,5 @@ def test_permissions_are_kept_or_follow_the_umask(tmp_path):
 
 
 def test_read_modes_are_refused(tmp_path):
-    with pytest.raises(ValueError, match="'w'"):
-        with atomic_write(tmp_path / "x", "r"):
-            pass
+    with pytest.raises(ValueError, match="'w'"), atomic_write(tmp_path / "x", "r"):
+        pass

@@ -158,7 +158,7 @@ def test_valid_inputs_do_not_raise():
 
 # ------------------------------------------------ the NumPy side of the label checker
 
-from keras_triplet._validation import (  # noqa: E402
+from keras_triplet._validation import (
     check_embedding_array,
     check_int,
     check_label_array,

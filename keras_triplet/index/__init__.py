@@ -20,4 +20,4 @@ similarity 0 with everything), `"angular"` `max(1 − cos(x, y), 0)`.
 from keras_triplet.index.container import BACKENDS, EmbeddingIndex
 from keras_triplet.index.file_format import FORMAT_VERSION
 
-__all__ = ["BACKENDS", "EmbeddingIndex", "FORMAT_VERSION"]
+__all__ = ["BACKENDS", "FORMAT_VERSION", "EmbeddingIndex"]

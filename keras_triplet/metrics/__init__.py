@@ -16,7 +16,10 @@ backend); `RetrievalEvaluation` (a Keras callback) is loaded on first use.
 
 import importlib
 
-from keras_triplet.metrics.distances import paired_distances_numpy, pairwise_distances_numpy
+from keras_triplet.metrics.distances import (
+    paired_distances_numpy,
+    pairwise_distances_numpy,
+)
 from keras_triplet.metrics.retrieval import retrieval_metrics
 from keras_triplet.metrics.verification import (
     choose_threshold,
