@@ -3,7 +3,8 @@ nearest-neighbour grids.
 
 Every function builds a `matplotlib.figure.Figure` on the Agg canvas (it never touches
 `pyplot`'s global state or the interactive backend, so it works on headless machines and
-in threads), returns it, and also writes a PNG when `path` is given. In a notebook, the
+in threads), returns it, and also writes a PNG when `path` is given (atomically: the
+previous file or the new one, never half a file). In a notebook, the
 returned figure displays itself.
 
 Needs matplotlib (`pip install matplotlib`); `embedding_projection` also needs
@@ -12,6 +13,8 @@ scikit-learn, and `det_curve_plot` SciPy (installed with scikit-learn).
 
 import numpy as np
 
+from keras_triplet._io import atomic_write
+from keras_triplet._validation import check_embedding_array, check_label_array
 from keras_triplet.metrics.verification import (
     DEFAULT_MAX_PAIRS,
     _eer_from_curve,
@@ -32,8 +35,9 @@ def _figure(figsize):
 
 
 def _finish(fig, path, dpi):
-    if path is not None:
-        fig.savefig(path, dpi=dpi, format="png")
+    if path is not None:  # atomically: a crash never leaves half a PNG
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, dpi=dpi, format="png")
     return fig
 
 
@@ -210,12 +214,8 @@ def embedding_projection(
     """
     if method not in ("pca", "tsne"):
         raise ValueError(f"`method` must be 'pca' or 'tsne'; got {method!r}.")
-    x = np.asarray(embeddings, dtype=np.float64)
-    y = np.asarray(labels).reshape(-1)
-    if x.ndim != 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(
-            f"`embeddings` must be [N, D] with one label each; got {x.shape} and {y.shape[0]} labels."
-        )
+    x = check_embedding_array(embeddings)
+    y = check_label_array(labels, len(x))
     if x.shape[0] > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(x.shape[0], max_points, replace=False))
         x, y = x[keep], y[keep]

@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from keras_triplet.index import EmbeddingIndex
+from keras_triplet.index import EmbeddingIndex, file_format
 from keras_triplet.metrics import pairwise_distances_numpy
 
 METRICS = ("euclidean", "squared_euclidean", "cosine", "angular")
@@ -31,7 +31,7 @@ def _data(seed=0, n=300, q=25, dim=8):
 def test_exact_search_matches_brute_force(metric, monkeypatch):
     refs, queries = _data()
     # Small blocks and chunks, so the running top-k merge across blocks is exercised.
-    monkeypatch.setattr("keras_triplet.index._BLOCK_ELEMENTS", 7 * 40)
+    monkeypatch.setattr("keras_triplet.index.exact._BLOCK_ELEMENTS", 7 * 40)
     index = EmbeddingIndex(metric=metric, chunk_size=7)
     for part in np.array_split(np.arange(300), 3):
         index.add(refs[part], labels=part % 10)
@@ -45,7 +45,7 @@ def test_exact_search_matches_brute_force(metric, monkeypatch):
 
 
 def test_ties_resolve_by_insertion_order(monkeypatch):
-    monkeypatch.setattr("keras_triplet.index._BLOCK_ELEMENTS", 6)
+    monkeypatch.setattr("keras_triplet.index.exact._BLOCK_ELEMENTS", 6)
     index = EmbeddingIndex(chunk_size=2)
     refs = np.array([[1.0, 0], [0, 1.0], [-1.0, 0], [0, -1.0], [2.0, 0], [0, 0.5]])
     index.add(refs, ids=["e", "n", "w", "s", "far", "near"])
@@ -214,6 +214,72 @@ def test_tampered_arrays_fail_the_checksum(tmp_path):
         EmbeddingIndex.load(path)
 
 
+# One way to tamper each stored field (the checksum itself aside): each must fail the
+# checksum. The list must name every array of the file (checked below), so a field added
+# to the format gets its own tamper test.
+TAMPERED = {
+    "embeddings": lambda a: a["embeddings"] + np.float32(1e-3),
+    "ids": lambda a: a["ids"][np.r_[1, 0, 2:a["ids"].size]],  # two ids swapped
+    "labels": lambda a: np.roll(a["labels"], 1),
+    "dim": lambda a: np.array(-1, dtype=np.int64),  # would load as "no dimension"
+    "metric": lambda a: np.array("euclidean"),
+    "format_version": lambda a: np.array(0, dtype=np.int64),  # an older version
+}
+
+
+def test_the_tamper_tests_cover_every_stored_field(tmp_path):
+    _, path = _saved(tmp_path)
+    with np.load(path, allow_pickle=False) as archive:
+        assert set(archive.files) == set(TAMPERED) | {"checksum"}
+
+
+@pytest.mark.parametrize("field", sorted(TAMPERED))
+def test_tampering_any_field_fails_the_checksum(tmp_path, field):
+    """Had the checksum skipped `field`, the tampered file would load (or fail later
+    with another message): checked by removing each field from `file_format.checksum`."""
+    _, path = _saved(tmp_path)
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    tampered = TAMPERED[field](arrays)
+    assert tampered.shape == arrays[field].shape and not np.array_equal(tampered, arrays[field])
+    _rewrite(path, **{field: tampered})
+    with pytest.raises(ValueError, match="failed its SHA-256 checksum") as info:
+        EmbeddingIndex.load(path)
+    assert "\n" not in str(info.value) and info.value.__cause__ is None
+
+
+def test_removing_or_adding_an_array_fails_the_checksum(tmp_path):
+    _, path = _saved(tmp_path)
+    _rewrite(path, labels=None)  # an index with labels, made to look like one without
+    with pytest.raises(ValueError, match="checksum"):
+        EmbeddingIndex.load(path)
+    _, path = _saved(tmp_path)
+    _rewrite(path, extra=np.zeros(3))
+    with pytest.raises(ValueError, match="checksum"):
+        EmbeddingIndex.load(path)
+    _, path = _saved(tmp_path)
+    _rewrite(path, checksum=np.array("0" * 64))
+    with pytest.raises(ValueError, match="checksum"):
+        EmbeddingIndex.load(path)
+
+
+def test_bad_files_give_one_line_errors(tmp_path):
+    _, path = _saved(tmp_path)
+    data = path.read_bytes()
+    (tmp_path / "text.npz").write_text("not an index")
+    cases = {"text.npz": "not an .npz archive"}
+    for size in (0, 10, len(data) // 2):
+        (tmp_path / f"cut{size}.npz").write_bytes(data[:size])
+        cases[f"cut{size}.npz"] = "truncated"
+    for name, match in cases.items():
+        with pytest.raises(ValueError, match=match) as info:
+            EmbeddingIndex.load(tmp_path / name)
+        message = str(info.value)
+        assert "\n" not in message and "pickle" not in message, message
+        assert info.value.__cause__ is None and info.value.__suppress_context__ or \
+            info.value.__context__ is None, "no chained traceback"
+
+
 def test_other_archives_are_rejected(tmp_path):
     index, path = _saved(tmp_path)
     _rewrite(path, checksum=None)
@@ -232,23 +298,35 @@ def test_other_archives_are_rejected(tmp_path):
         EmbeddingIndex.load(tmp_path / "missing.npz")
 
 
-def test_newer_format_and_inconsistent_shapes(tmp_path):
-    from keras_triplet import index as index_module
-
-    index, path = _saved(tmp_path)
-    arrays = index._arrays()
+def _forge(path, index, **changes):
+    """Writes `index` with `changes` and a checksum recomputed over them (a consistent
+    file that other code could have written)."""
+    arrays = file_format.to_arrays(index)
     arrays.pop("checksum")
-    arrays["format_version"] = np.array(99, dtype=np.int64)
-    arrays["checksum"] = np.array(index_module._checksum(arrays))
+    arrays.update(changes)
+    arrays["checksum"] = np.array(file_format.checksum(arrays))
     np.savez(path, **arrays)
+
+
+def test_newer_format_and_inconsistent_shapes(tmp_path):
+    index, path = _saved(tmp_path)
+    _forge(path, index, format_version=np.array(99, dtype=np.int64))
     with pytest.raises(ValueError, match="format version 99"):
         EmbeddingIndex.load(path)
-    arrays = index._arrays()
-    arrays.pop("checksum")
-    arrays["dim"] = np.array(7, dtype=np.int64)  # a consistent checksum, wrong dim
-    arrays["checksum"] = np.array(index_module._checksum(arrays))
-    np.savez(path, **arrays)
+    _forge(path, index, dim=np.array(7, dtype=np.int64))  # a consistent checksum, wrong dim
     with pytest.raises(ValueError, match="dimension 7"):
+        EmbeddingIndex.load(path)
+    _forge(path, index, dim=np.array(-1, dtype=np.int64))  # "no embeddings yet", but 50
+    with pytest.raises(ValueError, match="dimension -1"):
+        EmbeddingIndex.load(path)
+    _forge(path, index, ids=np.array(["same"] * 50))
+    with pytest.raises(ValueError, match="not unique"):
+        EmbeddingIndex.load(path)
+    _forge(path, index, labels=np.zeros(49, dtype=np.int64))
+    with pytest.raises(ValueError, match="do not match 50 embeddings"):
+        EmbeddingIndex.load(path)
+    _forge(path, index, metric=np.array("manhattan"))
+    with pytest.raises(ValueError, match="unknown metric"):
         EmbeddingIndex.load(path)
 
 

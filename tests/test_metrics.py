@@ -15,6 +15,7 @@ from keras_triplet.metrics import (
     equal_error_rate,
     far_frr_at_threshold,
     pair_distances,
+    paired_distances_numpy,
     pairwise_distances_numpy,
     retrieval_metrics,
     roc_auc,
@@ -196,6 +197,22 @@ def test_numpy_distances_match_the_library():
         np.testing.assert_allclose(np.diag(ours), np.diag(lib), atol=2e-3, err_msg=metric)
 
 
+@pytest.mark.parametrize("metric", METRICS)
+def test_paired_distances_are_the_diagonal_of_pairwise(metric):
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(7, 3)), rng.normal(size=(7, 3))
+    a[0] = 0.0  # a zero vector: cosine similarity 0
+    want = np.diag(naive_distances(a, b, metric))
+    np.testing.assert_allclose(paired_distances_numpy(a, b, metric), want, atol=1e-12)
+    np.testing.assert_allclose(np.diag(pairwise_distances_numpy(a, b, metric)), want, atol=1e-12)
+    with pytest.raises(ValueError, match="dimension"):
+        pairwise_distances_numpy(a, b[:, :2], metric)
+    with pytest.raises(ValueError, match="row by row"):
+        paired_distances_numpy(a, b[:5], metric)
+    with pytest.raises(ValueError, match="Unknown metric"):
+        pairwise_distances_numpy(a, b, "manhattan")
+
+
 def test_retrieval_rejects_bad_input():
     x = np.zeros((4, 2))
     with pytest.raises(ValueError, match="2-D"):
@@ -239,6 +256,30 @@ def test_roc_matches_sklearn(ties):
     assert roc_auc(d, same) == pytest.approx(skm.roc_auc_score(same, -d), abs=1e-12)
 
 
+def sklearn_eer(d, same):
+    """EER and its threshold from scikit-learn's ROC, interpolated where FAR = FRR.
+
+    `roc_curve(same, -d)` lists the ROC points by decreasing score (increasing distance);
+    FRR − FAR falls from 1 to <= 0 along them. Between the last point where it is > 0
+    and the first where it is <= 0, FAR, FRR and the threshold are interpolated
+    linearly, at the fraction where FRR − FAR reaches 0. (The first point's threshold
+    is +inf, i.e. nothing accepted; a crossing in that first segment takes the next
+    point's threshold.) Written from scikit-learn's outputs alone, not from ours.
+    """
+    fpr, tpr, thresholds = skm.roc_curve(same, -d, drop_intermediate=False)
+    fnr = 1.0 - tpr
+    gap = fnr - fpr
+    i = next(j for j in range(len(gap)) if gap[j] <= 0)
+    alpha = gap[i - 1] / (gap[i - 1] - gap[i])
+    eer = fpr[i - 1] + alpha * (fpr[i] - fpr[i - 1])
+    assert eer == pytest.approx(fnr[i - 1] + alpha * (fnr[i] - fnr[i - 1]), abs=1e-12)
+    if np.isfinite(thresholds[i - 1]):
+        threshold = -(thresholds[i - 1] + alpha * (thresholds[i] - thresholds[i - 1]))
+    else:
+        threshold = -thresholds[i]
+    return eer, threshold, (-thresholds[i - 1], -thresholds[i])
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_eer_matches_interpolated_sklearn_roc(seed):
     from scipy.interpolate import interp1d
@@ -249,9 +290,31 @@ def test_eer_matches_interpolated_sklearn_roc(seed):
     want = brentq(lambda f: 1.0 - f - interp1d(fpr, tpr)(f), 0.0, 1.0)
     eer, threshold = equal_error_rate(d, same)
     assert eer == pytest.approx(want, abs=1e-9)
-    # At the EER threshold FAR and FRR straddle the EER.
-    far, frr = far_frr_at_threshold(d, same, threshold)
-    assert min(far, frr) - 1e-12 <= eer <= max(far, frr) + 1e-12 or abs(far - frr) < 0.02
+    # The threshold is the interpolated crossing, not a neighbouring ROC point.
+    assert threshold == pytest.approx(sklearn_eer(d, same)[1], abs=1e-12)
+
+
+# (seed, rounded to 0.1 so that distances tie, number of pairs): random cases whose
+# crossing lies between two ROC points (cases crossing on a point are left out: there a
+# threshold moved to that point would not be wrong).
+EER_CASES = [
+    (0, False, 400), (1, False, 60), (1, False, 400), (2, False, 400), (3, False, 60),
+    (4, False, 400), (5, False, 2000),
+    (0, True, 400), (1, True, 60), (2, True, 2000), (3, True, 2000), (4, True, 400),
+]
+
+
+@pytest.mark.parametrize("seed,ties,n", EER_CASES)
+def test_eer_and_threshold_match_the_interpolated_sklearn_crossing(seed, ties, n):
+    d, same = _random_pairs(seed, n=n, ties=ties)
+    want_eer, want_threshold, (before, after) = sklearn_eer(d, same)
+    # Each case is one where a threshold on a ROC point would be wrong: the crossing
+    # lies strictly between two points, away from both.
+    assert 0.01 < (want_threshold - before) / (after - before) < 0.99
+    eer, threshold = equal_error_rate(d, same)
+    assert eer == pytest.approx(want_eer, abs=1e-12)
+    assert threshold == pytest.approx(want_threshold, abs=1e-12)
+    assert choose_threshold(d, same) == pytest.approx(want_threshold, abs=1e-12)
 
 
 def test_verification_hand_computed():

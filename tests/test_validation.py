@@ -154,3 +154,66 @@ def test_valid_inputs_do_not_raise():
     losses.TripletLoss(margin=0.0)
     losses.AngularLoss(alpha=1e-3)
     losses.AngularLoss(alpha=65.0)
+
+
+# ------------------------------------------------ the NumPy side of the label checker
+
+from keras_triplet._validation import (
+    check_embedding_array,
+    check_int,
+    check_label_array,
+)
+
+
+def test_label_array_accepts_what_the_tensor_checker_accepts():
+    for labels in (LABELS, LABELS.reshape(-1, 1), LABELS.astype("float32"), LABELS.astype(bool)):
+        out = check_label_array(labels, 4)
+        assert out.dtype == np.int64 and out.tolist() == labels.reshape(-1).astype(int).tolist()
+    assert check_label_array(np.array(["a", "b"], dtype=object)).tolist() == ["a", "b"]
+    assert check_label_array(np.array([b"a", b"b"])).tolist() == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "labels,kwargs,error,match",
+    [
+        (np.zeros((4, 2)), {}, ValueError, r"1-D.*\(4, 2\).*argmax"),
+        ([0, 1, 1], {"size": 4}, ValueError, r"3 entries.*4 rows"),
+        ([0.0, 0.5], {}, ValueError, r"non-integer.*0\.5"),
+        ([0.0, np.nan], {}, ValueError, r"non-integer.*nan"),
+        (["a", "b"], {"strings": False}, TypeError, "return_inverse"),
+        (np.array([object()]), {}, ValueError, "integers or strings"),
+        (np.array([object()]), {"strings": False}, TypeError, "integer class ids"),
+        ([0, 2**40], {"int32": True}, ValueError, "int32"),
+    ],
+)
+def test_label_array_errors(labels, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        check_label_array(labels, **kwargs)
+
+
+def test_tensor_and_array_checkers_say_the_same():
+    """One set of rules: the same bad labels give the same message on both sides."""
+    for bad, size in ((np.zeros((4, 2), "float32"), None), (np.array([0.0, 0.5, 1.0, 1.0]), None),
+                      (np.array([0, 0, 1]), 4)):
+        with pytest.raises(ValueError) as tensor_error:
+            from keras_triplet._validation import check_labels
+
+            check_labels(bad, batch_size=size, name="labels")
+        with pytest.raises(ValueError) as array_error:
+            check_label_array(bad, size, name="labels", items="the batch of embeddings")
+        assert str(tensor_error.value) == str(array_error.value)
+
+
+def test_embedding_array_and_int_checks():
+    assert check_embedding_array([[1, 2]], dtype=np.float32).dtype == np.float32
+    with pytest.raises(ValueError, match=r"2-D.*\(3,\)"):
+        check_embedding_array(np.zeros(3))
+    with pytest.raises(ValueError, match="real numbers"):
+        check_embedding_array(np.array([["a"]]))
+    with pytest.raises(ValueError, match="NaN"):
+        check_embedding_array([[np.inf]])
+    assert check_int("k", np.int64(3), 1, "why") == 3
+    with pytest.raises(TypeError, match="integer"):
+        check_int("k", True, 1, "why")
+    with pytest.raises(ValueError, match=r"at least 1 \(why\)"):
+        check_int("k", 0, 1, "why")

@@ -3,7 +3,8 @@
 import keras
 import numpy as np
 
-from keras_triplet.data.sampler import PKSampler, _flatten, _pack
+from keras_triplet.data._structure import flatten, pack
+from keras_triplet.data.sampler import PKSampler
 
 
 class PKPyDataset(keras.utils.PyDataset):
@@ -85,7 +86,7 @@ class PKPyDataset(keras.utils.PyDataset):
         self.epoch = int(initial_epoch)
         self.load_fn = load_fn
         if load_fn is None:
-            self._kind, self._keys, arrays = _flatten(x, "x")
+            self._kind, self._keys, arrays = flatten(x, "x")
             self._arrays = [np.asarray(a) for a in arrays]
             for a in self._arrays:
                 if a.ndim == 0 or a.shape[0] != N:
@@ -114,12 +115,12 @@ class PKPyDataset(keras.utils.PyDataset):
         idx = self.sampler.epoch_indices(self.epoch)[int(index)]
         y = self.sampler._labels32[idx]
         if self.load_fn is None:
-            return _pack(self._kind, self._keys, [a[idx] for a in self._arrays]), y
+            return pack(self._kind, self._keys, [a[idx] for a in self._arrays]), y
         examples = [self.load_fn(self._items[i]) for i in idx]
-        kind, keys, first = _flatten(examples[0], "load_fn")
+        kind, keys, first = flatten(examples[0], "load_fn")
         columns = [[] for _ in first]
         for i, example in zip(idx, examples):
-            _, _, values = _flatten(example, "load_fn")
+            _, _, values = flatten(example, "load_fn")
             for column, v in zip(columns, values):
                 column.append(np.asarray(v))
         stacked = []
@@ -133,7 +134,7 @@ class PKPyDataset(keras.utils.PyDataset):
                     f"epoch {self.epoch} ({shapes}); every example must have the same "
                     "shape. Resize, crop or pad inside load_fn."
                 ) from None
-        return _pack(kind, keys, stacked), y
+        return pack(kind, keys, stacked), y
 
     def on_epoch_begin(self):
         self._in_epoch = True

@@ -1,4 +1,4 @@
-"""P×K class-balanced batches: `PKSampler` (NumPy indices, `tf.data` pipelines).
+"""P×K class-balanced batches: `PKSampler`, which chooses the indices of every batch.
 
 A P×K batch holds `P` distinct classes with `K` examples each, the `K` examples of a
 class next to each other. Every online miner needs such batches: a batch drawn at
@@ -11,28 +11,22 @@ All the randomness lives here, in NumPy, as a pure function of `(seed, epoch)`: 
 module chose. The same seed therefore gives the same batches whatever the parallelism
 of the input pipeline, the backend or the number of workers.
 
-TensorFlow is imported only when `PKSampler.as_dataset` is called.
+This module is that choice, in NumPy and backend-free. The pipelines that load the
+chosen examples live apart: `tf_dataset.py` (`PKSampler.as_dataset`, `tf.data`; TensorFlow
+is imported only when it is called) and `pydataset.py` (`PKPyDataset`).
 """
 
-import atexit
 import math
 import threading
-import time
 import warnings
 
 import numpy as np
 
+from keras_triplet._validation import check_int, check_label_array
+from keras_triplet.data.tf_dataset import make_dataset
+
 _SMALL_CLASSES = ("replace", "drop")
-_MAX_LISTED = 10  # how many class labels a warning or an error names
-
-
-def _require_int(name, value, minimum, why):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an integer, got {value!r} ({type(value).__name__}).")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"`{name}` must be at least {minimum} ({why}), got {value}.")
-    return value
+_MAX_LISTED = 10  # how many class labels a warning names
 
 
 def _some(values):
@@ -40,121 +34,6 @@ def _some(values):
     values = [int(v) for v in values[:_MAX_LISTED]]
     text = ", ".join(str(v) for v in values)
     return text + (", ..." if len(values) == _MAX_LISTED else "")
-
-
-def _as_labels(labels):
-    labels = np.asarray(labels)
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    if labels.ndim != 1:
-        raise ValueError(
-            "`labels` must be a 1-D array of integer class labels (one per example), "
-            f"got shape {labels.shape}."
-        )
-    if labels.size == 0:
-        raise ValueError("`labels` is empty: the sampler needs at least one example.")
-    if labels.dtype == bool or not (
-        np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)
-    ):
-        raise TypeError(
-            f"`labels` must hold integer class labels, got dtype {labels.dtype}. Map other "
-            "labels (strings, ...) to integers first, e.g. "
-            "`labels = np.unique(names, return_inverse=True)[1]`."
-        )
-    if np.issubdtype(labels.dtype, np.floating):
-        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-            raise ValueError(
-                "`labels` must hold integer class labels; got non-integer float values "
-                "(e.g. one-hot or soft labels?). Pass one integer label per example, "
-                "e.g. `labels = np.argmax(one_hot, axis=1)`."
-            )
-    info = np.iinfo(np.int32)
-    if labels.min() < info.min or labels.max() > info.max:
-        raise ValueError(
-            "`labels` must fit in int32 (the batches carry int32 labels), got values in "
-            f"[{labels.min()}, {labels.max()}]. Re-number the classes, e.g. "
-            "`labels = np.unique(labels, return_inverse=True)[1]`."
-        )
-    return labels.astype(np.int64)
-
-
-def _flatten(x, what):
-    """Splits one level of structure: an array, a tuple/list of arrays or a dict of arrays.
-
-    Returns `(kind, keys, arrays)` for `_pack`.
-    """
-    if isinstance(x, dict):
-        keys = list(x)
-        return "dict", keys, [x[k] for k in keys]
-    if isinstance(x, (tuple, list)):
-        return "tuple", None, list(x)
-    return "array", None, [x]
-
-
-def _pack(kind, keys, values):
-    if kind == "dict":
-        return dict(zip(keys, values))
-    if kind == "tuple":
-        return tuple(values)
-    return values[0]
-
-
-class _PipelineActivity:
-    """Counts the Python calls our `tf.data` pipelines are running.
-
-    A TensorFlow thread that enters Python (`tf.numpy_function`) while the interpreter
-    shuts down can hang the process at exit when an endless pipeline is still
-    prefetching. At exit we wait (at most `timeout` s) until no call is running and
-    none has started for `quiet` s: by then the prefetch buffers are full and
-    TensorFlow starts no more calls.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._active = 0
-        self._last = 0.0
-        self._registered = False
-
-    def wrap(self, fn):
-        if not self._registered:
-            self._registered = True
-            atexit.register(self.drain)
-
-        def wrapped(*args):
-            with self._lock:
-                self._active += 1
-            try:
-                return fn(*args)
-            finally:
-                with self._lock:
-                    self._active -= 1
-                    self._last = time.monotonic()
-
-        return wrapped
-
-    def drain(self, quiet=0.2, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if self._active == 0 and time.monotonic() - self._last > quiet:
-                    return
-            time.sleep(0.02)
-
-
-_ACTIVITY = _PipelineActivity()
-
-
-def _import_tensorflow():
-    try:
-        import tensorflow as tf
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "PKSampler.as_dataset builds a tf.data pipeline and needs TensorFlow "
-            "(`pip install tensorflow` or `tensorflow-cpu`). Without TensorFlow use "
-            "`keras_triplet.data.PKPyDataset`, which gives the same batches as a "
-            "keras.utils.PyDataset."
-        ) from error
-    return tf
 
 
 class PKSampler:
@@ -263,12 +142,14 @@ class PKSampler:
         *,
         _warn_stacklevel=2,
     ):
-        labels = _as_labels(labels)
-        P = _require_int(
+        labels = check_label_array(labels, strings=False, int32=True)
+        if labels.size == 0:
+            raise ValueError("`labels` is empty: the sampler needs at least one example.")
+        P = check_int(
             "classes_per_batch", classes_per_batch, 2,
             "a batch with a single class has no negatives",
         )
-        K = _require_int(
+        K = check_int(
             "samples_per_class", samples_per_class, 2,
             "each class needs at least 2 examples in a batch to form a positive pair",
         )
@@ -276,8 +157,8 @@ class PKSampler:
             raise ValueError(
                 f"`small_classes` must be one of {_SMALL_CLASSES}, got {small_classes!r}."
             )
-        num_shards = _require_int("num_shards", num_shards, 1, "the number of shards")
-        shard_index = _require_int("shard_index", shard_index, 0, "a shard number")
+        num_shards = check_int("num_shards", num_shards, 1, "the number of shards")
+        shard_index = check_int("shard_index", shard_index, 0, "a shard number")
         if shard_index >= num_shards:
             raise ValueError(
                 f"`shard_index` must be in [0, num_shards) = [0, {num_shards}), "
@@ -292,7 +173,7 @@ class PKSampler:
             )
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint32)[0])
-        seed = _require_int("seed", seed, 0, "NumPy seeds are non-negative")
+        seed = check_int("seed", seed, 0, "NumPy seeds are non-negative")
 
         classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
         self.singleton_classes = classes[counts == 1]
@@ -476,7 +357,7 @@ class PKSampler:
         >>> s.epoch_indices(0).shape
         (2, 4)
         """
-        epoch = _require_int("epoch", epoch, 0, "epochs count from 0")
+        epoch = check_int("epoch", epoch, 0, "epochs count from 0")
         width = self.batch_size
         start = self.shard_index * width
         return self._global_epoch(epoch)[:, start : start + width]
@@ -490,7 +371,7 @@ class PKSampler:
         >>> s.batch_indices(3).shape
         (4,)
         """
-        step = _require_int("step", step, 0, "steps count from 0")
+        step = check_int("step", step, 0, "steps count from 0")
         epoch, i = divmod(step, self.steps_per_epoch)
         return self.epoch_indices(epoch)[i]
 
@@ -499,7 +380,6 @@ class PKSampler:
         return self._labels32[self.batch_indices(step)]
 
     # ----------------------------------------------------------------- tf.data pipelines
-
     def as_dataset(
         self,
         x,
@@ -566,169 +446,8 @@ class PKSampler:
         >>> tuple(xb.shape), bool(np.all(xb.numpy()[:, 0, 0] // 3 == yb.numpy()))
         ((6, 2, 3), True)
         """
-        tf = _import_tensorflow()
-        initial_epoch = _require_int("initial_epoch", initial_epoch, 0, "epochs count from 0")
-        if num_parallel_calls is None:
-            num_parallel_calls = tf.data.AUTOTUNE
-        N = self.labels.size
-        steps = tf.data.Dataset.counter(start=initial_epoch * self.steps_per_epoch)
-
-        if load_fn is None:
-            if any(a is not None for a in (output_shape, output_dtype, element_spec,
-                                           items_per_call)):
-                raise ValueError(
-                    "`output_shape`, `output_dtype`, `element_spec` and `items_per_call` "
-                    "are about items loaded with `load_fn`; without `load_fn` the arrays' "
-                    "own shapes are used. Drop them, or pass `load_fn`."
-                )
-            kind, keys, arrays = _flatten(x, "x")
-            arrays = [np.asarray(a) for a in arrays]
-            for name, a in zip(keys or range(len(arrays)), arrays):
-                if a.ndim == 0 or a.shape[0] != N:
-                    where = "" if kind == "array" else f" (entry {name!r})"
-                    raise ValueError(
-                        f"`x`{where} must have first dimension {N} = len(labels), got "
-                        f"shape {a.shape}. If `x` is a list of file paths or other items, "
-                        "pass `load_fn=` to load them one by one."
-                    )
-                if a.dtype == object:
-                    raise TypeError(
-                        f"`x`{'' if kind == 'array' else f' (entry {name!r})'} has dtype "
-                        "object; pass numeric arrays, or items with a `load_fn`."
-                    )
-            labels32 = self._labels32
-            batch = self.batch_size
-
-            @_ACTIVITY.wrap
-            def gather(step):
-                idx = self.batch_indices(int(step))
-                return [a[idx] for a in arrays] + [labels32[idx]]
-
-            tout = [tf.as_dtype(a.dtype) for a in arrays] + [tf.int32]
-
-            def fetch(step):
-                *values, y = tf.numpy_function(gather, [step], tout, name="pk_gather")
-                for v, a in zip(values, arrays):
-                    v.set_shape((batch,) + a.shape[1:])
-                y.set_shape((batch,))
-                return _pack(kind, keys, values), y
-
-            ds = steps.map(fetch, num_parallel_calls=num_parallel_calls, deterministic=True)
-            return ds.prefetch(tf.data.AUTOTUNE)
-
-        if not callable(load_fn):
-            raise TypeError(f"`load_fn` must be callable, got {load_fn!r}.")
-        items = x
-        try:
-            n_items = len(items)
-        except TypeError:
-            raise TypeError(
-                "With `load_fn`, `x` must be a sequence of items (e.g. a list of file "
-                f"paths) with len(x) == len(labels) == {N}; got {type(items).__name__}."
-            ) from None
-        if n_items != N:
-            raise ValueError(
-                f"`x` has {n_items} items but `labels` has {N}: give one label per item."
-            )
-        kind, keys, specs = self._item_specs(tf, items, load_fn, output_shape, output_dtype,
-                                            element_spec)
-        shapes = [tuple(s.shape.as_list()) for s in specs]
-        dtypes = [s.dtype.as_numpy_dtype for s in specs]
-        labels32 = self._labels32
-
-        @_ACTIVITY.wrap
-        def indices(step):
-            idx = self.batch_indices(int(step))
-            return idx, labels32[idx]
-
-        B = self.batch_size
-        if items_per_call is None:
-            items_per_call = 16
-        g = _require_int("items_per_call", items_per_call, 1, "items loaded per call")
-        g = max(d for d in range(1, min(g, B) + 1) if B % d == 0)  # a divisor of B
-
-        def load_one(i):
-            out = load_fn(items[i])
-            k, _, values = _flatten(out, "load_fn")
-            if k != kind or len(values) != len(shapes) or (
-                kind == "dict" and list(out) != keys
-            ):
-                raise ValueError(
-                    f"load_fn returned a different structure for item {i} ({items[i]!r}) "
-                    "than for the first item / element_spec."
-                )
-            result = []
-            for v, shape, dtype in zip(values, shapes, dtypes):
-                v = np.asarray(v)
-                if v.shape != shape:
-                    raise ValueError(
-                        f"load_fn returned shape {v.shape} for item {i} ({items[i]!r}) but "
-                        f"every example must have shape {shape} (the shape of the first "
-                        "item, or output_shape / element_spec). Resize, crop or pad inside "
-                        "load_fn."
-                    )
-                result.append(v.astype(dtype, copy=False))
-            return result
-
-        @_ACTIVITY.wrap
-        def load_group(group):
-            loaded = [load_one(int(i)) for i in group]
-            return [np.stack(column) for column in zip(*loaded)]
-
-        tout = [s.dtype for s in specs]
-
-        def index_batch(step):
-            idx, y = tf.numpy_function(
-                indices, [step], [tf.int64, tf.int32], name="pk_indices"
-            )
-            idx.set_shape((B,))
-            y.set_shape((B,))
-            groups = (tf.reshape(idx, (B // g, g)), tf.reshape(y, (B // g, g)))
-            return tf.data.Dataset.from_tensor_slices(groups)
-
-        def load(group, y):
-            values = tf.numpy_function(load_group, [group], tout, name="pk_load")
-            for v, shape in zip(values, shapes):
-                v.set_shape((g,) + shape)
-            return tuple(values), y
-
-        def merge(values, y):
-            values = [tf.reshape(v, (B,) + shape) for v, shape in zip(values, shapes)]
-            return _pack(kind, keys, values), tf.reshape(y, (B,))
-
-        # Steps -> groups of g indices (in order) -> loaded in parallel, order kept ->
-        # B / g groups make one batch.
-        ds = steps.flat_map(index_batch)
-        ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
-        ds = ds.batch(B // g, drop_remainder=True).map(merge)
-        return ds.prefetch(tf.data.AUTOTUNE)
-
-    def _item_specs(self, tf, items, load_fn, output_shape, output_dtype, element_spec):
-        if element_spec is not None:
-            if output_shape is not None or output_dtype is not None:
-                raise ValueError("Pass either `element_spec` or `output_shape`/`output_dtype`.")
-            kind, keys, specs = _flatten(element_spec, "element_spec")
-            for s in specs:
-                if not isinstance(s, tf.TensorSpec) or not s.shape.is_fully_defined():
-                    raise ValueError(
-                        "`element_spec` must be a tf.TensorSpec (or a tuple / dict of them) "
-                        f"with a fully known shape, got {s!r}."
-                    )
-            return kind, keys, specs
-        if output_shape is not None:
-            shape = tuple(int(d) for d in output_shape)
-            dtype = tf.as_dtype(output_dtype if output_dtype is not None else "float32")
-            return "array", None, [tf.TensorSpec(shape, dtype)]
-        first = load_fn(items[0])
-        kind, keys, values = _flatten(first, "load_fn")
-        specs = []
-        for v in values:
-            v = np.asarray(v)
-            if v.dtype == object:
-                raise TypeError(
-                    f"load_fn({items[0]!r}) returned an array of dtype object; it must "
-                    "return numeric arrays."
-                )
-            dtype = output_dtype if (output_dtype is not None and kind == "array") else v.dtype
-            specs.append(tf.TensorSpec(v.shape, tf.as_dtype(dtype)))
-        return kind, keys, specs
+        return make_dataset(
+            self, x, load_fn, output_shape=output_shape, output_dtype=output_dtype,
+            element_spec=element_spec, initial_epoch=initial_epoch,
+            num_parallel_calls=num_parallel_calls, items_per_call=items_per_call,
+        )

@@ -3,6 +3,9 @@
 The metric functions are NumPy (they take NumPy arrays and do not depend on the Keras
 backend); `RetrievalEvaluation` (a Keras callback) is loaded on first use.
 
+- `pairwise_distances_numpy(x, y, metric="euclidean")` and
+  `paired_distances_numpy(a, b, metric="euclidean")`: the NumPy distances (same
+  definitions as `keras_triplet.distances`) used by the metrics and `EmbeddingIndex`.
 - `retrieval_metrics(embeddings, labels, ks=(1, 5))`: Recall@K, Precision@1,
   R-Precision and MAP@R (Musgrave et al., ECCV 2020), leave-one-out or against a
   reference set, computed by chunks.
@@ -13,7 +16,11 @@ backend); `RetrievalEvaluation` (a Keras callback) is loaded on first use.
 
 import importlib
 
-from keras_triplet.metrics.retrieval import pairwise_distances_numpy, retrieval_metrics
+from keras_triplet.metrics.distances import (
+    paired_distances_numpy,
+    pairwise_distances_numpy,
+)
+from keras_triplet.metrics.retrieval import retrieval_metrics
 from keras_triplet.metrics.verification import (
     choose_threshold,
     equal_error_rate,
@@ -38,6 +45,7 @@ __all__ = [
     "equal_error_rate",
     "far_frr_at_threshold",
     "pair_distances",
+    "paired_distances_numpy",
     "pairwise_distances_numpy",
     "retrieval_metrics",
     "roc_auc",

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_triplet._validation import check_label_array
 from keras_triplet.metrics.retrieval import retrieval_metrics
 from keras_triplet.metrics.verification import DEFAULT_MAX_PAIRS, verification_metrics
 
@@ -71,7 +72,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         if every_n_epochs < 1:
             raise ValueError(f"`every_n_epochs` must be >= 1; got {every_n_epochs}.")
         self.x = x
-        self.y = np.asarray(y)
+        self.y = check_label_array(y)  # bad labels fail here, not at the first epoch end
         self.every_n_epochs = every_n_epochs
         self.ks = tuple(ks)
         self.batch_size = int(batch_size)

@@ -25,88 +25,12 @@ chunks, and each chunk keeps only its `k = max(max(ks), max R)` nearest referenc
 
 import numpy as np
 
-# The metrics this NumPy code computes; the definitions match `keras_triplet.distances`.
-METRICS = ("euclidean", "squared_euclidean", "cosine", "angular")
+from keras_triplet._validation import check_embedding_array, check_label_array
+from keras_triplet.metrics.distances import check_metric, pairwise_distances_numpy
 
 # Default working-set size: a chunk of queries × all references holds at most this many
 # float64 distances (2**23 * 8 bytes = 64 MiB).
 _CHUNK_ELEMENTS = 2**23
-
-
-def _check_metric(metric):
-    if metric not in METRICS:
-        raise ValueError(
-            f"Unknown metric {metric!r}. Expected one of {METRICS} "
-            "(the same definitions as keras_triplet.distances)."
-        )
-
-
-def _as_embeddings(x, name):
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(
-            f"`{name}` must be a 2-D array [num_items, dim]; got shape {x.shape}. "
-            "Flatten or reshape your embeddings to [N, D]."
-        )
-    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-        raise ValueError(f"`{name}` must hold real numbers; got dtype {x.dtype}.")
-    x = x.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"`{name}` contains NaN or infinite values.")
-    return x
-
-
-def _as_labels(labels, n, name, items_name):
-    labels = np.asarray(labels)
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    if labels.ndim != 1:
-        raise ValueError(f"`{name}` must be 1-D [num_items] (or [num_items, 1]); got shape {labels.shape}.")
-    if labels.shape[0] != n:
-        raise ValueError(
-            f"`{name}` has {labels.shape[0]} entries but `{items_name}` has {n} rows; "
-            "give one label per embedding."
-        )
-    if np.issubdtype(labels.dtype, np.floating):
-        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-            raise ValueError(
-                f"`{name}` has fractional or non-finite values; labels must be integer class ids "
-                "(or strings)."
-            )
-    return labels
-
-
-def _normalize(x):
-    norms = np.sqrt(np.sum(x * x, axis=1, keepdims=True))
-    # A zero vector stays zero: its cosine similarity with everything is 0.
-    return x / np.where(norms > 0, norms, 1.0)
-
-
-def pairwise_distances_numpy(x, y, metric="euclidean"):
-    """Distance matrix `[N, M]` between the rows of `x` and `y`, in NumPy float64.
-
-    Same definitions as `keras_triplet.distances.pairwise_distances`:
-    `"euclidean"` `‖x − y‖₂`, `"squared_euclidean"` `‖x − y‖₂²`, `"cosine"`
-    `1 − cos(x, y)` (a zero vector has similarity 0 with everything) and `"angular"`
-    `max(1 − cos(x, y), 0)`. Used by the evaluation code; training code uses the Keras
-    version.
-
-    Example:
-
-    >>> import numpy as np
-    >>> pairwise_distances_numpy(np.array([[0.0, 0.0]]), np.array([[3.0, 4.0]]))
-    array([[5.]])
-    """
-    _check_metric(metric)
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if metric in ("cosine", "angular"):
-        sim = _normalize(x) @ _normalize(y).T
-        d = 1.0 - sim
-        return np.maximum(d, 0.0) if metric == "angular" else d
-    sq = np.sum(x * x, axis=1)[:, None] + np.sum(y * y, axis=1)[None, :] - 2.0 * (x @ y.T)
-    sq = np.maximum(sq, 0.0)
-    return np.sqrt(sq) if metric == "euclidean" else sq
 
 
 def _label_codes(query_labels, reference_labels):
@@ -204,9 +128,9 @@ def retrieval_metrics(
     ks = tuple(int(k) for k in np.atleast_1d(ks))
     if not ks or min(ks) < 1:
         raise ValueError(f"`ks` must be positive integers; got {ks}.")
-    _check_metric(metric)
-    queries = _as_embeddings(embeddings, "embeddings")
-    query_labels = _as_labels(labels, len(queries), "labels", "embeddings")
+    check_metric(metric)
+    queries = check_embedding_array(embeddings, "`embeddings`")
+    query_labels = check_label_array(labels, len(queries))
     leave_one_out = references is None
     if leave_one_out:
         if reference_labels is not None:
@@ -215,8 +139,10 @@ def retrieval_metrics(
     else:
         if reference_labels is None:
             raise ValueError("`references` needs `reference_labels` (one label per reference).")
-        refs = _as_embeddings(references, "references")
-        ref_labels = _as_labels(reference_labels, len(refs), "reference_labels", "references")
+        refs = check_embedding_array(references, "`references`")
+        ref_labels = check_label_array(
+            reference_labels, len(refs), name="`reference_labels`", items="`references`"
+        )
         if refs.shape[1] != queries.shape[1]:
             raise ValueError(
                 f"`embeddings` have dimension {queries.shape[1]} but `references` have "

@@ -18,13 +18,13 @@ All of this is NumPy (float64), independent of the Keras backend.
 
 import numpy as np
 
-from keras_triplet.metrics.retrieval import (
-    _as_embeddings,
-    _as_labels,
-    _check_metric,
-    _label_codes,
+from keras_triplet._validation import check_embedding_array, check_label_array
+from keras_triplet.metrics.distances import (
+    check_metric,
+    paired_distances_numpy,
     pairwise_distances_numpy,
 )
+from keras_triplet.metrics.retrieval import _label_codes
 
 # verification_metrics uses every pair up to this many, then samples pairs.
 DEFAULT_MAX_PAIRS = 5_000_000
@@ -203,9 +203,9 @@ def pair_distances(embeddings, labels, metric="euclidean", max_pairs=DEFAULT_MAX
     >>> d.tolist(), same.tolist()
     ([1.0, 3.0, 2.0], [True, False, False])
     """
-    _check_metric(metric)
-    x = _as_embeddings(embeddings, "embeddings")
-    y = _as_labels(labels, len(x), "labels", "embeddings")
+    check_metric(metric)
+    x = check_embedding_array(embeddings, "`embeddings`")
+    y = check_label_array(labels, len(x))
     codes, _ = _label_codes(y, y[:0])
     n = len(x)
     total = n * (n - 1) // 2
@@ -231,19 +231,8 @@ def pair_distances(embeddings, labels, metric="euclidean", max_pairs=DEFAULT_MAX
     for start in range(0, int(max_pairs), step):
         a = x[i[start:start + step]]
         b = x[j[start:start + step]]
-        dists[start:start + step] = _rowwise(a, b, metric)
+        dists[start:start + step] = paired_distances_numpy(a, b, metric)
     return dists, codes[i] == codes[j]
-
-
-def _rowwise(a, b, metric):
-    if metric in ("cosine", "angular"):
-        na = np.sqrt(np.sum(a * a, axis=1))
-        nb = np.sqrt(np.sum(b * b, axis=1))
-        denom = np.where((na > 0) & (nb > 0), na * nb, 1.0)
-        d = 1.0 - np.sum(a * b, axis=1) / denom
-        return np.maximum(d, 0.0) if metric == "angular" else d
-    sq = np.sum((a - b) ** 2, axis=1)
-    return np.sqrt(sq) if metric == "euclidean" else sq
 
 
 def verification_metrics(
