@@ -22,7 +22,8 @@ from apps.audio_similarity import __main__ as cli  # noqa: E402
 from apps.audio_similarity import features as F  # noqa: E402
 from apps.audio_similarity import synth  # noqa: E402
 from apps.audio_similarity.augment import Augmenter  # noqa: E402
-from apps.audio_similarity.data import BadAudio, SkipReport, load_audio, scan_folder  # noqa: E402
+from apps._common import SkipReport  # noqa: E402
+from apps.audio_similarity.data import BadAudio, load_audio, scan_folder  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODEL = os.path.join(ROOT, "saved_models", "audio_similarity.keras")
@@ -111,7 +112,7 @@ def test_feature_cache_reuse_and_resume(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(F, "log_mel", real)
     resumed = F.extract_features(paths, names, cache_dir=cache, progress=False)
     assert resumed.computed == len(paths) - 4  # the 4 finished entries were kept
-    leftovers = [f for _, _, fs in os.walk(cache) for f in fs if f.endswith(".tmp")]
+    leftovers = [f for _, _, fs in os.walk(cache) for f in fs if ".tmp" in f]
     assert leftovers == []
 
     def boom(*a, **k):
@@ -187,7 +188,7 @@ def test_cli_help(capsys):
 def test_cli_end_to_end(tiny, cache_dir, tmp_path, capsys, monkeypatch):
     """train (interrupted, resumed) -> evaluate (--json, --baseline mfcc) -> index (with
     bad files) -> query."""
-    from apps.audio_similarity import commands
+    from apps.audio_similarity import training
 
     root, manifest = tiny
     model = str(tmp_path / "model.keras")
@@ -195,17 +196,17 @@ def test_cli_end_to_end(tiny, cache_dir, tmp_path, capsys, monkeypatch):
     train = ["train", str(root / "train"), "--out", model, "--epochs", "2",
              "--steps-per-epoch", "2", "-P", "4", "-K", "3", "--frames", "48",
              "--width", "4", "--dim", "16", "--verbose", "0", *small]
-    real_write = commands.write_json
+    real_write = training.write_json
 
     def interrupt_after_first_epoch(path, obj):
         real_write(path, obj)
         if path.endswith(".partial.json") and obj["epoch"] == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(commands, "write_json", interrupt_after_first_epoch)
+    monkeypatch.setattr(training, "write_json", interrupt_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         cli.main(train)
-    monkeypatch.setattr(commands, "write_json", real_write)
+    monkeypatch.setattr(training, "write_json", real_write)
     assert os.path.exists(str(tmp_path / "model.partial.keras"))
     capsys.readouterr()
     assert cli.main(train) == 0
@@ -274,7 +275,7 @@ def test_saved_model_loads_and_reproduces_reference():
 
 def reference_input(n, frames, n_mels):
     """The deterministic input whose embeddings the shipped model's side file records."""
-    from apps.audio_similarity.commands import self_check_input
+    from apps.audio_similarity.model import self_check_input
 
     return self_check_input(n, frames, n_mels)
 

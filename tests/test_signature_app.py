@@ -220,7 +220,7 @@ def test_cli_train_evaluate_enroll_verify(tmp_path, capsys):
     assert main(["train", data, "--out", model, "--epochs", "1", "--size", "32", "64", "--width", "0.25",
                  "--embedding-dim", "16", "--classes-per-batch", "2", "--samples-per-class", "2",
                  "--val-fraction", "0.34", "--test-fraction", "0.34", "--references", "3", "--verbose", "0"]) == 0
-    meta = json.loads((tmp_path / "model.json").read_text())
+    meta = json.loads((tmp_path / "model.keras.json").read_text())
     assert meta["image_size"] == [32, 64] and meta["threshold"] > 0
     assert len(meta["split"]["train"]) == 2 and len(meta["split"]["test"]) == 2
     capsys.readouterr()
