@@ -32,8 +32,8 @@ not chosen, and batches teach little about forgeries once most triplets are
 satisfied). The shipped model trains 2880 steps (8 epochs) on 960 writers, where
 writers are cheap (`synthetic`), and the validation EER falls as the learning rate
 decays (14.7 % after the first epoch, 9.0 % after the 7th). Batch-hard and batch-all
-mining, or a network twice as wide, did no better at equal time on a CPU (see the
-README).
+mining, or a network twice as wide, did no better at equal time on a CPU (see
+`apps/signature_verification/README.md`).
 
 **Model selection.** After every epoch, `ValidationEER` embeds the validation writers,
 computes the protocol's EER against skilled forgeries (`protocol`) and keeps the
