@@ -218,7 +218,10 @@ def test_cli_help(capsys):
         with pytest.raises(SystemExit) as e:
             cli.main([command, "--help"])
         assert e.value.code == 0
-        assert "usage:" in capsys.readouterr().out
+        assert "--backend" in capsys.readouterr().out
+    other = next(b for b in ("tensorflow", "jax", "torch") if b != keras.backend.backend())
+    with pytest.raises(SystemExit, match=f"^error: --backend {other} but Keras is already loaded"):
+        cli.main(["evaluate", "DATA", "--model", "m.keras", "--backend", other])
 
 
 def test_cli_end_to_end(tiny, learnable, cache_dir, tmp_path, capsys, monkeypatch):
@@ -229,8 +232,10 @@ def test_cli_end_to_end(tiny, learnable, cache_dir, tmp_path, capsys, monkeypatc
     root, manifest = tiny
     model = str(tmp_path / "model.keras")
     small = ["--cache-dir", cache_dir, "--quiet"]
-    # 2 x 60 steps of 8 x 4 clips: enough to learn the temporal contrasts that the
-    # MFCC statistics cannot see (on 5 seeds, held-out Recall@1 0.78-0.85 against 0.45).
+    # 2 x 60 steps of 8 x 4 clips: enough to learn the temporal contrasts that the MFCC
+    # statistics cannot see. Measured on the fresh clips (model / baseline): Recall@1
+    # 0.85 / 0.46 (JAX), 0.83 (TensorFlow), 0.74 (PyTorch); MAP@R 0.58 / 0.27, 0.42, 0.38;
+    # EER 0.22 / 0.29, 0.23, 0.24.
     train = ["train", str(learnable / "train"), "--out", model, "--epochs", "2",
              "--steps-per-epoch", "60", "-P", "8", "-K", "4", "--frames", "48", "--lr", "5e-3",
              "--width", "4", "--dim", "16", "--verbose", "0", *small]
@@ -263,8 +268,8 @@ def test_cli_end_to_end(tiny, learnable, cache_dir, tmp_path, capsys, monkeypatc
     scores = {k: (round(result[k], 3), round(result["baseline_" + k], 3))
               for k in ("recall@1", "map@r", "eer")}
     assert result["recall@1"] >= 0.65 and result["recall@1"] >= result["baseline_recall@1"] + 0.2, scores
-    assert result["map@r"] >= result["baseline_map@r"] + 0.1, scores
-    assert result["eer"] < result["baseline_eer"], scores
+    assert result["map@r"] >= result["baseline_map@r"] + 0.05, scores
+    assert result["eer"] <= result["baseline_eer"] - 0.02, scores
 
     data = tmp_path / "mixed"
     expected = _bad_folder(str(data), str(root))
