@@ -1,8 +1,10 @@
 """apps/audio_similarity: features, cache, bad-file report, CLI end to end, shipped model.
 
 Runs on the current backend (KERAS_BACKEND). The tiny built-in data set and its
-features are made once per session (module fixtures); the end-to-end test trains a
-very small model for a few steps through the command line's `main(argv)`.
+features are made once per session (module fixtures). The end-to-end test trains a
+small model through the command line's `main(argv)` and checks that on clips of
+classes it never saw it beats the MFCC baseline; the shipped model must beat it by far
+on freshly generated clips; and scoring against shuffled labels must lose.
 """
 
 import io
@@ -22,7 +24,8 @@ from apps.audio_similarity import __main__ as cli  # noqa: E402
 from apps.audio_similarity import features as F  # noqa: E402
 from apps.audio_similarity import synth  # noqa: E402
 from apps.audio_similarity.augment import Augmenter  # noqa: E402
-from apps.audio_similarity.data import BadAudio, SkipReport, load_audio, scan_folder  # noqa: E402
+from apps._common import SkipReport  # noqa: E402
+from apps.audio_similarity.data import BadAudio, load_audio, scan_folder  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODEL = os.path.join(ROOT, "saved_models", "audio_similarity.keras")
@@ -41,6 +44,40 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("audio_data")
     manifest = synth.make_dataset(root, num_sources=4, clips_per_class=6, progress=False)
     return root, manifest
+
+
+@pytest.fixture(scope="module")
+def learnable(tmp_path_factory):
+    """Enough classes to learn from: 12 sources (20 training, 4 held-out classes), 8
+    clips each, and a fresh held-out folder of 20 other clips per held-out class."""
+    root = tmp_path_factory.mktemp("audio_learnable")
+    manifest = synth.make_dataset(root, num_sources=12, clips_per_class=8, progress=False)
+    held = [(s, v, name) for _, s, v, name, h in synth.class_list(12) if h]
+    assert [name for *_, name in held] == manifest["heldout_classes"]
+    write_clips(root / "fresh", held, range(100, 120))
+    return root
+
+
+def write_clips(folder, classes, clips):
+    """`folder/<class>/<clip>.wav` for every `(source, variant, name)` of `classes`."""
+    for s, v, name in classes:
+        os.makedirs(folder / name, exist_ok=True)
+        for i in clips:
+            soundfile.write(folder / name / f"{i:03d}.wav", synth.synthesize(s, v, i), SR,
+                            subtype="PCM_16")
+
+
+def fresh_heldout_set(clips=range(100, 106)):
+    """Unseen clips of the 12 held-out classes of the built-in data, as a `FeatureSet`
+    (synthesised in memory: no files)."""
+    held = [(s, v, name) for _, s, v, name, h in synth.class_list() if h]
+    feats, labels = [], []
+    for k, (s, v, _) in enumerate(held):
+        for i in clips:
+            feats.append(F.log_mel(synth.synthesize(s, v, i)))
+            labels.append(k)
+    return F.FeatureSet(feats, np.array(labels), [name for *_, name in held],
+                        [f"{name}/{i}" for *_, name in held for i in clips], SkipReport())
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +148,7 @@ def test_feature_cache_reuse_and_resume(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(F, "log_mel", real)
     resumed = F.extract_features(paths, names, cache_dir=cache, progress=False)
     assert resumed.computed == len(paths) - 4  # the 4 finished entries were kept
-    leftovers = [f for _, _, fs in os.walk(cache) for f in fs if f.endswith(".tmp")]
+    leftovers = [f for _, _, fs in os.walk(cache) for f in fs if ".tmp" in f]
     assert leftovers == []
 
     def boom(*a, **k):
@@ -181,31 +218,40 @@ def test_cli_help(capsys):
         with pytest.raises(SystemExit) as e:
             cli.main([command, "--help"])
         assert e.value.code == 0
-        assert "usage:" in capsys.readouterr().out
+        assert "--backend" in capsys.readouterr().out
+    other = next(b for b in ("tensorflow", "jax", "torch") if b != keras.backend.backend())
+    with pytest.raises(SystemExit, match=f"^error: --backend {other} but Keras is already loaded"):
+        cli.main(["evaluate", "DATA", "--model", "m.keras", "--backend", other])
 
 
-def test_cli_end_to_end(tiny, cache_dir, tmp_path, capsys, monkeypatch):
-    """train (interrupted, resumed) -> evaluate (--json, --baseline mfcc) -> index (with
-    bad files) -> query."""
-    from apps.audio_similarity import commands
+def test_cli_end_to_end(tiny, learnable, cache_dir, tmp_path, capsys, monkeypatch):
+    """train (interrupted, resumed) -> evaluate (--json, --baseline mfcc) on unseen
+    classes, where the model must beat the baseline -> index (with bad files) -> query."""
+    from apps.audio_similarity import training
 
     root, manifest = tiny
     model = str(tmp_path / "model.keras")
     small = ["--cache-dir", cache_dir, "--quiet"]
-    train = ["train", str(root / "train"), "--out", model, "--epochs", "2",
-             "--steps-per-epoch", "2", "-P", "4", "-K", "3", "--frames", "48",
+    # 2 x 60 steps of 8 x 4 clips: enough to learn the temporal contrasts that the MFCC
+    # statistics cannot see. Measured on the fresh clips, Recall@1 / MAP@R: trained 0.85 /
+    # 0.58 (JAX), 0.73-0.83 / 0.42 (TensorFlow, 4 runs: its input pipeline is not
+    # deterministic), 0.74 / 0.38 (PyTorch); the same model untrained (learning rate 0)
+    # 0.56 / 0.23; the MFCC baseline 0.46 / 0.27. The EER (trained 0.22-0.28, untrained
+    # 0.40, baseline 0.29) varies too much from run to run to be asserted here.
+    train = ["train", str(learnable / "train"), "--out", model, "--epochs", "2",
+             "--steps-per-epoch", "60", "-P", "8", "-K", "4", "--frames", "48", "--lr", "5e-3",
              "--width", "4", "--dim", "16", "--verbose", "0", *small]
-    real_write = commands.write_json
+    real_write = training.write_json
 
     def interrupt_after_first_epoch(path, obj):
         real_write(path, obj)
         if path.endswith(".partial.json") and obj["epoch"] == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(commands, "write_json", interrupt_after_first_epoch)
+    monkeypatch.setattr(training, "write_json", interrupt_after_first_epoch)
     with pytest.raises(KeyboardInterrupt):
         cli.main(train)
-    monkeypatch.setattr(commands, "write_json", real_write)
+    monkeypatch.setattr(training, "write_json", real_write)
     assert os.path.exists(str(tmp_path / "model.partial.keras"))
     capsys.readouterr()
     assert cli.main(train) == 0
@@ -217,14 +263,14 @@ def test_cli_end_to_end(tiny, cache_dir, tmp_path, capsys, monkeypatch):
     assert len(history["loss"]) == 2 and "active_fraction" in history
     capsys.readouterr()
 
-    assert cli.main(["evaluate", str(root / "heldout"), "--model", model, "--baseline", "mfcc",
+    assert cli.main(["evaluate", str(learnable / "fresh"), "--model", model, "--baseline", "mfcc",
                      "--json", *small]) == 0
-    out = capsys.readouterr().out
-    result = json.loads(out)  # stdout holds exactly one JSON object
-    for key in ("recall@1", "recall@5", "map@r", "eer"):
-        assert 0.0 <= result[key] <= 1.0
-        assert 0.0 <= result["baseline_" + key] <= 1.0
-    assert result["num_files"] == 12 and result["num_classes"] == 2
+    result = json.loads(capsys.readouterr().out)  # stdout holds exactly one JSON object
+    assert result["num_files"] == 80 and result["num_classes"] == 4
+    scores = {k: (round(result[k], 3), round(result["baseline_" + k], 3))
+              for k in ("recall@1", "map@r", "eer")}
+    assert result["recall@1"] >= 0.65 and result["recall@1"] >= result["baseline_recall@1"] + 0.2, scores
+    assert result["map@r"] >= result["baseline_map@r"] + 0.05, scores
 
     data = tmp_path / "mixed"
     expected = _bad_folder(str(data), str(root))
@@ -257,26 +303,58 @@ def test_cli_end_to_end(tiny, cache_dir, tmp_path, capsys, monkeypatch):
 # ------------------------------------------------------------------ shipped artefacts
 
 
-def test_saved_model_loads_and_reproduces_reference():
-    if not os.path.exists(SAVED_MODEL):
-        pytest.skip("saved_models/audio_similarity.keras not built")
-    import keras_triplet.models  # noqa: F401 - registers TripletModel
+@pytest.fixture(scope="module")
+def shipped():
+    """The shipped model (with its feature settings and window length)."""
+    from apps.audio_similarity.model import load_model
 
-    model = keras.saving.load_model(SAVED_MODEL, compile=False)
+    assert os.path.exists(SAVED_MODEL), "saved_models/audio_similarity.keras is missing"
+    return load_model(SAVED_MODEL)
+
+
+def test_saved_model_loads_and_reproduces_reference(shipped):
+    """It loads on this backend and gives the embeddings recorded when it was trained
+    (on TensorFlow): the same network on every backend."""
+    model, _, _ = shipped
     assert os.path.getsize(SAVED_MODEL) < 4 * 2**20
     meta = json.load(open(SAVED_MODEL + ".json"))
     check = meta["self_check"]
-    x = reference_input(*check["shape"])
+    from apps.audio_similarity.model import self_check_input
+
+    x = self_check_input(*check["shape"])
     emb = model.embed(x, batch_size=4)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(emb, np.asarray(check["embeddings"]), atol=2e-4)
 
 
-def reference_input(n, frames, n_mels):
-    """The deterministic input whose embeddings the shipped model's side file records."""
-    from apps.audio_similarity.commands import self_check_input
+def test_saved_model_beats_mfcc_on_fresh_clips(shipped):
+    """What the shipped model is worth: on clips of the 12 held-out classes that did not
+    exist when it was trained, it ranks far above the MFCC baseline (measured: Recall@1
+    1.00 against 0.40, MAP@R 0.92 against 0.29, EER 0.02 against 0.12)."""
+    from apps.audio_similarity.evaluation import evaluate_features
 
-    return self_check_input(n, frames, n_mels)
+    model, _, frames = shipped
+    result, _ = evaluate_features(model, frames, fresh_heldout_set(), baseline="mfcc")
+    scores = {k: (round(result[k], 3), round(result["baseline_" + k], 3))
+              for k in ("recall@1", "map@r", "eer")}
+    assert result["recall@1"] >= 0.9 and result["recall@1"] >= result["baseline_recall@1"] + 0.3, scores
+    assert result["map@r"] >= 0.75 and result["map@r"] >= result["baseline_map@r"] + 0.3, scores
+    assert result["eer"] <= 0.06 and result["eer"] <= result["baseline_eer"] - 0.05, scores
+
+
+def test_evaluation_is_label_sensitive(shipped):
+    """Scoring the same embeddings against shuffled labels loses (an evaluation that
+    ignored its labels would not)."""
+    from apps.audio_similarity.evaluation import score_embeddings
+
+    model, _, frames = shipped
+    fs = fresh_heldout_set(range(100, 104))
+    emb = F.embed_clips(model, fs.features, frames)
+    right = score_embeddings(emb, fs.labels)
+    shuffled = score_embeddings(emb, np.random.default_rng(0).permutation(fs.labels))
+    assert right["recall@1"] >= 0.9 and shuffled["recall@1"] <= 0.4, (right, shuffled)
+    assert right["map@r"] - shuffled["map@r"] >= 0.5, (right, shuffled)
+    assert shuffled["eer"] - right["eer"] >= 0.25, (right, shuffled)
 
 
 def test_notebook_is_valid():

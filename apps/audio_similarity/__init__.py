@@ -7,8 +7,16 @@ Run `python -m apps.audio_similarity --help`. Modules:
 - `features`: log-mel spectrograms, the on-disk cache, windows, the MFCC baseline;
 - `synth`: the built-in (synthesised, seeded) data set;
 - `augment`: random crop, gain, noise mixing, SpecAugment;
-- `model`: the compact CNN embedder;
-- `commands`: train, evaluate, index, query and demo.
+- `model`: the compact CNN embedder, loading a model with its feature settings;
+- `training`: prepare, resume or build, fit, export;
+- `evaluation`: leave-one-out metrics beside the MFCC baseline;
+- `search`: the index of a collection and its queries;
+- `plots`: training curves and the held-out figures;
+- `commands`: train, evaluate, index, query and demo, one function each;
+- `__main__`: the command line (the parser only).
+
+The helpers both apps share (messages, atomic writes, skipped-file reports, the backend
+switch) are in `apps/_common.py`. See `apps/audio_similarity/README.md`.
 
 Only the public API of `keras_triplet` is used.
 """

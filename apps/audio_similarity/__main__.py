@@ -1,5 +1,7 @@
 """Command line: `python -m apps.audio_similarity {train,evaluate,index,query,demo} ...`.
 
+The parser only; the sub-commands are in `commands.py`.
+
 Run any subcommand with `--help` for its options. `--backend` (on every subcommand)
 sets `KERAS_BACKEND` before Keras is imported; without it the usual `KERAS_BACKEND`
 environment variable (or Keras' default) applies.
@@ -9,15 +11,15 @@ import argparse
 import os
 import sys
 
-from apps.audio_similarity.commands import DEFAULT_CACHE, DEFAULT_RUNS
+from apps._common import add_backend_argument, select_backend
 
-BACKENDS = ("tensorflow", "jax", "torch")
+DEFAULT_CACHE = os.path.join(".cache", "audio_similarity", "features")
+DEFAULT_RUNS = os.path.join("runs", "audio_similarity")
 DEMO_DATA = os.path.join(".cache", "audio_similarity", "builtin")
 
 
 def _common(p):
-    p.add_argument("--backend", choices=BACKENDS, default=None,
-                   help="Keras backend (default: $KERAS_BACKEND, else Keras' default)")
+    add_backend_argument(p)
     p.add_argument("--cache-dir", default=DEFAULT_CACHE,
                    help=f"feature cache folder, keyed by file content + settings "
                         f"(default: {DEFAULT_CACHE}); '' disables the cache")
@@ -87,7 +89,7 @@ def build_parser():
     p.add_argument("--baseline", choices=("mfcc",), default=None,
                    help="also score the MFCC mean+std (cosine) baseline on the same files")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--report", default=None,
+    p.add_argument("--report", default=os.path.join(DEFAULT_RUNS, "evaluate.skipped.tsv"),
                    help=f"skipped-file report (default: {DEFAULT_RUNS}/evaluate.skipped.tsv)")
     _common(p)
 
@@ -128,28 +130,12 @@ def build_parser():
     return parser
 
 
-def _select_backend(name):
-    if name is None:
-        return
-    if "keras" in sys.modules:
-        import keras
-
-        if keras.backend.backend() != name:
-            raise SystemExit(
-                f"error: --backend {name} but Keras is already loaded with the "
-                f"{keras.backend.backend()} backend in this process; set KERAS_BACKEND={name} "
-                "before starting Python instead."
-            )
-        return
-    os.environ["KERAS_BACKEND"] = name
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    _select_backend(args.backend)
+    select_backend(args.backend)
     if args.cache_dir == "":
         args.cache_dir = None
-    from apps.audio_similarity import commands
+    from apps.audio_similarity import commands  # imports Keras: after select_backend
 
     return getattr(commands, args.command)(args)
 

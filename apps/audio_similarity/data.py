@@ -14,11 +14,10 @@ Every clip is mixed down to mono (mean of the channels) and resampled to one rat
 
 Bad input never stops a run: `load_audio` raises `BadAudio` with a short reason
 ("empty file", "not an audio file or corrupt: ...", "silent", "too short: ...", ...)
-and the callers collect those in a `SkipReport`, written as a tab-separated file with
-columns `file` and `reason`.
+and the callers collect those in a `SkipReport` (`apps._common`), written as a
+tab-separated file with columns `file` and `reason`.
 """
 
-import csv
 import io
 import os
 import warnings
@@ -146,49 +145,3 @@ def load_audio(path, sample_rate=16000, min_duration=MIN_DURATION, data=None):
 
         y = librosa.resample(y, orig_sr=sr, target_sr=sample_rate)
     return np.ascontiguousarray(y, dtype=np.float32)
-
-
-class SkipReport:
-    """The files a run could not use, with the reason for each.
-
-    Example:
-
-    >>> report = SkipReport()
-    >>> report.add("x.wav", "empty file")
-    >>> len(report), report.rows[0]
-    (1, ('x.wav', 'empty file'))
-    """
-
-    def __init__(self):
-        self.rows = []
-
-    def add(self, path, reason):
-        self.rows.append((os.fspath(path), str(reason)))
-
-    def __len__(self):
-        return len(self.rows)
-
-    def write(self, path):
-        """Writes `file<TAB>reason` rows (with a header) to `path`, atomically."""
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f, delimiter="\t", lineterminator="\n")
-            writer.writerow(["file", "reason"])
-            writer.writerows(self.rows)
-        os.replace(tmp, path)
-        return path
-
-    @staticmethod
-    def read(path):
-        """The `(file, reason)` rows of a report written by `write`."""
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f, delimiter="\t"))
-        return [tuple(r) for r in rows[1:]]
-
-    def summary(self, used, report_path=None):
-        text = f"used {used} file(s), skipped {len(self)}"
-        if len(self) and report_path:
-            text += f" (reasons in {report_path})"
-        return text

@@ -9,20 +9,22 @@ hops); a one-second clip gives a `[101, 64]` array (frames × bands).
 The cache (`FeatureCache`) stores one `.npy` per file, named by the SHA-256 of the
 file's *content* in a folder named by a hash of the settings: renaming or moving files
 keeps their features, editing a file or changing a setting recomputes them. Entries are
-written to a temporary file and moved into place (`os.replace`), so an interrupted run
+written atomically (`apps._common.write_bytes`), so an interrupted run
 leaves only whole entries, and the next run resumes where it stopped. Files that could
 not be used are remembered too (a small `.bad` text file with the reason).
 """
 
 import dataclasses
 import hashlib
+import io
 import json
 import os
 import sys
 
 import numpy as np
 
-from apps.audio_similarity.data import BadAudio, SkipReport, load_audio
+from apps._common import SkipReport, fail, log, write_bytes
+from apps.audio_similarity.data import BadAudio, load_audio, scan_folder
 
 CACHE_FORMAT = 1
 LOG_FLOOR = 1e-10  # -100 dB
@@ -123,9 +125,7 @@ class FeatureCache:
         os.makedirs(self.root, exist_ok=True)
         info = os.path.join(self.root, "settings.json")
         if not os.path.exists(info):
-            _atomic_write_bytes(
-                info, json.dumps(settings.to_dict(), indent=2, sort_keys=True).encode()
-            )
+            write_bytes(info, json.dumps(settings.to_dict(), indent=2, sort_keys=True).encode())
 
     @staticmethod
     def content_key(data):
@@ -150,24 +150,12 @@ class FeatureCache:
         return None
 
     def put(self, key, features):
-        path = self._path(key, ".npy")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            np.save(f, np.asarray(features, dtype=np.float16), allow_pickle=False)
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(features, dtype=np.float16), allow_pickle=False)
+        write_bytes(self._path(key, ".npy"), buffer.getvalue())
 
     def put_bad(self, key, reason):
-        path = self._path(key, ".bad")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        _atomic_write_bytes(path, str(reason).encode("utf-8"))
-
-
-def _atomic_write_bytes(path, data):
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+        write_bytes(self._path(key, ".bad"), str(reason).encode("utf-8"))
 
 
 @dataclasses.dataclass
@@ -253,6 +241,24 @@ def extract_features(
     lookup = {n: i for i, n in enumerate(class_names)}
     labels = np.array([lookup[n] for n in kept_names], dtype=np.int64)
     return FeatureSet(kept_feats, labels, class_names, kept_paths, report, computed)
+
+
+def load_folder(data_dir, settings=FeatureSettings(), cache_dir=None, progress=True,
+                report_path=None):
+    """`extract_features` of every file of a `DATA/<class>/<file>` folder; writes the
+    skipped-file report to `report_path` and says on stderr what was used."""
+    paths, names = scan_folder(data_dir)
+    if not paths:
+        fail(f"no audio files found under {data_dir!r}. Expected DATA/<class>/<file> "
+             "with .wav/.flac/.ogg/.mp3 files (one sub-folder per class).")
+    fs = extract_features(paths, names, settings, cache_dir=cache_dir, progress=progress,
+                          description=f"log-mel {os.path.basename(os.path.normpath(data_dir))}")
+    if report_path:
+        fs.report.write(report_path)
+    log(f"{data_dir}: {fs.report.summary(len(fs), report_path)}; "
+        f"{len(fs.class_names)} classes; {fs.computed} extracted, {len(fs) - fs.computed} "
+        "from the cache")
+    return fs
 
 
 # ------------------------------------------------------------------------------ windows

@@ -10,10 +10,17 @@
 `build_model` wraps it in `keras_triplet.TripletModel(embedder, normalize=True)`, which
 L2-normalises the embeddings. Only standard Keras layers are used, so the saved
 `.keras` file loads on TensorFlow, JAX and PyTorch with
-`keras.saving.load_model(path)` (after `import keras_triplet`).
+`keras.saving.load_model(path)` (after `import keras_triplet`); `load_model` also reads
+the feature settings from the side file `MODEL.keras.json`.
 """
 
+import os
+
 import keras
+import numpy as np
+
+from apps._common import fail, read_side_file, side_path
+from apps.audio_similarity.features import FeatureSettings
 
 DEFAULT_WIDTH = 16
 DEFAULT_DIM = 64
@@ -56,3 +63,36 @@ def build_model(**kwargs):
     from keras_triplet import TripletModel
 
     return TripletModel(build_embedder(**kwargs), normalize=True, name="audio_similarity")
+
+
+def load_model(model_path):
+    """`(model, settings, frames)`: the model and the feature settings it was trained on.
+
+    The settings come from the side file `MODEL.keras.json` written by `train`; without
+    it, the defaults with the model's own input shape.
+    """
+    import keras_triplet  # noqa: F401 - registers TripletModel (and the losses)
+
+    if not os.path.exists(model_path):
+        fail(f"model file {model_path!r} not found (train one with `train`).")
+    model = keras.saving.load_model(model_path, compile=False)
+    _, frames, n_mels, _ = model.embedder.input_shape
+    meta = read_side_file(model_path)
+    settings = FeatureSettings.from_dict(meta.get("features", {"n_mels": n_mels}))
+    if settings.n_mels != n_mels:
+        fail(f"{side_path(model_path)} says {settings.n_mels} mel bands but the model "
+             f"takes {n_mels}.")
+    return model, settings, int(frames)
+
+
+def self_check_input(n, frames, n_mels):
+    """A fixed, platform-independent input `[n, frames, n_mels, 1]` (dB-like values).
+
+    `train` records the model's embeddings of it in the side file; loading the model on
+    any backend must reproduce them (tests/test_audio_app.py checks the shipped model).
+    """
+    t = np.arange(frames, dtype=np.float64)[:, None]
+    m = np.arange(n_mels, dtype=np.float64)[None, :]
+    out = [-60.0 + 25.0 * np.sin(0.07 * (i + 1) * t + 0.11 * (i + 2) * m) * np.cos(0.05 * m * (i + 1))
+           for i in range(n)]
+    return np.stack(out)[..., None].astype(np.float32)

@@ -40,6 +40,8 @@ import sys
 
 import numpy as np
 
+from apps._common import atomic_path, write_json
+
 FAMILIES = ("harmonic", "chirp", "noiseband", "vibrato", "bell", "breathy")
 # Sibling contrasts, by contrast type: (variant a, variant b).
 CONTRASTS = (
@@ -267,11 +269,9 @@ def make_dataset(
         path = os.path.join(folder, f"{name}_{i:03d}.wav")
         if os.path.exists(path):
             continue
-        os.makedirs(folder, exist_ok=True)
         y = synthesize(s, v, i, seed, sample_rate)
-        tmp = os.path.join(folder, f".{name}_{i:03d}.partial")  # hidden: never scanned
-        soundfile.write(tmp, y, sample_rate, subtype="PCM_16", format="WAV")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:  # a hidden name: never scanned as a clip
+            soundfile.write(tmp, y, sample_rate, subtype="PCM_16", format="WAV")
     manifest = {
         "params": params,
         "num_classes": len(classes),
@@ -280,8 +280,5 @@ def make_dataset(
         "heldout_classes": [n for _, _, _, n, h in classes if h],
         "description": "synthesised sound classes; see apps/audio_similarity/synth.py",
     }
-    tmp = manifest_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=2)
-    os.replace(tmp, manifest_path)
+    write_json(manifest_path, manifest)
     return manifest

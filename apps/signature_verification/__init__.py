@@ -13,9 +13,16 @@ Modules:
   and pad, invert, normalise (scikit-image / Pillow).
 - `model`: the SigNet-style CNN embedder (Dey et al., 2017), scaled down for CPUs.
 - `training`: writer-independent training with `TripletModel`, `PKSampler` and
-  `TripletLoss`, skilled forgeries as hard negatives; model metadata.
+  `TripletLoss`, skilled forgeries as hard negatives; the model and its side file.
 - `protocol`: writer splits, the decision rule (smallest, mean or writer-normalised
   distance to the references), the threshold chosen on validation writers,
   FAR / FRR / EER / AUC.
-- `__main__`: the command line, `python -m apps.signature_verification --help`.
+- `evaluation`: the protocol run on a data folder with a saved model.
+- `enrollment`: enrolment profiles and the verification of one signature.
+- `plots`: ROC / DET curves and score histograms.
+- `commands`: generate, train, evaluate, enroll, verify and demo, one function each.
+- `__main__`: the command line (the parser only), `python -m apps.signature_verification --help`.
+
+The helpers both apps share are in `apps/_common.py`. See
+`apps/signature_verification/README.md`.
 """

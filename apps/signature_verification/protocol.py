@@ -106,30 +106,27 @@ def reference_indices(writers, genuine, references=5, seed=0):
 
 def score_matrix(embeddings, reference_embeddings, rule="mean"):
     """Scores `[N]` of `embeddings [N, D]` against one reference set `[R, D]` (see module)."""
+    from keras_triplet.metrics import pairwise_distances_numpy  # here: the CLI imports this module before Keras
+
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}; got {rule!r}.")
-    q = np.asarray(embeddings, np.float64)
-    r = np.asarray(reference_embeddings, np.float64)
-    d = _distances(q, r)
+    d = pairwise_distances_numpy(embeddings, reference_embeddings)
     score = d.mean(axis=1) if rule.startswith("mean") else d.min(axis=1)
     if rule.endswith("-norm"):
-        score = score / reference_spread(r)
+        score = score / reference_spread(reference_embeddings)
     return score
 
 
 def reference_spread(reference_embeddings):
     """The mean distance between two different references (`[R, D]`), the divisor of the
     `-norm` rules; 1.0 for a single reference, at least `_MIN_SPREAD`."""
+    from keras_triplet.metrics import pairwise_distances_numpy
+
     r = np.asarray(reference_embeddings, np.float64)
     if len(r) < 2:
         return 1.0
-    d = _distances(r, r)
+    d = pairwise_distances_numpy(r, r)
     return max(float(d[np.triu_indices(len(r), 1)].mean()), _MIN_SPREAD)
-
-
-def _distances(q, r):
-    sq = np.sum(q * q, 1)[:, None] + np.sum(r * r, 1)[None, :] - 2.0 * q @ r.T
-    return np.sqrt(np.maximum(sq, 0.0))
 
 
 def verification_scores(embeddings, writers, genuine, references=5, rule="mean", seed=0):

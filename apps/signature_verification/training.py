@@ -32,41 +32,32 @@ not chosen, and batches teach little about forgeries once most triplets are
 satisfied). The shipped model trains 2880 steps (8 epochs) on 960 writers, where
 writers are cheap (`synthetic`), and the validation EER falls as the learning rate
 decays (14.7 % after the first epoch, 9.0 % after the 7th). Batch-hard and batch-all
-mining, or a network twice as wide, did no better at equal time on a CPU (see the
-README).
+mining, or a network twice as wide, did no better at equal time on a CPU (see
+`apps/signature_verification/README.md`).
 
 **Model selection.** After every epoch, `ValidationEER` embeds the validation writers,
 computes the protocol's EER against skilled forgeries (`protocol`) and keeps the
 weights of the best epoch, restored at the end of training.
 
-**Metadata.** `save_model` writes `MODEL.keras` and, next to it, `MODEL.json`: the image
+**Metadata.** `save_model` writes `MODEL.keras` and, next to it, `MODEL.keras.json`: the image
 size, the decision rule, the number of references, the threshold chosen on the
 validation writers, the writer split and a fingerprint of the training data (so
 `evaluate` can leave the training writers out).
 """
 
-import json
 import os
 import time
 
+import keras
 import numpy as np
 
+from apps._common import read_side_file, write_model, side_path, write_json
 from apps.signature_verification import protocol
+from apps.signature_verification.model import build_model
+from keras_triplet.data import PKSampler
+from keras_triplet.losses import TripletLoss
 
 METADATA_FORMAT = "keras-triplet/signature-verification/1"
-
-
-def make_labels(writers, genuine, train_writers=None):
-    """Per-image class labels (genuine of writer i: i; forgery number j: C + j) and the
-    writer index of each image. Returns `(labels, writer_index, writer_names)`."""
-    writers = np.asarray(writers).astype(str)
-    genuine = np.asarray(genuine, dtype=bool)
-    names = list(train_writers) if train_writers is not None else protocol.writer_split(
-        writers, 0, 0)["train"]
-    index = {w: i for i, w in enumerate(names)}
-    widx = np.array([index[w] for w in writers], dtype=np.int64)
-    labels = np.where(genuine, widx, len(names) + np.arange(len(widx)))
-    return labels, widx, names
 
 
 def make_units(writers, genuine, seed=0):
@@ -101,9 +92,7 @@ def make_units(writers, genuine, seed=0):
 def pair_dataset(images, writers, genuine, classes_per_batch=8, samples_per_class=4, seed=0):
     """An endless `tf.data.Dataset` of `(images [2PK, H, W, 1], labels [2PK])` batches and
     its `steps_per_epoch` (see the module docstring)."""
-    import tensorflow as tf
-
-    from keras_triplet.data import PKSampler
+    import tensorflow as tf  # the P×K pipeline is a tf.data one on every backend
 
     first, second, unit_writer, forged, names = make_units(writers, genuine, seed)
     C = len(names)
@@ -123,49 +112,56 @@ def pair_dataset(images, writers, genuine, classes_per_batch=8, samples_per_clas
     return ds, sampler.steps_per_epoch
 
 
-def _keras_callback_base():
-    import keras
+class ValidationEER(keras.callbacks.Callback):
+    """After each epoch, the protocol's EERs on the validation writers (logged as
+    `val_eer_skilled`, `val_eer_random`); the best epoch's weights (lowest skilled EER,
+    then random EER) are restored at the end of training."""
 
-    return keras.callbacks.Callback
+    def __init__(self, images, writers, genuine, references=5, rule="mean", seed=0, verbose=1):
+        super().__init__()
+        self.data = (images, writers, genuine)
+        self.protocol = dict(references=references, rule=rule, seed=seed)
+        self.verbose = verbose
+        self.best = None
+        self.best_weights = None
+        self.best_epoch = -1
+        self.best_summary = None
+        self.history = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        images, writers, genuine = self.data
+        emb = self.model.embed(images, batch_size=256)
+        scores = protocol.verification_scores(emb, writers, genuine, **self.protocol)
+        summary = protocol.summarize(scores, protocol.choose_threshold(scores))
+        key = (summary["eer_skilled"] if summary["eer_skilled"] is not None else 0.0,
+               summary["eer_random"] if summary["eer_random"] is not None else 0.0)
+        self.history.append(summary)
+        if logs is not None:
+            logs["val_eer_skilled"], logs["val_eer_random"] = key
+        if self.best is None or key < self.best:
+            self.best, self.best_epoch, self.best_summary = key, epoch, summary
+            self.best_weights = [np.array(w) for w in self.model.get_weights()]
+        if self.verbose:
+            print(f"  epoch {epoch + 1}: validation EER skilled {100 * key[0]:.2f}%, "
+                  f"random {100 * key[1]:.2f}%", flush=True)
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
 
 
-def validation_callback(images, writers, genuine, references=5, rule="mean", seed=0, verbose=1):
-    """A Keras callback: after each epoch, the protocol's EERs on the validation writers
-    (logged as `val_eer_skilled`, `val_eer_random`); the best epoch's weights (lowest
-    skilled EER, then random EER) are restored at the end of training."""
+class EpochTimer(keras.callbacks.Callback):
+    """The wall time of every epoch, in `seconds`."""
 
-    class ValidationEER(_keras_callback_base()):
-        def __init__(self):
-            super().__init__()
-            self.best = None
-            self.best_weights = None
-            self.best_epoch = -1
-            self.history = []
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
 
-        def on_epoch_end(self, epoch, logs=None):
-            emb = self.model.embed(images, batch_size=256)
-            scores = protocol.verification_scores(emb, writers, genuine, references, rule, seed)
-            threshold = protocol.choose_threshold(scores)
-            summary = protocol.summarize(scores, threshold)
-            key = (summary["eer_skilled"] if summary["eer_skilled"] is not None else 0.0,
-                   summary["eer_random"] if summary["eer_random"] is not None else 0.0)
-            self.history.append(summary)
-            if logs is not None:
-                logs["val_eer_skilled"] = key[0]
-                logs["val_eer_random"] = key[1]
-            if self.best is None or key < self.best:
-                self.best, self.best_epoch = key, epoch
-                self.best_weights = [np.array(w) for w in self.model.get_weights()]
-                self.best_summary = summary
-            if verbose:
-                print(f"  epoch {epoch + 1}: validation EER skilled {100 * key[0]:.2f}%, "
-                      f"random {100 * key[1]:.2f}%", flush=True)
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t0 = time.perf_counter()
 
-        def on_train_end(self, logs=None):
-            if self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
-
-    return ValidationEER()
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.t0)
 
 
 def train_model(
@@ -203,35 +199,21 @@ def train_model(
         `(model, info)`: the trained `TripletModel` and a dict with `seconds_per_epoch`,
         `epochs`, `best_epoch`, `threshold` and `val` (validation metrics, if any).
     """
-    import keras
-
-    from apps.signature_verification.model import build_model
-    from keras_triplet.losses import TripletLoss
-
     keras.utils.set_random_seed(seed)
     ds, steps = pair_dataset(images, writers, genuine, classes_per_batch, samples_per_class, seed)
     model = build_model(images.shape[1:], embedding_dim=embedding_dim, width=width, seed=seed)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps),
                                                       alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=TripletLoss(margin=margin, miner=miner))
-
-    callbacks = []
-    val_cb = None
+    timer = EpochTimer()
+    callbacks = [timer]
+    validation = None
     if val_images is not None and len(val_images):
-        val_cb = validation_callback(val_images, val_writers, val_genuine, references, rule, seed, verbose)
-        callbacks.append(val_cb)
-    times = []
-
-    class Timer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.t = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.t)
-
-    callbacks.insert(0, Timer())
+        validation = ValidationEER(val_images, val_writers, val_genuine, references, rule, seed, verbose)
+        callbacks.append(validation)
     history = model.fit(ds, steps_per_epoch=steps, epochs=epochs, callbacks=callbacks, shuffle=False,
                         verbose=2 if verbose else 0)
+    times = timer.seconds
     info = {
         "epochs": epochs,
         "steps_per_epoch": steps,
@@ -243,10 +225,10 @@ def train_model(
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         "backend": keras.backend.backend(),
     }
-    if val_cb is not None and val_cb.best_weights is not None:
-        info["best_epoch"] = val_cb.best_epoch + 1
-        info["val"] = val_cb.best_summary
-        info["threshold"] = val_cb.best_summary["threshold"]
+    if validation is not None and validation.best_weights is not None:
+        info["best_epoch"] = validation.best_epoch + 1
+        info["val"] = validation.best_summary
+        info["threshold"] = validation.best_summary["threshold"]
     return model, info
 
 
@@ -263,45 +245,26 @@ def check_inputs(size):
     return preprocess_batch([s.image for s in generate_writer(0, 1, 1, seed=CHECK_SEED)], size)
 
 
-def metadata_path(model_path):
-    """`MODEL.json` beside `MODEL.keras`."""
-    return os.path.splitext(os.fspath(model_path))[0] + ".json"
-
-
 def save_model(model, path, metadata):
-    """Saves `model` to `path` (.keras) and `metadata` (a JSON-able dict) beside it."""
-    path = os.fspath(path)
-    if not path.endswith(".keras"):
-        raise ValueError(f"the model file must end in .keras; got {path!r}.")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    model.save(path)
-    meta = dict(metadata)
-    meta["format"] = METADATA_FORMAT
-    tmp = metadata_path(path) + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(meta, f, indent=1, sort_keys=True)
-    os.replace(tmp, metadata_path(path))
+    """Saves `model` to `path` (.keras) and `metadata` (a JSON-able dict) to the side
+    file `MODEL.keras.json`, both atomically."""
+    write_model(model, path)
+    write_json(side_path(path), {**metadata, "format": METADATA_FORMAT}, indent=1)
 
 
 def load_model(path):
-    """Loads a `.keras` model and its metadata (an empty dict when there is no `MODEL.json`).
+    """Loads a `.keras` model and its metadata (an empty dict when there is no side file;
+    `MODEL.json`, the older name, is read too).
 
     The image size is read from the model's input shape when the metadata lacks it.
     """
-    import keras
-
     import keras_triplet  # noqa: F401  (registers TripletModel and the losses)
-    from keras_triplet import TripletModel  # noqa: F401
 
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such model file (train one with `train DATA --out {path}`).")
     model = keras.saving.load_model(path, compile=False)
-    meta = {}
-    if os.path.isfile(metadata_path(path)):
-        with open(metadata_path(path)) as f:
-            meta = json.load(f)
+    meta = read_side_file(path)
     if "image_size" not in meta:
         shape = model.embedder.input_shape if hasattr(model, "embedder") else model.input_shape
         meta["image_size"] = [int(shape[1]), int(shape[2])]

@@ -1,0 +1,203 @@
+"""What every app needs and none should write twice: messages, the one-line error exit,
+the backend switch, atomic file writes, model side files and skipped-file reports.
+
+Standard library and NumPy only: the command lines import this before Keras, so that
+`--backend` can still choose the backend and `--help` stays fast.
+
+Example:
+
+>>> import os, tempfile
+>>> path = os.path.join(tempfile.mkdtemp(), "out", "result.json")
+>>> write_json(path, {"recall@1": np.float32(0.5)})
+>>> read_json(path)
+{'recall@1': 0.5}
+>>> side_path("runs/model.keras")
+'runs/model.keras.json'
+"""
+
+import contextlib
+import csv
+import hashlib
+import json
+import os
+import sys
+
+import numpy as np
+
+BACKENDS = ("tensorflow", "jax", "torch")
+SIDE_SUFFIX = ".json"  # MODEL.keras -> MODEL.keras.json: what the model file cannot hold
+
+
+def log(*parts):
+    """Progress and information: to stderr, so stdout holds only results."""
+    print(*parts, file=sys.stderr, flush=True)
+
+
+def fail(message):
+    """Ends the command with one line `error: message` (exit status 1)."""
+    raise SystemExit(f"error: {message}")
+
+
+# ---------------------------------------------------------------------------- backend
+
+
+def add_backend_argument(parser):
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="Keras backend (default: $KERAS_BACKEND, else Keras' default)")
+
+
+def select_backend(name):
+    """Sets `KERAS_BACKEND` to `name` (None: leave it); Keras must not be loaded yet,
+    since it reads the variable once, when first imported."""
+    if name is None:
+        return
+    if "keras" in sys.modules:
+        import keras
+
+        if keras.backend.backend() != name:
+            fail(f"--backend {name} but Keras is already loaded with the "
+                 f"{keras.backend.backend()} backend in this process; set KERAS_BACKEND={name} "
+                 "before starting Python instead.")
+        return
+    os.environ["KERAS_BACKEND"] = name
+
+
+# ---------------------------------------------------------------------- atomic writes
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path` to write; on success it replaces `path` in
+    one step (`os.replace`), so readers see the old file or the new one, never half of
+    one; on failure it is removed. The temporary name keeps `path`'s extension (Keras
+    checks it) behind a leading dot, so folder scans skip it."""
+    path = os.fspath(path)
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    stem, ext = os.path.splitext(name)
+    tmp = os.path.join(folder, f".{stem}.{os.getpid()}.tmp{ext}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_bytes(path, data):
+    """Writes `data` to `path` atomically (see `atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def write_json(path, obj, indent=2):
+    """Writes `obj` as JSON to `path` atomically; NumPy scalars and arrays become numbers
+    and lists."""
+    text = json.dumps(obj, indent=indent, sort_keys=True, default=_json_default) + "\n"
+    write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_model(model, path):
+    """`model.save(path)` atomically: an interrupted save leaves the previous file."""
+    path = os.fspath(path)
+    if not path.endswith(".keras"):
+        fail(f"the model file must end in .keras; got {path!r}.")
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------- side files
+
+
+def side_path(model_path):
+    """`MODEL.keras.json`, the side file beside `MODEL.keras` (settings, metadata)."""
+    return os.fspath(model_path) + SIDE_SUFFIX
+
+
+def read_side_file(model_path):
+    """The side file of `model_path` as a dict (empty when there is none). Also reads
+    the older name `MODEL.json` that the signature app wrote before both apps agreed."""
+    for path in (side_path(model_path), os.path.splitext(os.fspath(model_path))[0] + ".json"):
+        if os.path.isfile(path):
+            return read_json(path)
+    return {}
+
+
+# --------------------------------------------------------------------- skipped files
+
+
+class SkipReport:
+    """The files a run could not use, with the reason for each; never fatal.
+
+    Example:
+
+    >>> report = SkipReport()
+    >>> report.add("x.wav", "empty file")
+    >>> len(report), report.rows[0]
+    (1, ('x.wav', 'empty file'))
+    """
+
+    def __init__(self, rows=()):
+        self.rows = [(os.fspath(p), str(r)) for p, r in rows]
+
+    def add(self, path, reason):
+        self.rows.append((os.fspath(path), str(reason)))
+
+    def extend(self, rows):
+        for path, reason in rows:
+            self.add(path, reason)
+
+    def __len__(self):
+        return len(self.rows)
+
+    def write(self, path):
+        """Writes `file<TAB>reason` rows (with a header) to `path`, atomically."""
+        with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+            writer.writerow(["file", "reason"])
+            writer.writerows(self.rows)
+        return os.fspath(path)
+
+    @staticmethod
+    def read(path):
+        """The `(file, reason)` rows of a report written by `write`."""
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f, delimiter="\t"))
+        return [tuple(r) for r in rows[1:]]
+
+    def summary(self, used, report_path=None):
+        text = f"used {used} file(s), skipped {len(self)}"
+        if len(self) and report_path:
+            text += f" (reasons in {report_path})"
+        return text
+
+    def print(self, limit=10):
+        """Lists the first `limit` skipped files on stderr."""
+        if not self.rows:
+            return
+        log(f"skipped {len(self)} file(s):")
+        for path, reason in self.rows[:limit]:
+            log(f"  {path}: {reason}")
+        if len(self) > limit:
+            log(f"  ... and {len(self) - limit} more")

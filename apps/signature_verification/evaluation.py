@@ -1,0 +1,101 @@
+"""The writer-independent evaluation of a saved model (see `protocol` for the rules).
+
+`score_writers` is the NumPy core: the verification scores of one set of writers and
+their summary (EER, AUC, FAR, FRR) at a threshold, chosen on those writers when none is
+given. `evaluate` runs the protocol on a data folder: the threshold on the validation
+writers, the metrics on the test writers.
+
+Example:
+
+>>> import numpy as np
+>>> emb = np.array([[1, 0], [1, 0.1], [0.9, 0], [1, 0.05], [0, 1], [0.1, 1], [0, 0.9], [0.05, 1]])
+>>> emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+>>> s, _ = score_writers(emb, ["a"] * 4 + ["b"] * 4, [True] * 8, references=2)
+>>> print(s["eer_random"], s["num_genuine"])
+0.0 4
+"""
+
+import os
+
+import numpy as np
+
+from apps._common import SkipReport, log
+from apps.signature_verification import protocol
+
+
+def score_writers(embeddings, writers, genuine, references=5, rule="min", seed=0, threshold=None):
+    """`(summary, scores)`: the protocol's summary (`protocol.summarize`) and scores
+    (`protocol.verification_scores`) of one set of writers; the threshold is the EER
+    one of these writers unless `threshold` is given."""
+    scores = protocol.verification_scores(embeddings, writers, genuine, references, rule, seed)
+    if threshold is None:
+        threshold = protocol.choose_threshold(scores)
+    return protocol.summarize(scores, threshold), scores
+
+
+def load_split_images(dataset, writers, size):
+    """Images, writer ids and genuine flags of `writers` (unreadable files skipped and
+    reported)."""
+    from apps.signature_verification.preprocessing import load_images
+
+    samples = list(dataset.subset(writers).samples)
+    images, kept, skipped = load_images([s.path for s in samples], size)
+    dataset.skipped.extend(skipped)
+    SkipReport(skipped).print()
+    samples = [samples[i] for i in kept]
+    return (images, np.array([s.writer for s in samples], dtype=str),
+            np.array([s.genuine for s in samples], bool))
+
+
+def evaluate(data, model_path, references=None, rule=None, layout="auto", seed=None, plots=None,
+             verbose=True):
+    """The writer-independent evaluation of `model_path` on `data`; returns the result
+    dict (see `commands.evaluate`)."""
+    from apps.signature_verification.loaders import load_dataset
+    from apps.signature_verification.plots import write_plots
+    from apps.signature_verification.training import load_model
+
+    model, meta = load_model(model_path)
+    references = references or meta.get("references", 5)
+    rule = rule or meta.get("rule", "mean")
+    seed = meta.get("seed", 0) if seed is None else seed
+    dataset = load_dataset(data, layout)
+    if verbose:
+        log(dataset.summary())
+    SkipReport(dataset.skipped).print()
+    val_writers, test_writers, source = _split(dataset, meta, seed)
+    size = tuple(meta["image_size"])
+    vx, vw, vg = load_split_images(dataset, val_writers, size)
+    tx, tw, tg = load_split_images(dataset, test_writers, size)
+    val, val_scores = score_writers(model.embed(vx, batch_size=128), vw, vg, references, rule, seed)
+    result, test_scores = score_writers(model.embed(tx, batch_size=128), tw, tg, references, rule,
+                                        seed, threshold=val["threshold"])
+    result.update({
+        "references": references,
+        "rule": rule,
+        "split": source,
+        "val_writers": len(val_scores["writers"]),
+        "test_writers": len(test_scores["writers"]),
+        "model": os.fspath(model_path),
+        "data": os.fspath(data),
+    })
+    if plots:
+        result["plots"] = write_plots(test_scores, plots)
+    return result
+
+
+def _split(dataset, meta, seed):
+    """`(validation writers, test writers, how they were chosen)`."""
+    split = meta.get("split")
+    if split and meta.get("data_fingerprint") == dataset.fingerprint() and split.get("test"):
+        return split["val"], split["test"], "the training run's split (training writers left out)"
+    # Data the model never saw: half the writers choose the threshold, half are tested.
+    s = protocol.writer_split(dataset.writers, 0.5, 0.5, seed=seed)
+    return s["val"], s["test"], "all writers unseen; threshold on half of them, metrics on the other half"
+
+
+def percent(x, pct=True):
+    """`12.34%` (or `0.1234` with `pct=False`); `n/a` for None."""
+    if x is None:
+        return "n/a"
+    return f"{100 * x:.2f}%" if pct else f"{x:.4f}"
