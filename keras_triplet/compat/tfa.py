@@ -20,7 +20,7 @@ from keras import ops
 from keras_triplet._validation import as_float, check_embeddings, check_labels, check_margin
 from keras_triplet.distances import pairwise_distances
 from keras_triplet.miners.labels import pair_masks
-from keras_triplet.miners.rows import gather_rows, masked_argmax, masked_argmin
+from keras_triplet.miners.masked_extremes import gather_rows, masked_argmax, masked_argmin
 from keras_triplet.miners.semi_hard import SemiHardMiner
 
 DISTANCE_METRICS = {"L2": "euclidean", "squared-L2": "squared_euclidean", "angular": "angular"}

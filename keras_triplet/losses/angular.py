@@ -94,7 +94,7 @@ class AngularLoss(MetricLoss):
         super().__init__(distance="cosine", name=name, **kwargs)
         self.alpha = _check_alpha(alpha)
 
-    def compute_from_distances(self, labels, distances, embeddings=None, ref_labels=None, negatives=None):
+    def compute_from_distances(self, labels, distances, *, ref_labels=None, negatives=None):
         return angular_loss_from_distances(labels, distances, self.alpha, ref_labels=ref_labels)
 
     def get_config(self):
