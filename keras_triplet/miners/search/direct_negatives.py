@@ -62,8 +62,9 @@ class DirectNegatives(AnchorNegatives):
         self._negatives = ops.stop_gradient(self._negative_distances)
 
     def _count_below(self, thresholds, inclusive):
-        below = _compare(self._negatives, thresholds, inclusive)
-        return ops.cast(ops.count_nonzero(below, axis=2), INDEX_DTYPE)
+        # A sum of the cast mask, not `count_nonzero`: Keras 3.15's PyTorch version
+        # transposes its result.
+        return ops.sum(ops.cast(_compare(self._negatives, thresholds, inclusive), INDEX_DTYPE), axis=2)
 
     def _shifted(self, offset):
         return self._thresholds + offset if offset else self._thresholds
