@@ -69,8 +69,9 @@ def quadruplet_loss(y_true, y_pred, margin=1.0, margin2=0.5, distance="euclidean
 
     >>> import numpy as np
     >>> labels = np.array([0, 0, 1, 1, 2, 2])
-    >>> emb = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
-    >>> loss = quadruplet_loss(labels, emb)
+    >>> emb = np.array([[0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.8, -0.6], [-1.0, 0.0], [-0.6, 0.8]], "float32")
+    >>> round(float(quadruplet_loss(labels, emb, margin=1.0, margin2=0.5)), 4)
+    1.0727
     """
     labels, distances = prepare(y_true, y_pred, distance, p)
     return quadruplet_loss_from_distances(labels, distances, check_margin(margin), check_margin(margin2, "margin2"))
@@ -82,9 +83,13 @@ class QuadrupletLoss(MetricLoss):
 
     Example:
 
-    >>> import keras
+    >>> import keras, numpy as np
     >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
     >>> model.compile(optimizer="adam", loss=QuadrupletLoss(margin=0.5, margin2=0.25))
+    >>> labels = np.array([0, 0, 1, 1, 2, 2])
+    >>> emb = np.array([[0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.8, -0.6], [-1.0, 0.0], [-0.6, 0.8]], "float32")
+    >>> round(float(QuadrupletLoss(margin=0.5, margin2=0.25)(labels, emb)), 4)
+    0.4563
     """
 
     def __init__(self, margin=1.0, margin2=0.5, distance="euclidean", p=None, name="quadruplet_loss", **kwargs):
