@@ -13,7 +13,10 @@ Everything else is `keras.ops`. What lives here differs per backend because the 
   `keras.ops.argsort` casts its result to int32, extra passes over `[B, B]` arrays. Eager
   PyTorch can size arrays by the data, so it compacts each row to its positive columns.
 
-Both modules export:
+Any other code that must differ per backend (a training step's, should one stay) belongs
+here too, as its own module chosen below.
+
+Both row-primitive modules export:
 
 * `INDEX_DTYPE`: the integer dtype of index arrays (int64 on PyTorch, int32 elsewhere);
 * `argsort_rows(x)`: `[B, R]` indices sorting each row ascending (not necessarily stable);
