@@ -4,17 +4,20 @@ Times what `TripletModel`'s step adds over a plain loss, on a fixed batch of uni
 embeddings (B = P·K, default 16 × 16, D = 64): the distance matrix, the triplet loss with
 its miner and the mining statistics over all triplets, forward and backward (gradient
 with respect to the embeddings), compiled as the training step is (`jax.jit`;
-`tf.function`, with XLA or without; PyTorch eager). Each row is measured with the
-direct search (`miners.negatives.DirectNegatives`, what P×K batches get) and with the
-sorted one (`SortedNegatives`, the fallback), forced through `miners.negatives.prefer`
-(a compiled function honours only "sorted"; "direct" there is the normal choice).
+`tf.function`, with XLA or without; PyTorch eager, one thread). Each row is measured with
+the direct search (`miners.search.DirectNegatives`, what P×K batches get on TensorFlow and
+JAX) and with the sorted one (`SortedNegatives`, the fallback, and PyTorch's choice),
+chosen with the `search=` argument of `miners.search.with_negatives` (in a compiled
+function "direct" is the normal choice: a class too large for its static size would
+still be sorted). The step is `models.triplet_model.loss_and_statistics` with that
+argument: one search shared by the loss and the statistics.
 
 Divide by the time of a training step of your network (BENCHMARKS.md has the small
 CNN's) to get the mining overhead without the run-to-run noise of whole `fit` runs.
 
     KERAS_BACKEND=jax python benchmarks/mining.py
     KERAS_BACKEND=tensorflow python benchmarks/mining.py --jit-compile false
-    KERAS_BACKEND=torch python benchmarks/mining.py
+    OMP_NUM_THREADS=1 KERAS_BACKEND=torch python benchmarks/mining.py
 """
 
 import argparse
@@ -27,16 +30,26 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_triplet import losses  # noqa: E402
-from keras_triplet.miners.negatives import prefer  # noqa: E402
-from keras_triplet.models.triplet_model import loss_and_statistics  # noqa: E402
+from keras import ops  # noqa: E402
+
+from keras_triplet import losses, miners  # noqa: E402
+from keras_triplet.miners.search import with_negatives  # noqa: E402
 
 
-def mining_step(loss_fn):
-    """Loss and statistics from embeddings, as `TripletModel`'s step computes them."""
+def mining_step(loss_fn, search):
+    """Loss and statistics from embeddings, as `TripletModel`'s step computes them
+    (`models.triplet_model.loss_and_statistics`), with the given search of the negatives."""
 
     def step(x, y):
-        return loss_and_statistics(loss_fn, y, loss_fn.pairwise(x))
+        distances = loss_fn.pairwise(x)
+        blocked = ops.stop_gradient(distances)
+
+        def compute(negatives):
+            value = loss_fn.compute_from_distances(y, distances, negatives=negatives)
+            return value, miners.triplet_statistics(y, blocked, margin=loss_fn.margin, negatives=negatives)
+
+        positive, negative = miners.pair_masks(y)
+        return with_negatives(distances, negative, positive, compute, search=search)
 
     return step
 
@@ -99,6 +112,11 @@ def main():
     args = parser.parse_args()
     jit_compile = args.jit_compile == "true"
     backend = keras.backend.backend()
+    if backend == "torch" and os.environ.get("OMP_NUM_THREADS"):
+        import torch
+
+        # As many threads as the other backends get (the default may ignore the variable).
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     b = args.classes_per_batch * args.samples_per_class
     rng = np.random.default_rng(0)
     x = rng.normal(size=(b, args.dim)).astype("float32")
@@ -114,8 +132,7 @@ def main():
         loss_fn = losses.TripletLoss(margin=args.margin, miner=miner)
         row = {}
         for kind in ("direct", "sorted"):
-            with prefer(kind):
-                row[kind] = measure(runner(mining_step(loss_fn), x, y, jit_compile), args.repeats)
+            row[kind] = measure(runner(mining_step(loss_fn, kind), x, y, jit_compile), args.repeats)
         print(f"| {backend} ({compiled}) | {miner} | {row['direct']:.1f} | {row['sorted']:.1f} |", flush=True)
 
 

@@ -11,9 +11,9 @@ losses ask it for a `[N, M]` matrix by name.
 | `"angular"`           | max(1 − cos(x, y), 0), tensorflow-addons' "angular"       |
 | `"minkowski"`         | (Σ_k |x_k − y_k|^p)^(1/p), p ≥ 1                          |
 
-The Euclidean and Minkowski roots use `safe_sqrt`/`_safe_root`, whose gradient is 0
-(not NaN) where the distance is 0: the classic NaN of `sqrt` at 0 hits the diagonal
-and every pair of duplicate embeddings.
+The Euclidean root (`safe_sqrt`) and the Minkowski root have gradient 0 (not NaN) where
+the distance is 0: the classic NaN of `sqrt` at 0 hits the diagonal and every pair of
+duplicate embeddings.
 """
 
 from keras import ops

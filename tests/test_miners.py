@@ -254,7 +254,7 @@ def test_config_round_trip(name):
 @pytest.mark.parametrize("layout", ["pk", "uneven"])
 def test_wide_batches_match_reference(name, layout):
     """At 64+ columns eager PyTorch searches only each anchor's positive columns
-    (`_kernels.compact_columns`) and scatters the selection back; compiled backends search
+    (`_backend.compact_columns`) and scatters the selection back; compiled backends search
     every column. Both must give the reference's selection, the loss on the compact
     layout (`mine_pairs`) included, ties and band edges too (integer distances)."""
     from keras_triplet.losses.triplet import triplet_loss_from_distances
@@ -267,10 +267,10 @@ def test_wide_batches_match_reference(name, layout):
         labels = np.concatenate([np.zeros(30, int), rng.integers(1, 12, size=65), [99]])
     d = integer_distances(11, len(labels), high=9)
     if keras.backend.backend() == "torch":  # P×K compacts; the large class makes it not pay
-        from keras_triplet import _kernels
+        from keras_triplet import _backend
 
         positive = keras.ops.convert_to_tensor(miners.pair_masks(keras.ops.convert_to_tensor(labels))[0])
-        assert (_kernels.compact_columns(positive) is not None) == (layout == "pk")
+        assert (_backend.compact_columns(positive) is not None) == (layout == "pk")
     margin = 2.0
     miner = make(margin)
     # Counts and masks exactly; band sums to float32 prefix-sum rounding (sums of ~90

@@ -1,5 +1,7 @@
-"""miners.negatives: the direct and the sorted search give the same selections, values,
+"""miners.search: the direct and the sorted search give the same selections, values,
 statistics and gradients, eagerly and compiled (where the choice is an `ops.cond`)."""
+
+import contextlib
 
 import keras
 import numpy as np
@@ -10,13 +12,28 @@ from hypothesis import strategies as st
 import reference as ref
 from conftest import BACKEND, compiled, make_batch, to_numpy, value_and_grad
 from keras_triplet import losses, miners
-from keras_triplet.miners import negatives as negatives_lib
-from keras_triplet.miners.negatives import DirectNegatives, prefer, with_negatives
+from keras_triplet.miners import search
+from keras_triplet.miners.search import DirectNegatives, with_negatives
 from keras_triplet.models.triplet_model import loss_and_statistics
 from test_miners import MINERS, assert_miner_output, integer_distances, labels_strategy
 
 SEARCHING = [name for name in sorted(MINERS) if name != "batch-hard"]
 KINDS = ["direct", "sorted"]
+
+
+@contextlib.contextmanager
+def forced_search(kind):
+    """Within the block, every `with_negatives` call that names no search (those inside
+    the losses, the statistics and the training step) uses `search=kind`: the default of
+    the function's `search` argument is swapped, test-only."""
+    if kind not in search.SEARCHES:
+        raise ValueError(f"kind must be one of {search.SEARCHES}; got {kind!r}")
+    original = with_negatives.__defaults__
+    with_negatives.__defaults__ = (kind,)
+    try:
+        yield
+    finally:
+        with_negatives.__defaults__ = original
 
 
 def _tensors(labels, d):
@@ -50,7 +67,7 @@ def test_direct_selection_is_exact(name, labels, seed, margin, padding):
 def test_statistics_exact_either_way(kind, labels, seed, margin):
     labels = np.array(labels)
     d = integer_distances(seed, len(labels))
-    with prefer(kind):
+    with forced_search(kind):
         got = to_numpy(miners.triplet_statistics(*_tensors(labels, d), float(margin)))
     want = ref.triplet_statistics(labels, d, float(margin))
     for key in want:
@@ -76,15 +93,20 @@ def test_gradients_agree(name):
     y = keras.ops.convert_to_tensor(labels.astype("int32"))
     results = {}
     for kind in KINDS:
-        with prefer(kind):
+        with forced_search(kind):
             results[kind] = value_and_grad(lambda e: loss(y, e), x)
     assert float(results["direct"][0]) == pytest.approx(float(results["sorted"][0]), rel=1e-5)
     np.testing.assert_allclose(results["direct"][1], results["sorted"][1], rtol=1e-4, atol=1e-6)
 
 
-def test_prefer_rejects_unknown_kinds():
+def test_unknown_searches_are_rejected():
+    labels = np.array([0, 0, 1, 1])
+    y, dt = _tensors(labels, integer_distances(0, len(labels)))
+    positive, negative = miners.pair_masks(y)
     with pytest.raises(ValueError, match="direct"):
-        with prefer("dense"):
+        with_negatives(dt, negative, positive, lambda found: found.count, search="dense")
+    with pytest.raises(ValueError, match="direct"):
+        with forced_search("dense"):
             pass
 
 
@@ -97,7 +119,7 @@ def test_compiled_choice(layout):
     if layout == "pk":
         labels = np.repeat(np.arange(8), 4)
     else:
-        labels = np.concatenate([np.zeros(negatives_lib.DIRECT_MAX_POSITIVES + 4, int), rng.integers(1, 5, size=12)])
+        labels = np.concatenate([np.zeros(search.DIRECT_MAX_POSITIVES + 4, int), rng.integers(1, 5, size=12)])
     d = integer_distances(2, len(labels), high=9)
     margin = 2.0
     loss = losses.TripletLoss(margin=margin, miner="batch-all")
@@ -110,15 +132,29 @@ def test_compiled_choice(layout):
         assert float(stats[key]) == pytest.approx(expected, rel=1e-6, abs=1e-6), key
 
 
-@pytest.mark.skipif(BACKEND != "torch", reason="PyTorch's direct kernels rank negatives among sorted thresholds")
-def test_torch_direct_has_no_positive_cap():
-    """On PyTorch the direct search costs O(B·R log M) for any M: a class of 40 still
-    takes it (the compiled backends' `[B, M, R]` comparisons are capped)."""
+def test_direct_search_has_no_positive_cap_when_asked():
+    """Eagerly, `search="direct"` sizes M by the data, without the compiled backends' cap:
+    a class of 40 still takes the direct search, exactly (as PyTorch's own direct kernels
+    did, before the sorted search was measured as fast there); the automatic choice
+    sorts."""
     labels = np.concatenate([np.zeros(40, int), np.arange(1, 9)])
     d = integer_distances(4, len(labels), high=9)
     y, dt = _tensors(labels, d)
     positive, negative = miners.pair_masks(y)
-    kinds = with_negatives(dt, negative, positive, lambda found: type(found).__name__)
+    kinds = with_negatives(dt, negative, positive, lambda found: type(found).__name__, search="direct")
     assert kinds == "DirectNegatives"
+    assert with_negatives(dt, negative, positive, lambda found: type(found).__name__) == "SortedNegatives"
     got = miners.SemiHardMiner().mine(y, dt, negatives=DirectNegatives(dt, negative, positive, 39))
     assert_miner_output(got, ref.semi_hard_miner(labels, d, "farthest"), exact=True)
+
+
+def test_automatic_choice_follows_the_backend():
+    """A P×K batch gets the direct search where the backend fuses its `[B, M, R]`
+    comparisons (TensorFlow, JAX), the sorted one on PyTorch; `"sorted"` always sorts."""
+    labels = np.repeat(np.arange(6), 4)
+    y, dt = _tensors(labels, integer_distances(6, len(labels)))
+    positive, negative = miners.pair_masks(y)
+    kind = with_negatives(dt, negative, positive, lambda found: type(found).__name__)
+    assert kind == ("SortedNegatives" if BACKEND == "torch" else "DirectNegatives")
+    sorted_kind = with_negatives(dt, negative, positive, lambda found: type(found).__name__, search="sorted")
+    assert sorted_kind == "SortedNegatives"

@@ -20,7 +20,7 @@ from keras import ops
 from keras_triplet._validation import as_float, check_embeddings, check_labels, check_margin
 from keras_triplet.distances import pairwise_distances
 from keras_triplet.miners.labels import pair_masks
-from keras_triplet.miners.rows import gather_rows, masked_argmax, masked_argmin
+from keras_triplet.miners.masked_extremes import gather_rows, masked_argmax, masked_argmin
 from keras_triplet.miners.semi_hard import SemiHardMiner
 
 DISTANCE_METRICS = {"L2": "euclidean", "squared-L2": "squared_euclidean", "angular": "angular"}
@@ -139,9 +139,13 @@ class TripletSemiHardLoss(_TFALoss):
 
     Example:
 
-    >>> import keras
+    >>> import keras, numpy as np
     >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
     >>> model.compile(optimizer="adam", loss=TripletSemiHardLoss(margin=1.0))
+    >>> labels = np.array([0, 0, 1, 1, 2, 2])
+    >>> emb = np.array([[0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.8, -0.6], [-1.0, 0.0], [-0.6, 0.8]], "float32")
+    >>> round(float(TripletSemiHardLoss(margin=1.0)(labels, emb)), 4)
+    0.5145
     """
 
     def __init__(self, margin=1.0, distance_metric="L2", name="triplet_semihard_loss", **kwargs):
@@ -157,9 +161,13 @@ class TripletHardLoss(_TFALoss):
 
     Example:
 
-    >>> import keras
+    >>> import keras, numpy as np
     >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
     >>> model.compile(optimizer="adam", loss=TripletHardLoss(margin=1.0, soft=True))
+    >>> labels = np.array([0, 0, 1, 1, 2, 2])
+    >>> emb = np.array([[0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.8, -0.6], [-1.0, 0.0], [-0.6, 0.8]], "float32")
+    >>> round(float(TripletHardLoss(margin=1.0, soft=True)(labels, emb)), 4)
+    0.5851
     """
 
     def __init__(self, margin=1.0, soft=False, distance_metric="L2", name="triplet_hard_loss", **kwargs):

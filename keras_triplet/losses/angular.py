@@ -66,9 +66,10 @@ def angular_loss(y_true, y_pred, alpha=40.0):
     Example:
 
     >>> import numpy as np
-    >>> labels = np.array([0, 0, 1, 1])
-    >>> emb = np.random.default_rng(0).normal(size=(4, 8)).astype("float32")
-    >>> loss = angular_loss(labels, emb, alpha=40.0)
+    >>> labels = np.array([0, 0, 1, 1, 2, 2])
+    >>> emb = np.array([[0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.8, -0.6], [-1.0, 0.0], [-0.6, 0.8]], "float32")
+    >>> round(float(angular_loss(labels, emb, alpha=40.0)), 4)
+    0.7172
     """
     embeddings = check_embeddings(y_pred)
     labels = check_labels(y_true, batch_size=embeddings.shape[0])
@@ -83,9 +84,13 @@ class AngularLoss(MetricLoss):
 
     Example:
 
-    >>> import keras
+    >>> import keras, numpy as np
     >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
     >>> model.compile(optimizer="adam", loss=AngularLoss(alpha=45.0))
+    >>> labels = np.array([0, 0, 1, 1, 2, 2])
+    >>> emb = np.array([[0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.8, -0.6], [-1.0, 0.0], [-0.6, 0.8]], "float32")
+    >>> round(float(AngularLoss(alpha=45.0)(labels, emb)), 4)
+    1.0205
     """
 
     def __init__(self, alpha=40.0, name="angular_loss", **kwargs):
@@ -94,7 +99,7 @@ class AngularLoss(MetricLoss):
         super().__init__(distance="cosine", name=name, **kwargs)
         self.alpha = _check_alpha(alpha)
 
-    def compute_from_distances(self, labels, distances, embeddings=None, ref_labels=None, negatives=None):
+    def compute_from_distances(self, labels, distances, *, ref_labels=None, negatives=None):
         return angular_loss_from_distances(labels, distances, self.alpha, ref_labels=ref_labels)
 
     def get_config(self):

@@ -32,14 +32,14 @@ class MetricLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         embeddings = check_embeddings(y_pred)
         labels = check_labels(y_true, batch_size=embeddings.shape[0])
-        return self.compute_from_distances(labels, self.pairwise(embeddings), embeddings=embeddings)
+        return self.compute_from_distances(labels, self.pairwise(embeddings))
 
-    def compute_from_distances(self, labels, distances, embeddings=None, ref_labels=None, negatives=None):
+    def compute_from_distances(self, labels, distances, *, ref_labels=None, negatives=None):
         """The loss from a precomputed `[B, R]` distance matrix (scalar).
 
         `ref_labels` (`[R]`) are the labels of the matrix's columns when they are not the
         batch itself (cross-batch memory); the first `B` columns must be the batch.
-        `negatives`: a `miners.negatives` object of this matrix to reuse, or None
+        `negatives`: a `miners.search` object of this matrix to reuse, or None
         (losses that do not search negatives ignore it).
         """
         raise NotImplementedError

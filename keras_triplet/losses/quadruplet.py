@@ -7,7 +7,7 @@ from keras import ops
 from keras_triplet._validation import check_margin
 from keras_triplet.losses.base import MetricLoss, prepare
 from keras_triplet.miners.labels import pair_masks
-from keras_triplet.miners.rows import gather_rows, masked_argmax, masked_argmin
+from keras_triplet.miners.masked_extremes import gather_rows, masked_argmax, masked_argmin
 
 
 def quadruplet_loss_from_distances(labels, distances, margin=1.0, margin2=0.5, ref_labels=None):
@@ -24,16 +24,16 @@ def quadruplet_loss_from_distances(labels, distances, margin=1.0, margin2=0.5, r
     d_an = gather_rows(distances, hardest_negative)
 
     # The closest pair (l, k) with y_l ≠ y_k and both ≠ y_a, in O(B²): for each row l keep
-    # its nearest negative (class c1) and its nearest negative of another class than c1.
-    # For an anchor of class y_a ≠ y_l, the best partner of l is the first unless c1 = y_a.
+    # its nearest negative (its hardest negative, of class c1) and its nearest negative of
+    # another class than c1. For an anchor of class y_a ≠ y_l, the best partner of l is the
+    # first unless c1 = y_a.
     ref_labels = ops.cast(ref_labels, labels.dtype)
-    first, has_first = masked_argmin(distances, negative)
+    first, has_first, d_first = hardest_negative, has_negative, d_an
     first_class = ops.take(ref_labels, ops.cast(first, "int32"))
     other_class = ops.logical_and(
         negative, ops.expand_dims(ref_labels, 0) != ops.expand_dims(first_class, 1)
     )
     second, has_second = masked_argmin(distances, other_class)
-    d_first = gather_rows(distances, first)
     d_second = gather_rows(distances, second)
     # [anchor a, row l]
     use_first = ops.expand_dims(first_class, 0) != ops.expand_dims(labels, 1)
@@ -69,8 +69,9 @@ def quadruplet_loss(y_true, y_pred, margin=1.0, margin2=0.5, distance="euclidean
 
     >>> import numpy as np
     >>> labels = np.array([0, 0, 1, 1, 2, 2])
-    >>> emb = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
-    >>> loss = quadruplet_loss(labels, emb)
+    >>> emb = np.array([[0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.8, -0.6], [-1.0, 0.0], [-0.6, 0.8]], "float32")
+    >>> round(float(quadruplet_loss(labels, emb, margin=1.0, margin2=0.5)), 4)
+    1.0727
     """
     labels, distances = prepare(y_true, y_pred, distance, p)
     return quadruplet_loss_from_distances(labels, distances, check_margin(margin), check_margin(margin2, "margin2"))
@@ -82,9 +83,13 @@ class QuadrupletLoss(MetricLoss):
 
     Example:
 
-    >>> import keras
+    >>> import keras, numpy as np
     >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
     >>> model.compile(optimizer="adam", loss=QuadrupletLoss(margin=0.5, margin2=0.25))
+    >>> labels = np.array([0, 0, 1, 1, 2, 2])
+    >>> emb = np.array([[0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.8, -0.6], [-1.0, 0.0], [-0.6, 0.8]], "float32")
+    >>> round(float(QuadrupletLoss(margin=0.5, margin2=0.25)(labels, emb)), 4)
+    0.4563
     """
 
     def __init__(self, margin=1.0, margin2=0.5, distance="euclidean", p=None, name="quadruplet_loss", **kwargs):
@@ -92,7 +97,7 @@ class QuadrupletLoss(MetricLoss):
         self.margin = check_margin(margin)
         self.margin2 = check_margin(margin2, "margin2")
 
-    def compute_from_distances(self, labels, distances, embeddings=None, ref_labels=None, negatives=None):
+    def compute_from_distances(self, labels, distances, *, ref_labels=None, negatives=None):
         return quadruplet_loss_from_distances(labels, distances, self.margin, self.margin2, ref_labels=ref_labels)
 
     def get_config(self):

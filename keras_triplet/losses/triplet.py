@@ -6,7 +6,7 @@ from keras import ops
 from keras_triplet import miners as miners_lib
 from keras_triplet._validation import check_choice, check_margin
 from keras_triplet.losses.base import MetricLoss, prepare
-from keras_triplet.miners.negatives import with_negatives
+from keras_triplet.miners.search import with_negatives
 
 AVERAGES = ("auto", "triplets", "nonzero")
 
@@ -15,9 +15,16 @@ def triplet_loss_from_distances(labels, distances, miner, margin=1.0, soft_margi
     """The triplet loss from a `[B, R]` distance matrix and a miner instance.
 
     See `triplet_loss` for the formula. Returns a float32 scalar. `negatives`: a
-    `miners.negatives` object of this matrix to reuse (see `TripletMiner.mine`); without
-    one, `miners.negatives.with_negatives` picks one.
+    `miners.search` object of this matrix to reuse (see `TripletMiner.mine`); without
+    one, `miners.search.with_negatives` picks one.
     """
+    average = check_options(miner, margin, soft_margin, average)
+    return _mined_triplet_loss(labels, distances, miner, margin, soft_margin, average, ref_labels, negatives)
+
+
+def check_options(miner, margin, soft_margin, average):
+    """Validates the options of a triplet loss with this miner instance (the one place
+    that does); returns `average` with `"auto"` resolved."""
     check_choice(average, AVERAGES, "average")
     if soft_margin and not miner.single_negative:
         raise ValueError(
@@ -31,13 +38,18 @@ def triplet_loss_from_distances(labels, distances, miner, margin=1.0, soft_margi
             "would select triplets whose hinge loss is 0. Give both the same margin."
         )
     if average == "auto":
-        average = "nonzero" if not miner.single_negative else "triplets"
+        return "nonzero" if not miner.single_negative else "triplets"
+    return average
+
+
+def _mined_triplet_loss(labels, distances, miner, margin, soft_margin, average, ref_labels=None, negatives=None):
+    """The triplet loss for options already checked (`average` resolved)."""
     if negatives is None and isinstance(miner, miners_lib.NegativeSearchMiner):
-        # Direct comparisons for P×K batches, a sort otherwise (miners/negatives.py).
+        # Direct comparisons for P×K batches, a sort otherwise (miners/search/choice.py).
         positive, negative = miners_lib.pair_masks(labels, ref_labels)
         return with_negatives(
             distances, negative, positive,
-            lambda found: triplet_loss_from_distances(
+            lambda found: _mined_triplet_loss(
                 labels, distances, miner, margin, soft_margin, average, ref_labels, negatives=found
             ),
         )
@@ -47,7 +59,7 @@ def triplet_loss_from_distances(labels, distances, miner, margin=1.0, soft_margi
     pair = selected["pair_mask"]
     count = selected["negative_count"]
     negative_sum = selected["negative_distance_sum"]
-    # `pair` is 0/1 and the terms are finite: a product masks them (see miners/rows.py).
+    # `pair` is 0/1 and the terms are finite: a product masks them (see miners.base.selection).
     if soft_margin:
         pair_loss = pair * ops.softplus(distances - negative_sum)
     else:
@@ -113,8 +125,10 @@ class TripletLoss(MetricLoss):
     >>> import keras, numpy as np
     >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
     >>> model.compile(optimizer="adam", loss=TripletLoss(margin=0.5, miner="batch-hard"))
-    >>> x, y = np.random.rand(16, 8).astype("float32"), np.repeat(np.arange(4), 4)
-    >>> history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    >>> labels = np.array([0, 0, 1, 1, 2, 2])
+    >>> emb = np.array([[0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.8, -0.6], [-1.0, 0.0], [-0.6, 0.8]], "float32")
+    >>> round(float(TripletLoss(margin=0.5, miner="semi-hard")(labels, emb)), 4)
+    0.1117
     """
 
     def __init__(self, margin=1.0, distance="euclidean", miner="semi-hard", soft_margin=False, average="auto", p=None, name="triplet_loss", **kwargs):
@@ -122,14 +136,13 @@ class TripletLoss(MetricLoss):
         self.margin = check_margin(margin)
         self.miner = miners_lib.get(miner, margin=self.margin, distance=distance, p=p)
         self.soft_margin = bool(soft_margin)
-        self.average = check_choice(average, AVERAGES, "average")
-        # Fail at construction, not at the first batch.
-        if self.soft_margin and not self.miner.single_negative:
-            raise ValueError("soft_margin=True needs the 'batch-hard' or 'semi-hard' miner.")
+        self.average = average
+        # Checked at construction, not at every batch (get_config keeps "auto").
+        self._average = check_options(self.miner, self.margin, self.soft_margin, average)
 
-    def compute_from_distances(self, labels, distances, embeddings=None, ref_labels=None, negatives=None):
-        return triplet_loss_from_distances(
-            labels, distances, self.miner, self.margin, self.soft_margin, self.average,
+    def compute_from_distances(self, labels, distances, *, ref_labels=None, negatives=None):
+        return _mined_triplet_loss(
+            labels, distances, self.miner, self.margin, self.soft_margin, self._average,
             ref_labels=ref_labels, negatives=negatives,
         )
 

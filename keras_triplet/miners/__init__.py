@@ -2,6 +2,21 @@
 
 See `TripletMiner` for what a miner returns, and docs/semantics.md for exactly which
 triplets each miner selects.
+
+Reading order of what `TripletLoss(miner="semi-hard")` computes:
+
+1. `losses/triplet.py`: the loss builds one search of the negatives
+   (`search.with_negatives`) and sums the hinge over the miner's selection;
+2. `miners/semi_hard.py`: the choice per positive pair, one question asked of the search
+   (`closest_beyond`), on the base class `NegativeSearchMiner` of `miners/base.py`;
+3. `miners/search/`: the searches that answer it (its own docstring gives their reading
+   order): `choice.py`, then `direct_negatives.py` (TensorFlow and JAX, P×K batches) or
+   `sorted_negatives.py` (any labels; PyTorch), on `anchor_negatives.py`;
+4. `keras_triplet/_backend/`: the row gather, sort and compaction, per backend.
+
+Beside them: `labels.py` (the positive and negative masks, computed once),
+`masked_extremes.py` (each row's masked argmin / argmax, and one entry per row: batch-hard
+and the semi-hard fallback), `statistics.py` (the mining statistics, on the same search).
 """
 
 from keras_triplet.miners.base import NegativeSearchMiner, TripletMiner

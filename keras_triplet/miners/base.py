@@ -6,7 +6,7 @@ from keras import ops
 from keras_triplet._validation import as_float, check_embeddings, check_labels
 from keras_triplet.distances import check_metric, pairwise_distances
 from keras_triplet.miners.labels import pair_masks
-from keras_triplet.miners.rows import SortedNegatives
+from keras_triplet.miners.search import SortedNegatives
 
 
 class TripletMiner(keras.layers.Layer):
@@ -53,7 +53,7 @@ class TripletMiner(keras.layers.Layer):
     def mine(self, labels, distances, ref_labels=None, negatives=None):
         """The selection from a `[B, R]` matrix (see the class docstring).
 
-        `negatives`: a `miners.negatives` object (sorted or direct) already built from
+        `negatives`: a `miners.search` object (sorted or direct) already built from
         `distances` and these labels, to reuse (a training step shares one with
         `triplet_statistics`); miners that do not search negatives ignore it.
         """
@@ -82,8 +82,8 @@ class NegativeSearchMiner(TripletMiner):
     """Base of the miners that choose, per positive pair, among the anchor's negatives
     by comparing them with `d(a, p)` (semi-hard, batch-all). Subclasses implement
     `choose(negatives)`: the selection in the query layout of `negatives`, a
-    `miners.negatives` object (`rows.SortedNegatives`, or `negatives.DirectNegatives` when
-    a training step passes one). `mine` scatters it back to `[B, R]`; `mine_pairs`
+    `miners.search` object (`SortedNegatives`, or whichever `search.with_negatives` chose
+    when a loss or a training step passes one). `mine` scatters it back to `[B, R]`; `mine_pairs`
     returns it as is, beside the positive distances it refers to."""
 
     def choose(self, negatives):
@@ -109,7 +109,10 @@ def selection(pair_mask, negative_count, negative_distance_sum):
     """Packs a miner's output, zeroing everything outside the used pairs."""
     dtype = negative_distance_sum.dtype
     pair = ops.cast(pair_mask, dtype)
-    # Products, not `where`: the operands are finite (see miners/rows.py on speed).
+    # On eager PyTorch each op on a large `[B, B]` array costs about as much in fresh
+    # memory as in arithmetic, and `where` costs about two products. So: a `where` to
+    # substitute a value, but a product with a 0/1 mask (cast once) to zero out finite
+    # values, as here. Compiled graphs fuse either form.
     return {
         "pair_mask": pair,
         "negative_count": pair * ops.cast(negative_count, dtype),

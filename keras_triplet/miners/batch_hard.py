@@ -6,7 +6,7 @@ from keras import ops
 
 from keras_triplet.miners.base import TripletMiner, selection
 from keras_triplet.miners.labels import pair_masks
-from keras_triplet.miners.rows import gather_rows, masked_argmax, masked_argmin
+from keras_triplet.miners.masked_extremes import gather_rows, masked_argmax, masked_argmin
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")

@@ -19,7 +19,7 @@ class SemiHardMiner(NegativeSearchMiner):
       `argmax_n d(a, n)`, which is the hardest such pair can still learn from;
     * `fallback="none"`: the pair is left out.
 
-    Found by `miners.negatives`: one sort per anchor and a binary search, O(B² log B)
+    Found by `miners.search`: one sort per anchor and a binary search, O(B² log B)
     time and O(B²) memory, or (P×K batches) direct comparisons with each anchor's positives.
 
     Example:

@@ -4,7 +4,7 @@ from keras import ops
 
 from keras_triplet._validation import as_float
 from keras_triplet.miners.labels import pair_masks
-from keras_triplet.miners.negatives import with_negatives
+from keras_triplet.miners.search import with_negatives
 
 
 def _mean_where(values, mask):
@@ -23,7 +23,7 @@ def triplet_statistics(labels, distances, margin=0.0, ref_labels=None, negatives
     * `positive_distance`: mean `d(a, p)` over positive pairs;
     * `negative_distance`: mean `d(a, n)` over negative pairs.
 
-    Gradients are stopped: these are for logging. `negatives`: a `miners.negatives`
+    Gradients are stopped: these are for logging. `negatives`: a `miners.search`
     object of the same matrix and labels to reuse (a training step shares the loss's).
 
     Example:

@@ -9,7 +9,7 @@ One training step, as data:
     x ─ embedder ─▶ raw [B, D] ─ L2-normalise ─▶ embeddings [B, D]
       ─▶ ONE distance matrix d = loss.pairwise(embeddings)            [B, B]
          (with cross-batch memory: ++ d(embeddings, memory)  →        [B, B + M])
-      ─▶ loss.compute_from_distances(labels, d, embeddings=...)       scalar
+      ─▶ loss.compute_from_distances(labels, d)                       scalar
       ─▶ miners.triplet_statistics(labels, stop_gradient(d[:, :B]))  logged metrics
 """
 
@@ -74,21 +74,21 @@ def _metric_loss_class():
     return MetricLoss
 
 
-def loss_and_statistics(loss_fn, labels, distances, embeddings=None):
+def loss_and_statistics(loss_fn, labels, distances):
     """A metric loss's value and the mining statistics of one `[B, B]` distance matrix,
     as a training step computes them: `(loss, miners.triplet_statistics(...))`.
 
-    One search of the negatives (`miners.negatives.with_negatives`: direct for P×K
+    One search of the negatives (`miners.search.with_negatives`: direct for P×K
     batches, sorted otherwise) serves the loss's miner and the statistics; the
     statistics see the distances with gradients stopped.
     """
     from keras_triplet.miners import pair_masks, triplet_statistics
-    from keras_triplet.miners.negatives import with_negatives
+    from keras_triplet.miners.search import with_negatives
 
     blocked = ops.stop_gradient(distances)
 
     def compute(negatives):
-        value = loss_fn.compute_from_distances(labels, distances, embeddings=embeddings, negatives=negatives)
+        value = loss_fn.compute_from_distances(labels, distances, negatives=negatives)
         return value, triplet_statistics(labels, blocked, margin=loss_fn.margin, negatives=negatives)
 
     positive, negative = pair_masks(labels)
@@ -359,13 +359,11 @@ class TripletModel(_backend_steps(), keras.Model):
             ref_labels = ops.concatenate(
                 [labels, ops.where(valid, memory_labels, -1)], axis=0
             )
-            value = loss_fn.compute_from_distances(
-                labels, all_distances, embeddings=embeddings, ref_labels=ref_labels
-            )
+            value = loss_fn.compute_from_distances(labels, all_distances, ref_labels=ref_labels)
             new_memory = memory_module.push(memory_state, embeddings, labels)
             stats = triplet_statistics(labels, blocked, margin=loss_fn.margin)
         else:
-            value, stats = loss_and_statistics(loss_fn, labels, distances, embeddings=embeddings)
+            value, stats = loss_and_statistics(loss_fn, labels, distances)
 
         stats = dict(stats)
         raw = ops.stop_gradient(raw)

@@ -1,106 +1,31 @@
-"""Per-anchor row operations on a `[B, R]` distance matrix, in O(B·R) memory.
+"""The sorted search: each anchor's negatives sorted once, then binary-searched.
 
-The idea that keeps semi-hard and batch-all mining quadratic: sort each anchor's
-negative distances once. Then
+The idea that keeps semi-hard and batch-all mining quadratic for any labels: with each
+anchor's negative distances in ascending order,
 
 * "the closest negative farther than t" is the entry at index `count(negatives ≤ t)`;
 * "the sum over negatives of max(t + margin − d(a, n), 0)" is
   `k · (t + margin) − prefix_sum[k]` with `k = count(negatives < t + margin)`.
 
-Counts come from a vectorised binary search (`count_below`): exact `<`/`≤`
-comparisons, O(log R) gathers of `[B, M]`, and no reliance on a stable sort. Gradients
-reach the chosen distances through row gathers; nothing of size B³ exists.
+Counts come from a vectorised binary search (`count_below`): exact `<` / `≤`
+comparisons, O(log R) gathers of `[B, M]`, and no reliance on a stable sort. O(B·R log R)
+time, O(B·R) memory. Gradients reach the chosen distances through row gathers; nothing
+of size B³ exists.
 """
 
 import math
 
 from keras import ops
 
-from keras_triplet._kernels import INDEX_DTYPE, argsort_rows, compact_columns, scatter_rows, take_along_rows
-
-
-# On eager PyTorch each op on a large `[B, B]` array costs about as much in fresh memory
-# as in arithmetic, and `where` costs about two products. So: one `where` to substitute
-# a value, but a product with a 0/1 mask (cast once, used several times) to zero out
-# finite values. Compiled graphs fuse either form.
-
-
-def masked_argmin(values, mask):
-    """Index of the smallest `values` entry where `mask` holds, per row, and whether any."""
-    big = ops.max(ops.stop_gradient(values)) + 1.0
-    return ops.argmin(ops.where(mask, ops.stop_gradient(values), big), axis=1), ops.any(mask, axis=1)
-
-
-def masked_argmax(values, mask):
-    """Index of the largest `values` entry where `mask` holds, per row, and whether any."""
-    small = ops.min(ops.stop_gradient(values)) - 1.0
-    return ops.argmax(ops.where(mask, ops.stop_gradient(values), small), axis=1), ops.any(mask, axis=1)
-
-
-def gather_rows(values, index):
-    """`values[a, index[a]]` for each row `a` (differentiable in `values`)."""
-    return take_along_rows(values, ops.expand_dims(ops.cast(index, INDEX_DTYPE), 1))[:, 0]
-
-
-class AnchorNegatives:
-    """What both searches of each anchor's negatives share (`SortedNegatives` here,
-    `negatives.DirectNegatives`): the `[B, R]` arrays they are built from, each anchor's
-    number of negatives, the query layout, and `count_within`, run once per distinct
-    question (a training step shares one object between the miner and the statistics).
-
-    Questions are asked at the *query* columns of each row: the positives, the only
-    columns whose thresholds matter. They are all `R` columns unless a subclass compacts
-    them to `[B, M]` (`_compact`); `query_mask` and `query_distances` are in that layout,
-    and `expand` brings a query-layout array back to `[B, R]`. Subclasses implement
-    `_count_below(thresholds, inclusive)`, `band` and `closest_beyond`
-    (`miners/negatives.py` has the contract).
-
-    Attributes:
-        distances, negative_mask, positive_mask: the `[B, R]` arrays it was built from.
-        count: `[B]`, the number of negatives of each anchor.
-        query_mask: the positive mask in query layout.
-        query_distances: the distances in query layout (differentiable).
-    """
-
-    def __init__(self, distances, negative_mask, positive_mask):
-        self.distances = distances
-        self.negative_mask, self.positive_mask = negative_mask, positive_mask
-        self.count = ops.cast(ops.sum(ops.cast(negative_mask, "int32"), axis=1), INDEX_DTYPE)
-        self._columns = None
-        self.query_mask, self.query_distances = positive_mask, distances
-        self._counts = {}
-
-    def _compact(self, columns, query_mask=None):
-        """Query layout `[B, M]`: the given columns of each row (`query_mask`: when not
-        simply the positive mask at those columns)."""
-        self._columns = columns
-        self.query_mask = take_along_rows(self.positive_mask, columns) if query_mask is None else query_mask
-        self.query_distances = take_along_rows(self.distances, columns)
-
-    def expand(self, values):
-        """A `[B, M]` query-layout array as `[B, R]` (0 outside the query columns)."""
-        if self._columns is None:
-            return values
-        return scatter_rows(values, self._columns, ops.shape(self.distances)[1])
-
-    def count_within(self, offset=0.0, inclusive=False):
-        """`[B, M]`: per query column, how many negatives lie below `d(a, p) + offset`
-        (`≤` if inclusive); computed once per `(offset, inclusive)`."""
-        key = (float(offset), bool(inclusive))
-        if key not in self._counts:
-            thresholds = self.query_distances + offset if offset else self.query_distances
-            self._counts[key] = self._count_below(ops.stop_gradient(thresholds), inclusive)
-        return self._counts[key]
-
-    def _count_below(self, thresholds, inclusive):
-        raise NotImplementedError
+from keras_triplet._backend import INDEX_DTYPE, argsort_rows, compact_columns, take_along_rows
+from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 
 
 class SortedNegatives(AnchorNegatives):
     """Each anchor's negative distances in ascending order, and searches in them.
 
     Builds on `AnchorNegatives`. The query columns are compacted to each anchor's
-    positives on eager PyTorch only (`_kernels.compact_columns`: M the largest number of
+    positives on eager PyTorch only (`_backend.compact_columns`: M the largest number of
     positives of an anchor); compiled graphs keep all `R` (static shapes).
 
     Attributes (beyond `AnchorNegatives`'):

@@ -1,0 +1,38 @@
+"""Row primitives in `keras.ops` (TensorFlow, JAX, and any other backend)."""
+
+from keras import ops
+
+INDEX_DTYPE = "int32"
+
+# XLA fuses a broadcast comparison and its reduction: the direct search pays off.
+FUSES_BROADCAST_COMPARISONS = True
+
+
+def argsort_rows(x):
+    return ops.argsort(x, axis=1)
+
+
+def take_along_rows(x, index):
+    # A gather from the flattened array at `row · width + index`: `[B, M]` int32 indices,
+    # where `take_along_axis` builds `[B, M, 2]` ones (and XLA constant-folds an iota of
+    # that size at compile time).
+    return ops.take(ops.reshape(x, (-1,)), _flat(index, ops.shape(x)[1]), axis=0)
+
+
+def compact_columns(mask):
+    # Compiled graphs need static shapes: every column is searched.
+    return None
+
+
+def scatter_rows(values, index, width):
+    # The inverse of `take_along_rows` for distinct indices per row (the direct
+    # search's positive columns): a scatter into the flattened `[B, width]` array.
+    rows = ops.shape(values)[0]
+    flat = ops.scatter(ops.reshape(_flat(index, width), (-1, 1)), ops.reshape(values, (-1,)), (rows * width,))
+    return ops.reshape(flat, (rows, width))
+
+
+def _flat(index, width):
+    """`[B, M]` column indices as indices into the flattened `[B, width]` array."""
+    rows = ops.shape(index)[0]
+    return index + ops.expand_dims(ops.arange(rows, dtype=index.dtype) * ops.cast(width, index.dtype), 1)

@@ -1,0 +1,36 @@
+"""The search of each anchor's negatives at its positive pairs: two searches, one choice.
+
+Semi-hard and batch-all mining and the mining statistics ask the same few questions of
+every positive pair `(a, p)`, about the negatives `n` of the anchor `a`:
+
+* `count_within(offset, inclusive)`: how many have `d(a, n) < d(a, p) + offset` (`≤`);
+* `band(stop_offset, stop_inclusive, start_offset)`: how many, and the sum of their
+  distances (differentiable), lie in `(d(a, p) + start_offset, d(a, p) + stop_offset)`;
+* `closest_beyond(or_farthest)`: the closest one with `d(a, n) > d(a, p)`, and whether
+  there is one (semi-hard); optionally the farthest negative where there is none.
+
+Reading order:
+
+1. `choice.py`: `with_negatives(distances, negative_mask, positive_mask, fn)` builds one
+   search object per step and evaluates `fn` with it: the direct search for P×K batches
+   on TensorFlow and JAX, the sorted search otherwise (and on PyTorch).
+2. `anchor_negatives.py`: `AnchorNegatives`, what both searches share (the masks, each
+   anchor's number of negatives, the query layout, `count_within` computed once).
+3. `direct_negatives.py`: `DirectNegatives`, each anchor's few positives compared with
+   all its negatives, `[B, M, R]` comparisons that XLA fuses; no sort.
+4. `sorted_negatives.py`: `SortedNegatives`, each anchor's negatives sorted once and
+   binary-searched: O(B·R log R) time, O(B·R) memory, any labels.
+
+Both answer with exact `<` / `≤` comparisons and give the same selections. Row gathers,
+sorts and compaction come from `keras_triplet._backend`.
+"""
+
+from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
+from keras_triplet.miners.search.choice import DIRECT_MAX_ENTRIES, DIRECT_MAX_POSITIVES, SEARCHES, with_negatives
+from keras_triplet.miners.search.direct_negatives import DirectNegatives
+from keras_triplet.miners.search.sorted_negatives import SortedNegatives
+
+__all__ = [
+    "AnchorNegatives", "DirectNegatives", "SortedNegatives", "with_negatives",
+    "SEARCHES", "DIRECT_MAX_POSITIVES", "DIRECT_MAX_ENTRIES",
+]

@@ -1,0 +1,95 @@
+"""`with_negatives`: which search of the negatives a batch gets, decided once per step."""
+
+from keras import ops
+
+from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS
+from keras_triplet._validation import check_choice
+from keras_triplet.miners.search.direct_negatives import DirectNegatives
+from keras_triplet.miners.search.sorted_negatives import SortedNegatives
+
+SEARCHES = ("auto", "direct", "sorted")
+# Compiled graphs need a static M: compare at most this many positives per anchor (P×K
+# batches with K ≤ 17); more take the sorted search.
+DIRECT_MAX_POSITIVES = 16
+# Largest B·M·R for `[B, M, R]` comparisons (16 M booleans: B = 1024 with M = 16). Beyond
+# it, the sorted search: O(B²) memory at B = 4096.
+DIRECT_MAX_ENTRIES = 2**24
+
+
+def with_negatives(distances, negative_mask, positive_mask, fn, search="auto"):
+    """`fn(negatives)` with a `DirectNegatives` or a `SortedNegatives` of this matrix.
+
+    Args:
+        distances: `[B, R]`; negative_mask, positive_mask: `[B, R]` booleans
+            (`miners.pair_masks`).
+        fn: a function of the search object returning a nest of tensors, the same for
+            both searches (a compiled step traces it once per search).
+        search: `"auto"` (default): the direct search where the backend fuses its
+            comparisons (`_backend.FUSES_BROADCAST_COMPARISONS`: TensorFlow, JAX) and every
+            anchor has at most `DIRECT_MAX_POSITIVES` positives, within
+            `DIRECT_MAX_ENTRIES` comparisons; the sorted search otherwise (and on PyTorch).
+            `"sorted"`: always the sorted search. `"direct"`: the direct search whenever it
+            is exact, without the size caps: eagerly always (M sized by the data); in a
+            compiled function, where M must be static, a class larger than
+            `DIRECT_MAX_POSITIVES + 1` still takes the sorted search. Both searches give
+            the same numbers (up to float rounding of sums); `"direct"` and `"sorted"` are
+            for benchmarks and tests.
+
+    Eagerly the choice is made in Python from the data (and M sized by it); in a
+    compiled function it is an `ops.cond` on the data, whose two branches both compile.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> from keras_triplet.miners import pair_masks
+    >>> d = ops.convert_to_tensor(np.array(
+    ...     [[0, 1, 2, 4], [1, 0, 3, 1], [2, 3, 0, 5], [4, 1, 5, 0]], "float32"))
+    >>> positive, negative = pair_masks(ops.convert_to_tensor(np.array([0, 0, 1, 1])))
+    >>> def hard_triplets(found):  # how many triplets have d(a, n) < d(a, p)
+    ...     return ops.sum(ops.where(found.query_mask, found.count_within(0.0), 0))
+    >>> int(with_negatives(d, negative, positive, hard_triplets))
+    4
+    """
+    check_choice(search, SEARCHES, "negative search")
+
+    def sorted_search():
+        return fn(SortedNegatives(distances, negative_mask, positive_mask))
+
+    def direct_search(width):
+        return fn(DirectNegatives(distances, negative_mask, positive_mask, width))
+
+    rows, width = distances.shape[0], distances.shape[1]
+    if width == 0 or search == "sorted" or (search == "auto" and not FUSES_BROADCAST_COMPARISONS):
+        return sorted_search()
+    capped = search == "auto"
+    cap = DIRECT_MAX_POSITIVES if width is None else min(DIRECT_MAX_POSITIVES, width)
+    most = ops.max(ops.sum(ops.cast(positive_mask, "int32"), axis=1)) if rows != 0 else 0
+    eager = _python_int(most)
+    if eager is not None:  # decide on the data, M sized by it
+        m = max(eager, 1)
+        if capped and (m > cap or _too_large(rows, m, width)):
+            return sorted_search()
+        return direct_search(m)
+    if _too_large(rows, cap, width):
+        return sorted_search()
+    fits = most <= cap
+    if rows is None or width is None:  # a graph with a dynamic batch size
+        size = ops.shape(distances)
+        fits = ops.logical_and(fits, size[0] * cap * size[1] <= DIRECT_MAX_ENTRIES)
+    return ops.cond(fits, lambda: direct_search(cap), sorted_search)
+
+
+def _too_large(rows, m, width):
+    return rows is not None and width is not None and rows * m * width > DIRECT_MAX_ENTRIES
+
+
+def _python_int(value):
+    """The value of a scalar tensor as a Python int, or None while tracing a compiled
+    function (jax.jit, tf.function), where it has no value yet."""
+    if isinstance(value, int):
+        return value
+    try:
+        return int(ops.convert_to_numpy(value))
+    except Exception:  # a tracer or a symbolic tensor: each backend raises its own error
+        return None
