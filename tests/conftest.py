@@ -175,3 +175,30 @@ def make_optimizer_steps_no_ops(setattr):
 def no_optimizer_steps(monkeypatch):
     """Every Keras optimizer step is a no-op for the duration of the test."""
     make_optimizer_steps_no_ops(monkeypatch.setattr)
+
+
+# ------------------------------------------------------------------ doctest count
+
+_DOCTESTS = set()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Remembers the docstring examples collected by --doctest-modules (pyproject.toml)."""
+    _DOCTESTS.update(item.nodeid for item in items if isinstance(item, pytest.DoctestItem))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line with the doctest count, so that the run shows the examples ran."""
+    if not _DOCTESTS:
+        return
+    counts = {
+        outcome: sum(
+            1 for r in terminalreporter.stats.get(outcome, ())
+            if getattr(r, "nodeid", None) in _DOCTESTS and getattr(r, "when", "call") == "call"
+        )
+        for outcome in ("passed", "failed", "skipped")
+    }
+    terminalreporter.write_line(
+        f"doctests (docstring examples of keras_triplet): {counts['passed']} passed, "
+        f"{counts['failed']} failed, {counts['skipped']} skipped, of {len(_DOCTESTS)} collected"
+    )
