@@ -19,12 +19,14 @@ from sklearn.model_selection import train_test_split
 from keras_triplet import TripletModel, losses
 from keras_triplet.metrics import retrieval_metrics
 
-# A short fit: 6 epochs of ~10 batches of 128. Measured held-out MAP@R gains over the
-# untrained model on the three backends: triplet 0.36–0.53 (batch-hard the lowest),
-# quadruplet 0.28–0.30, angular 0.45–0.47. The bar leaves room for seeds and backends
-# and stays far above the 0 of a model whose optimizer does nothing.
+# A short fit: 6 epochs of ~10 batches of 128. Each loss must gain at least MIN_GAIN of
+# held-out MAP@R over the same model untrained; a model whose optimizer does nothing gains
+# exactly 0. Measured gains (TensorFlow, JAX, PyTorch): triplet semi-hard and batch-all
+# 0.50-0.54, batch-hard 0.36-0.42, angular 0.44-0.49, quadruplet 0.22-0.30 (it learns
+# more slowly at these margins, hence its lower bar).
 EPOCHS = 6
-MIN_GAIN = 0.2
+MIN_GAIN = {"quadruplet": 0.12}
+DEFAULT_MIN_GAIN = 0.25
 
 LOSSES = {
     "triplet-semi-hard": lambda: losses.TripletLoss(margin=0.2, miner="semi-hard"),
@@ -48,9 +50,10 @@ def scores(model, x, y):
     return m["map@r"], m["recall@1"]
 
 
-def assert_learns(name, digits, epochs=EPOCHS, min_gain=MIN_GAIN, seed=0):
+def assert_learns(name, digits, epochs=EPOCHS, seed=0):
     """Fits a tiny MLP `TripletModel` with the loss `LOSSES[name]` and asserts that its
-    held-out MAP@R gains at least `min_gain` over the same model before training."""
+    held-out MAP@R gains at least `MIN_GAIN` over the same model before training."""
+    min_gain = MIN_GAIN.get(name, DEFAULT_MIN_GAIN)
     x_train, x_test, y_train, y_test = digits
     keras.utils.set_random_seed(seed)
     embedder = keras.Sequential(
@@ -87,7 +90,7 @@ def test_digits_quick_start(capsys):
     """`python -m apps.digits_quickstart` with a small budget: the trained embedding beats
     raw pixels and the untrained embedder on held-out MAP@R, and all three are printed.
 
-    Measured with 8 epochs on the three backends: trained 0.83–0.88 against raw pixels'
+    Measured with 8 epochs on the three backends: trained 0.85–0.86 against raw pixels'
     0.53 and untrained 0.40–0.44 (30 epochs, the default: 0.92–0.94)."""
     from apps import digits_quickstart
 
