@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 BACKENDS := tensorflow jax torch
 PYTEST_ARGS ?=
 
-.PHONY: install lint format test test-all demo bench clean
+.PHONY: install lint format test demo bench clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,16 +31,12 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Run the suite once per backend; fail if any backend fails (but run them all).
+# Run the suite once per backend, with every docstring example of keras_triplet as a
+# doctest (pyproject.toml: testpaths and --doctest-modules); fail if any backend fails
+# (but run them all). Every test runs, the slower ones too.
 test: install
 	@status=0; for b in $(BACKENDS); do \
 	  echo "=== KERAS_BACKEND=$$b"; \
-	  KERAS_BACKEND=$$b $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS) || status=1; \
-	done; exit $$status
-
-test-all: install
-	@status=0; for b in $(BACKENDS); do \
-	  echo "=== KERAS_BACKEND=$$b (with slow tests)"; \
 	  KERAS_BACKEND=$$b $(PY) -m pytest -q $(PYTEST_ARGS) || status=1; \
 	done; exit $$status
 

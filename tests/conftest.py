@@ -144,3 +144,61 @@ def make_batch(seed, labels, dim=4, scale=1.0):
     gen = np.random.default_rng(seed)
     x = gen.normal(size=(len(labels), dim)) * scale
     return x.astype(np.float32).astype(np.float64)
+
+
+def make_optimizer_steps_no_ops(setattr):
+    """Replaces every Keras optimizer step by one that changes nothing, on every backend.
+
+    `setattr` is `monkeypatch.setattr` (undone after the test). Covers the three ways a
+    step reaches an optimizer: `apply` (TensorFlow and PyTorch trainers), `apply_gradients`
+    (user code) and `stateless_apply` (the JAX trainer), also through the mixed-precision
+    `LossScaleOptimizer`. Used to prove that the learning tests notice when training
+    learns nothing.
+    """
+
+    def apply(self, grads, trainable_variables=None):
+        return None
+
+    def apply_gradients(self, grads_and_vars):
+        return self.iterations
+
+    def stateless_apply(self, optimizer_variables, grads, trainable_variables):
+        return list(trainable_variables), list(optimizer_variables)
+
+    for cls in (keras.optimizers.Optimizer, keras.optimizers.LossScaleOptimizer):
+        setattr(cls, "apply", apply)
+        setattr(cls, "apply_gradients", apply_gradients)
+        setattr(cls, "stateless_apply", stateless_apply)
+
+
+@pytest.fixture
+def no_optimizer_steps(monkeypatch):
+    """Every Keras optimizer step is a no-op for the duration of the test."""
+    make_optimizer_steps_no_ops(monkeypatch.setattr)
+
+
+# ------------------------------------------------------------------ doctest count
+
+_DOCTESTS = set()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Remembers the docstring examples collected by --doctest-modules (pyproject.toml)."""
+    _DOCTESTS.update(item.nodeid for item in items if isinstance(item, pytest.DoctestItem))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line with the doctest count, so that the run shows the examples ran."""
+    if not _DOCTESTS:
+        return
+    counts = {
+        outcome: sum(
+            1 for r in terminalreporter.stats.get(outcome, ())
+            if getattr(r, "nodeid", None) in _DOCTESTS and getattr(r, "when", "call") == "call"
+        )
+        for outcome in ("passed", "failed", "skipped")
+    }
+    terminalreporter.write_line(
+        f"doctests (docstring examples of keras_triplet): {counts['passed']} passed, "
+        f"{counts['failed']} failed, {counts['skipped']} skipped, of {len(_DOCTESTS)} collected"
+    )

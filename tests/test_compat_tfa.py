@@ -160,7 +160,8 @@ def _load_fixtures():
     paths = [os.path.join(FIXTURES, n) for n in ("tfa_triplet.json", "tfa_inputs.npz")]
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
-        pytest.skip(f"tensorflow-addons fixtures not generated yet: {', '.join(map(os.path.basename, missing))}")
+        pytest.fail(f"tensorflow-addons fixtures missing: {', '.join(map(os.path.basename, missing))} "
+                    "(regenerate with `bash tools/make_fixtures.sh tfa`)")
     with open(paths[0]) as f:
         cases = json.load(f)
     inputs = np.load(paths[1])
@@ -241,7 +242,7 @@ def test_fixtures_values():
 def test_fixtures_gradients():
     cases, inputs, grads = _load_fixtures()
     if grads is None:
-        pytest.skip("tests/fixtures/tfa_grads.npz not generated")
+        pytest.fail("tests/fixtures/tfa_grads.npz is missing (regenerate with `bash tools/make_fixtures.sh tfa`)")
     bad = []
     checked = 0
     seen = {}

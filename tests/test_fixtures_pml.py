@@ -37,8 +37,9 @@ def fixtures():
     paths = [os.path.join(FIXTURES, n) for n in ("pml_losses.json", "pml_inputs.npz")]
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
-        pytest.skip(
-            f"pytorch-metric-learning fixtures not generated yet: {', '.join(map(os.path.basename, missing))}"
+        pytest.fail(
+            f"pytorch-metric-learning fixtures missing: {', '.join(map(os.path.basename, missing))} "
+            "(regenerate with `bash tools/make_fixtures.sh pml`)"
         )
     with open(paths[0]) as f:
         doc = json.load(f)

@@ -65,7 +65,6 @@ def test_k_is_capped_at_the_index_size():
 
 @pytest.mark.parametrize("metric", METRICS)
 def test_faiss_matches_exact(metric):
-    pytest.importorskip("faiss")
     refs, queries = _data(seed=1, n=500)
     exact = EmbeddingIndex(metric=metric)
     fast = EmbeddingIndex(metric=metric, backend="faiss")
@@ -166,7 +165,6 @@ def test_round_trip_without_labels_empty_and_compressed(tmp_path):
 
 
 def test_faiss_index_loads_from_a_file(tmp_path):
-    pytest.importorskip("faiss")
     index, path = _saved(tmp_path, "euclidean")
     fast = EmbeddingIndex.load(path, backend="faiss")
     queries = _data(seed=3)[1]

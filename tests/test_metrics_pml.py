@@ -19,10 +19,10 @@ JSON = os.path.join(FIXTURES, "pml_accuracy.json")
 INPUTS = os.path.join(FIXTURES, "pml_accuracy_inputs.npz")
 
 if not (os.path.exists(JSON) and os.path.exists(INPUTS)):
-    pytest.skip(
+    pytest.fail(
         "pytorch-metric-learning fixtures missing (tests/fixtures/pml_accuracy.json and "
         "pml_accuracy_inputs.npz; regenerate with tools/fixtures_pml.py)",
-        allow_module_level=True,
+        pytrace=False,
     )
 
 with open(JSON) as f:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("matplotlib")
+import matplotlib  # noqa: E402, F401 - the plots extra, part of the dev install
 
 from keras_triplet import plots  # noqa: E402
 from keras_triplet.metrics import equal_error_rate, pair_distances  # noqa: E402

@@ -258,11 +258,7 @@ def test_import_without_tensorflow():
 
 # ------------------------------------------------------------------- tf.data pipelines
 
-try:
-    import tensorflow as tf
-except ImportError:  # pragma: no cover - TensorFlow is a test dependency here
-    tf = None
-needs_tf = pytest.mark.skipif(tf is None, reason="tf.data needs TensorFlow")
+import tensorflow as tf  # noqa: E402 - the tf.data pipelines; tensorflow-cpu is part of the dev install
 
 
 def take(ds, n):
@@ -277,7 +273,6 @@ def jax_free(x):
     return x.numpy()
 
 
-@needs_tf
 def test_as_dataset_arrays_follow_the_indices():
     labels = imbalanced_labels(3)
     N = labels.size
@@ -301,7 +296,6 @@ def test_as_dataset_arrays_follow_the_indices():
                                   sampler.batch_indices(sampler.steps_per_epoch))
 
 
-@needs_tf
 def test_as_dataset_tuple_and_dict_inputs():
     labels = np.repeat(np.arange(6), 4)
     a = np.arange(24, dtype="float32")[:, None]
@@ -332,7 +326,6 @@ def npy_items(tmp_path):
     return paths, np.arange(40) // 5
 
 
-@needs_tf
 @pytest.mark.parametrize("items_per_call", [None, 1, 5, 12])
 def test_as_dataset_items_parallel_loading_keeps_order(npy_items, items_per_call):
     paths, labels = npy_items
@@ -356,7 +349,6 @@ def test_as_dataset_items_parallel_loading_keeps_order(npy_items, items_per_call
         np.testing.assert_array_equal(xb[:, 0, 0].astype(int) // 5, yb)
 
 
-@needs_tf
 def test_as_dataset_items_specs(npy_items):
     paths, labels = npy_items
     sampler = PKSampler(labels, 2, 2, seed=0)
@@ -384,7 +376,6 @@ def test_as_dataset_items_specs(npy_items):
     assert x["mean"].shape == (4, 1)
 
 
-@needs_tf
 def test_as_dataset_items_errors(npy_items):
     paths, labels = npy_items
     sampler = PKSampler(labels, 2, 2, seed=0)
@@ -400,9 +391,10 @@ def test_as_dataset_items_errors(npy_items):
         take(ds, 2 * sampler.steps_per_epoch)
 
 
-@pytest.mark.slow  # a fresh TensorFlow process with two logical CPUs
-@needs_tf
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute check")
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="runs once per suite, on the TensorFlow pass (a tf.distribute check in a fresh process)",
+)
 def test_mirrored_strategy_replicas_get_whole_classes():
     code = textwrap.dedent(
         """
@@ -497,7 +489,6 @@ def tiny_model(classes):
     return model
 
 
-@needs_tf
 def test_fit_with_tf_data_arrays_and_items(npy_items):
     paths, labels = npy_items
     x = np.stack([np.load(p) for p in paths])
@@ -532,8 +523,6 @@ def test_fit_with_pydataset(npy_items):
     assert last[0][0] != last[-1][0]
 
 
-@needs_tf
-@pytest.mark.slow  # a fresh TensorFlow process
 def test_process_exits_with_a_live_items_pipeline(tmp_path):
     """An endless pipeline still prefetching at exit must not hang the interpreter."""
     code = textwrap.dedent(

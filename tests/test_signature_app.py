@@ -394,8 +394,9 @@ def test_notebook_is_valid_and_compiles():
     reason="the notebook executes once per suite run, on the TensorFlow pass",
 )
 def test_notebook_executes(tmp_path):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
+    import nbclient
+    import nbformat
+
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": ROOT}}).execute()

@@ -40,16 +40,6 @@ def mlp(input_dim=64, dim=16, seed=0, hidden=64):
     )
 
 
-@pytest.fixture(scope="module")
-def digits():
-    from sklearn.datasets import load_digits
-
-    data = load_digits()
-    x = (data.data / 16.0).astype("float32")
-    y = data.target.astype("int32")
-    return x, y
-
-
 @pytest.fixture
 def small_batch():
     rng = np.random.default_rng(0)
@@ -72,82 +62,6 @@ def compiled_model(input_dim=10, dim=8, loss=None, run_eagerly=False, **kwargs):
 
 
 # ---------------------------------------------------------------------------- training
-
-
-def distort_digits(x, rng):
-    """Random small affine distortions of 8×8 digit images (rows of 64 values in
-    [0, 1]): rotation ±10°, scale ±10 %, shift ±0.7 px, bilinear (scipy.ndimage)."""
-    from scipy import ndimage
-
-    angle = np.deg2rad(rng.uniform(-10, 10, len(x)))
-    scale = rng.uniform(0.9, 1.1, len(x))
-    shift = rng.uniform(-0.7, 0.7, (len(x), 2))
-    centre = np.array([3.5, 3.5])
-    out = np.empty_like(x)
-    for i in range(len(x)):
-        c, s = np.cos(angle[i]), np.sin(angle[i])
-        matrix = np.array([[c, -s], [s, c]]) / scale[i]
-        out[i] = ndimage.affine_transform(
-            x[i].reshape(8, 8), matrix, offset=centre - matrix @ centre - shift[i], order=1, mode="constant"
-        ).ravel()
-    return np.clip(out, 0.0, 1.0).astype("float32")
-
-
-def digits_model(x_train, seed, steps=300, images_per_batch=56, views=2, branches=3, weight=0.4):
-    """A TripletModel for 8×8 digits that transfers to digits it never saw.
-
-    The embedding is the unit-norm pixels beside `branches` small MLPs, each unit-norm
-    and scaled so that together they weigh `weight²` against the pixels' 1: squared
-    distances are the pixels' cosine distance plus a learned term. The MLPs learn by
-    instance discrimination: a batch holds `images_per_batch` training images × `views`
-    random distortions, labelled by image, batch-hard triplet loss. That teaches what
-    stays the same when a digit is written a little differently, which transfers to
-    unseen digits; a metric learnt from the seven training classes' labels does not
-    (it keeps only what separates 0–6: 5–10 misses on 7–9 in our runs)."""
-    rng = np.random.default_rng(seed)
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((64,))
-    parts = [keras.layers.UnitNormalization()(inputs)]
-    for _ in range(branches):
-        hidden = keras.layers.Dense(256, activation="relu")(inputs)
-        learned = keras.layers.UnitNormalization()(keras.layers.Dense(32)(hidden))
-        parts.append(keras.layers.Rescaling(weight / branches**0.5)(learned))
-    model = TripletModel(inputs, keras.layers.Concatenate()(parts))
-    model.compile(
-        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(1e-3, steps)),
-        loss=losses.TripletLoss(margin=0.2, miner="batch-hard"),
-    )
-    index = np.concatenate(
-        [np.repeat(rng.choice(len(x_train), images_per_batch, replace=False), views) for _ in range(steps)]
-    )
-    history = model.fit(
-        distort_digits(x_train[index], rng), index.astype("int32"),
-        batch_size=images_per_batch * views, epochs=1, shuffle=False, verbose=0,
-    )
-    assert np.isfinite(history.history["loss"]).all()
-    return model
-
-
-def test_digits_unseen_classes(digits):
-    """Trained on images of digits 0–6 only, the embedding retrieves the unseen digits
-    7–9 better than raw-pixel nearest neighbours.
-
-    Raw pixels are strong here: Recall@1 0.9906 (5 misses in 533) with Euclidean
-    distances, 0.9925 (4 misses) with cosine distances, the geometry `digits_model`
-    starts from (the pixels, L2-normalised). Over two seeds the embedding must beat the
-    Euclidean baseline (the issue's criterion) and at least match the cosine one (so
-    the learned part does not make it worse). Measured over 5–20 seeds per backend:
-    1–4 misses, mean 2.1–2.8.
-    """
-    x, y = digits
-    seen = y <= 6
-    x_test, y_test = x[~seen], y[~seen]
-    raw = recall_at_1(x_test, y_test)
-    raw_cosine = recall_at_1(x_test / np.linalg.norm(x_test, axis=1, keepdims=True), y_test)
-    recalls = [recall_at_1(digits_model(x[seen], seed).embed(x_test), y_test) for seed in (0, 1)]
-    misses = [round((1 - r) * len(y_test)) for r in recalls]
-    assert np.mean(recalls) > raw, (misses, raw)
-    assert np.mean(recalls) >= raw_cosine, (misses, raw_cosine)
 
 
 @pytest.fixture(scope="module")
