@@ -95,14 +95,14 @@ MUTANTS = [
         tests=["tests/test_miners.py", "tests/test_negatives.py"],
         patches=[
             (   # the sorted search: the first sorted negative
-                "keras_triplet/miners/rows.py",
+                "keras_triplet/miners/search/sorted_negatives.py",
                 "first_farther = self.count_within(0.0, inclusive=True)",
                 "first_farther = 0 * self.count_within(0.0, inclusive=True)",
             ),
             (   # the direct search: every negative lies above a threshold of -1
-                "keras_triplet/miners/negatives.py",
-                "value, found = closest_negative_above(self._negative_distances, self._thresholds)",
-                "value, found = closest_negative_above(self._negative_distances, self._thresholds * 0.0 - 1.0)",
+                "keras_triplet/miners/search/direct_negatives.py",
+                "beyond = ops.stop_gradient(rows) > ops.expand_dims(self._thresholds, 2)",
+                "beyond = ops.stop_gradient(rows) > ops.expand_dims(self._thresholds * 0.0 - 1.0, 2)",
             ),
         ],
     ),
@@ -155,7 +155,7 @@ MUTANTS = [
         "index checksum skips the ids",
         tests=["tests/test_index.py"],
         patches=[(
-            "keras_triplet/index.py",
+            "keras_triplet/index/file_format.py",
             "    for name in sorted(arrays):\n        a = np.ascontiguousarray(arrays[name])",
             "    for name in sorted(n for n in arrays if n != \"ids\"):\n        a = np.ascontiguousarray(arrays[name])",
         )],
@@ -164,10 +164,19 @@ MUTANTS = [
         "audio app's evaluate scores against permuted labels",
         tests=["tests/test_audio_app.py"],
         patches=[(
-            "apps/audio_similarity/commands.py",
-            'result = _metrics(emb, fs.labels, "euclidean", retrieval_metrics, verification_metrics)',
-            'result = _metrics(emb, np.random.default_rng(0).permutation(fs.labels), "euclidean", '
-            "retrieval_metrics, verification_metrics)",
+            "apps/audio_similarity/evaluation.py",
+            'result = score_embeddings(emb, fs.labels, "euclidean")',
+            'result = score_embeddings(emb, __import__("numpy").random.default_rng(0).permutation(fs.labels), "euclidean")',
+        )],
+    ),
+    Mutant(
+        "signature app's evaluation scores against permuted writers",
+        tests=["tests/test_signature_app.py"],
+        patches=[(
+            "apps/signature_verification/evaluation.py",
+            "scores = protocol.verification_scores(embeddings, writers, genuine, references, rule, seed)",
+            "scores = protocol.verification_scores(\n"
+            "        embeddings, np.random.default_rng(0).permutation(writers), genuine, references, rule, seed)",
         )],
     ),
 ]
