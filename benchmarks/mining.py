@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 from keras_triplet import losses  # noqa: E402
 from keras_triplet.miners.negatives import prefer  # noqa: E402
-from keras_triplet.models.triplet_model import loss_and_statistics  # noqa: E402
+from keras_triplet.models.step import loss_and_statistics  # noqa: E402
 
 
 def mining_step(loss_fn):
