@@ -6,8 +6,6 @@ and `compute_loss`, the documented Keras hook through which Keras' own `train_st
 computes lives in `step.py`; the cross-batch memory's queue in `memory.py`.
 """
 
-import functools
-import operator
 import weakref
 
 import keras
@@ -239,14 +237,15 @@ class TripletModel(keras.Model):
             # The loss reads the memory, then this step overwrites it. PyTorch's autograd
             # keeps the tensors the loss read for the backward pass, which Keras runs
             # after compute_loss, and refuses a tensor overwritten in place since: the
-            # loss reads a copy (M × D floats; XLA removes it on TensorFlow and JAX).
+            # loss reads a copy (M × D floats on PyTorch; compiled away on TensorFlow and
+            # JAX, whose tensors are immutable).
             memory_state = tuple(ops.copy(value) for value in self.memory.state())
         loss, stats, new_memory = step.batch_loss_and_statistics(
             loss_fn, y, y_pred, memory_state=memory_state, training=training
         )
         extra = [ops.sum(ops.cast(value, "float32")) for value in self.losses]
         if extra:  # add_loss and regularisation losses
-            loss = loss + functools.reduce(operator.add, extra)
+            loss = loss + sum(extra[1:], extra[0])
         if new_memory is not None:
             self.memory.assign(new_memory)
         stats["embedding_norm"] = step.mean_norm(self._embedder_output_of(y_pred))
