@@ -30,26 +30,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras import ops  # noqa: E402
-
-from keras_triplet import losses, miners  # noqa: E402
-from keras_triplet.miners.search import with_negatives  # noqa: E402
+from keras_triplet import losses  # noqa: E402
+from keras_triplet.models.step import loss_and_statistics  # noqa: E402
 
 
 def mining_step(loss_fn, search):
     """Loss and statistics from embeddings, as `TripletModel`'s step computes them
-    (`models.triplet_model.loss_and_statistics`), with the given search of the negatives."""
+    (`models.step.loss_and_statistics`), with the given search of the negatives."""
 
     def step(x, y):
-        distances = loss_fn.pairwise(x)
-        blocked = ops.stop_gradient(distances)
-
-        def compute(negatives):
-            value = loss_fn.compute_from_distances(y, distances, negatives=negatives)
-            return value, miners.triplet_statistics(y, blocked, margin=loss_fn.margin, negatives=negatives)
-
-        positive, negative = miners.pair_masks(y)
-        return with_negatives(distances, negative, positive, compute, search=search)
+        return loss_and_statistics(loss_fn, y, loss_fn.pairwise(x), search=search)
 
     return step
 

@@ -14,7 +14,7 @@ from conftest import BACKEND, compiled, make_batch, to_numpy, value_and_grad
 from keras_triplet import losses, miners
 from keras_triplet.miners import search
 from keras_triplet.miners.search import DirectNegatives, with_negatives
-from keras_triplet.models.triplet_model import loss_and_statistics
+from keras_triplet.models.step import loss_and_statistics
 from test_miners import MINERS, assert_miner_output, integer_distances, labels_strategy
 
 SEARCHING = [name for name in sorted(MINERS) if name != "batch-hard"]

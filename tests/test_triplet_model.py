@@ -12,6 +12,7 @@ from keras_triplet import losses
 from keras_triplet.distances import pairwise_distances
 from keras_triplet.models import STATISTICS, TripletModel, in_batch_recall_at_1
 from keras_triplet.models import memory as memory_module
+from keras_triplet.models import step
 
 BACKEND = keras.backend.backend()
 
@@ -111,6 +112,43 @@ def test_evaluate_statistics_match_the_batch(trained):
     np.testing.assert_allclose(logs["recall@1"], recall_at_1(emb, y), atol=1e-6)
     expected_loss = losses.TripletLoss(margin=0.3)(y, emb)
     np.testing.assert_allclose(logs["loss"], float(expected_loss), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("run_eagerly", [True, False], ids=["eager", "compiled"])
+def test_training_logs_the_norm_before_normalisation(small_batch, run_eagerly):
+    """`embedding_norm` in the training logs is the embedder's output norm (the model's
+    output, which compute_loss receives, has norm 1). A learning rate of 0 keeps the
+    weights, so the logged value can be recomputed."""
+    x, y = small_batch
+    model = TripletModel(mlp(10, 8, hidden=16))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss=losses.TripletLoss(), run_eagerly=run_eagerly)
+    logs = model.train_on_batch(x, y, return_dict=True)
+    raw = ops.convert_to_numpy(model.embedder(x))
+    np.testing.assert_allclose(logs["embedding_norm"], np.linalg.norm(raw, axis=1).mean(), rtol=1e-5)
+    assert abs(logs["embedding_norm"] - 1.0) > 1e-2
+    assert "recall@1" not in logs
+    # Called by hand on embeddings that the last call did not return, compute_loss logs
+    # their own norm.
+    model.compute_loss(x, y, ops.convert_to_tensor(2 * raw), training=False)
+    np.testing.assert_allclose(
+        float(model._statistic_trackers[STATISTICS.index("embedding_norm")].result()),
+        np.mean([logs["embedding_norm"], 2 * np.linalg.norm(raw, axis=1).mean()]),
+        rtol=1e-5,
+    )
+
+
+def test_regularisation_losses_are_added(small_batch):
+    x, y = small_batch
+    keras.utils.set_random_seed(0)
+    embedder = keras.Sequential(
+        [keras.Input((10,)), keras.layers.Dense(8, kernel_regularizer=keras.regularizers.L2(0.1))]
+    )
+    model = TripletModel(embedder)
+    model.compile(optimizer="sgd", loss=losses.TripletLoss(margin=0.2))
+    logs = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
+    kernel = ops.convert_to_numpy(embedder.layers[0].kernel.value)
+    expected = float(losses.TripletLoss(margin=0.2)(y, model.embed(x))) + 0.1 * np.sum(kernel**2)
+    np.testing.assert_allclose(logs["loss"], expected, rtol=1e-5)
 
 
 def test_in_batch_recall_at_1_matches_numpy():
@@ -322,9 +360,9 @@ def test_memory_enters_the_training_loss(small_batch):
     stored_labels = np.where(np.arange(24) < 20, np.arange(24) % 8, -1).astype("int32")
     model.memory.assign((stored, stored_labels, np.int32(20), np.int32(20)))
 
-    raw, emb = model(x[:16], return_raw=True)
-    loss, stats, new_state = model._triplet_loss(
-        ops.convert_to_tensor(y[:16]), raw, emb, model.memory.state(), training=True
+    emb = model(x[:16])
+    loss, stats, new_state = step.batch_loss_and_statistics(
+        model.loss, ops.convert_to_tensor(y[:16]), emb, model.memory.state(), training=True
     )
     emb = ops.convert_to_numpy(emb)
     d = pairwise_distances(emb, np.concatenate([emb, stored]))
@@ -338,6 +376,14 @@ def test_memory_enters_the_training_loss(small_batch):
     assert int(new_state[2]) == 24 and int(new_state[3]) == (20 + 16) % 24
     np.testing.assert_allclose(new_state[0][20:24], emb[:4], atol=1e-6)
     np.testing.assert_allclose(new_state[0][:12], emb[4:], atol=1e-6)
+
+    # The model's compute_loss (the hook Keras' train_step calls) is that step: the same
+    # loss, and the memory pushed after the loss read it.
+    hook_loss = model.compute_loss(x[:16], ops.convert_to_tensor(y[:16]), model(x[:16]), training=True)
+    np.testing.assert_allclose(ops.convert_to_numpy(hook_loss), float(expected), rtol=1e-5, atol=1e-6)
+    for pushed, value in zip(new_state, model.memory.state()):
+        np.testing.assert_allclose(ops.convert_to_numpy(value), pushed, atol=1e-6)
+    model.memory.assign((stored, stored_labels, np.int32(20), np.int32(20)))
 
     # evaluate neither uses nor changes the memory.
     logs = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)

@@ -1,10 +1,13 @@
 """`TripletModel`: a Keras model that trains an embedding network with a metric loss.
 
-The train/test steps are written once per backend (`_tensorflow.py`, `_jax.py`,
-`_torch.py`); `triplet_model._backend_steps()` picks the one for `keras.backend.backend()`.
+Reading order: `triplet_model.py` (the model; its `compute_loss` is the hook through
+which Keras' own train / test steps reach the loss, on every backend) → `step.py` (the
+loss and the logged statistics of one batch, pure functions) → `memory.py` (the
+cross-batch memory's FIFO queue).
 """
 
 from keras_triplet.models.memory import CrossBatchMemory
-from keras_triplet.models.triplet_model import STATISTICS, TripletModel, in_batch_recall_at_1
+from keras_triplet.models.step import STATISTICS, in_batch_recall_at_1
+from keras_triplet.models.triplet_model import TripletModel
 
 __all__ = ["TripletModel", "CrossBatchMemory", "STATISTICS", "in_batch_recall_at_1"]

@@ -22,9 +22,6 @@ when `j < count`.
 import keras
 from keras import ops
 
-STATE_NAMES = ("embeddings", "labels", "count", "pointer")
-
-
 class CrossBatchMemory(keras.layers.Layer):
     """The non-trainable state of a cross-batch memory of `size` embeddings.
 
@@ -80,7 +77,7 @@ class CrossBatchMemory(keras.layers.Layer):
 
     @property
     def state_variables(self):
-        """The four state variables, in the order of `STATE_NAMES`."""
+        """The four state variables: `embeddings`, `labels`, `count`, `pointer`."""
         return [self.embeddings, self.labels, self.count, self.pointer]
 
     def state(self):

@@ -1,116 +1,26 @@
 """`TripletModel`: a `keras.Model` that trains an embedding network with a metric loss.
 
-The shared logic lives here; the train/test steps that differ between backends (how
-gradients are taken and how state is threaded) live in one small module per backend
-(`_tensorflow.py`, `_jax.py`, `_torch.py`), chosen once, in `_backend_steps()`.
-
-One training step, as data:
-
-    x ─ embedder ─▶ raw [B, D] ─ L2-normalise ─▶ embeddings [B, D]
-      ─▶ ONE distance matrix d = loss.pairwise(embeddings)            [B, B]
-         (with cross-batch memory: ++ d(embeddings, memory)  →        [B, B + M])
-      ─▶ loss.compute_from_distances(labels, d)                       scalar
-      ─▶ miners.triplet_statistics(labels, stop_gradient(d[:, :B]))  logged metrics
+This module holds the model: construction, the forward pass, `embed` and serialization,
+and `compute_loss`, the documented Keras hook through which Keras' own `train_step` /
+`test_step` (on TensorFlow, JAX and PyTorch alike) reach the metric loss. What one step
+computes lives in `step.py`; the cross-batch memory's queue in `memory.py`.
 """
+
+import weakref
 
 import keras
 import numpy as np
 from keras import ops
-from keras.utils import unpack_x_y_sample_weight
 
 from keras_triplet import distances as distances_module
-from keras_triplet._validation import check_labels
+from keras_triplet.losses import MetricLoss
 from keras_triplet.models import memory as memory_module
-
-STATISTICS = (
-    "active_fraction",
-    "positive_distance",
-    "negative_distance",
-    "hard_fraction",
-    "embedding_norm",
-)
-RECALL_NAME = "recall@1"
-_NORM_EPSILON = 1e-12
-
-
-def _backend_steps():
-    """The mixin holding `train_step` / `test_step` for the current Keras backend."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        from keras_triplet.models._tensorflow import TensorFlowSteps
-
-        return TensorFlowSteps
-    if backend == "jax":
-        from keras_triplet.models._jax import JAXSteps
-
-        return JAXSteps
-    if backend == "torch":
-        from keras_triplet.models._torch import TorchSteps
-
-        return TorchSteps
-
-    class UnsupportedBackendSteps:
-        def __init__(self, *args, **kwargs):
-            raise RuntimeError(
-                f"TripletModel supports the tensorflow, jax and torch backends; the current "
-                f"Keras backend is {backend!r}. Set KERAS_BACKEND before importing keras."
-            )
-
-    return UnsupportedBackendSteps
-
-
-def _compute_output_spec(layer, inputs):
-    """Runs `layer` symbolically (what `Model.fit` does to build a model)."""
-    try:
-        from keras.src.backend import compute_output_spec
-    except ImportError:  # a Keras without this private helper: a symbolic call
-        return layer(inputs)
-    return compute_output_spec(layer, inputs)
-
-
-def _metric_loss_class():
-    from keras_triplet.losses import MetricLoss
-
-    return MetricLoss
-
-
-def loss_and_statistics(loss_fn, labels, distances):
-    """A metric loss's value and the mining statistics of one `[B, B]` distance matrix,
-    as a training step computes them: `(loss, miners.triplet_statistics(...))`.
-
-    One search of the negatives (`miners.search.with_negatives`: direct for P×K
-    batches, sorted otherwise) serves the loss's miner and the statistics; the
-    statistics see the distances with gradients stopped.
-    """
-    from keras_triplet.miners import pair_masks, triplet_statistics
-    from keras_triplet.miners.search import with_negatives
-
-    blocked = ops.stop_gradient(distances)
-
-    def compute(negatives):
-        value = loss_fn.compute_from_distances(labels, distances, negatives=negatives)
-        return value, triplet_statistics(labels, blocked, margin=loss_fn.margin, negatives=negatives)
-
-    positive, negative = pair_masks(labels)
-    return with_negatives(distances, negative, positive, compute)
-
-
-def in_batch_recall_at_1(labels, distances):
-    """Fraction of the batch whose nearest *other* item (leave-one-out) has its label.
-
-    `distances` is the `[B, B]` in-batch matrix; ties go to the lowest index.
-    """
-    n = ops.shape(distances)[0]
-    idx = ops.arange(n)
-    self_pair = ops.expand_dims(idx, 1) == ops.expand_dims(idx, 0)
-    big = ops.cast(np.finfo("float32").max, distances.dtype)
-    nearest = ops.argmin(ops.where(self_pair, big, distances), axis=1)
-    hit = ops.take(labels, nearest, axis=0) == labels
-    return ops.mean(ops.cast(hit, "float32"))
+from keras_triplet.models import step
+from keras_triplet.models.step import RECALL_NAME, STATISTICS
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")
-class TripletModel(_backend_steps(), keras.Model):
+class TripletModel(keras.Model):
     """Trains any Keras embedding network with a `keras_triplet` metric loss.
 
     `TripletModel(embedder)` wraps a network that maps a batch of inputs to `[B, D]`
@@ -216,13 +126,16 @@ class TripletModel(_backend_steps(), keras.Model):
         )
         self._statistic_trackers = [keras.metrics.Mean(name=n) for n in STATISTICS]
         self._recall_tracker = keras.metrics.Mean(name=RECALL_NAME)
+        self._last_call = None  # see `call`
+        self._logs_recall = False  # see `compute_loss`
 
     # ------------------------------------------------------------------ forward pass
 
     def _embedder_output_spec(self, input_shape):
-        """The embedder's symbolic output for `input_shape` (builds the embedder)."""
+        """The embedder's symbolic output for `input_shape`: a call on `keras.KerasTensor`
+        inputs, which builds the embedder and computes no value."""
         inputs = keras.tree.map_shape_structure(lambda s: keras.KerasTensor(s), input_shape)
-        return _compute_output_spec(self.embedder, inputs)
+        return self.embedder(inputs)
 
     def build(self, input_shape):
         if not self.embedder.built or self.memory is not None:
@@ -245,16 +158,36 @@ class TripletModel(_backend_steps(), keras.Model):
         """Embeddings `[B, D]` (float32, L2-normalised if `normalize`).
 
         With `return_raw=True` returns `(raw, embeddings)`, `raw` being the embedder's
-        output (float32) before normalisation: the training step logs its norm.
+        output (float32) before normalisation.
         """
         raw = self.embedder(inputs, training=training)
         if len(raw.shape) != 2:
             raise ValueError(self._rank_message(raw.shape))
         raw = ops.cast(raw, "float32")
         embeddings = distances_module.l2_normalize(raw) if self.normalize else raw
+        # Keras' train_step / test_step hand `compute_loss` only this call's output, the
+        # normalised embeddings, while the logged `embedding_norm` is the norm *before*
+        # normalisation. So the call leaves its raw output (detached: no graph is kept
+        # alive) beside a weak reference to the embeddings it returns, and
+        # `compute_loss` takes it only for that very tensor. On every backend Keras runs
+        # the call and `compute_loss` one after the other in the same trace (on JAX:
+        # `stateless_call`, then `stateless_compute_loss`, inside one `value_and_grad`),
+        # the way `add_loss` values reach it. No variable is added: saved files keep
+        # their layout. (A strategy that runs replicas in threads, as
+        # `tf.distribute.MirroredStrategy` does, would need one record per replica.)
+        self._last_call = (weakref.ref(embeddings), ops.stop_gradient(raw))
         if return_raw:
             return raw, embeddings
         return embeddings
+
+    def _embedder_output_of(self, y_pred):
+        """The embedder's output (detached) that `call` turned into `y_pred`; `y_pred`
+        itself when it is not normalised or did not come from the last call (a
+        `compute_loss` called by hand on other embeddings)."""
+        record, self._last_call = self._last_call, None
+        if self.normalize and record is not None and record[0]() is y_pred:
+            return record[1]
+        return ops.stop_gradient(y_pred)
 
     def compute_output_shape(self, input_shape):
         return self._embedder_output_spec(input_shape).shape
@@ -272,14 +205,67 @@ class TripletModel(_backend_steps(), keras.Model):
         embeddings = self.predict(x, batch_size=batch_size, verbose=verbose)
         return np.asarray(ops.convert_to_numpy(embeddings), dtype="float32")
 
-    # ------------------------------------------------------------------ shared step logic
+    # ------------------------------------------------------------------ the step, through Keras' hooks
 
     def _metric_loss(self):
         """The compiled `MetricLoss`, or None (Keras' usual loss computation is used then)."""
         loss = getattr(self, "loss", None)
-        if loss is None:
-            return None
-        return loss if isinstance(loss, _metric_loss_class()) else None
+        return loss if isinstance(loss, MetricLoss) else None
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The metric loss of one batch (plus `add_loss` / regularisation losses).
+
+        Keras' own `train_step` and `test_step` call it on every backend. Beside the
+        loss it updates the statistics' trackers (logged by `compute_metrics`) and, when
+        training with a cross-batch memory, pushes the batch into the memory, after the
+        loss has read it. On JAX, Keras' `stateless_compute_loss` carries both
+        (metrics and non-trainable variables) out of the stateless step. With a loss
+        that is not a `MetricLoss`, Keras' usual `compute_loss` runs.
+        """
+        loss_fn = self._metric_loss()
+        if loss_fn is None:
+            return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        if sample_weight is not None:
+            raise ValueError(
+                "TripletModel with a keras_triplet metric loss does not support sample_weight "
+                "or class_weight: a triplet loss is a function of the whole batch, not a mean "
+                "of per-example terms. Balance classes with a P×K sampler "
+                "(keras_triplet.data.PKSampler) instead."
+            )
+        memory_state = None
+        if training and self.memory is not None:  # evaluate neither reads nor fills it
+            # The loss reads the memory, then this step overwrites it. PyTorch's autograd
+            # keeps the tensors the loss read for the backward pass, which Keras runs
+            # after compute_loss, and refuses a tensor overwritten in place since: the
+            # loss reads a copy (M × D floats on PyTorch; compiled away on TensorFlow and
+            # JAX, whose tensors are immutable).
+            memory_state = tuple(ops.copy(value) for value in self.memory.state())
+        loss, stats, new_memory = step.batch_loss_and_statistics(
+            loss_fn, y, y_pred, memory_state=memory_state, training=training
+        )
+        extra = [ops.sum(ops.cast(value, "float32")) for value in self.losses]
+        if extra:  # add_loss and regularisation losses
+            loss = loss + sum(extra[1:], extra[0])
+        if new_memory is not None:
+            self.memory.assign(new_memory)
+        stats["embedding_norm"] = step.mean_norm(self._embedder_output_of(y_pred))
+        for tracker in self._statistic_trackers:
+            tracker.update_state(stats[tracker.name])
+        if not training:
+            self._recall_tracker.update_state(
+                stats[RECALL_NAME], sample_weight=ops.shape(y_pred)[0]
+            )
+        # Read by compute_metrics, which Keras calls next without `training`: recall@1 is
+        # logged by evaluate only. A Python value, fixed when the step is traced.
+        self._logs_recall = not training
+        return loss
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Keras' compiled metrics, the loss and the statistics (recall@1 in evaluate only)."""
+        logs = super().compute_metrics(x, y, y_pred, sample_weight)
+        if self._metric_loss() is not None and not self._logs_recall:
+            logs.pop(RECALL_NAME, None)
+        return logs
 
     @property
     def metrics(self):
@@ -293,111 +279,6 @@ class TripletModel(_backend_steps(), keras.Model):
         trackers = list(getattr(self, "_statistic_trackers", []))
         recall = getattr(self, "_recall_tracker", None)
         return trackers + ([recall] if recall is not None else [])
-
-    def _memory_state(self):
-        return self.memory.state() if self.memory is not None else None
-
-    def _assign_memory(self, state):
-        if self.memory is not None and state is not None:
-            self.memory.assign(state)
-
-    def _stateful_test_step(self, data):
-        """`test_step` of the backends with mutable state (TensorFlow, PyTorch)."""
-        x, y, sample_weight = unpack_x_y_sample_weight(data)
-        self._check_sample_weight(sample_weight)
-        raw, embeddings = self(x, training=False, return_raw=True)
-        loss, stats, _ = self._triplet_loss(y, raw, embeddings, None, training=False)
-        extra = self._auxiliary_loss(self.losses)
-        if extra is not None:
-            loss = loss + extra
-        return self._update_metrics(loss, stats, x, y, embeddings, training=False)
-
-    @staticmethod
-    def _check_sample_weight(sample_weight):
-        if sample_weight is not None:
-            raise ValueError(
-                "TripletModel with a keras_triplet metric loss does not support sample_weight "
-                "or class_weight: a triplet loss is a function of the whole batch, not a mean "
-                "of per-example terms. Balance classes with a P×K sampler "
-                "(keras_triplet.data.PKSampler) instead."
-            )
-
-    @staticmethod
-    def _auxiliary_loss(losses):
-        """Sum of `add_loss` / regularisation losses (float32 scalar), or None."""
-        total = None
-        for value in losses or ():
-            value = ops.sum(ops.cast(value, "float32"))
-            total = value if total is None else total + value
-        return total
-
-    def _triplet_loss(self, y, raw, embeddings, memory_state=None, training=False):
-        """Loss, statistics and the next memory state for one batch.
-
-        Pure (no variable is read or written), so the JAX step can call it inside
-        `jax.value_and_grad`. Returns `(loss, logs_values, new_memory_state)` where
-        `logs_values` maps each name of `STATISTICS` (and `recall@1` when not training) to
-        a scalar, and `new_memory_state` is None unless training with memory.
-        """
-        from keras_triplet.miners import triplet_statistics
-
-        loss_fn = self._metric_loss()
-        labels = ops.cast(check_labels(y, batch_size=embeddings.shape[0]), "int32")
-        distances = loss_fn.pairwise(embeddings)  # [B, B], computed once per step
-        blocked = ops.stop_gradient(distances)
-        new_memory = None
-        if training and memory_state is not None:
-            memory_embeddings, memory_labels = memory_state[0], memory_state[1]
-            valid = memory_module.valid_mask(memory_state)
-            memory_distances = distances_module.pairwise_distances(
-                embeddings,
-                ops.cast(memory_embeddings, embeddings.dtype),
-                metric=loss_fn.distance,
-                p=loss_fn.p,
-            )
-            all_distances = ops.concatenate([distances, memory_distances], axis=1)
-            ref_labels = ops.concatenate(
-                [labels, ops.where(valid, memory_labels, -1)], axis=0
-            )
-            value = loss_fn.compute_from_distances(labels, all_distances, ref_labels=ref_labels)
-            new_memory = memory_module.push(memory_state, embeddings, labels)
-            stats = triplet_statistics(labels, blocked, margin=loss_fn.margin)
-        else:
-            value, stats = loss_and_statistics(loss_fn, labels, distances)
-
-        stats = dict(stats)
-        raw = ops.stop_gradient(raw)
-        stats["embedding_norm"] = ops.mean(
-            ops.sqrt(ops.sum(ops.square(raw), axis=-1))
-        )
-        if not training:
-            stats[RECALL_NAME] = in_batch_recall_at_1(labels, blocked)
-        stats = {k: ops.cast(v, "float32") for k, v in stats.items()}
-        return ops.cast(value, "float32"), stats, new_memory
-
-    def _update_metrics(self, loss, stats, x, y, y_pred, training):
-        """Updates the loss tracker, compiled metrics and statistics; returns the logs.
-
-        Stateful: the JAX step runs it inside a `StatelessScope`.
-        """
-        batch_size = ops.shape(y_pred)[0]
-        self._loss_tracker.update_state(loss, sample_weight=batch_size)
-        if self._compile_metrics is not None:
-            self._compile_metrics.update_state(y, y_pred, None)
-        for tracker in self._statistic_trackers:
-            tracker.update_state(stats[tracker.name])
-        if not training:
-            self._recall_tracker.update_state(stats[RECALL_NAME], sample_weight=batch_size)
-        logs = {}
-        for metric in self.metrics:
-            if training and metric is self._recall_tracker:
-                continue
-            result = metric.result()
-            if isinstance(result, dict):
-                logs.update(result)
-            else:
-                logs[metric.name] = result
-        return logs
 
     # ------------------------------------------------------------------ serialization
 
