@@ -42,8 +42,12 @@ def fail(message):
 
 
 def add_backend_argument(parser):
-    parser.add_argument("--backend", choices=BACKENDS, default=None,
-                        help="Keras backend (default: $KERAS_BACKEND, else Keras' default)")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="Keras backend (default: $KERAS_BACKEND, else Keras' default)",
+    )
 
 
 def select_backend(name):
@@ -55,9 +59,11 @@ def select_backend(name):
         import keras
 
         if keras.backend.backend() != name:
-            fail(f"--backend {name} but Keras is already loaded with the "
-                 f"{keras.backend.backend()} backend in this process; set KERAS_BACKEND={name} "
-                 "before starting Python instead.")
+            fail(
+                f"--backend {name} but Keras is already loaded with the "
+                f"{keras.backend.backend()} backend in this process; set KERAS_BACKEND={name} "
+                "before starting Python instead."
+            )
         return
     os.environ["KERAS_BACKEND"] = name
 

@@ -19,7 +19,6 @@ recipe on this small data set (see the README's quick start).
 import argparse
 
 import keras
-import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -38,12 +37,14 @@ def load_split(seed=0, test_size=1 / 3):
 
 def build_embedder(dim=32, hidden=128):
     """A small MLP mapping 64 pixels to `dim` unit-norm embeddings."""
-    return keras.Sequential([
-        keras.Input((64,)),
-        keras.layers.Dense(hidden, activation="relu"),
-        keras.layers.Dense(dim),
-        keras.layers.UnitNormalization(),  # embeddings on the unit sphere
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(hidden, activation="relu"),
+            keras.layers.Dense(dim),
+            keras.layers.UnitNormalization(),  # embeddings on the unit sphere
+        ]
+    )
 
 
 def scores(embeddings, labels):
@@ -73,8 +74,10 @@ def main(argv=None):
     embedder.fit(x_train, y_train, batch_size=128, epochs=args.epochs, verbose=0)
     results["trained"] = scores(embedder.predict(x_test, verbose=0), y_test)
 
-    print(f"backend={keras.backend.backend()}  miner={args.miner}  epochs={args.epochs}  "
-          f"retrieval among {len(y_test)} held-out digit images:")
+    print(
+        f"backend={keras.backend.backend()}  miner={args.miner}  epochs={args.epochs}  "
+        f"retrieval among {len(y_test)} held-out digit images:"
+    )
     print(f"  {'embedding':<12} {'MAP@R':>6} {'Recall@1':>9}")
     for name, m in results.items():
         print(f"  {name:<12} {m['map@r']:6.3f} {m['recall@1']:9.3f}")

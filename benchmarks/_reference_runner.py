@@ -106,7 +106,7 @@ def measure(step, warmup=2, repeats=10, budget_s=30.0):
         step()
     times = []
     spent = 0.0
-    for i in range(max(repeats, 1)):
+    for _ in range(max(repeats, 1)):
         t0 = time.perf_counter()
         step()
         dt = time.perf_counter() - t0
@@ -146,8 +146,9 @@ def common_args(description):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--budget", type=float, default=30.0,
-                        help="stop timing after this many seconds (min. 1 call)")
+    parser.add_argument(
+        "--budget", type=float, default=30.0, help="stop timing after this many seconds (min. 1 call)"
+    )
     return parser
 
 
@@ -201,8 +202,7 @@ def tfa_step(args):
         loss, gnorm = loss_and_grad(labels, x)
         return loss.numpy(), gnorm.numpy()
 
-    versions = {"tensorflow": tf.__version__, "tensorflow_addons": tfa.__version__,
-                "numpy": np.__version__}
+    versions = {"tensorflow": tf.__version__, "tensorflow_addons": tfa.__version__, "numpy": np.__version__}
     return step, versions
 
 
@@ -213,8 +213,8 @@ def pml_step(args):
     """pytorch-metric-learning: ``TripletMarginMiner(semihard | all)`` or
     ``BatchHardMiner``, then ``TripletMarginLoss`` on the mined triplets, eager, with
     ``loss.backward()``."""
-    import torch
     import pytorch_metric_learning
+    import torch
     from pytorch_metric_learning import losses, miners
 
     if args.loss == "semi-hard":
@@ -236,9 +236,11 @@ def pml_step(args):
         loss.backward()
         return loss.item(), x.grad.norm().item()
 
-    versions = {"torch": torch.__version__,
-                "pytorch_metric_learning": pytorch_metric_learning.__version__,
-                "numpy": np.__version__}
+    versions = {
+        "torch": torch.__version__,
+        "pytorch_metric_learning": pytorch_metric_learning.__version__,
+        "numpy": np.__version__,
+    }
     return step, versions
 
 

@@ -135,9 +135,24 @@ def _python_for(spec, args):
 def _command(impl, loss, b, repeats, args):
     spec = IMPLS[impl]
     common = [
-        "--loss", loss, "--batch-size", str(b), "--dim", str(args.dim), "--k", str(args.k),
-        "--margin", str(args.margin), "--seed", str(args.seed), "--warmup", str(args.warmup),
-        "--repeats", str(repeats), "--budget", str(args.budget),
+        "--loss",
+        loss,
+        "--batch-size",
+        str(b),
+        "--dim",
+        str(args.dim),
+        "--k",
+        str(args.k),
+        "--margin",
+        str(args.margin),
+        "--seed",
+        str(args.seed),
+        "--warmup",
+        str(args.warmup),
+        "--repeats",
+        str(repeats),
+        "--budget",
+        str(args.budget),
     ]
     python = _python_for(spec, args)
     if spec["backend"]:
@@ -148,8 +163,13 @@ def _command(impl, loss, b, repeats, args):
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     if args.threads:
         n = str(args.threads)
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                    "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        for var in (
+            "OMP_NUM_THREADS",
+            "MKL_NUM_THREADS",
+            "OPENBLAS_NUM_THREADS",
+            "TF_NUM_INTRAOP_THREADS",
+            "TF_NUM_INTEROP_THREADS",
+        ):
             env[var] = n
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     if spec["backend"]:
@@ -201,8 +221,9 @@ def run_one(impl, loss, b, repeats, args):
         if args.threads:
             cores = sorted(os.sched_getaffinity(0))[: args.threads]
             preexec = lambda: os.sched_setaffinity(0, cores)  # noqa: E731
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=err,
-                                start_new_session=True, preexec_fn=preexec)
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=ROOT, stdout=out, stderr=err, start_new_session=True, preexec_fn=preexec
+        )
         status, reason, watch_peak = "ok", "", 0.0
         try:
             while proc.poll() is None:
@@ -230,7 +251,7 @@ def run_one(impl, loss, b, repeats, args):
         return dict(base, status=status, reason=reason)
     for line in stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
-            result = json.loads(line[len("BENCH_RESULT "):])
+            result = json.loads(line[len("BENCH_RESULT ") :])
             return dict(base, status="ok", **result)
     tail = "\n".join((stderr.strip().splitlines() or ["(no output)"])[-15:])
     return dict(base, status="error", reason=f"error (exit {proc.returncode})", log=tail)
@@ -377,9 +398,11 @@ def summarize(results, impls, batch_sizes):
             if measured:
                 b0 = measured[-1]
                 tfa_ms = ok[("tfa", "semi-hard", b0)]["ms"] * (target_b / b0) ** 3
-                note = (f"tensorflow-addons could not run at B = {target_b}; its time is "
-                        f"extrapolated as O(B^3) from B = {b0} "
-                        f"({ok[('tfa', 'semi-hard', b0)]['ms']:.0f} ms)")
+                note = (
+                    f"tensorflow-addons could not run at B = {target_b}; its time is "
+                    f"extrapolated as O(B^3) from B = {b0} "
+                    f"({ok[('tfa', 'semi-hard', b0)]['ms']:.0f} ms)"
+                )
         for impl in ours:
             r = ok.get((impl, "semi-hard", target_b))
             if r is None or tfa_ms is None:
@@ -398,11 +421,14 @@ def summarize(results, impls, batch_sizes):
                 continue
             parts = [
                 f"{IMPLS[i]['title']} {_fmt_x(tfa_b['ms'] / ok[(i, 'semi-hard', b)]['ms'])}"
-                for i in ours if (i, "semi-hard", b) in ok
+                for i in ours
+                if (i, "semi-hard", b) in ok
             ]
             if parts:
-                lines.append(f"- semi-hard, B = {b}, speed-up over tensorflow-addons "
-                             f"({tfa_b['ms']:.0f} ms): " + ", ".join(parts))
+                lines.append(
+                    f"- semi-hard, B = {b}, speed-up over tensorflow-addons "
+                    f"({tfa_b['ms']:.0f} ms): " + ", ".join(parts)
+                )
 
     # 2. B = 4096 memory.
     big = max(batch_sizes)
@@ -411,16 +437,27 @@ def summarize(results, impls, batch_sizes):
             for loss in LOSSES:
                 r = ok.get((impl, loss, big))
                 if r is None:
-                    res = [x for x in results if (x["impl"], x["loss_name"], x["batch_size"]) == (impl, loss, big)]
+                    res = [
+                        x
+                        for x in results
+                        if (x["impl"], x["loss_name"], x["batch_size"]) == (impl, loss, big)
+                    ]
                     why = res[0]["reason"] if res else "not run"
-                    lines.append(f"- B = {big}, {loss}, {IMPLS[impl]['title']}: {why} — "
-                                 "target < 1 GB: **NOT met**")
+                    lines.append(
+                        f"- B = {big}, {loss}, {IMPLS[impl]['title']}: {why} — target < 1 GB: **NOT met**"
+                    )
                     continue
                 verdict = "met" if r["extra_mb"] < 1024 else "NOT met"
-                lines.append(f"- B = {big}, {loss}, {IMPLS[impl]['title']}: {r['extra_mb']:.0f} MB "
-                             f"extra — target < 1 GB: **{verdict}**")
+                lines.append(
+                    f"- B = {big}, {loss}, {IMPLS[impl]['title']}: {r['extra_mb']:.0f} MB "
+                    f"extra — target < 1 GB: **{verdict}**"
+                )
         if "tfa" in impls:
-            r = [x for x in results if (x["impl"], x["loss_name"], x["batch_size"]) == ("tfa", "semi-hard", big)]
+            r = [
+                x
+                for x in results
+                if (x["impl"], x["loss_name"], x["batch_size"]) == ("tfa", "semi-hard", big)
+            ]
             if r:
                 lines.append(f"- B = {big}, semi-hard, tensorflow-addons: {_cell(r[0])}")
 
@@ -454,8 +491,7 @@ def machine_info():
             ram_gb = int(f.readline().split()[1]) / 2**20
     except OSError:
         ram_gb = float("nan")
-    return (f"{cpu}, {os.cpu_count()} cores, {ram_gb:.0f} GB RAM, "
-            f"{platform.system()} {platform.release()}")
+    return f"{cpu}, {os.cpu_count()} cores, {ram_gb:.0f} GB RAM, {platform.system()} {platform.release()}"
 
 
 def versions_line(results):
@@ -470,16 +506,22 @@ def versions_line(results):
 
 def git_commit():
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except Exception:  # noqa: BLE001 - informational only
         return ""
 
 
 def report(results, args, impls, batch_sizes, losses, started, elapsed):
-    cmd = " ".join(shlex.quote(a) for a in [os.path.relpath(sys.executable, ROOT)
-                                            if sys.executable.startswith(ROOT) else sys.executable,
-                                            "benchmarks/losses.py"] + sys.argv[1:])
+    cmd = " ".join(
+        shlex.quote(a)
+        for a in [
+            os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(ROOT) else sys.executable,
+            "benchmarks/losses.py",
+        ]
+        + sys.argv[1:]
+    )
     parts = [
         "# Triplet losses: forward + backward time and peak extra memory (CPU)",
         "",
@@ -510,8 +552,13 @@ def report(results, args, impls, batch_sizes, losses, started, elapsed):
     ]
     errors = [r for r in results if r["status"] == "error"]
     for r in errors:
-        parts += ["", f"Error in {r['impl']} {r['loss_name']} B={r['batch_size']}:", "```",
-                  r.get("log", ""), "```"]
+        parts += [
+            "",
+            f"Error in {r['impl']} {r['loss_name']} B={r['batch_size']}:",
+            "```",
+            r.get("log", ""),
+            "```",
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -529,28 +576,49 @@ def parse_args(argv):
     parser.add_argument("--k", type=int, default=4, help="samples per class")
     parser.add_argument("--margin", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="timed calls per run (default: by batch size, "
-                        + ", ".join(f"{b}: {n}" for b, n in DEFAULT_REPEATS.items()) + ")")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed calls per run (default: by batch size, "
+        + ", ".join(f"{b}: {n}" for b, n in DEFAULT_REPEATS.items())
+        + ")",
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls (the first compiles)")
-    parser.add_argument("--budget", type=float, default=30.0,
-                        help="stop timing a run after this many seconds of timed calls (at least 1 call)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=30.0,
+        help="stop timing a run after this many seconds of timed calls (at least 1 call)",
+    )
     parser.add_argument("--impls", nargs="+", choices=list(IMPLS), default=list(IMPLS))
     parser.add_argument("--losses", nargs="+", choices=list(LOSSES), default=list(LOSSES))
-    parser.add_argument("--quick", action="store_true",
-                        help="B = 256 only, 5 timed calls, 1 warm-up call")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="limit every run to this many cores (CPU affinity and the "
-                        "OpenMP / TensorFlow thread pools); 0 = all cores")
+    parser.add_argument("--quick", action="store_true", help="B = 256 only, 5 timed calls, 1 warm-up call")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="limit every run to this many cores (CPU affinity and the "
+        "OpenMP / TensorFlow thread pools); 0 = all cores",
+    )
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
-    parser.add_argument("--memory-limit-gb", type=float, default=12.0,
-                        help="do not start a run predicted to need more")
-    parser.add_argument("--extra", nargs="+", default=[], metavar="B:IMPL:LOSS",
-                        help="extra cells to run besides the grid, e.g. 768:tfa:semi-hard "
-                        "(a measured point near B = 1024 for an implementation that cannot "
-                        "run there)")
-    parser.add_argument("--from-json", metavar="FILE",
-                        help="run nothing: write the report from a --json file of an earlier run")
+    parser.add_argument(
+        "--memory-limit-gb", type=float, default=12.0, help="do not start a run predicted to need more"
+    )
+    parser.add_argument(
+        "--extra",
+        nargs="+",
+        default=[],
+        metavar="B:IMPL:LOSS",
+        help="extra cells to run besides the grid, e.g. 768:tfa:semi-hard "
+        "(a measured point near B = 1024 for an implementation that cannot "
+        "run there)",
+    )
+    parser.add_argument(
+        "--from-json",
+        metavar="FILE",
+        help="run nothing: write the report from a --json file of an earlier run",
+    )
     parser.add_argument("--output", help="also write the Markdown report to this file")
     parser.add_argument("--json", help="also write every run's raw result (JSON lines) here")
     parser.add_argument("--python", help="interpreter for ours (default .venv/bin/python)")
@@ -591,15 +659,22 @@ def main(argv=None):
     for impl in impls:
         python = _python_for(IMPLS[impl], args)
         if not os.path.exists(python):
-            print(f"warning: {python} not found; {impl} will fail "
-                  "(build the reference environments with tools/make_reference_envs.sh)",
-                  file=sys.stderr)
+            print(
+                f"warning: {python} not found; {impl} will fail "
+                "(build the reference environments with tools/make_reference_envs.sh)",
+                file=sys.stderr,
+            )
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.time()
     results = []
     json_file = open(args.json, "w") if args.json and not args.from_json else None
-    cells = [(loss, b, impl) for loss in losses for b in batch_sizes for impl in impls
-             if loss in IMPLS[impl]["losses"]]
+    cells = [
+        (loss, b, impl)
+        for loss in losses
+        for b in batch_sizes
+        for impl in impls
+        if loss in IMPLS[impl]["losses"]
+    ]
     cells += [(loss, b, impl) for b, impl, loss in args.extra if (loss, b, impl) not in cells]
     table_sizes = sorted(set(batch_sizes) | {b for b, _, _ in args.extra})
     if args.from_json:
@@ -616,9 +691,14 @@ def main(argv=None):
             if json_file:
                 json_file.write(json.dumps(r, sort_keys=True) + "\n")
                 json_file.flush()
-            note = f" (first call {r['first_ms']:.0f} ms, loss {r['loss']:.5f})" if r["status"] == "ok" else ""
-            print(f"[{time.time() - t0:6.0f} s] {loss:10s} B={b:<5d} {impl:10s} {_cell(r)}{note}",
-                  file=sys.stderr, flush=True)
+            note = (
+                f" (first call {r['first_ms']:.0f} ms, loss {r['loss']:.5f})" if r["status"] == "ok" else ""
+            )
+            print(
+                f"[{time.time() - t0:6.0f} s] {loss:10s} B={b:<5d} {impl:10s} {_cell(r)}{note}",
+                file=sys.stderr,
+                flush=True,
+            )
             if r["status"] == "error" and args.verbose:
                 print(r.get("log", ""), file=sys.stderr)
     finally:

@@ -97,8 +97,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=50, help="timed calls (median)")
     parser.add_argument("--margin", type=float, default=0.2)
     parser.add_argument("--miners", default="semi-hard,batch-hard,batch-all")
-    parser.add_argument("--jit-compile", choices=["true", "false"], default="true",
-                        help="TensorFlow: tf.function with XLA (true) or without")
+    parser.add_argument(
+        "--jit-compile",
+        choices=["true", "false"],
+        default="true",
+        help="TensorFlow: tf.function with XLA (true) or without",
+    )
     args = parser.parse_args()
     jit_compile = args.jit_compile == "true"
     backend = keras.backend.backend()
@@ -112,9 +116,13 @@ def main():
     x = rng.normal(size=(b, args.dim)).astype("float32")
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     y = np.repeat(np.arange(args.classes_per_batch), args.samples_per_class).astype("int32")
-    compiled = {"jax": "jax.jit", "tensorflow": "XLA" if jit_compile else "tf.function", "torch": "eager"}[backend]
-    print(f"backend={backend} ({compiled}) keras={keras.__version__} B={b} "
-          f"(P={args.classes_per_batch} x K={args.samples_per_class}) D={args.dim} median of {args.repeats}")
+    compiled = {"jax": "jax.jit", "tensorflow": "XLA" if jit_compile else "tf.function", "torch": "eager"}[
+        backend
+    ]
+    print(
+        f"backend={backend} ({compiled}) keras={keras.__version__} B={b} "
+        f"(P={args.classes_per_batch} x K={args.samples_per_class}) D={args.dim} median of {args.repeats}"
+    )
     print()
     print("| backend | miner | direct (ms) | sorted (ms) |")
     print("|---|---|---:|---:|")

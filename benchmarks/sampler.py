@@ -88,8 +88,7 @@ def run(pipelines, classes, per_class, P, K, warmup, batches, items_per_call=Non
             elif name == "tf-arrays":
                 it = iter(sampler.as_dataset(x))
             elif name == "tf-items":
-                it = iter(sampler.as_dataset(paths, load_fn=np.load,
-                                             items_per_call=items_per_call))
+                it = iter(sampler.as_dataset(paths, load_fn=np.load, items_per_call=items_per_call))
             elif name == "py-arrays":
                 it = endless(PKPyDataset(x, labels, P, K, seed=0))
             elif name == "py-items":
@@ -113,19 +112,25 @@ def main(argv=None):
     parser.add_argument("--samples-per-class", type=int, default=4, help="K")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batches", type=int, default=100)
-    parser.add_argument("--items-per-call", type=int, default=None,
-                        help="tf-items: items loaded per tf.numpy_function call (default 16)")
+    parser.add_argument(
+        "--items-per-call",
+        type=int,
+        default=None,
+        help="tf-items: items loaded per tf.numpy_function call (default 16)",
+    )
     args = parser.parse_args(argv)
 
     P, K = args.classes_per_batch, args.samples_per_class
-    sampler, rows = run(args.pipelines, args.classes, args.per_class, P, K,
-                        args.warmup, args.batches, args.items_per_call)
+    sampler, rows = run(
+        args.pipelines, args.classes, args.per_class, P, K, args.warmup, args.batches, args.items_per_call
+    )
     cpus = os.cpu_count()
-    print(f"PKSampler throughput, B = P·K = {P}·{K} = {P * K}, examples {SHAPE}, "
-          f"{args.classes} classes × {args.per_class} = {args.classes * args.per_class} "
-          f"examples, steps_per_epoch = {sampler.steps_per_epoch}")
-    print(f"{platform.platform()}, {cpus} CPUs, Python {platform.python_version()}, "
-          f"NumPy {np.__version__}")
+    print(
+        f"PKSampler throughput, B = P·K = {P}·{K} = {P * K}, examples {SHAPE}, "
+        f"{args.classes} classes × {args.per_class} = {args.classes * args.per_class} "
+        f"examples, steps_per_epoch = {sampler.steps_per_epoch}"
+    )
+    print(f"{platform.platform()}, {cpus} CPUs, Python {platform.python_version()}, NumPy {np.__version__}")
     print()
     print(f"| {'pipeline':<10} | {'batches/s':>10} | {'samples/s':>11} |")
     print(f"|{'-' * 12}|{'-' * 12}|{'-' * 13}|")

@@ -77,10 +77,7 @@ def data(n_batches, batch_size, classes_per_batch, size, dim, classes, seed=0):
     k = batch_size // classes_per_batch
     x = rng.normal(size=(n_batches * batch_size, size, size, 1)).astype("float32")
     y = np.concatenate(
-        [
-            np.repeat(rng.choice(classes, classes_per_batch, replace=False), k)
-            for _ in range(n_batches)
-        ]
+        [np.repeat(rng.choice(classes, classes_per_batch, replace=False), k) for _ in range(n_batches)]
     ).astype("int32")
     targets = np.eye(classes, dim, dtype="float32")[y]
     return x, y, targets
@@ -90,15 +87,23 @@ def prepare(kind, args, x, y, targets):
     """A compiled model of this kind, warmed up (traced / compiled) on full-size batches."""
     model = make_model(kind, args.size, args.dim, args.classes, args.jit_compile)
     target = targets if kind == "triplet-model-mse" else y
-    model.fit(x[: 2 * args.batch_size], target[: 2 * args.batch_size],
-              batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0)
+    model.fit(
+        x[: 2 * args.batch_size],
+        target[: 2 * args.batch_size],
+        batch_size=args.batch_size,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+    )
     return model, target
 
 
 def measure_all(kinds, args):
     """Median samples/s per kind. The kinds take turns, one timed epoch each per round,
     so that drifts of the machine's speed hit all of them alike."""
-    x, y, targets = data(args.steps, args.batch_size, args.classes_per_batch, args.size, args.dim, args.classes)
+    x, y, targets = data(
+        args.steps, args.batch_size, args.classes_per_batch, args.size, args.dim, args.classes
+    )
     models = {kind: prepare(kind, args, x, y, targets) for kind in kinds}
     rates = {kind: [] for kind in kinds}
     for _ in range(args.repeats):
@@ -119,11 +124,11 @@ def main():
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20, help="batches per timed epoch")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (median)")
+    parser.add_argument("--kinds", default="softmax,triplet-model-mse,semi-hard,batch-hard,batch-all")
     parser.add_argument(
-        "--kinds", default="softmax,triplet-model-mse,semi-hard,batch-hard,batch-all"
-    )
-    parser.add_argument(
-        "--jit-compile", choices=["auto", "true", "false"], default="auto",
+        "--jit-compile",
+        choices=["auto", "true", "false"],
+        default="auto",
         help="model.compile(jit_compile=...): auto (default, as Keras runs it: jax.jit on "
         "JAX, no XLA on TensorFlow's CPU) or true (XLA on TensorFlow too); PyTorch always "
         "runs eagerly",
@@ -147,13 +152,21 @@ def main():
     softmax, plain = results.get("softmax"), results.get("triplet-model-mse")
 
     def overhead(kind, base):
-        return "" if base is None or kind in ("softmax", "triplet-model-mse") else f"{100 * (base / results[kind] - 1):+.1f}%"
+        return (
+            ""
+            if base is None or kind in ("softmax", "triplet-model-mse")
+            else f"{100 * (base / results[kind] - 1):+.1f}%"
+        )
 
     print()
-    print("| backend | training | samples/s | time per sample vs TripletModel + MSE | vs softmax classifier |")
+    print(
+        "| backend | training | samples/s | time per sample vs TripletModel + MSE | vs softmax classifier |"
+    )
     print("|---|---|---:|---:|---:|")
     for kind in kinds:
-        print(f"| {backend} | {kind} | {results[kind]:.0f} | {overhead(kind, plain)} | {overhead(kind, softmax)} |")
+        print(
+            f"| {backend} | {kind} | {results[kind]:.0f} | {overhead(kind, plain)} | {overhead(kind, softmax)} |"
+        )
 
 
 if __name__ == "__main__":

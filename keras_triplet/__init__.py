@@ -31,6 +31,14 @@ def __getattr__(name):
 
 
 __all__ = [
-    "compat", "distances", "losses", "miners", "models", "TripletModel", "__version__",
-    *_LAZY_MODULES, *_LAZY_NAMES,
+    "compat",
+    "distances",
+    "losses",
+    "miners",
+    "models",
+    "TripletModel",
+    "__version__",
+    *_LAZY_MODULES,
+    *_LAZY_NAMES,
+    "_tfa",
 ]

@@ -32,9 +32,7 @@ def atomic_write(path, mode="wb"):
         raise ValueError(f"atomic_write writes a new file: `mode` must contain 'w', got {mode!r}.")
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(
-        prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory
-    )
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, mode) as f:
             yield f

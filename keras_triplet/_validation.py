@@ -104,8 +104,7 @@ def check_labels(y_true, batch_size=None, name="labels (y_true)"):
     return y
 
 
-def check_label_array(labels, size=None, *, name="`labels`", items="`embeddings`",
-                      strings=True, int32=False):
+def check_label_array(labels, size=None, *, name="`labels`", items="`embeddings`", strings=True, int32=False):
     """NumPy labels `[N]` from `[N]` or `[N, 1]`: int64 class ids, or strings, or raises.
 
     Integers, booleans and whole-number floats give int64; with `strings=True` unicode

@@ -31,9 +31,7 @@ def check_metric(metric, p=None):
     check_choice(metric, METRICS, "distance metric")
     if metric == "minkowski":
         if p is None or not float(p) >= 1.0:
-            raise ValueError(
-                f"The Minkowski distance needs `p >= 1` (p < 1 is not a metric); got p={p}."
-            )
+            raise ValueError(f"The Minkowski distance needs `p >= 1` (p < 1 is not a metric); got p={p}.")
     elif p is not None:
         raise ValueError(f"`p` only applies to the 'minkowski' metric, not to {metric!r}.")
     return metric

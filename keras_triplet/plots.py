@@ -72,15 +72,27 @@ def distance_histograms(
     fig = _figure((6.4, 4.0))
     ax = fig.add_subplot()
     edges = np.histogram_bin_edges(d, bins=bins)
-    for mask, name, color in ((same, "positive (same class)", "tab:green"),
-                              (~same, "negative (different class)", "tab:red")):
+    for mask, name, color in (
+        (same, "positive (same class)", "tab:green"),
+        (~same, "negative (different class)", "tab:red"),
+    ):
         if np.any(mask):
-            ax.hist(d[mask], bins=edges, density=True, alpha=0.55, color=color,
-                    label=f"{name}: n={int(mask.sum())}, mean={d[mask].mean():.3g}")
+            ax.hist(
+                d[mask],
+                bins=edges,
+                density=True,
+                alpha=0.55,
+                color=color,
+                label=f"{name}: n={int(mask.sum())}, mean={d[mask].mean():.3g}",
+            )
     if mark_eer and np.any(same) and np.any(~same):
         eer, threshold = _eer_from_curve(*roc_curve(d, same))
-        ax.axvline(threshold, color="black", linestyle="--",
-                   label=f"EER threshold {threshold:.3g} (EER {100 * eer:.2f}%)")
+        ax.axvline(
+            threshold,
+            color="black",
+            linestyle="--",
+            label=f"EER threshold {threshold:.3g} (EER {100 * eer:.2f}%)",
+        )
     ax.set_xlabel(f"{metric} distance")
     ax.set_ylabel("density")
     ax.set_title(title or "Pair distances")
@@ -113,8 +125,7 @@ def roc_curve_plot(distances, is_same, log_far=False, title=None, label=None, pa
     ax = fig.add_subplot()
     ax.plot(far, tar, color="tab:blue", label=f"{label + ': ' if label else ''}AUC = {auc:.4f}")
     ax.plot([0, 1], [1, 0], color="gray", linestyle=":", linewidth=1)
-    ax.plot([eer], [1 - eer], "o", color="tab:red",
-            label=f"EER = {100 * eer:.2f}% at d = {threshold:.3g}")
+    ax.plot([eer], [1 - eer], "o", color="tab:red", label=f"EER = {100 * eer:.2f}% at d = {threshold:.3g}")
     if log_far:
         positive = far[far > 0]
         ax.set_xscale("log")
@@ -160,8 +171,13 @@ def det_curve_plot(distances, is_same, title=None, label=None, path=None, dpi=10
     ax = fig.add_subplot()
     ax.plot(probit(far), probit(frr), color="tab:blue", label=label or "DET")
     ax.plot(probit([lo, hi]), probit([lo, hi]), color="gray", linestyle=":", linewidth=1)
-    ax.plot(probit([eer]), probit([eer]), "o", color="tab:red",
-            label=f"EER = {100 * eer:.2f}% at d = {threshold:.3g}")
+    ax.plot(
+        probit([eer]),
+        probit([eer]),
+        "o",
+        color="tab:red",
+        label=f"EER = {100 * eer:.2f}% at d = {threshold:.3g}",
+    )
     ticks = np.array([0.0001, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95, 0.99, 0.999])
     # Show the ticks that cover the curve (plus one on each side).
     used = np.r_[far, frr]
@@ -170,8 +186,7 @@ def det_curve_plot(distances, is_same, title=None, label=None, path=None, dpi=10
     keep = ticks >= ticks[max(np.searchsorted(ticks, low) - 1, 0)]
     ticks = ticks[keep]
     labels = [f"{100 * t:g}" for t in ticks]
-    for set_ticks, set_labels in ((ax.set_xticks, ax.set_xticklabels),
-                                  (ax.set_yticks, ax.set_yticklabels)):
+    for set_ticks, set_labels in ((ax.set_xticks, ax.set_xticklabels), (ax.set_yticks, ax.set_yticklabels)):
         set_ticks(probit(ticks))
         set_labels(labels)
     ax.set_xlim(probit(ticks[0]), probit(0.999))
@@ -229,9 +244,13 @@ def embedding_projection(
         from sklearn.manifold import TSNE
 
         # Exact gradients up to 500 points (faster there, no thread pool); Barnes-Hut above.
-        options = dict(n_components=2, init="pca", random_state=seed,
-                       perplexity=min(perplexity, max(1.0, (x.shape[0] - 1) / 3)),
-                       method="exact" if x.shape[0] <= 500 else "barnes_hut")
+        options = dict(
+            n_components=2,
+            init="pca",
+            random_state=seed,
+            perplexity=min(perplexity, max(1.0, (x.shape[0] - 1) / 3)),
+            method="exact" if x.shape[0] <= 500 else "barnes_hut",
+        )
         options.update(tsne_kwargs or {})
         xy = TSNE(**options).fit_transform(x)
     classes = np.unique(y)
@@ -242,8 +261,14 @@ def embedding_projection(
         m = y == c
         ax.scatter(xy[m, 0], xy[m, 1], s=10, color=cmap[i], label=str(c), alpha=0.8)
     if len(classes) <= 20:
-        ax.legend(title="class", fontsize="small", markerscale=2, loc="upper left",
-                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        ax.legend(
+            title="class",
+            fontsize="small",
+            markerscale=2,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0.0,
+        )
     ax.set_title(title or f"Embeddings ({'PCA' if method == 'pca' else 't-SNE'})")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -339,8 +364,11 @@ def neighbors_grid(
     for i in range(n_q):
         ax = fig.add_subplot(grid[i, 0])
         _show_item(ax, q_items[i], cmap)
-        ax.set_title("query" + (f"\nlabel {query_labels[i]}" if query_labels is not None else ""),
-                     fontsize="small", fontweight="bold")
+        ax.set_title(
+            "query" + (f"\nlabel {query_labels[i]}" if query_labels is not None else ""),
+            fontsize="small",
+            fontweight="bold",
+        )
         for spine in ax.spines.values():
             spine.set_linewidth(2)
         for j, item in enumerate(nb_items[i]):

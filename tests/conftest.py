@@ -79,7 +79,11 @@ def value_and_grad(fn, x, dtype=None):
             tape.watch(xt)
             value = fn(xt)
         grad = tape.gradient(value, xt)
-        grad = np.zeros(x.shape, dtype=np.float64 if dtype is None else np.float32) if grad is None else out(grad)
+        grad = (
+            np.zeros(x.shape, dtype=np.float64 if dtype is None else np.float32)
+            if grad is None
+            else out(grad)
+        )
         return np.asarray(out(value)), np.asarray(grad)
     if backend == "jax":
         import jax
@@ -193,7 +197,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     counts = {
         outcome: sum(
-            1 for r in terminalreporter.stats.get(outcome, ())
+            1
+            for r in terminalreporter.stats.get(outcome, ())
             if getattr(r, "nodeid", None) in _DOCTESTS and getattr(r, "when", "call") == "call"
         )
         for outcome in ("passed", "failed", "skipped")

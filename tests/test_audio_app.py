@@ -14,17 +14,16 @@ import shutil
 import wave
 
 import keras
+import librosa  # noqa: E402, F401 - the audio extra, part of the dev install: missing fails here, by name
 import numpy as np
 import pytest
-
-import librosa  # noqa: E402, F401 - the audio extra, part of the dev install: missing fails here, by name
 import soundfile  # noqa: E402
 
+from apps._common import SkipReport  # noqa: E402
 from apps.audio_similarity import __main__ as cli  # noqa: E402
 from apps.audio_similarity import features as F  # noqa: E402
 from apps.audio_similarity import synth  # noqa: E402
 from apps.audio_similarity.augment import Augmenter  # noqa: E402
-from apps._common import SkipReport  # noqa: E402
 from apps.audio_similarity.data import BadAudio, load_audio, scan_folder  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,8 +62,7 @@ def write_clips(folder, classes, clips):
     for s, v, name in classes:
         os.makedirs(folder / name, exist_ok=True)
         for i in clips:
-            soundfile.write(folder / name / f"{i:03d}.wav", synth.synthesize(s, v, i), SR,
-                            subtype="PCM_16")
+            soundfile.write(folder / name / f"{i:03d}.wav", synth.synthesize(s, v, i), SR, subtype="PCM_16")
 
 
 def fresh_heldout_set(clips=range(100, 106)):
@@ -76,8 +74,13 @@ def fresh_heldout_set(clips=range(100, 106)):
         for i in clips:
             feats.append(F.log_mel(synth.synthesize(s, v, i)))
             labels.append(k)
-    return F.FeatureSet(feats, np.array(labels), [name for *_, name in held],
-                        [f"{name}/{i}" for *_, name in held for i in clips], SkipReport())
+    return F.FeatureSet(
+        feats,
+        np.array(labels),
+        [name for *_, name in held],
+        [f"{name}/{i}" for *_, name in held for i in clips],
+        SkipReport(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +113,6 @@ def test_log_mel_defaults_and_peak_band():
     assert x.shape == (101, 64) and x.dtype == np.float32
     s = F.FeatureSettings()
     assert (s.win_length, s.hop_length, s.n_mels) == (400, 160, 64)
-    import librosa
 
     centres = librosa.mel_frequencies(n_mels=66, fmin=s.fmin, fmax=s.sample_rate / 2)[1:-1]
     peak = centres[int(np.argmax(x[50]))]
@@ -205,9 +207,15 @@ def _bad_folder(root, tiny_root):
     soundfile.write(os.path.join(bad, "short.flac"), tone(0.03), SR)
     with wave.open(os.path.join(bad, "no_samples.wav"), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(SR)
-    return {"empty.wav": "empty", "corrupt.wav": "corrupt", "notes.mp3": "corrupt",
-            "truncated.wav": "corrupt", "silent.wav": "silent", "short.flac": "too short",
-            "no_samples.wav": "no audio samples"}
+    return {
+        "empty.wav": "empty",
+        "corrupt.wav": "corrupt",
+        "notes.mp3": "corrupt",
+        "truncated.wav": "corrupt",
+        "silent.wav": "silent",
+        "short.flac": "too short",
+        "no_samples.wav": "no audio samples",
+    }
 
 
 # ---------------------------------------------------------------------- command line
@@ -238,9 +246,31 @@ def test_cli_end_to_end(tiny, learnable, cache_dir, tmp_path, capsys, monkeypatc
     # deterministic), 0.74 / 0.38 (PyTorch); the same model untrained (learning rate 0)
     # 0.56 / 0.23; the MFCC baseline 0.46 / 0.27. The EER (trained 0.22-0.28, untrained
     # 0.40, baseline 0.29) varies too much from run to run to be asserted here.
-    train = ["train", str(learnable / "train"), "--out", model, "--epochs", "2",
-             "--steps-per-epoch", "60", "-P", "8", "-K", "4", "--frames", "48", "--lr", "5e-3",
-             "--width", "4", "--dim", "16", "--verbose", "0", *small]
+    train = [
+        "train",
+        str(learnable / "train"),
+        "--out",
+        model,
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        "60",
+        "-P",
+        "8",
+        "-K",
+        "4",
+        "--frames",
+        "48",
+        "--lr",
+        "5e-3",
+        "--width",
+        "4",
+        "--dim",
+        "16",
+        "--verbose",
+        "0",
+        *small,
+    ]
     real_write = training.write_json
 
     def interrupt_after_first_epoch(path, obj):
@@ -263,12 +293,17 @@ def test_cli_end_to_end(tiny, learnable, cache_dir, tmp_path, capsys, monkeypatc
     assert len(history["loss"]) == 2 and "active_fraction" in history
     capsys.readouterr()
 
-    assert cli.main(["evaluate", str(learnable / "fresh"), "--model", model, "--baseline", "mfcc",
-                     "--json", *small]) == 0
+    assert (
+        cli.main(
+            ["evaluate", str(learnable / "fresh"), "--model", model, "--baseline", "mfcc", "--json", *small]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)  # stdout holds exactly one JSON object
     assert result["num_files"] == 80 and result["num_classes"] == 4
-    scores = {k: (round(result[k], 3), round(result["baseline_" + k], 3))
-              for k in ("recall@1", "map@r", "eer")}
+    scores = {
+        k: (round(result[k], 3), round(result["baseline_" + k], 3)) for k in ("recall@1", "map@r", "eer")
+    }
     assert result["recall@1"] >= 0.65 and result["recall@1"] >= result["baseline_recall@1"] + 0.2, scores
     assert result["map@r"] >= result["baseline_map@r"] + 0.05, scores
 
@@ -276,8 +311,7 @@ def test_cli_end_to_end(tiny, learnable, cache_dir, tmp_path, capsys, monkeypatc
     expected = _bad_folder(str(data), str(root))
     index = str(tmp_path / "sounds.npz")
     report = str(tmp_path / "skipped.tsv")
-    assert cli.main(["index", str(data), "--model", model, "--out", index,
-                     "--report", report, *small]) == 0
+    assert cli.main(["index", str(data), "--model", model, "--out", index, "--report", report, *small]) == 0
     captured = capsys.readouterr()
     assert "used 12 file(s), skipped 7" in captured.err
     rows = dict((os.path.basename(f), r) for f, r in SkipReport.read(report))
@@ -286,8 +320,7 @@ def test_cli_end_to_end(tiny, learnable, cache_dir, tmp_path, capsys, monkeypatc
         assert reason in rows[name], (name, rows[name])
 
     query = sorted((data / sorted(os.listdir(data))[1]).iterdir())[0]
-    assert cli.main(["query", str(query), "--index", index, "--top", "3", "--json",
-                     "--cache-dir", ""]) == 0
+    assert cli.main(["query", str(query), "--index", index, "--top", "3", "--json", "--cache-dir", ""]) == 0
     answer = json.loads(capsys.readouterr().out)
     ranks = answer["neighbors"]
     assert [n["rank"] for n in ranks] == [1, 2, 3]
@@ -295,8 +328,7 @@ def test_cli_end_to_end(tiny, learnable, cache_dir, tmp_path, capsys, monkeypatc
     assert all(n["label"] == query.parent.name for n in ranks[:1])
     assert [n["distance"] for n in ranks] == sorted(n["distance"] for n in ranks)
     # A bad query file is reported, not a crash.
-    assert cli.main(["query", str(data / sorted(os.listdir(data))[0] / "empty.wav"),
-                     "--index", index]) == 2
+    assert cli.main(["query", str(data / sorted(os.listdir(data))[0] / "empty.wav"), "--index", index]) == 2
     assert "empty file" in capsys.readouterr().out
 
 
@@ -335,8 +367,9 @@ def test_saved_model_beats_mfcc_on_fresh_clips(shipped):
 
     model, _, frames = shipped
     result, _ = evaluate_features(model, frames, fresh_heldout_set(), baseline="mfcc")
-    scores = {k: (round(result[k], 3), round(result["baseline_" + k], 3))
-              for k in ("recall@1", "map@r", "eer")}
+    scores = {
+        k: (round(result[k], 3), round(result["baseline_" + k], 3)) for k in ("recall@1", "map@r", "eer")
+    }
     assert result["recall@1"] >= 0.9 and result["recall@1"] >= result["baseline_recall@1"] + 0.3, scores
     assert result["map@r"] >= 0.75 and result["map@r"] >= result["baseline_map@r"] + 0.3, scores
     assert result["eer"] <= 0.06 and result["eer"] <= result["baseline_eer"] - 0.05, scores
@@ -365,8 +398,11 @@ def test_notebook_is_valid():
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
             source = "".join(cell["source"])
-            compile("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))),
-                    "<cell>", "exec")
+            compile(
+                "\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))),
+                "<cell>",
+                "exec",
+            )
 
 
 @pytest.mark.skipif(
@@ -378,7 +414,8 @@ def test_notebook_executes(tmp_path):
     import nbformat
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     os.environ.setdefault("AUDIO_SIMILARITY_ROOT", ROOT)
     client.execute()

@@ -8,12 +8,12 @@ import os
 import keras
 import numpy as np
 import pytest
+import reference as ref
+from conftest import make_batch, to_numpy, value_and_grad
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from keras import ops
 
-import reference as ref
-from conftest import make_batch, to_numpy, value_and_grad
 from keras_triplet.compat import tfa
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -160,8 +160,10 @@ def _load_fixtures():
     paths = [os.path.join(FIXTURES, n) for n in ("tfa_triplet.json", "tfa_inputs.npz")]
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
-        pytest.fail(f"tensorflow-addons fixtures missing: {', '.join(map(os.path.basename, missing))} "
-                    "(regenerate with `bash tools/make_fixtures.sh tfa`)")
+        pytest.fail(
+            f"tensorflow-addons fixtures missing: {', '.join(map(os.path.basename, missing))} "
+            "(regenerate with `bash tools/make_fixtures.sh tfa`)"
+        )
     with open(paths[0]) as f:
         cases = json.load(f)
     inputs = np.load(paths[1])
@@ -235,14 +237,18 @@ def test_fixtures_values():
         got = float(to_numpy(_library_call(case, labels, x)(labels, x)))
         want = _expected(case, labels)
         if not math.isclose(got, want, rel_tol=1e-5, abs_tol=1e-5):
-            bad.append((case["case"], case["input"], case["loss"], case["distance_metric"], case["soft"], want, got))
+            bad.append(
+                (case["case"], case["input"], case["loss"], case["distance_metric"], case["soft"], want, got)
+            )
     assert not bad, f"{len(bad)} cases differ (case, input, loss, metric, soft, expected, got): {bad}"
 
 
 def test_fixtures_gradients():
     cases, inputs, grads = _load_fixtures()
     if grads is None:
-        pytest.fail("tests/fixtures/tfa_grads.npz is missing (regenerate with `bash tools/make_fixtures.sh tfa`)")
+        pytest.fail(
+            "tests/fixtures/tfa_grads.npz is missing (regenerate with `bash tools/make_fixtures.sh tfa`)"
+        )
     bad = []
     checked = 0
     seen = {}

@@ -67,7 +67,10 @@ def test_saved_model_loads_on_every_backend(tmp_path):
         procs[backend] = (
             subprocess.Popen(
                 [sys.executable, str(script), path, str(tmp_path / "x.npy"), out, backend],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             ),
             out,
         )

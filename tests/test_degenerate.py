@@ -3,10 +3,10 @@ batch with nothing to learn from gives 0 (docs/semantics.md)."""
 
 import numpy as np
 import pytest
-from keras import ops
-
 import reference as ref
 from conftest import value_and_grad
+from keras import ops
+
 from keras_triplet import losses
 from keras_triplet.compat import tfa
 
@@ -45,7 +45,11 @@ LOSSES = {
     ),
     "quadruplet": (lambda: losses.QuadrupletLoss(), lambda y, x: ref.quadruplet_loss(y, x), False),
     "angular": (lambda: losses.AngularLoss(), lambda y, x: ref.angular_loss(y, x), False),
-    "tfa-semi-hard": (lambda: tfa.TripletSemiHardLoss(), lambda y, x: ref.tfa_triplet_semihard_loss(y, x), True),
+    "tfa-semi-hard": (
+        lambda: tfa.TripletSemiHardLoss(),
+        lambda y, x: ref.tfa_triplet_semihard_loss(y, x),
+        True,
+    ),
     "tfa-hard": (lambda: tfa.TripletHardLoss(), lambda y, x: ref.tfa_triplet_hard_loss(y, x), True),
     "tfa-hard-soft": (
         lambda: tfa.TripletHardLoss(soft=True),

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+import reference as ref
+from conftest import to_numpy, value_and_grad
 from hypothesis import given
 from hypothesis import strategies as st
 
-import reference as ref
-from conftest import to_numpy, value_and_grad
 from keras_triplet import distances
 
 METRIC_CASES = [
@@ -99,7 +99,9 @@ def test_gradient_matches_finite_differences(metric, p, rng):
     w = rng.normal(size=(4, 4))  # a generic weighting of the entries
 
     def lib(t):
-        return ops.sum(distances.pairwise_distances(t, metric=metric, p=p) * ops.convert_to_tensor(w, "float32"))
+        return ops.sum(
+            distances.pairwise_distances(t, metric=metric, p=p) * ops.convert_to_tensor(w, "float32")
+        )
 
     def reference_fn(x64):
         return float(np.sum(ref.pairwise_distances(x64, metric=metric, p=p) * w))
@@ -130,7 +132,9 @@ def test_half_precision_inputs_compute_in_float32(dtype, metric, p, rng):
     np.testing.assert_allclose(
         to_numpy(got), ref.pairwise_distances(x_rounded, metric=metric, p=p), rtol=1e-4, atol=1e-4
     )
-    value, grad = value_and_grad(lambda t: ops.sum(distances.pairwise_distances(t, metric=metric, p=p)), x, dtype=dtype)
+    value, grad = value_and_grad(
+        lambda t: ops.sum(distances.pairwise_distances(t, metric=metric, p=p)), x, dtype=dtype
+    )
     assert np.isfinite(value) and np.all(np.isfinite(grad))
 
 

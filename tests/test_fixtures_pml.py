@@ -23,9 +23,9 @@ import os
 import keras
 import numpy as np
 import pytest
-
 import reference as ref
 from conftest import to_numpy
+
 from keras_triplet import losses, miners
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -83,7 +83,11 @@ def _reference_value(case, labels, d, x, average):
     if case["kind"] == "batch_hard_miner":
         return ref.triplet_loss_from_distances(labels, d, m, miner="batch-hard", average=average)
     return ref.triplet_loss_from_distances(
-        labels, d, m, miner="batch-all", average=average,
+        labels,
+        d,
+        m,
+        miner="batch-all",
+        average=average,
         miner_kwargs=dict(margin=m, select=SELECT[case["type_of_triplets"]]),
     )
 
@@ -124,9 +128,19 @@ def test_fixtures_against_reference(fixtures):
             want = _reference_value(case, labels, d, x, average)
             checked += 1
             if not math.isclose(want, case[field], rel_tol=1e-5, abs_tol=1e-5):
-                bad.append((case["case"], case["kind"], case.get("type_of_triplets"), field, case[field], want))
+                bad.append(
+                    (case["case"], case["kind"], case.get("type_of_triplets"), field, case[field], want)
+                )
         if case["num_mined"] != _reference_count(case, labels, d) and case["kind"] != "angular":
-            bad.append((case["case"], case["kind"], "num_mined", case["num_mined"], _reference_count(case, labels, d)))
+            bad.append(
+                (
+                    case["case"],
+                    case["kind"],
+                    "num_mined",
+                    case["num_mined"],
+                    _reference_count(case, labels, d),
+                )
+            )
     assert checked > 100
     assert not bad, f"reference vs PML (case, kind, type, field, PML, reference): {bad}"
 
@@ -141,12 +155,26 @@ def _check_library(fixtures, kinds_wanted):
         j = case["input"]
         labels = inputs[f"labels_{j}"]
         x = inputs[f"embeddings_{j}"]
-        fields = (("value", "nonzero"),) if case["kind"] == "angular" else (("value", "nonzero"), ("value_mean", "triplets"))
+        fields = (
+            (("value", "nonzero"),)
+            if case["kind"] == "angular"
+            else (("value", "nonzero"), ("value_mean", "triplets"))
+        )
         for field, average in fields:
             got = float(to_numpy(_library_loss(case, average)(labels, x)))
             checked += 1
             if not math.isclose(got, case[field], rel_tol=1e-5, abs_tol=1e-5):
-                bad.append((case["case"], j, case.get("type_of_triplets"), case["margin"] or case["alpha"], field, case[field], got))
+                bad.append(
+                    (
+                        case["case"],
+                        j,
+                        case.get("type_of_triplets"),
+                        case["margin"] or case["alpha"],
+                        field,
+                        case[field],
+                        got,
+                    )
+                )
     assert checked > 0
     return bad
 
@@ -206,7 +234,17 @@ def test_mined_counts(fixtures):
             miner = miners.BatchAllMiner(margin=case["margin"], select=SELECT[case["type_of_triplets"]])
         count = int(round(float(np.sum(to_numpy(miner(labels, embeddings=x)["negative_count"])))))
         if count != case["num_mined"]:
-            bad.append((case["case"], j, case["kind"], case["type_of_triplets"], case["margin"], case["num_mined"], count))
+            bad.append(
+                (
+                    case["case"],
+                    j,
+                    case["kind"],
+                    case["type_of_triplets"],
+                    case["margin"],
+                    case["num_mined"],
+                    count,
+                )
+            )
     assert not bad, f"mined counts differ (case, input, kind, type, margin, PML, ours): {bad}"
 
 

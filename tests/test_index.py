@@ -217,7 +217,7 @@ def test_tampered_arrays_fail_the_checksum(tmp_path):
 # to the format gets its own tamper test.
 TAMPERED = {
     "embeddings": lambda a: a["embeddings"] + np.float32(1e-3),
-    "ids": lambda a: a["ids"][np.r_[1, 0, 2:a["ids"].size]],  # two ids swapped
+    "ids": lambda a: a["ids"][np.r_[1, 0, 2 : a["ids"].size]],  # two ids swapped
     "labels": lambda a: np.roll(a["labels"], 1),
     "dim": lambda a: np.array(-1, dtype=np.int64),  # would load as "no dimension"
     "metric": lambda a: np.array("euclidean"),
@@ -274,8 +274,9 @@ def test_bad_files_give_one_line_errors(tmp_path):
             EmbeddingIndex.load(tmp_path / name)
         message = str(info.value)
         assert "\n" not in message and "pickle" not in message, message
-        assert info.value.__cause__ is None and info.value.__suppress_context__ or \
-            info.value.__context__ is None, "no chained traceback"
+        assert (
+            info.value.__cause__ is None and info.value.__suppress_context__ or info.value.__context__ is None
+        ), "no chained traceback"
 
 
 def test_other_archives_are_rejected(tmp_path):
@@ -358,8 +359,7 @@ def test_saved_file_is_a_plain_zip(tmp_path):
     _, path = _saved(tmp_path)
     with zipfile.ZipFile(path) as z:
         assert sorted(z.namelist()) == sorted(
-            f"{n}.npy" for n in ("format_version", "metric", "dim", "embeddings", "ids",
-                                 "labels", "checksum")
+            f"{n}.npy" for n in ("format_version", "metric", "dim", "embeddings", "ids", "labels", "checksum")
         )
     # The file gets the usual permissions (0o666 minus the umask), not mkstemp's 0o600.
     umask = os.umask(0o022)

@@ -3,11 +3,11 @@
 import keras
 import numpy as np
 import pytest
+import reference as ref
+from conftest import make_batch, to_numpy, value_and_grad
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-import reference as ref
-from conftest import make_batch, to_numpy, value_and_grad
 from keras_triplet import losses, miners
 
 # A few batch sizes only: JAX compiles each op once per shape, even eagerly.
@@ -98,7 +98,11 @@ def test_triplet_loss_matches_reference(case, labels, seed, metric, margin):
     got = float(to_numpy(loss(labels, x.astype("float32"))))
     assert got == pytest.approx(want, rel=1e-5, abs=1e-5)
     # The function form agrees with the class.
-    fn = float(to_numpy(losses.triplet_loss(labels, x.astype("float32"), margin=margin, distance=metric, p=p, **kwargs)))
+    fn = float(
+        to_numpy(
+            losses.triplet_loss(labels, x.astype("float32"), margin=margin, distance=metric, p=p, **kwargs)
+        )
+    )
     assert fn == pytest.approx(want, rel=1e-5, abs=1e-5)
 
 
@@ -141,7 +145,9 @@ def test_pairwise_and_compute_from_distances(metric, p):
     ):
         assert loss.distance == metric and loss.p == p
         d = loss.pairwise(x.astype("float32"))
-        np.testing.assert_allclose(to_numpy(d), ref.pairwise_distances(x, metric=metric, p=p), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            to_numpy(d), ref.pairwise_distances(x, metric=metric, p=p), rtol=1e-5, atol=1e-5
+        )
         from_d = loss.compute_from_distances(keras.ops.convert_to_tensor(labels.astype("int32")), d)
         direct = loss(labels, x.astype("float32"))
         assert float(to_numpy(from_d)) == pytest.approx(float(to_numpy(direct)), rel=1e-6, abs=1e-6)
@@ -178,7 +184,11 @@ def test_quadruplet_loss_matches_reference(labels, seed, metric, margins):
     assert float(to_numpy(fn)) == pytest.approx(want, rel=1e-5, abs=1e-5)
 
 
-@given(labels=labels_strategy(max_classes=5), seed=st.integers(0, 2**31 - 1), margins=st.sampled_from([(1, 0), (2, 1), (0, 0)]))
+@given(
+    labels=labels_strategy(max_classes=5),
+    seed=st.integers(0, 2**31 - 1),
+    margins=st.sampled_from([(1, 0), (2, 1), (0, 0)]),
+)
 def test_quadruplet_loss_exact_on_integer_distances(labels, seed, margins):
     labels = np.array(labels)
     gen = np.random.default_rng(seed)
@@ -215,7 +225,14 @@ def test_angular_loss_large_alpha(alpha):
     labels = np.array([0, 0, 1, 1, 2, 2])
     # Classes on nearly opposite directions: a well separated (easy) batch.
     x = np.array(
-        [[1.0, 0.05, 0.0], [1.0, -0.05, 0.0], [-1.0, 0.0, 0.05], [-1.0, 0.0, -0.05], [0.0, 1.0, 0.0], [0.05, 1.0, 0.0]]
+        [
+            [1.0, 0.05, 0.0],
+            [1.0, -0.05, 0.0],
+            [-1.0, 0.0, 0.05],
+            [-1.0, 0.0, -0.05],
+            [0.0, 1.0, 0.0],
+            [0.05, 1.0, 0.0],
+        ]
     )
     for batch in (x, make_batch(2, labels, dim=3)):
         want = ref.angular_loss(labels, batch, alpha)
@@ -261,7 +278,9 @@ def test_triplet_loss_gradient(case, metric, p):
     labels = keras.ops.convert_to_tensor(LABELS_SMALL)
     grad = _check_gradient(
         lambda e: loss(labels, e),
-        lambda e: ref.triplet_loss(LABELS_SMALL, e, margin=margin, distance=metric, p=p, **TRIPLET_CASES[case][1](margin)),
+        lambda e: ref.triplet_loss(
+            LABELS_SMALL, e, margin=margin, distance=metric, p=p, **TRIPLET_CASES[case][1](margin)
+        ),
         x,
     )
     assert np.all(np.isfinite(grad))

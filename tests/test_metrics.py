@@ -72,8 +72,14 @@ def naive_retrieval(x, y, ks, metric, refs=None, ref_y=None):
                 ap += hits / (pos + 1)
         mapr.append(ap / r)
     out = {f"recall@{k}": np.mean(v) for k, v in rec.items()}
-    out.update({"precision@1": np.mean(p1), "r_precision": np.mean(rp), "map@r": np.mean(mapr),
-                "num_queries": len(p1)})
+    out.update(
+        {
+            "precision@1": np.mean(p1),
+            "r_precision": np.mean(rp),
+            "map@r": np.mean(mapr),
+            "num_queries": len(p1),
+        }
+    )
     return out
 
 
@@ -298,9 +304,18 @@ def test_eer_matches_interpolated_sklearn_roc(seed):
 # crossing lies between two ROC points (cases crossing on a point are left out: there a
 # threshold moved to that point would not be wrong).
 EER_CASES = [
-    (0, False, 400), (1, False, 60), (1, False, 400), (2, False, 400), (3, False, 60),
-    (4, False, 400), (5, False, 2000),
-    (0, True, 400), (1, True, 60), (2, True, 2000), (3, True, 2000), (4, True, 400),
+    (0, False, 400),
+    (1, False, 60),
+    (1, False, 400),
+    (2, False, 400),
+    (3, False, 60),
+    (4, False, 400),
+    (5, False, 2000),
+    (0, True, 400),
+    (1, True, 60),
+    (2, True, 2000),
+    (3, True, 2000),
+    (4, True, 400),
 ]
 
 
@@ -378,7 +393,7 @@ def test_sampled_pairs_use_the_same_distances(metric):
     i = gen.integers(0, 300, 500)
     j = gen.integers(0, 299, 500)
     j = j + (j >= i)
-    want = np.array([naive_distances(x[a:a + 1], x[b:b + 1], metric)[0, 0] for a, b in zip(i, j)])
+    want = np.array([naive_distances(x[a : a + 1], x[b : b + 1], metric)[0, 0] for a, b in zip(i, j)])
     np.testing.assert_allclose(d, want, atol=1e-12)
     np.testing.assert_array_equal(same, y[i] == y[j])
 
@@ -404,7 +419,7 @@ def test_verification_rejects_bad_input():
 def _blobs(n_classes=4, per_class=12, dim=6, seed=0):
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(n_classes), per_class)
-    x = (3 * rng.normal(size=(n_classes, dim))[y] + 0.3 * rng.normal(size=(len(y), dim)))
+    x = 3 * rng.normal(size=(n_classes, dim))[y] + 0.3 * rng.normal(size=(len(y), dim))
     return x.astype("float32"), y
 
 
@@ -420,8 +435,16 @@ def test_callback_writes_metrics_into_history():
 
     cb = RetrievalEvaluation(x, y, every_n_epochs=2, ks=(1, 5), batch_size=16)
     history = model.fit(x, x, epochs=4, batch_size=16, verbose=0, callbacks=[cb, Spy()])
-    for key in ("val_recall@1", "val_recall@5", "val_precision@1", "val_r_precision",
-                "val_map@r", "val_eer", "val_eer_threshold", "val_auc"):
+    for key in (
+        "val_recall@1",
+        "val_recall@5",
+        "val_precision@1",
+        "val_r_precision",
+        "val_map@r",
+        "val_eer",
+        "val_eer_threshold",
+        "val_auc",
+    ):
         assert len(history.history[key]) == 2, key  # epochs 2 and 4
     assert not any(k.startswith("val_num") for k in history.history)
     assert "val_recall@1" not in seen[0] and "val_recall@1" in seen[1]  # later callbacks see it

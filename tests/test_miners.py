@@ -3,11 +3,11 @@
 import keras
 import numpy as np
 import pytest
+import reference as ref
+from conftest import make_batch, to_numpy
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-import reference as ref
-from conftest import make_batch, to_numpy
 from keras_triplet import distances as distances_lib
 from keras_triplet import miners
 
@@ -209,7 +209,9 @@ def test_triplet_statistics(labels, seed, margin):
     x = make_batch(seed, labels, dim=3)
     d = ref.pairwise_distances(x)
     assume(ref.comparison_gap(d, [margin]) > 1e-4)
-    got = to_numpy(miners.triplet_statistics(labels, distances_lib.pairwise_distances(x.astype("float32")), margin))
+    got = to_numpy(
+        miners.triplet_statistics(labels, distances_lib.pairwise_distances(x.astype("float32")), margin)
+    )
     want = ref.triplet_statistics(labels, d, margin)
     assert set(want) <= set(got)
     for key in want:
@@ -232,7 +234,9 @@ def test_triplet_statistics_accepts_numpy():
     labels = np.array([0, 0, 1, 1])
     d = integer_distances(0, 4).astype("float32")
     got = to_numpy(miners.triplet_statistics(labels, d, 1.0))
-    assert float(got["positive_distance"]) == pytest.approx(ref.triplet_statistics(labels, d, 1.0)["positive_distance"])
+    assert float(got["positive_distance"]) == pytest.approx(
+        ref.triplet_statistics(labels, d, 1.0)["positive_distance"]
+    )
 
 
 @pytest.mark.parametrize("name", sorted(MINERS))
@@ -275,17 +279,23 @@ def test_wide_batches_match_reference(name, layout):
     miner = make(margin)
     # Counts and masks exactly; band sums to float32 prefix-sum rounding (sums of ~90
     # distances up to 9: an ulp of the prefix is ~1e-5 in absolute terms).
-    assert_miner_output(miner(labels, distances=d.astype("float32")), reference_fn(labels, d, margin), atol=1e-4)
+    assert_miner_output(
+        miner(labels, distances=d.astype("float32")), reference_fn(labels, d, margin), atol=1e-4
+    )
     if "farthest" in name or "violating" in name:
         want = ref.triplet_statistics(labels, d, margin)
         got = to_numpy(miners.triplet_statistics(labels, d.astype("float32"), margin))
         for key in want:
             assert float(got[key]) == pytest.approx(want[key], rel=1e-6, abs=1e-6), key
     loss = triplet_loss_from_distances(
-        keras.ops.convert_to_tensor(labels.astype("int32")), keras.ops.convert_to_tensor(d.astype("float32")),
-        miner, margin=margin,
+        keras.ops.convert_to_tensor(labels.astype("int32")),
+        keras.ops.convert_to_tensor(d.astype("float32")),
+        miner,
+        margin=margin,
     )
     full = reference_fn(labels, d, margin)
-    pair_loss = full["pair_mask"] * np.maximum(full["negative_count"] * (d + margin) - full["negative_distance_sum"], 0)
+    pair_loss = full["pair_mask"] * np.maximum(
+        full["negative_count"] * (d + margin) - full["negative_distance_sum"], 0
+    )
     count = full["negative_count"] if miner.single_negative else full["negative_count"] * (pair_loss > 0)
     assert float(to_numpy(loss)) == pytest.approx(pair_loss.sum() / max(count.sum(), 1.0), rel=1e-5)

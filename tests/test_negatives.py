@@ -6,16 +6,16 @@ import contextlib
 import keras
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 import reference as ref
 from conftest import BACKEND, compiled, make_batch, to_numpy, value_and_grad
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_miners import MINERS, assert_miner_output, integer_distances, labels_strategy
+
 from keras_triplet import losses, miners
 from keras_triplet.miners import search
 from keras_triplet.miners.search import DirectNegatives, with_negatives
 from keras_triplet.models.step import loss_and_statistics
-from test_miners import MINERS, assert_miner_output, integer_distances, labels_strategy
 
 SEARCHING = [name for name in sorted(MINERS) if name != "batch-hard"]
 KINDS = ["direct", "sorted"]
@@ -37,13 +37,17 @@ def forced_search(kind):
 
 
 def _tensors(labels, d):
-    return keras.ops.convert_to_tensor(labels.astype("int32")), keras.ops.convert_to_tensor(d.astype("float32"))
+    return keras.ops.convert_to_tensor(labels.astype("int32")), keras.ops.convert_to_tensor(
+        d.astype("float32")
+    )
 
 
 @pytest.mark.parametrize("name", SEARCHING)
 @settings(max_examples=15)
 @given(
-    labels=labels_strategy(), seed=st.integers(0, 2**31 - 1), margin=st.sampled_from([0, 1, 2]),
+    labels=labels_strategy(),
+    seed=st.integers(0, 2**31 - 1),
+    margin=st.sampled_from([0, 1, 2]),
     padding=st.integers(0, 3),
 )
 def test_direct_selection_is_exact(name, labels, seed, margin, padding):

@@ -1,9 +1,8 @@
 """keras_triplet.plots: every figure renders and writes a PNG."""
 
+import matplotlib  # noqa: E402, F401 - the plots extra, part of the dev install
 import numpy as np
 import pytest
-
-import matplotlib  # noqa: E402, F401 - the plots extra, part of the dev install
 
 from keras_triplet import plots  # noqa: E402
 from keras_triplet.metrics import equal_error_rate, pair_distances  # noqa: E402
@@ -57,8 +56,9 @@ def test_roc_and_det_curves_mark_the_eer(tmp_path):
 @pytest.mark.parametrize("method", ["pca", "tsne"])
 def test_embedding_projection(tmp_path, method):
     x, y = _embeddings(2, per_class=6)
-    fig = plots.embedding_projection(x, y, method=method, path=tmp_path / f"{method}.png",
-                                     tsne_kwargs={"max_iter": 250})
+    fig = plots.embedding_projection(
+        x, y, method=method, path=tmp_path / f"{method}.png", tsne_kwargs={"max_iter": 250}
+    )
     assert _is_png(tmp_path / f"{method}.png")
     assert len(fig.axes[0].collections) == 5
     with pytest.raises(ValueError, match="method"):
@@ -78,8 +78,9 @@ def test_neighbors_grid_images_signals_and_spectrograms(tmp_path):
     q = rng.random((3, 8, 8))
     nb = rng.random((3, 4, 8, 8))
     labels = [[0, 1, 0, 0], [1, 1, 0, 1], [2, 0, 2, 2]]
-    fig = plots.neighbors_grid(q, nb, [0, 1, 2], labels, rng.random((3, 4)),
-                               path=tmp_path / "grid.png", title="neighbours")
+    fig = plots.neighbors_grid(
+        q, nb, [0, 1, 2], labels, rng.random((3, 4)), path=tmp_path / "grid.png", title="neighbours"
+    )
     assert _is_png(tmp_path / "grid.png")
     assert len(fig.axes) == 3 * 5
     title = fig.axes[2].get_title()
@@ -110,6 +111,7 @@ def test_neighbors_grid_from_an_index_search(tmp_path):
     index = EmbeddingIndex()
     index.add(emb[4:], labels=labels[4:])
     d, ids, nb_labels = index.search(emb[:4], k=3)
-    fig = plots.neighbors_grid(images[:4], images[4:][ids], labels[:4], nb_labels, d,
-                               path=tmp_path / "search.png")
+    fig = plots.neighbors_grid(
+        images[:4], images[4:][ids], labels[:4], nb_labels, d, path=tmp_path / "search.png"
+    )
     assert _is_png(tmp_path / "search.png") and len(fig.axes) == 16

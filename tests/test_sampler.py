@@ -148,12 +148,18 @@ def test_singleton_warning_and_attribute():
 
 def test_too_many_classes_per_batch():
     labels = np.repeat(np.arange(5), 4)
-    with pytest.raises(ValueError, match=r"classes_per_batch=6 is larger than the number of "
-                       r"usable classes, 5.*at most 5"):
+    with pytest.raises(
+        ValueError,
+        match=r"classes_per_batch=6 is larger than the number of "
+        r"usable classes, 5.*at most 5",
+    ):
         PKSampler(labels, classes_per_batch=6, samples_per_class=2)
     labels = np.array([0] * 4 + [1] * 4 + [2] * 2)
-    with pytest.raises(ValueError, match=r"usable classes, 2 \(1 of the 3 classes have fewer "
-                       r"than samples_per_class=4.*small_classes='replace'"):
+    with pytest.raises(
+        ValueError,
+        match=r"usable classes, 2 \(1 of the 3 classes have fewer "
+        r"than samples_per_class=4.*small_classes='replace'",
+    ):
         PKSampler(labels, 3, 4, small_classes="drop")
     PKSampler(labels, 3, 4, small_classes="replace")  # fine
 
@@ -251,8 +257,9 @@ def test_import_without_tensorflow():
         """
     )
     env = dict(os.environ, KERAS_BACKEND="numpy")  # light: no jax, torch or tensorflow
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
 
 
@@ -292,8 +299,9 @@ def test_as_dataset_arrays_follow_the_indices():
     again = take(ds, 2)
     np.testing.assert_array_equal(again[1][1], labels[sampler.batch_indices(1)])
     resumed = take(sampler.as_dataset(x, initial_epoch=1), 1)
-    np.testing.assert_array_equal(resumed[0][0][:, 0].astype(int),
-                                  sampler.batch_indices(sampler.steps_per_epoch))
+    np.testing.assert_array_equal(
+        resumed[0][0][:, 0].astype(int), sampler.batch_indices(sampler.steps_per_epoch)
+    )
 
 
 def test_as_dataset_tuple_and_dict_inputs():
@@ -338,8 +346,7 @@ def test_as_dataset_items_parallel_loading_keeps_order(npy_items, items_per_call
         time.sleep(delays[i])
         return np.load(path)
 
-    ds = sampler.as_dataset(paths, load_fn=slow_load, num_parallel_calls=8,
-                            items_per_call=items_per_call)
+    ds = sampler.as_dataset(paths, load_fn=slow_load, num_parallel_calls=8, items_per_call=items_per_call)
     assert ds.element_spec[0].shape == (12, 3, 2) and ds.element_spec[0].dtype == tf.float32
     n = sampler.steps_per_epoch + 2
     for step, (xb, yb) in enumerate(take(ds, n)):
@@ -418,8 +425,7 @@ def test_mirrored_strategy_replicas_get_whole_classes():
         print("ok")
         """
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
 
 
@@ -480,12 +486,14 @@ def test_pydataset_items_and_dict(npy_items):
 
 def tiny_model(classes):
     model = keras.Sequential(
-        [keras.Input((3, 2)), keras.layers.Flatten(), keras.layers.Dense(8, activation="relu"),
-         keras.layers.Dense(classes)]
+        [
+            keras.Input((3, 2)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(classes),
+        ]
     )
-    model.compile(
-        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    )
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
 
@@ -494,11 +502,13 @@ def test_fit_with_tf_data_arrays_and_items(npy_items):
     x = np.stack([np.load(p) for p in paths])
     sampler = PKSampler(labels, 4, 2, seed=0)
     model = tiny_model(8)
-    history = model.fit(sampler.as_dataset(x), steps_per_epoch=sampler.steps_per_epoch,
-                        epochs=2, verbose=0, shuffle=False)
+    history = model.fit(
+        sampler.as_dataset(x), steps_per_epoch=sampler.steps_per_epoch, epochs=2, verbose=0, shuffle=False
+    )
     assert np.all(np.isfinite(history.history["loss"]))
-    history = model.fit(sampler.as_dataset(paths, load_fn=np.load), steps_per_epoch=3,
-                        epochs=1, verbose=0, shuffle=False)
+    history = model.fit(
+        sampler.as_dataset(paths, load_fn=np.load), steps_per_epoch=3, epochs=1, verbose=0, shuffle=False
+    )
     assert np.all(np.isfinite(history.history["loss"]))
 
 
@@ -517,7 +527,7 @@ def test_fit_with_pydataset(npy_items):
     history = model.fit(ds, epochs=2, verbose=0, shuffle=False)
     assert len(history.history["loss"]) == 2 and np.all(np.isfinite(history.history["loss"]))
     # The last two passes are the two training epochs: all batches, two different epochs.
-    last = served[-2 * len(ds):]
+    last = served[-2 * len(ds) :]
     assert [i for _, i in last] == list(range(len(ds))) * 2
     assert len({e for e, _ in last[: len(ds)]}) == 1
     assert last[0][0] != last[-1][0]
@@ -545,6 +555,7 @@ def test_process_exits_with_a_live_items_pipeline(tmp_path):
         """
     )
     env = dict(os.environ, KERAS_BACKEND="tensorflow")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=180
+    )
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]

@@ -4,13 +4,15 @@ losses and miners round-trip through get_config / from_config."""
 import keras
 import numpy as np
 import pytest
-
 from conftest import to_numpy
+
 from keras_triplet import losses, miners
 from keras_triplet.compat import tfa
 
 LOSSES = {
-    "triplet-string-miner": lambda: losses.TripletLoss(margin=0.4, miner="batch-hard", distance="squared_euclidean"),
+    "triplet-string-miner": lambda: losses.TripletLoss(
+        margin=0.4, miner="batch-hard", distance="squared_euclidean"
+    ),
     "triplet-miner-instance": lambda: losses.TripletLoss(
         margin=0.5, miner=miners.BatchAllMiner(margin=0.3, select="semi-hard"), average="triplets"
     ),
@@ -46,13 +48,17 @@ def test_model_save_and_load(name, tmp_path):
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)  # safe_mode=True by default
-    np.testing.assert_allclose(to_numpy(loaded.predict(X, verbose=0)), to_numpy(model.predict(X, verbose=0)), rtol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(loaded.predict(X, verbose=0)), to_numpy(model.predict(X, verbose=0)), rtol=1e-6
+    )
     restored = loaded.loss
     assert type(restored) is type(loss), f"loaded loss is {type(restored)}"
     assert restored.get_config() == loss.get_config()
     # The restored loss computes the same value.
     emb = model.predict(X, verbose=0)
-    assert float(to_numpy(restored(Y, emb))) == pytest.approx(float(to_numpy(loss(Y, emb))), rel=1e-6, abs=1e-7)
+    assert float(to_numpy(restored(Y, emb))) == pytest.approx(
+        float(to_numpy(loss(Y, emb))), rel=1e-6, abs=1e-7
+    )
     if isinstance(loss, losses.TripletLoss):
         assert type(restored.miner) is type(loss.miner)
         assert restored.miner.get_config() == loss.miner.get_config()

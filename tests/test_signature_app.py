@@ -25,6 +25,7 @@ def _png(path, value=200, size=(20, 40)):
 
 # --------------------------------------------------------------------------- loaders
 
+
 def test_cedar_loader(tmp_path):
     root = tmp_path / "signatures"
     for w in (1, 2, 10):
@@ -84,13 +85,16 @@ def test_unknown_layout_and_unreadable_files(tmp_path):
     bad.write_bytes(b"\x89PNG not really")
     blank = str(tmp_path / "blank.png")
     Image.fromarray(np.full((10, 10), 255, np.uint8)).save(blank)
-    images, kept, skipped = preprocessing.load_images([good, str(bad), str(tmp_path / "x.txt"), blank], (16, 32))
+    images, kept, skipped = preprocessing.load_images(
+        [good, str(bad), str(tmp_path / "x.txt"), blank], (16, 32)
+    )
     assert images.shape == (1, 16, 32, 1) and kept.tolist() == [0]
     assert [os.path.basename(p) for p, _ in skipped] == ["broken.png", "x.txt", "blank.png"]
     assert all(reason for _, reason in skipped)
 
 
 # --------------------------------------------------------------------------- generator
+
 
 def test_generator_is_deterministic():
     a = synthetic.generate_signatures(3, 2, 2, seed=7)
@@ -109,7 +113,11 @@ def test_generator_writes_layouts(tmp_path):
     n = synthetic.generate_dataset(str(tmp_path / "c"), 2, 2, 1, seed=0, layout="cedar")
     assert n == 6
     assert sorted(os.listdir(tmp_path / "c" / "full_org")) == [
-        "original_1_1.png", "original_1_2.png", "original_2_1.png", "original_2_2.png"]
+        "original_1_1.png",
+        "original_1_2.png",
+        "original_2_1.png",
+        "original_2_2.png",
+    ]
     ds = loaders.load_dataset(str(tmp_path / "c"))
     assert ds.writers == ["1", "2"] and len(ds.forged("2")) == 1
     synthetic.generate_dataset(str(tmp_path / "g"), 2, 2, 1, seed=0, layout="generic")
@@ -118,6 +126,7 @@ def test_generator_writes_layouts(tmp_path):
 
 
 # --------------------------------------------------------------------------- preprocessing
+
 
 def test_preprocessing_on_generated_images():
     data = synthetic.generate_signatures(2, 2, 1, seed=3)
@@ -137,7 +146,7 @@ def test_preprocessing_on_generated_images():
 def test_preprocessing_is_invariant_to_position_and_input_type():
     image = synthetic.generate_signatures(1, 1, 0, seed=4)[0].image
     big = np.full((image.shape[0] + 60, image.shape[1] + 90), int(np.median(image)), np.uint8)
-    big[40:40 + image.shape[0], 70:70 + image.shape[1]] = image
+    big[40 : 40 + image.shape[0], 70 : 70 + image.shape[1]] = image
     a = preprocessing.preprocess(image, (32, 64))
     b = preprocessing.preprocess(big, (32, 64))
     assert np.abs(a - b).mean() < 0.02
@@ -149,6 +158,7 @@ def test_preprocessing_is_invariant_to_position_and_input_type():
 
 
 # --------------------------------------------------------------------------- protocol
+
 
 def test_protocol_split_scores_and_metrics():
     writers = [str(i) for i in range(20)]
@@ -195,6 +205,7 @@ def test_protocol_rules():
 
 # --------------------------------------------------------------------------- command line
 
+
 def _last_json(text):
     return json.loads([line for line in text.strip().splitlines() if line.startswith("{")][-1])
 
@@ -223,20 +234,66 @@ def test_cli_backend_must_match_a_loaded_keras(tmp_path, capsys):
     other = next(b for b in ("tensorflow", "jax", "torch") if b != keras.backend.backend())
     with pytest.raises(SystemExit, match=f"^error: --backend {other} but Keras is already loaded"):
         main(["generate", str(tmp_path / "x"), "--writers", "1", "--backend", other])
-    assert main(["generate", str(tmp_path / "x"), "--writers", "1", "--genuine", "1", "--forgeries", "0",
-                 "--backend", keras.backend.backend()]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(tmp_path / "x"),
+                "--writers",
+                "1",
+                "--genuine",
+                "1",
+                "--forgeries",
+                "0",
+                "--backend",
+                keras.backend.backend(),
+            ]
+        )
+        == 0
+    )
 
 
 def test_cli_train_evaluate_enroll_verify(tmp_path, capsys):
     from apps.signature_verification.__main__ import main
 
     data = str(tmp_path / "data")
-    assert main(["generate", data, "--writers", "6", "--genuine", "6", "--forgeries", "4", "--seed", "1"]) == 0
+    assert (
+        main(["generate", data, "--writers", "6", "--genuine", "6", "--forgeries", "4", "--seed", "1"]) == 0
+    )
     (tmp_path / "data" / "full_org" / "Thumbs.db").write_bytes(b"junk")
     model = str(tmp_path / "model.keras")
-    assert main(["train", data, "--out", model, "--epochs", "1", "--size", "32", "64", "--width", "0.25",
-                 "--embedding-dim", "16", "--classes-per-batch", "2", "--samples-per-class", "2",
-                 "--val-fraction", "0.34", "--test-fraction", "0.34", "--references", "3", "--verbose", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                data,
+                "--out",
+                model,
+                "--epochs",
+                "1",
+                "--size",
+                "32",
+                "64",
+                "--width",
+                "0.25",
+                "--embedding-dim",
+                "16",
+                "--classes-per-batch",
+                "2",
+                "--samples-per-class",
+                "2",
+                "--val-fraction",
+                "0.34",
+                "--test-fraction",
+                "0.34",
+                "--references",
+                "3",
+                "--verbose",
+                "0",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((tmp_path / "model.keras.json").read_text())
     assert meta["image_size"] == [32, 64] and meta["threshold"] > 0
     assert len(meta["split"]["train"]) == 2 and len(meta["split"]["test"]) == 2
@@ -285,8 +342,9 @@ def test_cli_shipped_model_on_unseen_writers(tmp_path, capsys):
     from apps.signature_verification.__main__ import main
 
     data = str(tmp_path / "unseen")
-    assert main(["generate", data, "--writers", "30", "--genuine", "8", "--forgeries", "6",
-                 "--seed", "11"]) == 0
+    assert (
+        main(["generate", data, "--writers", "30", "--genuine", "8", "--forgeries", "6", "--seed", "11"]) == 0
+    )
     capsys.readouterr()
     assert main(["evaluate", data, "--model", SAVED_MODEL, "--json"]) == 0
     result = _last_json(capsys.readouterr().out)
@@ -303,8 +361,10 @@ def test_cli_shipped_model_on_unseen_writers(tmp_path, capsys):
     assert main(["enroll", str(writer_dir), "--model", SAVED_MODEL, "--out", profile]) == 0
     capsys.readouterr()
     verdicts = {}
-    for name, path in (("genuine", ("full_org", f"original_{writer}_8.png")),
-                       ("other writer", ("full_org", "original_1_1.png"))):
+    for name, path in (
+        ("genuine", ("full_org", f"original_{writer}_8.png")),
+        ("other writer", ("full_org", "original_1_1.png")),
+    ):
         assert main(["verify", os.path.join(data, *path), "--profile", profile, "--json"]) == 0
         verdicts[name] = _last_json(capsys.readouterr().out)
     assert verdicts["genuine"]["accepted"] is True, verdicts
@@ -312,6 +372,7 @@ def test_cli_shipped_model_on_unseen_writers(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- shipped artefacts
+
 
 def test_saved_model_loads_and_embeds():
     """It loads on this backend and gives the embeddings recorded when it was trained
@@ -337,8 +398,12 @@ def unseen_writers():
     data = synthetic.generate_signatures(40, 8, 8, seed=12)
     x = preprocessing.preprocess_batch([s.image for s in data], tuple(meta["image_size"]))
     raw = x.reshape(len(x), -1)
-    return {"model": model.embed(x, batch_size=128), "raw": raw / np.linalg.norm(raw, axis=1, keepdims=True),
-            "writers": np.array([s.writer for s in data]), "genuine": np.array([s.genuine for s in data])}
+    return {
+        "model": model.embed(x, batch_size=128),
+        "raw": raw / np.linalg.norm(raw, axis=1, keepdims=True),
+        "writers": np.array([s.writer for s in data]),
+        "genuine": np.array([s.genuine for s in data]),
+    }
 
 
 def mean_scores(embeddings, writers, genuine, draws=4):
@@ -347,8 +412,9 @@ def mean_scores(embeddings, writers, genuine, draws=4):
     about 3 points, more than the gap being measured."""
     from apps.signature_verification.evaluation import score_writers
 
-    runs = [score_writers(embeddings, writers, genuine, references=3, rule="min", seed=k)[0]
-            for k in range(draws)]
+    runs = [
+        score_writers(embeddings, writers, genuine, references=3, rule="min", seed=k)[0] for k in range(draws)
+    ]
     return {k: float(np.mean([r[k] for r in runs])) for k in ("eer_skilled", "auc_skilled", "eer_random")}
 
 
@@ -385,8 +451,11 @@ def test_notebook_is_valid_and_compiles():
     assert code
     for cell in code:
         source = "".join(cell["source"])
-        compile("\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))),
-                "<cell>", "exec")
+        compile(
+            "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))),
+            "<cell>",
+            "exec",
+        )
 
 
 @pytest.mark.skipif(
@@ -398,5 +467,6 @@ def test_notebook_executes(tmp_path):
     import nbformat
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": ROOT}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": ROOT}}
+    ).execute()

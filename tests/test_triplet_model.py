@@ -1,8 +1,6 @@
 """TripletModel on the current backend: training, statistics, jit, mixed precision,
 saving, the functional form, the non-metric-loss fallback and the cross-batch memory."""
 
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -10,9 +8,8 @@ from keras import ops
 
 from keras_triplet import losses
 from keras_triplet.distances import pairwise_distances
-from keras_triplet.models import STATISTICS, TripletModel, in_batch_recall_at_1
+from keras_triplet.models import STATISTICS, TripletModel, in_batch_recall_at_1, step
 from keras_triplet.models import memory as memory_module
-from keras_triplet.models import step
 
 BACKEND = keras.backend.backend()
 
@@ -73,9 +70,7 @@ def trained(request):
     x = rng.normal(size=(32, 10)).astype("float32")
     y = np.repeat(np.arange(8), 4).astype("int32")
     model = compiled_model(memory_size=40, loss=losses.TripletLoss(margin=0.3))
-    history = model.fit(
-        x, y, batch_size=16, epochs=2, verbose=0, validation_data=(x, y), shuffle=False
-    )
+    history = model.fit(x, y, batch_size=16, epochs=2, verbose=0, validation_data=(x, y), shuffle=False)
     return model, history.history, x, y
 
 
@@ -106,9 +101,7 @@ def test_evaluate_statistics_match_the_batch(trained):
     stats = triplet_statistics(y, pairwise_distances(emb), margin=0.3)
     for name, value in stats.items():
         np.testing.assert_allclose(logs[name], float(value), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(
-        logs["embedding_norm"], np.linalg.norm(raw, axis=1).mean(), rtol=1e-4
-    )
+    np.testing.assert_allclose(logs["embedding_norm"], np.linalg.norm(raw, axis=1).mean(), rtol=1e-4)
     np.testing.assert_allclose(logs["recall@1"], recall_at_1(emb, y), atol=1e-6)
     expected_loss = losses.TripletLoss(margin=0.3)(y, emb)
     np.testing.assert_allclose(logs["loss"], float(expected_loss), rtol=1e-4, atol=1e-6)
@@ -203,9 +196,7 @@ def test_non_metric_loss_falls_back_to_keras(small_batch):
     x, _ = small_batch
     target = np.eye(8, dtype="float32")[np.arange(32) % 8]
     model = TripletModel(mlp(10, 8, hidden=16))
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-2), loss="mse", metrics=["mae"], run_eagerly=True
-    )
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse", metrics=["mae"], run_eagerly=True)
     history = model.fit(x, target, batch_size=16, epochs=3, verbose=0)
     assert set(history.history) == {"loss", "mae"}
     assert history.history["loss"][-1] < history.history["loss"][0]
@@ -235,7 +226,8 @@ def test_jit_compile(small_batch):
     x, y = small_batch
     model = TripletModel(mlp(10, 8, hidden=16), memory_size=48)
     model.compile(
-        optimizer=keras.optimizers.Adam(1e-2), loss=losses.TripletLoss(margin=0.2),
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=losses.TripletLoss(margin=0.2),
         jit_compile=True,
     )
     assert model.jit_compile
@@ -256,7 +248,9 @@ def test_partial_last_batch(jit_compile):
     x = rng.normal(size=(40, 10)).astype("float32")
     y = np.repeat(np.arange(10), 4).astype("int32")
     model = TripletModel(mlp(10, 8, hidden=16))
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=losses.TripletLoss(margin=0.2), jit_compile=jit_compile)
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2), loss=losses.TripletLoss(margin=0.2), jit_compile=jit_compile
+    )
     history = model.fit(x, y, batch_size=32, epochs=2, shuffle=False, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     logs = model.evaluate(x, y, batch_size=32, verbose=0, return_dict=True)
@@ -291,9 +285,7 @@ def test_save_and_load(tmp_path, trained):
     assert loaded.memory_size == 40 and loaded.normalize
     np.testing.assert_allclose(loaded.embed(x), model.embed(x), atol=1e-6)
     for saved, restored in zip(model.memory.state_variables, loaded.memory.state_variables):
-        np.testing.assert_array_equal(
-            ops.convert_to_numpy(saved.value), ops.convert_to_numpy(restored.value)
-        )
+        np.testing.assert_array_equal(ops.convert_to_numpy(saved.value), ops.convert_to_numpy(restored.value))
     assert isinstance(loaded.loss, losses.TripletLoss) and loaded.loss.margin == 0.3
     assert isinstance(loaded.optimizer, keras.optimizers.Adam)
 

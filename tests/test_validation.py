@@ -148,7 +148,12 @@ def test_miner_bad_inputs():
 
 def test_valid_inputs_do_not_raise():
     # Whole-number float labels (what Keras hands a loss) and [B, 1] labels are fine.
-    for loss in (losses.TripletLoss(), losses.QuadrupletLoss(), losses.AngularLoss(), tfa.TripletSemiHardLoss()):
+    for loss in (
+        losses.TripletLoss(),
+        losses.QuadrupletLoss(),
+        losses.AngularLoss(),
+        tfa.TripletSemiHardLoss(),
+    ):
         loss(LABELS.astype("float32"), EMB)
         loss(LABELS.reshape(-1, 1), EMB)
     losses.TripletLoss(margin=0.0)
@@ -193,8 +198,11 @@ def test_label_array_errors(labels, kwargs, error, match):
 
 def test_tensor_and_array_checkers_say_the_same():
     """One set of rules: the same bad labels give the same message on both sides."""
-    for bad, size in ((np.zeros((4, 2), "float32"), None), (np.array([0.0, 0.5, 1.0, 1.0]), None),
-                      (np.array([0, 0, 1]), 4)):
+    for bad, size in (
+        (np.zeros((4, 2), "float32"), None),
+        (np.array([0.0, 0.5, 1.0, 1.0]), None),
+        (np.array([0, 0, 1]), 4),
+    ):
         with pytest.raises(ValueError) as tensor_error:
             from keras_triplet._validation import check_labels
 

@@ -26,9 +26,8 @@ import os
 import sys
 
 import numpy as np
-import torch
-
 import pytorch_metric_learning
+import torch
 from pytorch_metric_learning import distances, losses, miners, reducers
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from pytorch_metric_learning.utils.inference import CustomKNN, FaissKNN
@@ -88,30 +87,64 @@ def loss_cases(inputs):
             for t in TRIPLET_TYPES:
                 r = run_loss(
                     lambda red, m=margin: losses.TripletMarginLoss(
-                        margin=m, distance=euclidean(), reducer=red),
+                        margin=m, distance=euclidean(), reducer=red
+                    ),
                     lambda m=margin, t=t: miners.TripletMarginMiner(
-                        margin=m, type_of_triplets=t, distance=euclidean()),
-                    emb, labels)
-                cases.append(dict(input=j, kind="triplet_margin_miner", type_of_triplets=t,
-                                  margin=margin, alpha=None, result=r))
+                        margin=m, type_of_triplets=t, distance=euclidean()
+                    ),
+                    emb,
+                    labels,
+                )
+                cases.append(
+                    dict(
+                        input=j,
+                        kind="triplet_margin_miner",
+                        type_of_triplets=t,
+                        margin=margin,
+                        alpha=None,
+                        result=r,
+                    )
+                )
             r = run_loss(
-                lambda red, m=margin: losses.TripletMarginLoss(
-                    margin=m, distance=euclidean(), reducer=red),
+                lambda red, m=margin: losses.TripletMarginLoss(margin=m, distance=euclidean(), reducer=red),
                 lambda: miners.BatchHardMiner(distance=euclidean()),
-                emb, labels)
-            cases.append(dict(input=j, kind="batch_hard_miner", type_of_triplets=None,
-                              margin=margin, alpha=None, result=r))
+                emb,
+                labels,
+            )
+            cases.append(
+                dict(
+                    input=j,
+                    kind="batch_hard_miner",
+                    type_of_triplets=None,
+                    margin=margin,
+                    alpha=None,
+                    result=r,
+                )
+            )
         for alpha in ALPHAS:
-            r = run_loss(lambda red, a=alpha: losses.AngularLoss(alpha=a, reducer=red),
-                         None, emb, labels)
-            cases.append(dict(input=j, kind="angular", type_of_triplets=None, margin=None,
-                              alpha=alpha, result=r, inputs_unit_norm=unit))
+            r = run_loss(lambda red, a=alpha: losses.AngularLoss(alpha=a, reducer=red), None, emb, labels)
+            cases.append(
+                dict(
+                    input=j,
+                    kind="angular",
+                    type_of_triplets=None,
+                    margin=None,
+                    alpha=alpha,
+                    result=r,
+                    inputs_unit_norm=unit,
+                )
+            )
     out = []
     for i, c in enumerate(cases):
         value, value_mean, num_mined, num_nonzero, reducer_name = c.pop("result")
         row = dict(case=i, **c)
-        row.update(reducer=reducer_name, value=value, value_mean=value_mean,
-                   num_mined=num_mined, num_nonzero=num_nonzero)
+        row.update(
+            reducer=reducer_name,
+            value=value,
+            value_mean=value_mean,
+            num_mined=num_mined,
+            num_nonzero=num_nonzero,
+        )
         if row["kind"] != "angular":
             row.pop("inputs_unit_norm", None)
         out.append(row)
@@ -142,15 +175,22 @@ def make_accuracy_sets():
         centres = spread * rng.randn(len(sizes), d)
         x = np.concatenate([c + rng.randn(s, d) for c, s in zip(centres, sizes)])
         perm = rng.permutation(n)
-        sets.append(dict(labels=labels[perm].astype(np.int32),
-                         embeddings=x[perm].astype(np.float32),
-                         class_sizes=sizes, spread=spread, seed=seed))
+        sets.append(
+            dict(
+                labels=labels[perm].astype(np.int32),
+                embeddings=x[perm].astype(np.float32),
+                class_sizes=sizes,
+                spread=spread,
+                seed=seed,
+            )
+        )
     return sets
 
 
 def accuracy(knn_func, emb, labels):
-    calc = AccuracyCalculator(include=METRICS, k="max_bin_count", device=torch.device("cpu"),
-                              knn_func=knn_func)
+    calc = AccuracyCalculator(
+        include=METRICS, k="max_bin_count", device=torch.device("cpu"), knn_func=knn_func
+    )
     # reference=None means query == reference and ref_includes_query=True (leave one out)
     res = calc.get_accuracy(emb, labels)
     return {k: float(res[k]) for k in METRICS}
@@ -177,17 +217,16 @@ def main():
         "generator": "tools/fixtures_pml.py",
         "versions": versions,
         "inputs_file": "pml_inputs.npz",
-        "inputs": [{k: inp[k] for k in ("batch_size", "dim", "layout", "embedding_kind")}
-                   for inp in inputs],
+        "inputs": [{k: inp[k] for k in ("batch_size", "dim", "layout", "embedding_kind")} for inp in inputs],
         "distance": "triplet cases: LpDistance(normalize_embeddings=False, p=2, power=1) for "
-                    "both miner and loss; angular cases: AngularLoss's default "
-                    "LpDistance(normalize_embeddings=True)",
+        "both miner and loss; angular cases: AngularLoss's default "
+        "LpDistance(normalize_embeddings=True)",
         "calls": {
             "triplet_margin_miner": "idx = TripletMarginMiner(margin, type_of_triplets, distance)"
-                                    "(emb, labels); TripletMarginLoss(margin, distance)"
-                                    "(emb, labels, idx)",
+            "(emb, labels); TripletMarginLoss(margin, distance)"
+            "(emb, labels, idx)",
             "batch_hard_miner": "idx = BatchHardMiner(distance)(emb, labels); "
-                                "TripletMarginLoss(margin, distance)(emb, labels, idx)",
+            "TripletMarginLoss(margin, distance)(emb, labels, idx)",
             "angular": "AngularLoss(alpha)(emb, labels)",
         },
         "fields": {
@@ -213,8 +252,15 @@ def main():
         custom_res = accuracy(CustomKNN(euclidean()), emb, lab)
         for k in METRICS:
             assert abs(faiss_res[k] - custom_res[k]) < 1e-9, (s, k, faiss_res, custom_res)
-        acc_rows.append(dict(set=s, n=len(st["labels"]), dim=st["embeddings"].shape[1],
-                             class_sizes=st["class_sizes"], **custom_res))
+        acc_rows.append(
+            dict(
+                set=s,
+                n=len(st["labels"]),
+                dim=st["embeddings"].shape[1],
+                class_sizes=st["class_sizes"],
+                **custom_res,
+            )
+        )
     save_npz(os.path.join(OUT, "pml_accuracy_inputs.npz"), acc_arrays)
     acc_doc = {
         "generator": "tools/fixtures_pml.py",
@@ -222,14 +268,14 @@ def main():
         "inputs_file": "pml_accuracy_inputs.npz",
         "settings": {
             "call": "AccuracyCalculator(include=('precision_at_1', 'r_precision', "
-                    "'mean_average_precision_at_r'), k='max_bin_count', knn_func=...)"
-                    ".get_accuracy(emb, labels)",
+            "'mean_average_precision_at_r'), k='max_bin_count', knn_func=...)"
+            ".get_accuracy(emb, labels)",
             "leave_one_out": "reference=None, so reference = query and ref_includes_query=True: "
-                             "each query's own index is removed from its neighbours",
+            "each query's own index is removed from its neighbours",
             "knn": "CustomKNN(LpDistance(normalize_embeddings=False, p=2, power=1)) "
-                   "(Euclidean); FaissKNN() (IndexFlatL2) gives the same numbers, checked",
+            "(Euclidean); FaissKNN() (IndexFlatL2) gives the same numbers, checked",
             "lone_queries": "queries whose class has no other member are left out of every "
-                            "metric (set 3 has two singleton classes)",
+            "metric (set 3 has two singleton classes)",
             "avg_of_avgs": False,
         },
         "sets": acc_rows,

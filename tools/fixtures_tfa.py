@@ -213,9 +213,7 @@ def make_loss(case):
     metric = tfa_metric(case["distance_metric"])
     if case["loss"] == "semihard":
         return tfa.losses.TripletSemiHardLoss(margin=case["margin"], distance_metric=metric)
-    return tfa.losses.TripletHardLoss(
-        margin=case["margin"], soft=case["soft"], distance_metric=metric
-    )
+    return tfa.losses.TripletHardLoss(margin=case["margin"], soft=case["soft"], distance_metric=metric)
 
 
 def case_list(inputs):
@@ -223,12 +221,12 @@ def case_list(inputs):
     for j in range(len(inputs)):
         for metric in METRICS:
             for margin in MARGINS:
-                cases.append(dict(input=j, loss="semihard", margin=margin,
-                                  distance_metric=metric, soft=False))
+                cases.append(
+                    dict(input=j, loss="semihard", margin=margin, distance_metric=metric, soft=False)
+                )
             for soft in (False, True):
                 for margin in MARGINS:
-                    cases.append(dict(input=j, loss="hard", margin=margin,
-                                      distance_metric=metric, soft=soft))
+                    cases.append(dict(input=j, loss="hard", margin=margin, distance_metric=metric, soft=soft))
     return cases
 
 
@@ -277,8 +275,10 @@ def main():
                 grads[f"grad_{i}"] = g
                 case["has_grad"] = True
         # key order for readability
-        cases[i] = {k: case[k] for k in ("case", "input", "loss", "margin",
-                                         "distance_metric", "soft", "value", "has_grad")}
+        cases[i] = {
+            k: case[k]
+            for k in ("case", "input", "loss", "margin", "distance_metric", "soft", "value", "has_grad")
+        }
 
     save_npz(os.path.join(OUT, "tfa_inputs.npz"), arrays)
     save_npz(os.path.join(OUT, "tfa_grads.npz"), grads)
@@ -294,15 +294,12 @@ def main():
             "numpy": np.__version__,
         },
         "call": "tfa.losses.TripletSemiHardLoss(margin, distance_metric)(labels, embeddings) / "
-                "tfa.losses.TripletHardLoss(margin, soft, distance_metric)(labels, embeddings)",
+        "tfa.losses.TripletHardLoss(margin, soft, distance_metric)(labels, embeddings)",
         "L1-callable": "lambda x: reduce_sum(abs(x[:, None, :] - x[None, :, :]), axis=-1)",
         "grads": "tfa_grads.npz grad_<case>: gradient of the loss w.r.t. the embeddings; "
-                 "only for L2/angular cases, B >= 8, embedding kinds other than dup/zeros, "
-                 "finite value",
-        "inputs": [
-            {k: inp[k] for k in ("batch_size", "dim", "layout", "embedding_kind")}
-            for inp in inputs
-        ],
+        "only for L2/angular cases, B >= 8, embedding kinds other than dup/zeros, "
+        "finite value",
+        "inputs": [{k: inp[k] for k in ("batch_size", "dim", "layout", "embedding_kind")} for inp in inputs],
     }
     with open(os.path.join(OUT, "tfa_meta.json"), "w") as f:
         json.dump(meta, f, indent=1)

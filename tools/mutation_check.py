@@ -44,7 +44,7 @@ class Mutant:
 
 # Every Keras optimizer step a no-op: `apply` (TensorFlow and PyTorch trainers),
 # `apply_gradients`, `stateless_apply` (JAX trainer), also for the loss-scale optimizer.
-NO_OPTIMIZER_STEPS = '''
+NO_OPTIMIZER_STEPS = """
 import keras
 
 def _apply(self, grads, trainable_variables=None):
@@ -60,7 +60,7 @@ for _cls in (keras.optimizers.Optimizer, keras.optimizers.LossScaleOptimizer):
     _cls.apply = _apply
     _cls.apply_gradients = _apply_gradients
     _cls.stateless_apply = _stateless_apply
-'''
+"""
 
 # ---------------------------------------------------------------------------------------
 # THE TABLE. Paths and texts are those of today's files; update them when code moves.
@@ -75,31 +75,35 @@ MUTANTS = [
     Mutant(
         "triplet hinge max(0, x) -> x",
         tests=["tests/test_losses.py"],
-        patches=[(
-            "keras_triplet/losses/triplet.py",
-            "pair_loss = pair * ops.relu(count * (distances + margin) - negative_sum)",
-            "pair_loss = pair * (count * (distances + margin) - negative_sum)",
-        )],
+        patches=[
+            (
+                "keras_triplet/losses/triplet.py",
+                "pair_loss = pair * ops.relu(count * (distances + margin) - negative_sum)",
+                "pair_loss = pair * (count * (distances + margin) - negative_sum)",
+            )
+        ],
     ),
     Mutant(
         "triplet margin ignored",
         tests=["tests/test_losses.py"],
-        patches=[(
-            "keras_triplet/losses/triplet.py",
-            "pair_loss = pair * ops.relu(count * (distances + margin) - negative_sum)",
-            "pair_loss = pair * ops.relu(count * distances - negative_sum)",
-        )],
+        patches=[
+            (
+                "keras_triplet/losses/triplet.py",
+                "pair_loss = pair * ops.relu(count * (distances + margin) - negative_sum)",
+                "pair_loss = pair * ops.relu(count * distances - negative_sum)",
+            )
+        ],
     ),
     Mutant(
         "semi-hard picks the closest negative, whatever d(a, p)",
         tests=["tests/test_miners.py", "tests/test_negatives.py"],
         patches=[
-            (   # the sorted search: the first sorted negative
+            (  # the sorted search: the first sorted negative
                 "keras_triplet/miners/search/sorted_negatives.py",
                 "first_farther = self.count_within(0.0, inclusive=True)",
                 "first_farther = 0 * self.count_within(0.0, inclusive=True)",
             ),
-            (   # the direct search: every negative lies above a threshold of -1
+            (  # the direct search: every negative lies above a threshold of -1
                 "keras_triplet/miners/search/direct_negatives.py",
                 "beyond = ops.stop_gradient(rows) > ops.expand_dims(self._thresholds, 2)",
                 "beyond = ops.stop_gradient(rows) > ops.expand_dims(self._thresholds * 0.0 - 1.0, 2)",
@@ -109,75 +113,91 @@ MUTANTS = [
     Mutant(
         "batch-hard picks the easiest positive",
         tests=["tests/test_miners.py"],
-        patches=[(
-            "keras_triplet/miners/batch_hard.py",
-            "hardest_positive, has_positive = masked_argmax(distances, positive)",
-            "hardest_positive, has_positive = masked_argmin(distances, positive)",
-        )],
+        patches=[
+            (
+                "keras_triplet/miners/batch_hard.py",
+                "hardest_positive, has_positive = masked_argmax(distances, positive)",
+                "hardest_positive, has_positive = masked_argmin(distances, positive)",
+            )
+        ],
     ),
     Mutant(
         "recall@K counts K + 1 neighbours",
         tests=["tests/test_metrics.py", "tests/test_metrics_pml.py"],
-        patches=[(
-            "keras_triplet/metrics/retrieval.py",
-            "hits[kk].append(np.any(rel[:, :kk] > 0, axis=1).astype(np.float64))",
-            "hits[kk].append(np.any(rel[:, :kk + 1] > 0, axis=1).astype(np.float64))",
-        )],
+        patches=[
+            (
+                "keras_triplet/metrics/retrieval.py",
+                "hits[kk].append(np.any(rel[:, :kk] > 0, axis=1).astype(np.float64))",
+                "hits[kk].append(np.any(rel[:, :kk + 1] > 0, axis=1).astype(np.float64))",
+            )
+        ],
     ),
     Mutant(
         "MAP@R divided by the neighbours kept, not R",
         tests=["tests/test_metrics.py", "tests/test_metrics_pml.py"],
-        patches=[(
-            "keras_triplet/metrics/retrieval.py",
-            "map_r.append(np.sum(precision_at_i * rel_r, axis=1) / r)",
-            "map_r.append(np.sum(precision_at_i * rel_r, axis=1) / k)",
-        )],
+        patches=[
+            (
+                "keras_triplet/metrics/retrieval.py",
+                "map_r.append(np.sum(precision_at_i * rel_r, axis=1) / r)",
+                "map_r.append(np.sum(precision_at_i * rel_r, axis=1) / k)",
+            )
+        ],
     ),
     Mutant(
         "EER threshold at the ROC point after the crossing",
         tests=["tests/test_metrics.py"],
-        patches=[(
-            "keras_triplet/metrics/verification.py",
-            "threshold = thresholds[i - 1] + alpha * (thresholds[i] - thresholds[i - 1])",
-            "threshold = thresholds[i]",
-        )],
+        patches=[
+            (
+                "keras_triplet/metrics/verification.py",
+                "threshold = thresholds[i - 1] + alpha * (thresholds[i] - thresholds[i - 1])",
+                "threshold = thresholds[i]",
+            )
+        ],
     ),
     Mutant(
         "EER threshold at the ROC point before the crossing",
         tests=["tests/test_metrics.py"],
-        patches=[(
-            "keras_triplet/metrics/verification.py",
-            "threshold = thresholds[i - 1] + alpha * (thresholds[i] - thresholds[i - 1])",
-            "threshold = thresholds[i - 1]",
-        )],
+        patches=[
+            (
+                "keras_triplet/metrics/verification.py",
+                "threshold = thresholds[i - 1] + alpha * (thresholds[i] - thresholds[i - 1])",
+                "threshold = thresholds[i - 1]",
+            )
+        ],
     ),
     Mutant(
         "index checksum skips the ids",
         tests=["tests/test_index.py"],
-        patches=[(
-            "keras_triplet/index/file_format.py",
-            "    for name in sorted(arrays):\n        a = np.ascontiguousarray(arrays[name])",
-            "    for name in sorted(n for n in arrays if n != \"ids\"):\n        a = np.ascontiguousarray(arrays[name])",
-        )],
+        patches=[
+            (
+                "keras_triplet/index/file_format.py",
+                "    for name in sorted(arrays):\n        a = np.ascontiguousarray(arrays[name])",
+                '    for name in sorted(n for n in arrays if n != "ids"):\n        a = np.ascontiguousarray(arrays[name])',
+            )
+        ],
     ),
     Mutant(
         "audio app's evaluate scores against permuted labels",
         tests=["tests/test_audio_app.py"],
-        patches=[(
-            "apps/audio_similarity/evaluation.py",
-            'result = score_embeddings(emb, fs.labels, "euclidean")',
-            'result = score_embeddings(emb, __import__("numpy").random.default_rng(0).permutation(fs.labels), "euclidean")',
-        )],
+        patches=[
+            (
+                "apps/audio_similarity/evaluation.py",
+                'result = score_embeddings(emb, fs.labels, "euclidean")',
+                'result = score_embeddings(emb, __import__("numpy").random.default_rng(0).permutation(fs.labels), "euclidean")',
+            )
+        ],
     ),
     Mutant(
         "signature app's evaluation scores against permuted writers",
         tests=["tests/test_signature_app.py"],
-        patches=[(
-            "apps/signature_verification/evaluation.py",
-            "scores = protocol.verification_scores(embeddings, writers, genuine, references, rule, seed)",
-            "scores = protocol.verification_scores(\n"
-            "        embeddings, np.random.default_rng(0).permutation(writers), genuine, references, rule, seed)",
-        )],
+        patches=[
+            (
+                "apps/signature_verification/evaluation.py",
+                "scores = protocol.verification_scores(embeddings, writers, genuine, references, rule, seed)",
+                "scores = protocol.verification_scores(\n"
+                "        embeddings, np.random.default_rng(0).permutation(writers), genuine, references, rule, seed)",
+            )
+        ],
     ),
 ]
 
@@ -189,7 +209,9 @@ def repository_files():
     """The files of the working tree that git tracks or would track (not ignored)."""
     out = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
     ).stdout
     return [p for p in out.decode().split("\0") if p and os.path.isfile(os.path.join(ROOT, p))]
 
@@ -266,15 +288,28 @@ def check(mutant, backend, files, keep):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", choices=BACKENDS, default=os.environ.get("KERAS_BACKEND", "jax"),
-                        help="the backend of the mutants not marked every_backend (default: KERAS_BACKEND or jax)")
-    parser.add_argument("--only", nargs="*", default=(), help="run the mutants whose name contains one of these words")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=os.environ.get("KERAS_BACKEND", "jax"),
+        help="the backend of the mutants not marked every_backend (default: KERAS_BACKEND or jax)",
+    )
+    parser.add_argument(
+        "--only", nargs="*", default=(), help="run the mutants whose name contains one of these words"
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the run on the unmutated copy")
-    parser.add_argument("--keep", action="store_true", help="keep the mutated copies (their paths go to stderr)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the mutated copies (their paths go to stderr)"
+    )
     parser.add_argument("--list", action="store_true", help="print the mutants and their tests; run nothing")
-    parser.add_argument("--dry-run", action="store_true", help="apply each mutant's patches to a copy; run no test")
-    parser.add_argument("--every-failure", action="store_true",
-                        help="run every selected test (no -x), to list all the tests that catch a mutant")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="apply each mutant's patches to a copy; run no test"
+    )
+    parser.add_argument(
+        "--every-failure",
+        action="store_true",
+        help="run every selected test (no -x), to list all the tests that catch a mutant",
+    )
     args = parser.parse_args(argv)
 
     mutants = [m for m in MUTANTS if not args.only or any(w in m.name for w in args.only)]
@@ -327,8 +362,10 @@ def main(argv=None):
         print(" | ".join(c.ljust(w) for c, w in zip(row, width)))
     caught = sum(r[3].startswith("caught") for r in rows)
     not_applied = sum(r[3] == "NOT APPLIED" for r in rows)
-    print(f"\nscore: {caught}/{len(rows)} mutants caught"
-          + (f"; {not_applied} NOT APPLIED (update the table)" if not_applied else ""))
+    print(
+        f"\nscore: {caught}/{len(rows)} mutants caught"
+        + (f"; {not_applied} NOT APPLIED (update the table)" if not_applied else "")
+    )
     return 0 if caught == len(rows) else 1
 
 

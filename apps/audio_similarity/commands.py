@@ -27,8 +27,10 @@ def train(args):
     seconds = training.train(args)
     if seconds:
         log(f"{float(np.median(seconds)):.1f} s per epoch (median of {len(seconds)})")
-    print(f"saved {args.out} (+ {os.path.basename(side_path(args.out))}, "
-          f"{os.path.basename(stem)}.history.json, {os.path.basename(stem)}.curves.png)")
+    print(
+        f"saved {args.out} (+ {os.path.basename(side_path(args.out))}, "
+        f"{os.path.basename(stem)}.history.json, {os.path.basename(stem)}.curves.png)"
+    )
     return 0
 
 
@@ -42,8 +44,10 @@ def evaluate(args):
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
-        print(f"{args.data}: {result['num_files']} files, {result['num_classes']} classes, "
-              f"{result['skipped']} skipped (leave-one-out)")
+        print(
+            f"{args.data}: {result['num_files']} files, {result['num_classes']} classes, "
+            f"{result['skipped']} skipped (leave-one-out)"
+        )
         print(format_metrics(result))
     return 0
 
@@ -57,8 +61,10 @@ def index(args):
         fail(f"no usable audio under {args.data!r} (see {report}).")
     idx = search.build_index(F.embed_clips(model, fs.features, frames), fs)
     search.save_index(idx, args.out, args.model, args.data)
-    print(f"indexed {len(idx)} files of {len(fs.class_names)} classes into {args.out} "
-          f"(skipped {len(fs.report)})")
+    print(
+        f"indexed {len(idx)} files of {len(fs.class_names)} classes into {args.out} "
+        f"(skipped {len(fs.report)})"
+    )
     return 0
 
 
@@ -66,8 +72,9 @@ def query(args):
     """The nearest indexed clips of each FILE; 2 when no query file was usable."""
     idx, model_path = search.load_index(args.index, args.model)
     model, settings, frames = load_model(model_path)
-    results, report = search.query_files(model, settings, frames, idx, args.files, args.top,
-                                         cache_dir=args.cache_dir)
+    results, report = search.query_files(
+        model, settings, frames, idx, args.files, args.top, cache_dir=args.cache_dir
+    )
     if args.json:
         out = {"results": results, "skipped": [{"file": f, "reason": r} for f, r in report.rows]}
         print(json.dumps(out if len(args.files) > 1 else (results[0] if results else out)))
@@ -90,12 +97,18 @@ def demo(args):
     work = args.workdir
     os.makedirs(work, exist_ok=True)
     log(f"[1/6] built-in data set in {args.data}")
-    manifest = synth.make_dataset(args.data, num_sources=args.sources,
-                                  clips_per_class=args.clips_per_class, seed=args.seed,
-                                  progress=not args.quiet)
+    manifest = synth.make_dataset(
+        args.data,
+        num_sources=args.sources,
+        clips_per_class=args.clips_per_class,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
     train_dir, heldout_dir = os.path.join(args.data, "train"), os.path.join(args.data, "heldout")
-    log(f"      {manifest['num_clips']} clips, {len(manifest['train_classes'])} training "
-        f"classes, {len(manifest['heldout_classes'])} held-out classes")
+    log(
+        f"      {manifest['num_clips']} clips, {len(manifest['train_classes'])} training "
+        f"classes, {len(manifest['heldout_classes'])} held-out classes"
+    )
 
     model_path = os.path.join(work, "model.keras")
     log(f"[2/6] training -> {model_path}")
@@ -105,8 +118,13 @@ def demo(args):
 
     log("[3/6] open-set evaluation on the held-out classes (never seen in training)")
     model, settings, frames = load_model(model_path)
-    fs = F.load_folder(heldout_dir, settings, args.cache_dir, not args.quiet,
-                       report_path=os.path.join(work, "heldout.skipped.tsv"))
+    fs = F.load_folder(
+        heldout_dir,
+        settings,
+        args.cache_dir,
+        not args.quiet,
+        report_path=os.path.join(work, "heldout.skipped.tsv"),
+    )
     result, emb = evaluate_features(model, frames, fs, baseline="mfcc")
     result["train_seconds"] = train_seconds
     write_json(os.path.join(work, "evaluation.json"), result)
@@ -125,24 +143,28 @@ def demo(args):
     print("\n".join(lines))
 
     log("[6/6] plots")
-    plots = make_plots(emb, fs, idx, picks, frames, os.path.join(work, "plots"),
-                       baseline=baseline_embeddings(fs.features))
+    plots = make_plots(
+        emb, fs, idx, picks, frames, os.path.join(work, "plots"), baseline=baseline_embeddings(fs.features)
+    )
     if args.save_to:
         os.makedirs(os.path.dirname(os.path.abspath(args.save_to)), exist_ok=True)
         shutil.copyfile(model_path, args.save_to)
         shutil.copyfile(side_path(model_path), side_path(args.save_to))
     print()
     print(f"demo finished in {time.perf_counter() - t_start:.0f} s (training {train_seconds:.0f} s)")
-    for name, path in (("data", args.data), ("model", model_path),
-                       ("curves", os.path.join(work, "model.curves.png")),
-                       ("evaluation", os.path.join(work, "evaluation.json")), ("index", index_path),
-                       ("queries", os.path.join(work, "queries.txt")),
-                       *(("plot", p) for p in plots)):
+    for name, path in (
+        ("data", args.data),
+        ("model", model_path),
+        ("curves", os.path.join(work, "model.curves.png")),
+        ("evaluation", os.path.join(work, "evaluation.json")),
+        ("index", index_path),
+        ("queries", os.path.join(work, "queries.txt")),
+        *(("plot", p) for p in plots),
+    ):
         print(f"  {name + ':':12s} {path}")
     if args.save_to:
         print(f"  copied model to {args.save_to}")
-    print(f"held-out Recall@1 {result['recall@1']:.3f} vs MFCC baseline "
-          f"{result['baseline_recall@1']:.3f}")
+    print(f"held-out Recall@1 {result['recall@1']:.3f} vs MFCC baseline {result['baseline_recall@1']:.3f}")
     return 0
 
 
@@ -159,9 +181,25 @@ def _demo_queries(idx, emb, fs, picks):
 def _train_args(args, data, out):
     """The `train` options of the demo's arguments."""
     return argparse.Namespace(
-        data=data, out=out, epochs=args.epochs, frames=args.frames, n_mels=args.n_mels,
-        classes_per_batch=args.classes_per_batch, samples_per_class=args.samples_per_class,
-        steps_per_epoch=args.steps_per_epoch, lr=args.lr, margin=args.margin, miner=args.miner,
-        width=args.width, dim=args.dim, seed=args.seed, no_augment=args.no_augment,
-        mixed_precision=args.mixed_precision, cache_dir=args.cache_dir, report=None,
-        restart=args.restart, quiet=args.quiet, verbose=args.verbose)
+        data=data,
+        out=out,
+        epochs=args.epochs,
+        frames=args.frames,
+        n_mels=args.n_mels,
+        classes_per_batch=args.classes_per_batch,
+        samples_per_class=args.samples_per_class,
+        steps_per_epoch=args.steps_per_epoch,
+        lr=args.lr,
+        margin=args.margin,
+        miner=args.miner,
+        width=args.width,
+        dim=args.dim,
+        seed=args.seed,
+        no_augment=args.no_augment,
+        mixed_precision=args.mixed_precision,
+        cache_dir=args.cache_dir,
+        report=None,
+        restart=args.restart,
+        quiet=args.quiet,
+        verbose=args.verbose,
+    )

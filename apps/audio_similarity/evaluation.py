@@ -16,8 +16,13 @@ Example:
 
 from apps.audio_similarity import features as F
 
-METRICS = (("recall@1", "Recall@1"), ("recall@5", "Recall@5"), ("map@r", "MAP@R"),
-           ("eer", "EER"), ("auc", "ROC AUC"))
+METRICS = (
+    ("recall@1", "Recall@1"),
+    ("recall@5", "Recall@5"),
+    ("map@r", "MAP@R"),
+    ("eer", "EER"),
+    ("auc", "ROC AUC"),
+)
 
 
 def score_embeddings(embeddings, labels, metric="euclidean"):
@@ -28,9 +33,13 @@ def score_embeddings(embeddings, labels, metric="euclidean"):
     r = retrieval_metrics(embeddings, labels, ks=(1, 5), metric=metric)
     v = verification_metrics(embeddings, labels, metric=metric)
     return {
-        "recall@1": float(r["recall@1"]), "recall@5": float(r["recall@5"]),
-        "precision@1": float(r["precision@1"]), "r_precision": float(r["r_precision"]),
-        "map@r": float(r["map@r"]), "eer": float(v["eer"]), "auc": float(v["auc"]),
+        "recall@1": float(r["recall@1"]),
+        "recall@5": float(r["recall@5"]),
+        "precision@1": float(r["precision@1"]),
+        "r_precision": float(r["r_precision"]),
+        "map@r": float(r["map@r"]),
+        "eer": float(v["eer"]),
+        "auc": float(v["auc"]),
     }
 
 

@@ -243,21 +243,30 @@ def extract_features(
     return FeatureSet(kept_feats, labels, class_names, kept_paths, report, computed)
 
 
-def load_folder(data_dir, settings=FeatureSettings(), cache_dir=None, progress=True,
-                report_path=None):
+def load_folder(data_dir, settings=FeatureSettings(), cache_dir=None, progress=True, report_path=None):
     """`extract_features` of every file of a `DATA/<class>/<file>` folder; writes the
     skipped-file report to `report_path` and says on stderr what was used."""
     paths, names = scan_folder(data_dir)
     if not paths:
-        fail(f"no audio files found under {data_dir!r}. Expected DATA/<class>/<file> "
-             "with .wav/.flac/.ogg/.mp3 files (one sub-folder per class).")
-    fs = extract_features(paths, names, settings, cache_dir=cache_dir, progress=progress,
-                          description=f"log-mel {os.path.basename(os.path.normpath(data_dir))}")
+        fail(
+            f"no audio files found under {data_dir!r}. Expected DATA/<class>/<file> "
+            "with .wav/.flac/.ogg/.mp3 files (one sub-folder per class)."
+        )
+    fs = extract_features(
+        paths,
+        names,
+        settings,
+        cache_dir=cache_dir,
+        progress=progress,
+        description=f"log-mel {os.path.basename(os.path.normpath(data_dir))}",
+    )
     if report_path:
         fs.report.write(report_path)
-    log(f"{data_dir}: {fs.report.summary(len(fs), report_path)}; "
+    log(
+        f"{data_dir}: {fs.report.summary(len(fs), report_path)}; "
         f"{len(fs.class_names)} classes; {fs.computed} extracted, {len(fs) - fs.computed} "
-        "from the cache")
+        "from the cache"
+    )
     return fs
 
 

@@ -26,8 +26,9 @@ DEFAULT_WIDTH = 16
 DEFAULT_DIM = 64
 
 
-def build_embedder(frames=96, n_mels=64, embedding_dim=DEFAULT_DIM, width=DEFAULT_WIDTH,
-                   mean=0.0, std=1.0, seed=0):
+def build_embedder(
+    frames=96, n_mels=64, embedding_dim=DEFAULT_DIM, width=DEFAULT_WIDTH, mean=0.0, std=1.0, seed=0
+):
     """The CNN embedder (a functional `keras.Model` named "audio_embedder").
 
     Example:
@@ -41,20 +42,23 @@ def build_embedder(frames=96, n_mels=64, embedding_dim=DEFAULT_DIM, width=DEFAUL
     inputs = keras.Input((frames, n_mels, 1), name="log_mel")
     x = layers.Rescaling(1.0 / float(std), offset=-float(mean) / float(std), name="standardize")(inputs)
     for i, mult in enumerate((1, 2, 4, 8)):
-        x = layers.Conv2D(width * mult, 3, padding="same", use_bias=False,
-                          kernel_initializer=init(i), name=f"conv{i + 1}")(x)
+        x = layers.Conv2D(
+            width * mult, 3, padding="same", use_bias=False, kernel_initializer=init(i), name=f"conv{i + 1}"
+        )(x)
         x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
         x = layers.Activation("relu", name=f"relu{i + 1}")(x)
         x = layers.MaxPooling2D(2, padding="same", name=f"pool{i + 1}")(x)
-    x = layers.Conv2D(width * 8, 3, padding="same", use_bias=False,
-                      kernel_initializer=init(10), name="conv5")(x)
+    x = layers.Conv2D(
+        width * 8, 3, padding="same", use_bias=False, kernel_initializer=init(10), name="conv5"
+    )(x)
     x = layers.BatchNormalization(name="bn5")(x)
     x = layers.Activation("relu", name="relu5")(x)
     pooled = layers.Concatenate(name="pool_avg_max")(
         [layers.GlobalAveragePooling2D(name="avg")(x), layers.GlobalMaxPooling2D(name="max")(x)]
     )
-    outputs = layers.Dense(embedding_dim, kernel_initializer=keras.initializers.GlorotUniform(seed),
-                           name="projection")(pooled)
+    outputs = layers.Dense(
+        embedding_dim, kernel_initializer=keras.initializers.GlorotUniform(seed), name="projection"
+    )(pooled)
     return keras.Model(inputs, outputs, name="audio_embedder")
 
 
@@ -80,8 +84,7 @@ def load_model(model_path):
     meta = read_side_file(model_path)
     settings = FeatureSettings.from_dict(meta.get("features", {"n_mels": n_mels}))
     if settings.n_mels != n_mels:
-        fail(f"{side_path(model_path)} says {settings.n_mels} mel bands but the model "
-             f"takes {n_mels}.")
+        fail(f"{side_path(model_path)} says {settings.n_mels} mel bands but the model takes {n_mels}.")
     return model, settings, int(frames)
 
 
@@ -93,6 +96,8 @@ def self_check_input(n, frames, n_mels):
     """
     t = np.arange(frames, dtype=np.float64)[:, None]
     m = np.arange(n_mels, dtype=np.float64)[None, :]
-    out = [-60.0 + 25.0 * np.sin(0.07 * (i + 1) * t + 0.11 * (i + 2) * m) * np.cos(0.05 * m * (i + 1))
-           for i in range(n)]
+    out = [
+        -60.0 + 25.0 * np.sin(0.07 * (i + 1) * t + 0.11 * (i + 2) * m) * np.cos(0.05 * m * (i + 1))
+        for i in range(n)
+    ]
     return np.stack(out)[..., None].astype(np.float32)

@@ -13,8 +13,18 @@ def plot_history(history, path):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    names = [n for n in ("loss", "active_fraction", "hard_fraction", "positive_distance",
-                         "negative_distance", "embedding_norm") if n in history]
+    names = [
+        n
+        for n in (
+            "loss",
+            "active_fraction",
+            "hard_fraction",
+            "positive_distance",
+            "negative_distance",
+            "embedding_norm",
+        )
+        if n in history
+    ]
     fig = Figure(figsize=(3.2 * len(names), 2.8), layout="constrained")
     FigureCanvasAgg(fig)
     for i, name in enumerate(names):
@@ -41,15 +51,13 @@ def make_plots(emb, fs, idx, picks, frames, folder, baseline=None):
     out.append(p)
     p = os.path.join(folder, "roc.png")
     d, same = pair_distances(emb, fs.labels)
-    fig = plots.roc_curve_plot(d, same, title="held-out classes: verification ROC",
-                               label="triplet CNN")
+    fig = plots.roc_curve_plot(d, same, title="held-out classes: verification ROC", label="triplet CNN")
     if baseline is not None:
         _add_roc(fig, baseline, fs.labels)
     fig.savefig(p, dpi=100)
     out.append(p)
     p = os.path.join(folder, "projection.png")
-    plots.embedding_projection(emb, fs.labels, title="held-out classes (PCA of embeddings)",
-                               path=p)
+    plots.embedding_projection(emb, fs.labels, title="held-out classes (PCA of embeddings)", path=p)
     out.append(p)
     p = os.path.join(folder, "neighbors.png")
     d, ids, labels = idx.search(emb[picks], 5)
@@ -63,8 +71,12 @@ def make_plots(emb, fs, idx, picks, frames, folder, baseline=None):
         [[show(pos[str(i)]) for i in row[1:]] for row in ids],
         query_labels=[fs.label_names()[q] for q in picks],
         neighbor_labels=[list(row[1:]) for row in labels],
-        distances=d[:, 1:], cmap="magma", cell_size=2.4,
-        title="query -> nearest held-out clips (log-mel)", path=p)
+        distances=d[:, 1:],
+        cmap="magma",
+        cell_size=2.4,
+        title="query -> nearest held-out clips (log-mel)",
+        path=p,
+    )
     out.append(p)
     return out
 

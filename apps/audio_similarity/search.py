@@ -19,8 +19,11 @@ def build_index(emb, fs):
     from keras_triplet.index import EmbeddingIndex
 
     idx = EmbeddingIndex(metric="euclidean")
-    idx.add(emb, labels=np.array(fs.label_names(), dtype=str),
-            ids=np.array([os.path.abspath(p) for p in fs.paths], dtype=str))
+    idx.add(
+        emb,
+        labels=np.array(fs.label_names(), dtype=str),
+        ids=np.array([os.path.abspath(p) for p in fs.paths], dtype=str),
+    )
     return idx
 
 
@@ -28,8 +31,10 @@ def save_index(idx, path, model_path, data_dir):
     """Saves `idx` to `path` and `path.json` (its model, data folder and size)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     idx.save(path)
-    write_json(side_path(path), {"model": os.path.abspath(model_path),
-                                 "data": os.path.abspath(data_dir), "size": len(idx)})
+    write_json(
+        side_path(path),
+        {"model": os.path.abspath(model_path), "data": os.path.abspath(data_dir), "size": len(idx)},
+    )
 
 
 def load_index(path, model_path=None):
@@ -42,23 +47,33 @@ def load_index(path, model_path=None):
     idx = EmbeddingIndex.load(path)
     if model_path is None:
         if not os.path.exists(side_path(path)):
-            fail(f"{side_path(path)} (which names the index's model) is missing; "
-                 "pass --model MODEL.keras.")
+            fail(f"{side_path(path)} (which names the index's model) is missing; pass --model MODEL.keras.")
         model_path = read_json(side_path(path))["model"]
     return idx, model_path
 
 
 def query_files(model, settings, frames, idx, files, top, cache_dir=None):
     """`(results, report)`: for each usable query file, its ranked neighbours."""
-    fs = F.extract_features(list(files), ["query"] * len(files), settings, cache_dir=cache_dir,
-                            progress=False)
+    fs = F.extract_features(
+        list(files), ["query"] * len(files), settings, cache_dir=cache_dir, progress=False
+    )
     results = []
     if len(fs):
         emb = F.embed_clips(model, fs.features, frames)
         d, ids, labels = idx.search(emb, top)
         for q, path in enumerate(fs.paths):
-            results.append({"query": path, "neighbors": [
-                {"rank": r + 1, "distance": float(d[q, r]), "file": str(ids[q, r]),
-                 "label": None if labels is None else str(labels[q, r])}
-                for r in range(d.shape[1])]})
+            results.append(
+                {
+                    "query": path,
+                    "neighbors": [
+                        {
+                            "rank": r + 1,
+                            "distance": float(d[q, r]),
+                            "file": str(ids[q, r]),
+                            "label": None if labels is None else str(labels[q, r]),
+                        }
+                        for r in range(d.shape[1])
+                    ],
+                }
+            )
     return results, fs.report

@@ -137,8 +137,10 @@ def _source(p, variant, rng, n, sr, pitch):
         k = k[k * f0 < 0.45 * sr]
         amp = k ** -p["tilt"] * np.where(k % 2 == 1, 1.0, p["odd_gain"]) * jitter(len(k))
         detune = 1 + rng.normal(0, 0.002, len(k))  # slight inharmonicity
-        y = sum(a * np.sin(2 * np.pi * kk * d * f0 * t + rng.uniform(0, 2 * np.pi))
-                for a, kk, d in zip(amp, k, detune))
+        y = sum(
+            a * np.sin(2 * np.pi * kk * d * f0 * t + rng.uniform(0, 2 * np.pi))
+            for a, kk, d in zip(amp, k, detune)
+        )
         if family == "breathy":
             noise = _shaped_noise(rng, n, sr, min(f0 * 4, 0.4 * sr), 1.5)
             y = (1 - p["breath_mix"]) * y / (np.std(y) + 1e-12) + p["breath_mix"] * noise
@@ -252,8 +254,9 @@ def make_dataset(
     from tqdm.auto import tqdm
 
     root = os.fspath(root)
-    params = dict(num_sources=num_sources, clips_per_class=clips_per_class, seed=seed,
-                  sample_rate=sample_rate)
+    params = dict(
+        num_sources=num_sources, clips_per_class=clips_per_class, seed=seed, sample_rate=sample_rate
+    )
     manifest_path = os.path.join(root, MANIFEST)
     if os.path.exists(manifest_path):
         with open(manifest_path, encoding="utf-8") as f:
@@ -261,10 +264,10 @@ def make_dataset(
         if manifest.get("params") == params:
             return manifest
     classes = class_list(num_sources, seed)
-    jobs = [(c, s, v, name, held, i) for c, s, v, name, held in classes
-            for i in range(clips_per_class)]
-    for c, s, v, name, held, i in tqdm(jobs, desc="built-in data", unit="clip",
-                                       disable=not progress, file=sys.stderr):
+    jobs = [(c, s, v, name, held, i) for c, s, v, name, held in classes for i in range(clips_per_class)]
+    for _c, s, v, name, held, i in tqdm(
+        jobs, desc="built-in data", unit="clip", disable=not progress, file=sys.stderr
+    ):
         folder = os.path.join(root, "heldout" if held else "train", name)
         path = os.path.join(folder, f"{name}_{i:03d}.wav")
         if os.path.exists(path):

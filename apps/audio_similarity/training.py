@@ -61,8 +61,9 @@ def train(args):
         keras.mixed_precision.set_global_policy("mixed_float16")
     keras.utils.set_random_seed(int(args.seed))
     P = min(args.classes_per_batch, len(np.unique(data.labels)))
-    sampler = PKSampler(data.labels, classes_per_batch=P, samples_per_class=args.samples_per_class,
-                        seed=args.seed)
+    sampler = PKSampler(
+        data.labels, classes_per_batch=P, samples_per_class=args.samples_per_class, seed=args.seed
+    )
     steps = args.steps_per_epoch or sampler.steps_per_epoch
     checkpoint = Checkpoint(stem, run_signature(args, P, steps))
     model, initial_epoch = resume_or_build(args, data, checkpoint, steps)
@@ -82,18 +83,22 @@ def prepare(args, report_path):
     counts = np.bincount(fs.labels, minlength=len(fs.class_names))
     usable = counts >= 2
     if usable.sum() < 2:
-        fail(f"training needs at least 2 classes with 2 or more usable files; "
-             f"{args.data!r} has {int(usable.sum())}.")
+        fail(
+            f"training needs at least 2 classes with 2 or more usable files; "
+            f"{args.data!r} has {int(usable.sum())}."
+        )
     if (~usable).any():
-        log(f"note: {int((~usable).sum())} class(es) with a single usable file are left out "
-            "of training (a class needs two examples to form a positive pair).")
+        log(
+            f"note: {int((~usable).sum())} class(es) with a single usable file are left out "
+            "of training (a class needs two examples to form a positive pair)."
+        )
     keep = usable[fs.labels]
     features = [x for x, k in zip(fs.features, keep) if k]
     # A sample of frames is enough for the standardisation constants.
-    sample = np.concatenate([x[:: max(1, len(x) // 20)]
-                             for x in features[:: max(1, len(features) // 500)]])
-    return TrainingData(features, fs.labels[keep], fs.class_names, settings,
-                        float(sample.mean()), float(sample.std() + 1e-6))
+    sample = np.concatenate([x[:: max(1, len(x) // 20)] for x in features[:: max(1, len(features) // 500)]])
+    return TrainingData(
+        features, fs.labels[keep], fs.class_names, settings, float(sample.mean()), float(sample.std() + 1e-6)
+    )
 
 
 # ------------------------------------------------------------------------ 2. resume or build
@@ -101,10 +106,22 @@ def prepare(args, report_path):
 
 def run_signature(args, P, steps):
     """What a checkpoint must match to be resumed: the data and every training setting."""
-    return {"data": os.path.abspath(args.data), "frames": args.frames, "n_mels": args.n_mels,
-            "P": P, "K": args.samples_per_class, "seed": args.seed, "width": args.width,
-            "dim": args.dim, "lr": args.lr, "margin": args.margin, "miner": args.miner,
-            "epochs": args.epochs, "steps": steps, "backend": keras.backend.backend()}
+    return {
+        "data": os.path.abspath(args.data),
+        "frames": args.frames,
+        "n_mels": args.n_mels,
+        "P": P,
+        "K": args.samples_per_class,
+        "seed": args.seed,
+        "width": args.width,
+        "dim": args.dim,
+        "lr": args.lr,
+        "margin": args.margin,
+        "miner": args.miner,
+        "epochs": args.epochs,
+        "steps": steps,
+        "backend": keras.backend.backend(),
+    }
 
 
 class Checkpoint(keras.callbacks.Callback):
@@ -142,8 +159,9 @@ class Checkpoint(keras.callbacks.Callback):
             self.history.setdefault(k, []).append(float(v))
         self.seconds.append(time.perf_counter() - self.t0)
         write_model(self.model, self.model_path)
-        write_json(self.state_path, {"signature": self.signature, "epoch": epoch + 1,
-                                     "history": self.history})
+        write_json(
+            self.state_path, {"signature": self.signature, "epoch": epoch + 1, "history": self.history}
+        )
 
     def remove(self):
         for path in (self.model_path, self.state_path):
@@ -158,13 +176,22 @@ def resume_or_build(args, data, checkpoint, steps):
     if model is not None:
         log(f"resuming from {checkpoint.model_path} after epoch {initial_epoch}")
     else:
-        model = build_model(frames=args.frames, n_mels=data.settings.n_mels, embedding_dim=args.dim,
-                            width=args.width, mean=data.mean, std=data.std, seed=args.seed)
+        model = build_model(
+            frames=args.frames,
+            n_mels=data.settings.n_mels,
+            embedding_dim=args.dim,
+            width=args.width,
+            mean=data.mean,
+            std=data.std,
+            seed=args.seed,
+        )
     if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
         schedule = keras.optimizers.schedules.CosineDecay(
-            args.lr, decay_steps=max(args.epochs * steps, 1), alpha=0.05)
-        model.compile(optimizer=keras.optimizers.Adam(schedule),
-                      loss=TripletLoss(margin=args.margin, miner=args.miner))
+            args.lr, decay_steps=max(args.epochs * steps, 1), alpha=0.05
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule), loss=TripletLoss(margin=args.margin, miner=args.miner)
+        )
     if initial_epoch:
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
@@ -184,15 +211,28 @@ def fit(model, data, sampler, args, steps, initial_epoch, checkpoint):
         rng = np.random.default_rng([int(args.seed), next(counter)])
         return augment(data.features[int(i)], rng)[..., None]
 
-    dataset = sampler.as_dataset(list(range(len(data.features))), load_fn=load_fn,
-                                 output_shape=(args.frames, data.settings.n_mels, 1),
-                                 output_dtype="float32", initial_epoch=initial_epoch)
-    log(f"training on {len(data.features)} clips of {len(np.unique(data.labels))} classes: "
+    dataset = sampler.as_dataset(
+        list(range(len(data.features))),
+        load_fn=load_fn,
+        output_shape=(args.frames, data.settings.n_mels, 1),
+        output_dtype="float32",
+        initial_epoch=initial_epoch,
+    )
+    log(
+        f"training on {len(data.features)} clips of {len(np.unique(data.labels))} classes: "
         f"{sampler.classes_per_batch}x{sampler.samples_per_class} batches, {steps} steps/epoch, "
-        f"epochs {initial_epoch + 1}..{args.epochs}, backend {keras.backend.backend()}")
+        f"epochs {initial_epoch + 1}..{args.epochs}, backend {keras.backend.backend()}"
+    )
     if initial_epoch < args.epochs:
-        model.fit(dataset, epochs=args.epochs, steps_per_epoch=steps, initial_epoch=initial_epoch,
-                  callbacks=[checkpoint], verbose=0 if args.quiet else args.verbose, shuffle=False)
+        model.fit(
+            dataset,
+            epochs=args.epochs,
+            steps_per_epoch=steps,
+            initial_epoch=initial_epoch,
+            callbacks=[checkpoint],
+            verbose=0 if args.quiet else args.verbose,
+            shuffle=False,
+        )
 
 
 # --------------------------------------------------------------------------------- 4. export
@@ -205,16 +245,26 @@ def export(model, out, data, args, steps, P, checkpoint):
     write_model(model, out)
     seconds = checkpoint.seconds
     shape = (4, args.frames, data.settings.n_mels)
-    write_json(side_path(out), {
-        "features": data.settings.to_dict(), "frames": args.frames, "classes": data.class_names,
-        "num_train_clips": len(data.features), "backend": keras.backend.backend(),
-        "epochs": args.epochs, "steps_per_epoch": steps, "batch": [P, args.samples_per_class],
-        "loss": {"name": "TripletLoss", "margin": args.margin, "miner": args.miner},
-        "seconds_per_epoch": float(np.median(seconds)) if seconds else None,
-        "history": checkpoint.history,
-        "self_check": {"shape": list(shape),
-                       "embeddings": model.embed(self_check_input(*shape)).tolist()},
-    })
+    write_json(
+        side_path(out),
+        {
+            "features": data.settings.to_dict(),
+            "frames": args.frames,
+            "classes": data.class_names,
+            "num_train_clips": len(data.features),
+            "backend": keras.backend.backend(),
+            "epochs": args.epochs,
+            "steps_per_epoch": steps,
+            "batch": [P, args.samples_per_class],
+            "loss": {"name": "TripletLoss", "margin": args.margin, "miner": args.miner},
+            "seconds_per_epoch": float(np.median(seconds)) if seconds else None,
+            "history": checkpoint.history,
+            "self_check": {
+                "shape": list(shape),
+                "embeddings": model.embed(self_check_input(*shape)).tolist(),
+            },
+        },
+    )
     stem = model_stem(out)
     write_json(stem + ".history.json", checkpoint.history)
     if checkpoint.history:

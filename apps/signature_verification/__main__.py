@@ -22,35 +22,54 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m apps.signature_verification",
         description="Writer-independent offline signature verification with a SigNet-style CNN trained by "
-                    "triplet loss (keras_triplet). Backend: --backend, else KERAS_BACKEND (tensorflow, jax, torch).")
+        "triplet loss (keras_triplet). Backend: --backend, else KERAS_BACKEND (tensorflow, jax, torch).",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    g = sub.add_parser("generate", help="write synthetic signatures (genuine + skilled forgeries)",
-                       description="Generates seeded synthetic signatures (see apps/signature_verification/synthetic.py).")
+    g = sub.add_parser(
+        "generate",
+        help="write synthetic signatures (genuine + skilled forgeries)",
+        description="Generates seeded synthetic signatures (see apps/signature_verification/synthetic.py).",
+    )
     g.add_argument("out", metavar="OUT", help="output folder")
     g.add_argument("--writers", type=int, required=True, help="number of writers")
     g.add_argument("--genuine", type=int, default=12, help="genuine signatures per writer (default 12)")
     g.add_argument("--forgeries", type=int, default=12, help="skilled forgeries per writer (default 12)")
     g.add_argument("--forgers", type=int, default=3, help="forgers per writer (default 3)")
     g.add_argument("--skill", type=float, default=1.0, help="forgers' skill: >1 harder forgeries (default 1)")
-    g.add_argument("--layout", choices=("cedar", "generic"), default="cedar", help="file layout (default cedar)")
+    g.add_argument(
+        "--layout", choices=("cedar", "generic"), default="cedar", help="file layout (default cedar)"
+    )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--workers", type=int, default=1, help="processes (the output does not depend on it)")
     add_backend_argument(g)
 
-    t = sub.add_parser("train", help="train a model writer-independently",
-                       description="Splits the writers into train / validation / test (seeded), trains on the "
-                                   "training writers, picks the epoch and the threshold on the validation writers, "
-                                   "and writes MODEL.keras plus MODEL.keras.json (metadata).")
+    t = sub.add_parser(
+        "train",
+        help="train a model writer-independently",
+        description="Splits the writers into train / validation / test (seeded), trains on the "
+        "training writers, picks the epoch and the threshold on the validation writers, "
+        "and writes MODEL.keras plus MODEL.keras.json (metadata).",
+    )
     t.add_argument("data", metavar="DATA", help="data folder (CEDAR, BHSig260 or generic layout)")
     t.add_argument("--out", required=True, metavar="MODEL.keras")
     t.add_argument("--layout", default="auto", choices=("auto", "cedar", "bhsig260", "generic"))
     t.add_argument("--epochs", type=int, default=8)
-    t.add_argument("--size", type=int, nargs=2, default=(64, 128), metavar=("H", "W"),
-                   help="input size after preprocessing (default 64 128)")
+    t.add_argument(
+        "--size",
+        type=int,
+        nargs=2,
+        default=(64, 128),
+        metavar=("H", "W"),
+        help="input size after preprocessing (default 64 128)",
+    )
     t.add_argument("--classes-per-batch", type=int, default=8, help="P writers per batch (default 8)")
-    t.add_argument("--samples-per-class", type=int, default=4,
-                   help="K genuine signatures (and K forgeries) per writer in a batch (default 4)")
+    t.add_argument(
+        "--samples-per-class",
+        type=int,
+        default=4,
+        help="K genuine signatures (and K forgeries) per writer in a batch (default 4)",
+    )
     t.add_argument("--margin", type=float, default=0.3, help="triplet margin (default 0.3)")
     t.add_argument("--miner", default="semi-hard", choices=("semi-hard", "batch-hard", "batch-all"))
     t.add_argument("--learning-rate", type=float, default=3e-3, help="Adam, cosine decay (default 3e-3)")
@@ -59,31 +78,47 @@ def build_parser():
     t.add_argument("--val-fraction", type=float, default=0.15, help="validation writers (default 0.15)")
     t.add_argument("--test-fraction", type=float, default=0.25, help="held-out test writers (default 0.25)")
     t.add_argument("--references", type=int, default=5, help="reference signatures per writer (default 5)")
-    t.add_argument("--rule", choices=RULES, default=DEFAULT_RULE,
-                   help=f"score against the references (default {DEFAULT_RULE}; see protocol.py)")
+    t.add_argument(
+        "--rule",
+        choices=RULES,
+        default=DEFAULT_RULE,
+        help=f"score against the references (default {DEFAULT_RULE}; see protocol.py)",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--verbose", type=int, default=1)
     add_backend_argument(t)
 
-    e = sub.add_parser("evaluate", help="FAR / FRR / EER / AUC on writers not used for training",
-                       description="Writer-independent evaluation. On the training data, uses the training run's "
-                                   "split (threshold on the validation writers, metrics on the test writers); on "
-                                   "other data, all writers are unseen: the threshold is chosen on half of them "
-                                   "and the metrics measured on the other half.")
+    e = sub.add_parser(
+        "evaluate",
+        help="FAR / FRR / EER / AUC on writers not used for training",
+        description="Writer-independent evaluation. On the training data, uses the training run's "
+        "split (threshold on the validation writers, metrics on the test writers); on "
+        "other data, all writers are unseen: the threshold is chosen on half of them "
+        "and the metrics measured on the other half.",
+    )
     e.add_argument("data", metavar="DATA")
     e.add_argument("--model", required=True, metavar="MODEL.keras")
-    e.add_argument("--references", type=int, default=None, help="references per writer (default: the model's, 5)")
-    e.add_argument("--rule", choices=RULES, default=None,
-                   help="score against the references (default: the model's; the threshold is re-chosen on the "
-                        "validation writers)")
+    e.add_argument(
+        "--references", type=int, default=None, help="references per writer (default: the model's, 5)"
+    )
+    e.add_argument(
+        "--rule",
+        choices=RULES,
+        default=None,
+        help="score against the references (default: the model's; the threshold is re-chosen on the "
+        "validation writers)",
+    )
     e.add_argument("--layout", default="auto", choices=("auto", "cedar", "bhsig260", "generic"))
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--plots", metavar="DIR", default=None, help="write ROC / DET / histogram PNGs here")
     add_backend_argument(e)
 
-    n = sub.add_parser("enroll", help="enrol a writer from a folder of genuine signatures",
-                       description="Embeds the images in WRITER_DIR (or WRITER_DIR/genuine) and writes a JSON "
-                                   "profile (reference embeddings, threshold, model path; no pickle).")
+    n = sub.add_parser(
+        "enroll",
+        help="enrol a writer from a folder of genuine signatures",
+        description="Embeds the images in WRITER_DIR (or WRITER_DIR/genuine) and writes a JSON "
+        "profile (reference embeddings, threshold, model path; no pickle).",
+    )
     n.add_argument("writer_dir", metavar="WRITER_DIR")
     n.add_argument("--model", required=True, metavar="MODEL.keras")
     n.add_argument("--out", required=True, metavar="PROFILE")
@@ -98,10 +133,15 @@ def build_parser():
     v.add_argument("--json", action="store_true")
     add_backend_argument(v)
 
-    d = sub.add_parser("demo", help="generate, train, evaluate on held-out writers, plot (about 25 minutes on one "
-                                    "CPU core with the defaults; --writers 160 --epochs 4 for a quick look)")
+    d = sub.add_parser(
+        "demo",
+        help="generate, train, evaluate on held-out writers, plot (about 25 minutes on one "
+        "CPU core with the defaults; --writers 160 --epochs 4 for a quick look)",
+    )
     d.add_argument("--out", default=DEFAULT_DEMO_OUT, help=f"outputs (default {DEFAULT_DEMO_OUT})")
-    d.add_argument("--data-dir", default=DEFAULT_DEMO_DATA, help=f"generated data (default {DEFAULT_DEMO_DATA})")
+    d.add_argument(
+        "--data-dir", default=DEFAULT_DEMO_DATA, help=f"generated data (default {DEFAULT_DEMO_DATA})"
+    )
     d.add_argument("--writers", type=int, default=1600)
     d.add_argument("--genuine", type=int, default=10, help="genuine signatures and forgeries per writer")
     d.add_argument("--epochs", type=int, default=8)

@@ -22,11 +22,21 @@ def generate(args):
     from apps.signature_verification.synthetic import generate_dataset
 
     t = time.perf_counter()
-    n = generate_dataset(args.out, args.writers, args.genuine, args.forgeries, seed=args.seed,
-                         layout=args.layout, forgers_per_writer=args.forgers, forgery_skill=args.skill,
-                         workers=args.workers)
-    print(f"wrote {n} images of {args.writers} writers ({args.layout} layout) to {args.out} "
-          f"in {time.perf_counter() - t:.1f} s")
+    n = generate_dataset(
+        args.out,
+        args.writers,
+        args.genuine,
+        args.forgeries,
+        seed=args.seed,
+        layout=args.layout,
+        forgers_per_writer=args.forgers,
+        forgery_skill=args.skill,
+        workers=args.workers,
+    )
+    print(
+        f"wrote {n} images of {args.writers} writers ({args.layout} layout) to {args.out} "
+        f"in {time.perf_counter() - t:.1f} s"
+    )
     return 0
 
 
@@ -36,51 +46,90 @@ def train(args):
     print(dataset.summary())
     SkipReport(dataset.skipped).print()
     split = protocol.writer_split(dataset.writers, args.val_fraction, args.test_fraction, seed=args.seed)
-    print(f"writers: {len(split['train'])} train, {len(split['val'])} validation, "
-          f"{len(split['test'])} test (held out, not loaded)")
+    print(
+        f"writers: {len(split['train'])} train, {len(split['val'])} validation, "
+        f"{len(split['test'])} test (held out, not loaded)"
+    )
     size = tuple(args.size)
     t = time.perf_counter()
     x, w, g = load_split_images(dataset, split["train"], size)
     vx, vw, vg = load_split_images(dataset, split["val"], size) if split["val"] else (None, None, None)
-    print(f"preprocessed {len(x) + (len(vx) if vx is not None else 0)} images in {time.perf_counter() - t:.1f} s")
+    print(
+        f"preprocessed {len(x) + (len(vx) if vx is not None else 0)} images in {time.perf_counter() - t:.1f} s"
+    )
     if len(set(w.tolist())) < 2:
         fail("training needs at least 2 training writers with readable images.")
     model, info = train_model(
-        x, w, g, vx, vw, vg, epochs=args.epochs, classes_per_batch=args.classes_per_batch,
-        samples_per_class=args.samples_per_class, margin=args.margin, miner=args.miner,
-        learning_rate=args.learning_rate, embedding_dim=args.embedding_dim, width=args.width,
-        references=args.references, rule=args.rule, seed=args.seed, verbose=args.verbose)
+        x,
+        w,
+        g,
+        vx,
+        vw,
+        vg,
+        epochs=args.epochs,
+        classes_per_batch=args.classes_per_batch,
+        samples_per_class=args.samples_per_class,
+        margin=args.margin,
+        miner=args.miner,
+        learning_rate=args.learning_rate,
+        embedding_dim=args.embedding_dim,
+        width=args.width,
+        references=args.references,
+        rule=args.rule,
+        seed=args.seed,
+        verbose=args.verbose,
+    )
     threshold = info.get("threshold")
     if threshold is None:
         # No validation writers: fall back to the training writers (optimistic) and say so.
         scores = protocol.verification_scores(model.embed(x), w, g, args.references, args.rule, args.seed)
         threshold = protocol.choose_threshold(scores)
         log("warning: no validation writers; the threshold was chosen on the training writers.")
-    save_model(model, args.out, {
-        "image_size": list(size),
-        "references": args.references,
-        "rule": args.rule,
-        "threshold": threshold,
-        "threshold_source": "validation writers, EER of genuine vs skilled forgeries"
-        if info.get("threshold") is not None else "training writers",
-        "split": split,
-        "seed": args.seed,
-        "data_fingerprint": dataset.fingerprint(),
-        "data_root": os.path.abspath(args.data),
-        "layout": dataset.layout,
-        "training": {k: v for k, v in info.items() if k not in ("history", "val", "threshold")},
-        "settings": {k: getattr(args, k) for k in ("epochs", "classes_per_batch", "samples_per_class", "margin",
-                                                   "miner", "learning_rate", "embedding_dim", "width")},
-        "validation": info.get("val"),
-        "check_embeddings": model.embed(check_inputs(size)).round(6).tolist(),
-    })
-    print(f"trained {info['epochs']} epochs on {info['backend']}: {info['seconds_per_epoch']} s/epoch "
-          f"(first epoch {info['seconds_first_epoch']} s), {info['train_seconds']} s in all"
-          + (f"; best epoch {info['best_epoch']}" if "best_epoch" in info else ""))
+    save_model(
+        model,
+        args.out,
+        {
+            "image_size": list(size),
+            "references": args.references,
+            "rule": args.rule,
+            "threshold": threshold,
+            "threshold_source": "validation writers, EER of genuine vs skilled forgeries"
+            if info.get("threshold") is not None
+            else "training writers",
+            "split": split,
+            "seed": args.seed,
+            "data_fingerprint": dataset.fingerprint(),
+            "data_root": os.path.abspath(args.data),
+            "layout": dataset.layout,
+            "training": {k: v for k, v in info.items() if k not in ("history", "val", "threshold")},
+            "settings": {
+                k: getattr(args, k)
+                for k in (
+                    "epochs",
+                    "classes_per_batch",
+                    "samples_per_class",
+                    "margin",
+                    "miner",
+                    "learning_rate",
+                    "embedding_dim",
+                    "width",
+                )
+            },
+            "validation": info.get("val"),
+            "check_embeddings": model.embed(check_inputs(size)).round(6).tolist(),
+        },
+    )
+    print(
+        f"trained {info['epochs']} epochs on {info['backend']}: {info['seconds_per_epoch']} s/epoch "
+        f"(first epoch {info['seconds_first_epoch']} s), {info['train_seconds']} s in all"
+        + (f"; best epoch {info['best_epoch']}" if "best_epoch" in info else "")
+    )
     if info.get("val"):
         v = info["val"]
-        print(f"validation writers: EER skilled {percent(v['eer_skilled'])}, random {percent(v['eer_random'])}; "
-              f"threshold {threshold:.4f}")
+        print(
+            f"validation writers: EER skilled {percent(v['eer_skilled'])}, random {percent(v['eer_random'])}; "
+            f"threshold {threshold:.4f}"
+        )
     print(f"saved {args.out} (+ {os.path.basename(args.out)}.json)")
     return 0
 
@@ -93,12 +142,20 @@ def evaluate(args):
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return 0
-    print(f"split: {result['split']}; {result['val_writers']} validation, {result['test_writers']} test writers; "
-          f"{result['references']} references, rule: {result['rule']}")
-    print(f"EER  skilled forgeries: {percent(result['eer_skilled'])}   AUC {percent(result['auc_skilled'], False)}")
-    print(f"EER  random forgeries:  {percent(result['eer_random'])}   AUC {percent(result['auc_random'], False)}")
-    print(f"at the validation threshold {result['threshold']:.4f}: FRR {percent(result['frr'])}, "
-          f"FAR skilled {percent(result['far_skilled'])}, FAR random {percent(result['far_random'])}")
+    print(
+        f"split: {result['split']}; {result['val_writers']} validation, {result['test_writers']} test writers; "
+        f"{result['references']} references, rule: {result['rule']}"
+    )
+    print(
+        f"EER  skilled forgeries: {percent(result['eer_skilled'])}   AUC {percent(result['auc_skilled'], False)}"
+    )
+    print(
+        f"EER  random forgeries:  {percent(result['eer_random'])}   AUC {percent(result['auc_random'], False)}"
+    )
+    print(
+        f"at the validation threshold {result['threshold']:.4f}: FRR {percent(result['frr'])}, "
+        f"FAR skilled {percent(result['far_skilled'])}, FAR random {percent(result['far_random'])}"
+    )
     for p in result.get("plots", []):
         print(f"plot: {p}")
     return 0
@@ -121,12 +178,19 @@ def enroll(args):
     if len(images) < 2:
         log("warning: a single reference signature; verification works better with 3 to 10.")
     profile = enrollment.make_profile(
-        writer=os.path.basename(os.path.normpath(args.writer_dir)), model_path=args.model,
-        image_size=meta["image_size"], rule=meta.get("rule", "mean"), threshold=threshold,
-        files=[os.path.basename(paths[i]) for i in kept], embeddings=model.embed(images, batch_size=64))
+        writer=os.path.basename(os.path.normpath(args.writer_dir)),
+        model_path=args.model,
+        image_size=meta["image_size"],
+        rule=meta.get("rule", "mean"),
+        threshold=threshold,
+        files=[os.path.basename(paths[i]) for i in kept],
+        embeddings=model.embed(images, batch_size=64),
+    )
     enrollment.save_profile(profile, args.out)
-    print(f"enrolled writer {profile['writer']!r} with {len(kept)} reference signature(s); "
-          f"threshold {threshold:.4f}; profile: {args.out}")
+    print(
+        f"enrolled writer {profile['writer']!r} with {len(kept)} reference signature(s); "
+        f"threshold {threshold:.4f}; profile: {args.out}"
+    )
     return 0
 
 
@@ -137,21 +201,35 @@ def verify(args):
     profile = enrollment.load_profile(args.profile)
     model_path = args.model or profile["model"]
     if os.path.isfile(model_path) and sha256(model_path) != profile.get("model_sha256"):
-        log(f"warning: {model_path} is not the model the profile was enrolled with; distances may be meaningless.")
+        log(
+            f"warning: {model_path} is not the model the profile was enrolled with; distances may be meaningless."
+        )
     model, _ = load_model(model_path)
     try:
         x = load_image(args.image, tuple(profile["image_size"]))
     except UnreadableImageError as e:
         fail(str(e))
-    accepted, distance, threshold = enrollment.verify(model.embed(x[None], batch_size=1)[0], profile,
-                                                      args.threshold)
+    accepted, distance, threshold = enrollment.verify(
+        model.embed(x[None], batch_size=1)[0], profile, args.threshold
+    )
     if args.json:
-        print(json.dumps({"image": args.image, "writer": profile["writer"], "accepted": accepted,
-                          "distance": distance, "threshold": threshold}))
+        print(
+            json.dumps(
+                {
+                    "image": args.image,
+                    "writer": profile["writer"],
+                    "accepted": accepted,
+                    "distance": distance,
+                    "threshold": threshold,
+                }
+            )
+        )
     else:
         verdict = "ACCEPT (genuine)" if accepted else "REJECT (forgery)"
-        print(f"{verdict}: {args.image} vs writer {profile['writer']!r}: distance {distance:.4f} "
-              f"{'<=' if accepted else '>'} threshold {threshold:.4f}")
+        print(
+            f"{verdict}: {args.image} vs writer {profile['writer']!r}: distance {distance:.4f} "
+            f"{'<=' if accepted else '>'} threshold {threshold:.4f}"
+        )
     return 0
 
 
@@ -167,8 +245,22 @@ def demo(args):
     t0 = time.perf_counter()
     if not os.path.exists(marker):
         print(f"== generate {args.writers} writers -> {data}", flush=True)
-        main(["generate", data, "--writers", str(args.writers), "--genuine", str(args.genuine),
-              "--forgeries", str(args.genuine), "--seed", str(args.seed), "--workers", str(args.workers)])
+        main(
+            [
+                "generate",
+                data,
+                "--writers",
+                str(args.writers),
+                "--genuine",
+                str(args.genuine),
+                "--forgeries",
+                str(args.genuine),
+                "--seed",
+                str(args.seed),
+                "--workers",
+                str(args.workers),
+            ]
+        )
         open(marker, "w").close()
     else:
         print(f"== reuse the generated data in {data}")
@@ -178,10 +270,12 @@ def demo(args):
     print("== evaluate on held-out writers", flush=True)
     result = run(data, model_path, plots=out, verbose=False)
     write_json(os.path.join(out, "metrics.json"), result, indent=1)
-    print(f"EER skilled {percent(result['eer_skilled'])}, random {percent(result['eer_random'])}, "
-          f"AUC skilled {percent(result['auc_skilled'], False)}; at the validation threshold "
-          f"{result['threshold']:.4f}: FRR {percent(result['frr'])}, FAR skilled {percent(result['far_skilled'])}, "
-          f"FAR random {percent(result['far_random'])} ({result['test_writers']} test writers)")
+    print(
+        f"EER skilled {percent(result['eer_skilled'])}, random {percent(result['eer_random'])}, "
+        f"AUC skilled {percent(result['auc_skilled'], False)}; at the validation threshold "
+        f"{result['threshold']:.4f}: FRR {percent(result['frr'])}, FAR skilled {percent(result['far_skilled'])}, "
+        f"FAR random {percent(result['far_random'])} ({result['test_writers']} test writers)"
+    )
     # Enrol one test writer and verify a genuine signature and a forgery.
     _, meta = load_model(model_path)
     dataset = load_dataset(data)

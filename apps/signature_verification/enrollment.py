@@ -49,7 +49,6 @@ def verify(embedding, profile, threshold=None):
     """`(accepted, distance, threshold)` of one questioned embedding `[D]` against the
     profile's references (the profile's rule and threshold unless given)."""
     refs = np.asarray(profile["references"], dtype=np.float64)
-    distance = float(protocol.score_matrix(np.asarray(embedding)[None], refs,
-                                           profile.get("rule", "mean"))[0])
+    distance = float(protocol.score_matrix(np.asarray(embedding)[None], refs, profile.get("rule", "mean"))[0])
     threshold = float(profile["threshold"] if threshold is None else threshold)
     return distance <= threshold, distance, threshold

@@ -43,12 +43,16 @@ def load_split_images(dataset, writers, size):
     dataset.skipped.extend(skipped)
     SkipReport(skipped).print()
     samples = [samples[i] for i in kept]
-    return (images, np.array([s.writer for s in samples], dtype=str),
-            np.array([s.genuine for s in samples], bool))
+    return (
+        images,
+        np.array([s.writer for s in samples], dtype=str),
+        np.array([s.genuine for s in samples], bool),
+    )
 
 
-def evaluate(data, model_path, references=None, rule=None, layout="auto", seed=None, plots=None,
-             verbose=True):
+def evaluate(
+    data, model_path, references=None, rule=None, layout="auto", seed=None, plots=None, verbose=True
+):
     """The writer-independent evaluation of `model_path` on `data`; returns the result
     dict (see `commands.evaluate`)."""
     from apps.signature_verification.loaders import load_dataset
@@ -68,17 +72,20 @@ def evaluate(data, model_path, references=None, rule=None, layout="auto", seed=N
     vx, vw, vg = load_split_images(dataset, val_writers, size)
     tx, tw, tg = load_split_images(dataset, test_writers, size)
     val, val_scores = score_writers(model.embed(vx, batch_size=128), vw, vg, references, rule, seed)
-    result, test_scores = score_writers(model.embed(tx, batch_size=128), tw, tg, references, rule,
-                                        seed, threshold=val["threshold"])
-    result.update({
-        "references": references,
-        "rule": rule,
-        "split": source,
-        "val_writers": len(val_scores["writers"]),
-        "test_writers": len(test_scores["writers"]),
-        "model": os.fspath(model_path),
-        "data": os.fspath(data),
-    })
+    result, test_scores = score_writers(
+        model.embed(tx, batch_size=128), tw, tg, references, rule, seed, threshold=val["threshold"]
+    )
+    result.update(
+        {
+            "references": references,
+            "rule": rule,
+            "split": source,
+            "val_writers": len(val_scores["writers"]),
+            "test_writers": len(test_scores["writers"]),
+            "model": os.fspath(model_path),
+            "data": os.fspath(data),
+        }
+    )
     if plots:
         result["plots"] = write_plots(test_scores, plots)
     return result

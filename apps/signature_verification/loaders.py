@@ -88,8 +88,9 @@ class SignatureDataset:
 
     def subset(self, writers):
         keep = set(writers)
-        return SignatureDataset([s for s in self.samples if s.writer in keep], self.layout, self.root,
-                                list(self.skipped))
+        return SignatureDataset(
+            [s for s in self.samples if s.writer in keep], self.layout, self.root, list(self.skipped)
+        )
 
     def fingerprint(self):
         """A short hash of the data set's content listing (writers, kinds, file names):
@@ -101,9 +102,11 @@ class SignatureDataset:
 
     def summary(self):
         g = sum(s.genuine for s in self.samples)
-        return (f"{self.layout} data at {self.root}: {len(self.writers)} writers, {g} genuine, "
-                f"{len(self.samples) - g} forged images"
-                + (f", {len(self.skipped)} files skipped" if self.skipped else ""))
+        return (
+            f"{self.layout} data at {self.root}: {len(self.writers)} writers, {g} genuine, "
+            f"{len(self.samples) - g} forged images"
+            + (f", {len(self.skipped)} files skipped" if self.skipped else "")
+        )
 
 
 def _sorted(samples):
@@ -123,8 +126,9 @@ def _skip_reason(name):
 
 
 def _find_cedar_root(root):
-    for candidate in [root] + [os.path.join(root, d) for d in sorted(os.listdir(root))
-                               if os.path.isdir(os.path.join(root, d))]:
+    for candidate in [root] + [
+        os.path.join(root, d) for d in sorted(os.listdir(root)) if os.path.isdir(os.path.join(root, d))
+    ]:
         if os.path.isdir(os.path.join(candidate, "full_org")):
             return candidate
     return None
@@ -163,7 +167,12 @@ def load_bhsig260(root):
             if m is None:
                 skipped.append((full, _skip_reason(name)))
                 continue
-            script, writer, kind, number = m.group(1).upper(), int(m.group(2)), m.group(3).upper(), int(m.group(4))
+            script, writer, kind, number = (
+                m.group(1).upper(),
+                int(m.group(2)),
+                m.group(3).upper(),
+                int(m.group(4)),
+            )
             samples.append(Sample(full, f"{script}-{writer}", kind == "G", number))
     if not samples:
         raise FileNotFoundError(f"{root}: no BHSig260 files (`B-S-<id>-G-<nn>.tif`, ...) found.")
@@ -204,7 +213,7 @@ def detect_layout(root):
         raise FileNotFoundError(f"{root}: no such folder.")
     if _find_cedar_root(root) is not None:
         return "cedar"
-    for folder, dirs, files in os.walk(root):
+    for _folder, _dirs, files in os.walk(root):
         if any(_BHSIG.match(f) for f in files):
             return "bhsig260"
     for writer in os.listdir(root):

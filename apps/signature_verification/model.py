@@ -42,8 +42,15 @@ def build_embedder(input_shape=(64, 128, 1), embedding_dim=64, width=1.0, dropou
     init = keras.initializers.HeNormal(seed=seed)
 
     def conv(x, filters, kernel, strides=1, name=None):
-        x = layers.Conv2D(n(filters), kernel, strides=strides, padding="same", use_bias=False,
-                          kernel_initializer=init, name=name)(x)
+        x = layers.Conv2D(
+            n(filters),
+            kernel,
+            strides=strides,
+            padding="same",
+            use_bias=False,
+            kernel_initializer=init,
+            name=name,
+        )(x)
         x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
         return layers.ReLU(name=f"{name}_relu")(x)
 
@@ -59,8 +66,9 @@ def build_embedder(input_shape=(64, 128, 1), embedding_dim=64, width=1.0, dropou
     x = layers.Dropout(dropout, seed=seed, name="dropout1")(x)
     x = layers.Dense(n(256), activation="relu", kernel_initializer=init, name="fc1")(x)
     x = layers.Dropout(dropout, seed=seed + 1, name="dropout2")(x)
-    outputs = layers.Dense(embedding_dim, kernel_initializer=keras.initializers.GlorotUniform(seed=seed),
-                           name="embedding")(x)
+    outputs = layers.Dense(
+        embedding_dim, kernel_initializer=keras.initializers.GlorotUniform(seed=seed), name="embedding"
+    )(x)
     return keras.Model(inputs, outputs, name="signet_small")
 
 
@@ -68,5 +76,8 @@ def build_model(input_shape=(64, 128, 1), embedding_dim=64, width=1.0, dropout=0
     """`keras_triplet.TripletModel` around `build_embedder(...)` (L2-normalised outputs)."""
     from keras_triplet import TripletModel
 
-    return TripletModel(build_embedder(input_shape, embedding_dim, width, dropout, seed),
-                        normalize=True, name="signature_verifier")
+    return TripletModel(
+        build_embedder(input_shape, embedding_dim, width, dropout, seed),
+        normalize=True,
+        name="signature_verifier",
+    )

@@ -20,8 +20,13 @@ def write_plots(scores, folder):
         same = np.r_[np.ones(len(scores["genuine"]), bool), np.zeros(len(scores[kind]), bool)]
         for name, fn in (("roc", plots.roc_curve_plot), ("det", plots.det_curve_plot)):
             path = os.path.join(folder, f"{name}_{kind}.png")
-            fn(d, same, title=f"{name.upper()}: genuine vs {kind} forgeries (test writers)",
-               label=f"{kind} forgeries", path=path)
+            fn(
+                d,
+                same,
+                title=f"{name.upper()}: genuine vs {kind} forgeries (test writers)",
+                label=f"{kind} forgeries",
+                path=path,
+            )
             paths.append(path)
     path = os.path.join(folder, "score_histograms.png")
     score_histograms(scores, path)
@@ -41,8 +46,14 @@ def score_histograms(scores, path):
     edges = np.histogram_bin_edges(allv, bins=40)
     for kind, color in (("genuine", "tab:green"), ("skilled", "tab:red"), ("random", "tab:gray")):
         if len(scores[kind]):
-            ax.hist(scores[kind], bins=edges, density=True, alpha=0.5, color=color,
-                    label=f"{kind} (n={len(scores[kind])})")
+            ax.hist(
+                scores[kind],
+                bins=edges,
+                density=True,
+                alpha=0.5,
+                color=color,
+                label=f"{kind} (n={len(scores[kind])})",
+            )
     ax.set_xlabel("score (distance to the writer's references)")
     ax.set_ylabel("density")
     ax.set_title("Verification scores (test writers)")

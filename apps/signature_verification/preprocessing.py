@@ -130,7 +130,7 @@ def preprocess(image, size=DEFAULT_SIZE, min_speck=8):
     small = resize(crop, (new_h, new_w), order=1, anti_aliasing=scale < 1, preserve_range=True)
     out = np.zeros((height, width), dtype=np.float32)
     top, left = (height - new_h) // 2, (width - new_w) // 2
-    out[top:top + new_h, left:left + new_w] = small
+    out[top : top + new_h, left : left + new_w] = small
     return np.clip(out / 255.0, 0.0, 1.0).astype(np.float32)
 
 

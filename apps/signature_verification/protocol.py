@@ -79,8 +79,8 @@ def writer_split(writers, val_fraction=0.15, test_fraction=0.25, seed=0, min_eac
         )
     order = np.random.default_rng(seed).permutation(n)
     val = [writers[i] for i in order[:n_val]]
-    test = [writers[i] for i in order[n_val:n_val + n_test]]
-    train = [writers[i] for i in order[n_val + n_test:]]
+    test = [writers[i] for i in order[n_val : n_val + n_test]]
+    train = [writers[i] for i in order[n_val + n_test :]]
     return {k: sorted(v, key=natural_key) for k, v in (("train", train), ("val", val), ("test", test))}
 
 
@@ -106,7 +106,9 @@ def reference_indices(writers, genuine, references=5, seed=0):
 
 def score_matrix(embeddings, reference_embeddings, rule="mean"):
     """Scores `[N]` of `embeddings [N, D]` against one reference set `[R, D]` (see module)."""
-    from keras_triplet.metrics import pairwise_distances_numpy  # here: the CLI imports this module before Keras
+    from keras_triplet.metrics import (
+        pairwise_distances_numpy,  # here: the CLI imports this module before Keras
+    )
 
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}; got {rule!r}.")
@@ -142,14 +144,19 @@ def verification_scores(embeddings, writers, genuine, references=5, rule="mean",
             f"no writer has more than references={references} genuine signatures, so there is "
             "nothing to verify; lower --references or add genuine signatures."
         )
-    out = {k: [] for k in ("genuine", "skilled", "random", "genuine_writer", "skilled_writer", "random_writer")}
+    out = {
+        k: [] for k in ("genuine", "skilled", "random", "genuine_writer", "skilled_writer", "random_writer")
+    }
     for w, ref in refs.items():
         scores = score_matrix(embeddings, embeddings[ref], rule)
         own = writers == w
         is_ref = np.zeros(len(writers), bool)
         is_ref[ref] = True
-        for key, mask in (("genuine", own & genuine & ~is_ref), ("skilled", own & ~genuine),
-                          ("random", ~own & genuine)):
+        for key, mask in (
+            ("genuine", own & genuine & ~is_ref),
+            ("skilled", own & ~genuine),
+            ("random", ~own & genuine),
+        ):
             out[key].append(scores[mask])
             out[key + "_writer"].append(np.full(int(mask.sum()), w))
     result = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in out.items()}
@@ -188,7 +195,9 @@ def summarize(scores, threshold):
         result[f"auc_{kind}"] = float(metrics.roc_auc(d, same))
         result[f"far_{kind}"] = float(np.mean(scores[kind] <= threshold))
     result["frr"] = float(np.mean(scores["genuine"] > threshold)) if len(scores["genuine"]) else None
-    result["far"] = result["far_skilled"] if result.get("far_skilled") is not None else result.get("far_random")
+    result["far"] = (
+        result["far_skilled"] if result.get("far_skilled") is not None else result.get("far_random")
+    )
     result["threshold"] = float(threshold)
     result["num_genuine"] = int(len(scores["genuine"]))
     result["num_skilled"] = int(len(scores["skilled"]))

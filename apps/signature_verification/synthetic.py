@@ -184,8 +184,13 @@ def _trajectory(strokes, drift):
         dt = t - t0
         live = dt > 1e-6
         lt = np.log(np.where(live, dt, 1.0))
-        speed = np.where(live, D / (sigma * math.sqrt(2 * math.pi) * np.where(live, dt, 1.0))
-                         * np.exp(-((lt - mu) ** 2) / (2 * sigma**2)), 0.0)
+        speed = np.where(
+            live,
+            D
+            / (sigma * math.sqrt(2 * math.pi) * np.where(live, dt, 1.0))
+            * np.exp(-((lt - mu) ** 2) / (2 * sigma**2)),
+            0.0,
+        )
         phi = ts + (te - ts) * 0.5 * (1.0 + _erf((lt - mu) / (sigma * math.sqrt(2.0))))
         vx += speed * np.cos(phi)
         vy += speed * np.sin(phi)
@@ -285,8 +290,8 @@ def _render(pieces, writer, rng):
         chunk = 8
         for i in range(0, max(1, len(cols) - 1), chunk):
             j = min(i + chunk, len(cols) - 1)
-            w = float(np.mean(widths[i:j + 1])) * S
-            seg = list(zip(cols[i:j + 1].tolist(), rows[i:j + 1].tolist()))
+            w = float(np.mean(widths[i : j + 1])) * S
+            seg = list(zip(cols[i : j + 1].tolist(), rows[i : j + 1].tolist()))
             draw.line(seg, fill=255, width=max(1, int(round(w))), joint="curve")
             r = w / 2.0
             draw.ellipse([cols[j] - r, rows[j] - r, cols[j] + r, rows[j] + r], fill=255)
@@ -304,8 +309,15 @@ def _render(pieces, writer, rng):
     return np.clip(image + np.float32(0.5), 0, 255).astype(np.uint8)
 
 
-def generate_writer(writer_index, genuine_per_writer=12, forgeries_per_writer=12, seed=0,
-                    forgers_per_writer=3, forgery_skill=1.0, px_per_unit=PX_PER_UNIT):
+def generate_writer(
+    writer_index,
+    genuine_per_writer=12,
+    forgeries_per_writer=12,
+    seed=0,
+    forgers_per_writer=3,
+    forgery_skill=1.0,
+    px_per_unit=PX_PER_UNIT,
+):
     """The images of writer `writer_index` (0-based): a list of `GeneratedSignature`.
 
     Genuine signatures first (`index` 1..G), then skilled forgeries (1..F) made by
@@ -319,18 +331,34 @@ def generate_writer(writer_index, genuine_per_writer=12, forgeries_per_writer=12
     out = []
     g_rng = np.random.default_rng(genuine_seq)
     for i in range(genuine_per_writer):
-        out.append(GeneratedSignature(name, True, i + 1, -1, _render(_sample(writer, g_rng, None, px_per_unit), writer, g_rng)))
+        out.append(
+            GeneratedSignature(
+                name, True, i + 1, -1, _render(_sample(writer, g_rng, None, px_per_unit), writer, g_rng)
+            )
+        )
     f_rng = np.random.default_rng(forgery_seq)
     forgers = [_forger_model(f_rng, forgery_skill) for _ in range(max(1, forgers_per_writer))]
     for i in range(forgeries_per_writer):
         k = i % len(forgers)
-        out.append(GeneratedSignature(name, False, i + 1, k, _render(_sample(writer, f_rng, forgers[k], px_per_unit), writer, f_rng)))
+        out.append(
+            GeneratedSignature(
+                name, False, i + 1, k, _render(_sample(writer, f_rng, forgers[k], px_per_unit), writer, f_rng)
+            )
+        )
     return out
 
 
-def generate_signatures(num_writers, genuine_per_writer=12, forgeries_per_writer=12, seed=0,
-                        forgers_per_writer=3, forgery_skill=1.0, first_writer=0, px_per_unit=PX_PER_UNIT,
-                        workers=1):
+def generate_signatures(
+    num_writers,
+    genuine_per_writer=12,
+    forgeries_per_writer=12,
+    seed=0,
+    forgers_per_writer=3,
+    forgery_skill=1.0,
+    first_writer=0,
+    px_per_unit=PX_PER_UNIT,
+    workers=1,
+):
     """Images of writers `first_writer .. first_writer + num_writers - 1` (see the module
     docstring): a list of `GeneratedSignature`, writer by writer.
 
@@ -352,8 +380,10 @@ def generate_signatures(num_writers, genuine_per_writer=12, forgeries_per_writer
             "genuine_per_writer must be >= 1 and forgeries_per_writer >= 0; got "
             f"{genuine_per_writer} and {forgeries_per_writer}."
         )
-    args = [(w, genuine_per_writer, forgeries_per_writer, seed, forgers_per_writer, forgery_skill, px_per_unit)
-            for w in range(first_writer, first_writer + num_writers)]
+    args = [
+        (w, genuine_per_writer, forgeries_per_writer, seed, forgers_per_writer, forgery_skill, px_per_unit)
+        for w in range(first_writer, first_writer + num_writers)
+    ]
     out = []
     for images in _map(_generate_writer_args, args, workers):
         out.extend(images)
@@ -390,8 +420,11 @@ def write_signatures(signatures, out, layout="cedar"):
             folder = os.path.join(out, "full_org" if s.genuine else "full_forg")
             name = f"{'original' if s.genuine else 'forgeries'}_{s.writer}_{s.index}.png"
         else:
-            folder = os.path.join(out, f"writer_{int(s.writer):03d}" if s.writer.isdigit() else s.writer,
-                                  "genuine" if s.genuine else "forged")
+            folder = os.path.join(
+                out,
+                f"writer_{int(s.writer):03d}" if s.writer.isdigit() else s.writer,
+                "genuine" if s.genuine else "forged",
+            )
             name = f"{s.index:02d}.png"
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, name)
@@ -400,15 +433,36 @@ def write_signatures(signatures, out, layout="cedar"):
     return paths
 
 
-def generate_dataset(out, num_writers, genuine_per_writer=12, forgeries_per_writer=12, seed=0,
-                     layout="cedar", forgers_per_writer=3, forgery_skill=1.0, px_per_unit=PX_PER_UNIT,
-                     workers=1):
+def generate_dataset(
+    out,
+    num_writers,
+    genuine_per_writer=12,
+    forgeries_per_writer=12,
+    seed=0,
+    layout="cedar",
+    forgers_per_writer=3,
+    forgery_skill=1.0,
+    px_per_unit=PX_PER_UNIT,
+    workers=1,
+):
     """Generates writers and writes them as PNG files under `out` (see `write_signatures`).
 
     Returns the number of images written.
     """
-    args = [(w, genuine_per_writer, forgeries_per_writer, seed, forgers_per_writer, forgery_skill, px_per_unit,
-             os.fspath(out), layout) for w in range(num_writers)]
+    args = [
+        (
+            w,
+            genuine_per_writer,
+            forgeries_per_writer,
+            seed,
+            forgers_per_writer,
+            forgery_skill,
+            px_per_unit,
+            os.fspath(out),
+            layout,
+        )
+        for w in range(num_writers)
+    ]
     return sum(_map(_write_writer_args, args, workers))
 
 

@@ -51,7 +51,7 @@ import time
 import keras
 import numpy as np
 
-from apps._common import read_side_file, write_model, side_path, write_json
+from apps._common import read_side_file, side_path, write_json, write_model
 from apps.signature_verification import protocol
 from apps.signature_verification.model import build_model
 from keras_triplet.data import PKSampler
@@ -85,8 +85,13 @@ def make_units(writers, genuine, seed=0):
         second.append(partner)
         unit_writer.append(np.full(len(g), i))
         forged.append(np.full(len(g), len(f) > 0))
-    return (np.concatenate(first), np.concatenate(second), np.concatenate(unit_writer),
-            np.concatenate(forged), names)
+    return (
+        np.concatenate(first),
+        np.concatenate(second),
+        np.concatenate(unit_writer),
+        np.concatenate(forged),
+        names,
+    )
 
 
 def pair_dataset(images, writers, genuine, classes_per_batch=8, samples_per_class=4, seed=0):
@@ -133,8 +138,10 @@ class ValidationEER(keras.callbacks.Callback):
         emb = self.model.embed(images, batch_size=256)
         scores = protocol.verification_scores(emb, writers, genuine, **self.protocol)
         summary = protocol.summarize(scores, protocol.choose_threshold(scores))
-        key = (summary["eer_skilled"] if summary["eer_skilled"] is not None else 0.0,
-               summary["eer_random"] if summary["eer_random"] is not None else 0.0)
+        key = (
+            summary["eer_skilled"] if summary["eer_skilled"] is not None else 0.0,
+            summary["eer_random"] if summary["eer_random"] is not None else 0.0,
+        )
         self.history.append(summary)
         if logs is not None:
             logs["val_eer_skilled"], logs["val_eer_random"] = key
@@ -142,8 +149,11 @@ class ValidationEER(keras.callbacks.Callback):
             self.best, self.best_epoch, self.best_summary = key, epoch, summary
             self.best_weights = [np.array(w) for w in self.model.get_weights()]
         if self.verbose:
-            print(f"  epoch {epoch + 1}: validation EER skilled {100 * key[0]:.2f}%, "
-                  f"random {100 * key[1]:.2f}%", flush=True)
+            print(
+                f"  epoch {epoch + 1}: validation EER skilled {100 * key[0]:.2f}%, "
+                f"random {100 * key[1]:.2f}%",
+                flush=True,
+            )
 
     def on_train_end(self, logs=None):
         if self.best_weights is not None:
@@ -202,8 +212,9 @@ def train_model(
     keras.utils.set_random_seed(seed)
     ds, steps = pair_dataset(images, writers, genuine, classes_per_batch, samples_per_class, seed)
     model = build_model(images.shape[1:], embedding_dim=embedding_dim, width=width, seed=seed)
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps),
-                                                      alpha=0.05)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        learning_rate, decay_steps=max(1, epochs * steps), alpha=0.05
+    )
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss=TripletLoss(margin=margin, miner=miner))
     timer = EpochTimer()
     callbacks = [timer]
@@ -211,8 +222,14 @@ def train_model(
     if val_images is not None and len(val_images):
         validation = ValidationEER(val_images, val_writers, val_genuine, references, rule, seed, verbose)
         callbacks.append(validation)
-    history = model.fit(ds, steps_per_epoch=steps, epochs=epochs, callbacks=callbacks, shuffle=False,
-                        verbose=2 if verbose else 0)
+    history = model.fit(
+        ds,
+        steps_per_epoch=steps,
+        epochs=epochs,
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=2 if verbose else 0,
+    )
     times = timer.seconds
     info = {
         "epochs": epochs,
@@ -220,7 +237,9 @@ def train_model(
         "batch_size": 2 * min(classes_per_batch, len(set(np.asarray(writers).tolist()))) * samples_per_class,
         # The first epoch includes tracing / compilation; report both.
         "seconds_first_epoch": round(times[0], 3) if times else None,
-        "seconds_per_epoch": round(float(np.median(times[1:] if len(times) > 1 else times)), 3) if times else None,
+        "seconds_per_epoch": round(float(np.median(times[1:] if len(times) > 1 else times)), 3)
+        if times
+        else None,
         "train_seconds": round(float(np.sum(times)), 2),
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         "backend": keras.backend.backend(),

@@ -37,14 +37,28 @@ import keras
 
 if keras.backend.backend() == "torch":
     from keras_triplet._backend._torch import (
-        FUSES_BROADCAST_COMPARISONS, INDEX_DTYPE, argsort_rows, compact_columns, scatter_rows, take_along_rows,
+        FUSES_BROADCAST_COMPARISONS,
+        INDEX_DTYPE,
+        argsort_rows,
+        compact_columns,
+        scatter_rows,
+        take_along_rows,
     )
 else:
     from keras_triplet._backend._generic import (
-        FUSES_BROADCAST_COMPARISONS, INDEX_DTYPE, argsort_rows, compact_columns, scatter_rows, take_along_rows,
+        FUSES_BROADCAST_COMPARISONS,
+        INDEX_DTYPE,
+        argsort_rows,
+        compact_columns,
+        scatter_rows,
+        take_along_rows,
     )
 
 __all__ = [
-    "FUSES_BROADCAST_COMPARISONS", "INDEX_DTYPE", "argsort_rows", "compact_columns", "scatter_rows",
+    "FUSES_BROADCAST_COMPARISONS",
+    "INDEX_DTYPE",
+    "argsort_rows",
+    "compact_columns",
+    "scatter_rows",
     "take_along_rows",
 ]

@@ -36,4 +36,6 @@ def compact_columns(mask):
 
 def scatter_rows(values, index, width):
     """The `[B, width]` array holding `values[a, j]` at column `index[a, j]`, 0 elsewhere."""
-    return torch.zeros(values.shape[0], width, dtype=values.dtype, device=values.device).scatter(1, index, values)
+    return torch.zeros(values.shape[0], width, dtype=values.dtype, device=values.device).scatter(
+        1, index, values
+    )

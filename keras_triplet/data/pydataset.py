@@ -71,17 +71,26 @@ class PKPyDataset(keras.utils.PyDataset):
         max_queue_size=10,
     ):
         super().__init__(
-            workers=workers, use_multiprocessing=use_multiprocessing,
+            workers=workers,
+            use_multiprocessing=use_multiprocessing,
             max_queue_size=max_queue_size,
         )
         self.sampler = PKSampler(
-            labels, classes_per_batch, samples_per_class, seed=seed,
-            small_classes=small_classes, num_shards=num_shards, shard_index=shard_index,
+            labels,
+            classes_per_batch,
+            samples_per_class,
+            seed=seed,
+            small_classes=small_classes,
+            num_shards=num_shards,
+            shard_index=shard_index,
             _warn_stacklevel=3,
         )
         N = self.sampler.labels.size
-        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) \
-                or initial_epoch < 0:
+        if (
+            isinstance(initial_epoch, bool)
+            or not isinstance(initial_epoch, (int, np.integer))
+            or initial_epoch < 0
+        ):
             raise ValueError(f"`initial_epoch` must be an integer >= 0, got {initial_epoch!r}.")
         self.epoch = int(initial_epoch)
         self.load_fn = load_fn
@@ -99,9 +108,7 @@ class PKPyDataset(keras.utils.PyDataset):
             if not callable(load_fn):
                 raise TypeError(f"`load_fn` must be callable, got {load_fn!r}.")
             if len(x) != N:
-                raise ValueError(
-                    f"`x` has {len(x)} items but `labels` has {N}: give one label per item."
-                )
+                raise ValueError(f"`x` has {len(x)} items but `labels` has {N}: give one label per item.")
             self._items = x
 
     def __len__(self):
@@ -119,7 +126,7 @@ class PKPyDataset(keras.utils.PyDataset):
         examples = [self.load_fn(self._items[i]) for i in idx]
         kind, keys, first = flatten(examples[0], "load_fn")
         columns = [[] for _ in first]
-        for i, example in zip(idx, examples):
+        for example in examples:
             _, _, values = flatten(example, "load_fn")
             for column, v in zip(columns, values):
                 column.append(np.asarray(v))

@@ -146,23 +146,24 @@ class PKSampler:
         if labels.size == 0:
             raise ValueError("`labels` is empty: the sampler needs at least one example.")
         P = check_int(
-            "classes_per_batch", classes_per_batch, 2,
+            "classes_per_batch",
+            classes_per_batch,
+            2,
             "a batch with a single class has no negatives",
         )
         K = check_int(
-            "samples_per_class", samples_per_class, 2,
+            "samples_per_class",
+            samples_per_class,
+            2,
             "each class needs at least 2 examples in a batch to form a positive pair",
         )
         if small_classes not in _SMALL_CLASSES:
-            raise ValueError(
-                f"`small_classes` must be one of {_SMALL_CLASSES}, got {small_classes!r}."
-            )
+            raise ValueError(f"`small_classes` must be one of {_SMALL_CLASSES}, got {small_classes!r}.")
         num_shards = check_int("num_shards", num_shards, 1, "the number of shards")
         shard_index = check_int("shard_index", shard_index, 0, "a shard number")
         if shard_index >= num_shards:
             raise ValueError(
-                f"`shard_index` must be in [0, num_shards) = [0, {num_shards}), "
-                f"got {shard_index}."
+                f"`shard_index` must be in [0, num_shards) = [0, {num_shards}), got {shard_index}."
             )
         if P % num_shards:
             raise ValueError(
@@ -209,8 +210,7 @@ class PKSampler:
                 fixes.append("lower samples_per_class")
             raise ValueError(
                 f"classes_per_batch={P} is larger than the number of usable classes, "
-                f"{C}{reason}: a batch needs {P} distinct classes. To fix it, "
-                + " or ".join(fixes) + "."
+                f"{C}{reason}: a batch needs {P} distinct classes. To fix it, " + " or ".join(fixes) + "."
             )
 
         self.labels = labels
@@ -447,7 +447,13 @@ class PKSampler:
         ((6, 2, 3), True)
         """
         return make_dataset(
-            self, x, load_fn, output_shape=output_shape, output_dtype=output_dtype,
-            element_spec=element_spec, initial_epoch=initial_epoch,
-            num_parallel_calls=num_parallel_calls, items_per_call=items_per_call,
+            self,
+            x,
+            load_fn,
+            output_shape=output_shape,
+            output_dtype=output_dtype,
+            element_spec=element_spec,
+            initial_epoch=initial_epoch,
+            num_parallel_calls=num_parallel_calls,
+            items_per_call=items_per_call,
         )

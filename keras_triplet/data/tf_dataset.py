@@ -51,16 +51,25 @@ def make_dataset(
         num_parallel_calls = tf.data.AUTOTUNE
     steps = tf.data.Dataset.counter(start=initial_epoch * sampler.steps_per_epoch)
     if load_fn is None:
-        if any(a is not None for a in (output_shape, output_dtype, element_spec,
-                                       items_per_call)):
+        if any(a is not None for a in (output_shape, output_dtype, element_spec, items_per_call)):
             raise ValueError(
                 "`output_shape`, `output_dtype`, `element_spec` and `items_per_call` "
                 "are about items loaded with `load_fn`; without `load_fn` the arrays' "
                 "own shapes are used. Drop them, or pass `load_fn`."
             )
         return _array_pipeline(tf, sampler, steps, x, num_parallel_calls)
-    return _item_pipeline(tf, sampler, steps, x, load_fn, output_shape, output_dtype,
-                          element_spec, num_parallel_calls, items_per_call)
+    return _item_pipeline(
+        tf,
+        sampler,
+        steps,
+        x,
+        load_fn,
+        output_shape,
+        output_dtype,
+        element_spec,
+        num_parallel_calls,
+        items_per_call,
+    )
 
 
 def _array_pipeline(tf, sampler, steps, x, num_parallel_calls):
@@ -102,8 +111,18 @@ def _array_pipeline(tf, sampler, steps, x, num_parallel_calls):
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _item_pipeline(tf, sampler, steps, items, load_fn, output_shape, output_dtype,
-                   element_spec, num_parallel_calls, items_per_call):
+def _item_pipeline(
+    tf,
+    sampler,
+    steps,
+    items,
+    load_fn,
+    output_shape,
+    output_dtype,
+    element_spec,
+    num_parallel_calls,
+    items_per_call,
+):
     """Items loaded by `load_fn`, in parallel groups of `items_per_call`, order kept."""
     N = sampler.labels.size
     if not callable(load_fn):
@@ -116,11 +135,8 @@ def _item_pipeline(tf, sampler, steps, items, load_fn, output_shape, output_dtyp
             f"paths) with len(x) == len(labels) == {N}; got {type(items).__name__}."
         ) from None
     if n_items != N:
-        raise ValueError(
-            f"`x` has {n_items} items but `labels` has {N}: give one label per item."
-        )
-    kind, keys, specs = _item_specs(tf, items, load_fn, output_shape, output_dtype,
-                                        element_spec)
+        raise ValueError(f"`x` has {n_items} items but `labels` has {N}: give one label per item.")
+    kind, keys, specs = _item_specs(tf, items, load_fn, output_shape, output_dtype, element_spec)
     shapes = [tuple(s.shape.as_list()) for s in specs]
     dtypes = [s.dtype.as_numpy_dtype for s in specs]
     labels32 = sampler._labels32
@@ -139,9 +155,7 @@ def _item_pipeline(tf, sampler, steps, items, load_fn, output_shape, output_dtyp
     def load_one(i):
         out = load_fn(items[i])
         k, _, values = flatten(out, "load_fn")
-        if k != kind or len(values) != len(shapes) or (
-            kind == "dict" and list(out) != keys
-        ):
+        if k != kind or len(values) != len(shapes) or (kind == "dict" and list(out) != keys):
             raise ValueError(
                 f"load_fn returned a different structure for item {i} ({items[i]!r}) "
                 "than for the first item / element_spec."
@@ -167,9 +181,7 @@ def _item_pipeline(tf, sampler, steps, items, load_fn, output_shape, output_dtyp
     tout = [s.dtype for s in specs]
 
     def index_batch(step):
-        idx, y = tf.numpy_function(
-            indices, [step], [tf.int64, tf.int32], name="pk_indices"
-        )
+        idx, y = tf.numpy_function(indices, [step], [tf.int64, tf.int32], name="pk_indices")
         idx.set_shape((B,))
         y.set_shape((B,))
         groups = (tf.reshape(idx, (B // g, g)), tf.reshape(y, (B // g, g)))
@@ -216,8 +228,7 @@ def _item_specs(tf, items, load_fn, output_shape, output_dtype, element_spec):
         v = np.asarray(v)
         if v.dtype == object:
             raise TypeError(
-                f"load_fn({items[0]!r}) returned an array of dtype object; it must "
-                "return numeric arrays."
+                f"load_fn({items[0]!r}) returned an array of dtype object; it must return numeric arrays."
             )
         dtype = output_dtype if (output_dtype is not None and kind == "array") else v.dtype
         specs.append(tf.TensorSpec(v.shape, tf.as_dtype(dtype)))

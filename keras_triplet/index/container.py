@@ -104,9 +104,7 @@ class EmbeddingIndex:
         """The stored embeddings, float32 `[N, dim]`."""
         if len(self._parts) != 1:
             dim = 0 if self.dim is None else self.dim
-            self._parts = [
-                np.concatenate(self._parts) if self._parts else np.zeros((0, dim), np.float32)
-            ]
+            self._parts = [np.concatenate(self._parts) if self._parts else np.zeros((0, dim), np.float32)]
         return self._parts[0]
 
     @property
@@ -147,8 +145,11 @@ class EmbeddingIndex:
         if self._size and (labels is None) != (self._labels is None):
             raise ValueError(
                 "This index "
-                + ("has labels: give `labels` on every add." if labels is None
-                   else "was built without labels: give labels on every add or on none.")
+                + (
+                    "has labels: give `labels` on every add."
+                    if labels is None
+                    else "was built without labels: give labels on every add or on none."
+                )
             )
         new_labels = None if labels is None else _as_keys(labels, n, "labels")
         if ids is None:
@@ -159,7 +160,9 @@ class EmbeddingIndex:
             new_ids = _as_keys(ids, n, "ids")
         all_ids = _concat_keys(self._ids, new_ids, "ids")
         if np.unique(all_ids).size != all_ids.size:
-            raise ValueError("`ids` must be unique; this add repeats an id already in the index (or within itself).")
+            raise ValueError(
+                "`ids` must be unique; this add repeats an id already in the index (or within itself)."
+            )
         all_labels = None if new_labels is None else _concat_keys(self._labels, new_labels, "labels")
         # Commit only once everything is checked.
         if self.dim is None:

@@ -32,9 +32,9 @@ def exact_search(refs, queries, k, metric, chunk_size):
     out_d = np.empty((q.shape[0], k))
     out_p = np.empty((q.shape[0], k), dtype=np.int64)
     for r0 in range(0, n, block):
-        r = refs[r0:r0 + block].astype(np.float64)
+        r = refs[r0 : r0 + block].astype(np.float64)
         for q0 in range(0, q.shape[0], chunk):
-            d = pairwise_distances_numpy(q[q0:q0 + chunk], r, metric)
+            d = pairwise_distances_numpy(q[q0 : q0 + chunk], r, metric)
             pos = np.broadcast_to(np.arange(r0, r0 + r.shape[0]), d.shape)
             kk = min(k, d.shape[1])
             if kk < d.shape[1]:
@@ -47,9 +47,9 @@ def exact_search(refs, queries, k, metric, chunk_size):
                     pos = np.take_along_axis(pos, part, axis=1)
                 # else: rare ties at the boundary, merge the whole block below.
             if r0 > 0:
-                d = np.concatenate([out_d[q0:q0 + chunk], d], axis=1)
-                pos = np.concatenate([out_p[q0:q0 + chunk], pos], axis=1)
+                d = np.concatenate([out_d[q0 : q0 + chunk], d], axis=1)
+                pos = np.concatenate([out_p[q0 : q0 + chunk], pos], axis=1)
             order = np.lexsort((pos, d), axis=-1)[:, :k]
-            out_d[q0:q0 + chunk] = np.take_along_axis(d, order, axis=1)
-            out_p[q0:q0 + chunk] = np.take_along_axis(pos, order, axis=1)
+            out_d[q0 : q0 + chunk] = np.take_along_axis(d, order, axis=1)
+            out_p[q0 : q0 + chunk] = np.take_along_axis(pos, order, axis=1)
     return out_d, out_p

@@ -18,8 +18,7 @@ def require_faiss():
         import faiss
     except ImportError:
         raise ImportError(
-            "backend='faiss' needs the faiss package: `pip install faiss-cpu` "
-            "(or use backend='exact')."
+            "backend='faiss' needs the faiss package: `pip install faiss-cpu` (or use backend='exact')."
         ) from None
     return faiss
 

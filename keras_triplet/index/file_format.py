@@ -90,14 +90,20 @@ def read(path):
     version = _int_scalar(path, arrays, "format_version")
     if version > FORMAT_VERSION:
         # Checked before the checksum: a newer format may compute it differently.
-        _fail(path, f"has format version {version}, newer than this keras_triplet reads "
-                    f"({FORMAT_VERSION}); upgrade keras_triplet.")
+        _fail(
+            path,
+            f"has format version {version}, newer than this keras_triplet reads "
+            f"({FORMAT_VERSION}); upgrade keras_triplet.",
+        )
     stored = str(arrays.pop("checksum"))
     actual = checksum(arrays)
     if stored != actual:
-        _fail(path, f"failed its SHA-256 checksum (stored {stored[:12]}..., computed "
-                    f"{actual[:12]}...): the file was modified or corrupted after it was "
-                    "written.")
+        _fail(
+            path,
+            f"failed its SHA-256 checksum (stored {stored[:12]}..., computed "
+            f"{actual[:12]}...): the file was modified or corrupted after it was "
+            "written.",
+        )
     # The checksum matched: what follows catches files written by other code.
     dim = _int_scalar(path, arrays, "dim")
     metric = str(arrays["metric"])
@@ -105,11 +111,11 @@ def read(path):
         _fail(path, f"unknown metric {metric!r}.")
     emb, ids, labels = arrays["embeddings"], arrays["ids"], arrays.get("labels")
     n = emb.shape[0] if emb.ndim == 2 else -1
-    if emb.dtype != np.float32 or n < 0 or not (
-        emb.shape[1] == dim or (dim == -1 and n == 0)
-    ):
-        _fail(path, f"embeddings of shape {emb.shape} / dtype {emb.dtype} do not match the "
-                    f"stored dimension {dim}.")
+    if emb.dtype != np.float32 or n < 0 or not (emb.shape[1] == dim or (dim == -1 and n == 0)):
+        _fail(
+            path,
+            f"embeddings of shape {emb.shape} / dtype {emb.dtype} do not match the stored dimension {dim}.",
+        )
     for name, values in (("ids", ids), ("labels", labels)):
         if values is None:
             continue
@@ -119,8 +125,13 @@ def read(path):
             _fail(path, f"{name} of shape {values.shape} do not match {n} embeddings.")
     if np.unique(ids).size != n:
         _fail(path, "ids are not unique.")
-    return {"metric": metric, "dim": None if dim == -1 else dim, "embeddings": emb,
-            "ids": ids, "labels": labels}
+    return {
+        "metric": metric,
+        "dim": None if dim == -1 else dim,
+        "embeddings": emb,
+        "ids": ids,
+        "labels": labels,
+    }
 
 
 def _fail(path, problem):
@@ -130,8 +141,11 @@ def _fail(path, problem):
 def _int_scalar(path, arrays, name):
     a = arrays[name]
     if a.shape != () or a.dtype.kind not in "iu":
-        _fail(path, f"is not an EmbeddingIndex file: {name} must be an integer scalar, got "
-                    f"shape {a.shape} / dtype {a.dtype}.")
+        _fail(
+            path,
+            f"is not an EmbeddingIndex file: {name} must be an integer scalar, got "
+            f"shape {a.shape} / dtype {a.dtype}.",
+        )
     return int(a)
 
 
@@ -154,8 +168,10 @@ def _read_archive(path):
                 return {name: archive[name] for name in archive.files}
         except ValueError as e:
             if "Object arrays" in str(e):
-                problem = ("holds object arrays (pickled Python objects), which "
-                           "EmbeddingIndex files never contain; they are not loaded (no pickle)")
+                problem = (
+                    "holds object arrays (pickled Python objects), which "
+                    "EmbeddingIndex files never contain; they are not loaded (no pickle)"
+                )
             else:  # a damaged array header
                 problem = f"{damaged} ({_short(e)})"
         except (OSError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError) as e:

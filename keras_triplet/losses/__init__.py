@@ -10,7 +10,10 @@ from keras_triplet.losses.triplet import TripletLoss, triplet_loss
 
 __all__ = [
     "MetricLoss",
-    "TripletLoss", "triplet_loss",
-    "QuadrupletLoss", "quadruplet_loss",
-    "AngularLoss", "angular_loss",
+    "TripletLoss",
+    "triplet_loss",
+    "QuadrupletLoss",
+    "quadruplet_loss",
+    "AngularLoss",
+    "angular_loss",
 ]

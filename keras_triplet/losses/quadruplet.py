@@ -30,9 +30,7 @@ def quadruplet_loss_from_distances(labels, distances, margin=1.0, margin2=0.5, r
     ref_labels = ops.cast(ref_labels, labels.dtype)
     first, has_first, d_first = hardest_negative, has_negative, d_an
     first_class = ops.take(ref_labels, ops.cast(first, "int32"))
-    other_class = ops.logical_and(
-        negative, ops.expand_dims(ref_labels, 0) != ops.expand_dims(first_class, 1)
-    )
+    other_class = ops.logical_and(negative, ops.expand_dims(ref_labels, 0) != ops.expand_dims(first_class, 1))
     second, has_second = masked_argmin(distances, other_class)
     d_second = gather_rows(distances, second)
     # [anchor a, row l]
@@ -74,7 +72,9 @@ def quadruplet_loss(y_true, y_pred, margin=1.0, margin2=0.5, distance="euclidean
     1.0727
     """
     labels, distances = prepare(y_true, y_pred, distance, p)
-    return quadruplet_loss_from_distances(labels, distances, check_margin(margin), check_margin(margin2, "margin2"))
+    return quadruplet_loss_from_distances(
+        labels, distances, check_margin(margin), check_margin(margin2, "margin2")
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")
@@ -92,13 +92,17 @@ class QuadrupletLoss(MetricLoss):
     0.4563
     """
 
-    def __init__(self, margin=1.0, margin2=0.5, distance="euclidean", p=None, name="quadruplet_loss", **kwargs):
+    def __init__(
+        self, margin=1.0, margin2=0.5, distance="euclidean", p=None, name="quadruplet_loss", **kwargs
+    ):
         super().__init__(distance=distance, p=p, name=name, **kwargs)
         self.margin = check_margin(margin)
         self.margin2 = check_margin(margin2, "margin2")
 
     def compute_from_distances(self, labels, distances, *, ref_labels=None, negatives=None):
-        return quadruplet_loss_from_distances(labels, distances, self.margin, self.margin2, ref_labels=ref_labels)
+        return quadruplet_loss_from_distances(
+            labels, distances, self.margin, self.margin2, ref_labels=ref_labels
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -11,7 +11,9 @@ from keras_triplet.miners.search import with_negatives
 AVERAGES = ("auto", "triplets", "nonzero")
 
 
-def triplet_loss_from_distances(labels, distances, miner, margin=1.0, soft_margin=False, average="auto", ref_labels=None, negatives=None):
+def triplet_loss_from_distances(
+    labels, distances, miner, margin=1.0, soft_margin=False, average="auto", ref_labels=None, negatives=None
+):
     """The triplet loss from a `[B, R]` distance matrix and a miner instance.
 
     See `triplet_loss` for the formula. Returns a float32 scalar. `negatives`: a
@@ -42,13 +44,17 @@ def check_options(miner, margin, soft_margin, average):
     return average
 
 
-def _mined_triplet_loss(labels, distances, miner, margin, soft_margin, average, ref_labels=None, negatives=None):
+def _mined_triplet_loss(
+    labels, distances, miner, margin, soft_margin, average, ref_labels=None, negatives=None
+):
     """The triplet loss for options already checked (`average` resolved)."""
     if negatives is None and isinstance(miner, miners_lib.NegativeSearchMiner):
         # Direct comparisons for P×K batches, a sort otherwise (miners/search/choice.py).
         positive, negative = miners_lib.pair_masks(labels, ref_labels)
         return with_negatives(
-            distances, negative, positive,
+            distances,
+            negative,
+            positive,
             lambda found: _mined_triplet_loss(
                 labels, distances, miner, margin, soft_margin, average, ref_labels, negatives=found
             ),
@@ -74,7 +80,16 @@ def _mined_triplet_loss(labels, distances, miner, margin, soft_margin, average, 
     return ops.sum(pair_loss) / ops.maximum(denominator, 1.0)
 
 
-def triplet_loss(y_true, y_pred, margin=1.0, distance="euclidean", miner="semi-hard", soft_margin=False, average="auto", p=None):
+def triplet_loss(
+    y_true,
+    y_pred,
+    margin=1.0,
+    distance="euclidean",
+    miner="semi-hard",
+    soft_margin=False,
+    average="auto",
+    p=None,
+):
     """Triplet loss with online mining (Schroff et al., "FaceNet", CVPR 2015; Hermans et
     al., "In Defense of the Triplet Loss for Person Re-Identification", 2017).
 
@@ -131,7 +146,17 @@ class TripletLoss(MetricLoss):
     0.1117
     """
 
-    def __init__(self, margin=1.0, distance="euclidean", miner="semi-hard", soft_margin=False, average="auto", p=None, name="triplet_loss", **kwargs):
+    def __init__(
+        self,
+        margin=1.0,
+        distance="euclidean",
+        miner="semi-hard",
+        soft_margin=False,
+        average="auto",
+        p=None,
+        name="triplet_loss",
+        **kwargs,
+    ):
         super().__init__(distance=distance, p=p, name=name, **kwargs)
         self.margin = check_margin(margin)
         self.miner = miners_lib.get(miner, margin=self.margin, distance=distance, p=p)
@@ -142,18 +167,26 @@ class TripletLoss(MetricLoss):
 
     def compute_from_distances(self, labels, distances, *, ref_labels=None, negatives=None):
         return _mined_triplet_loss(
-            labels, distances, self.miner, self.margin, self.soft_margin, self._average,
-            ref_labels=ref_labels, negatives=negatives,
+            labels,
+            distances,
+            self.miner,
+            self.margin,
+            self.soft_margin,
+            self._average,
+            ref_labels=ref_labels,
+            negatives=negatives,
         )
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "margin": self.margin,
-            "miner": keras.saving.serialize_keras_object(self.miner),
-            "soft_margin": self.soft_margin,
-            "average": self.average,
-        })
+        config.update(
+            {
+                "margin": self.margin,
+                "miner": keras.saving.serialize_keras_object(self.miner),
+                "soft_margin": self.soft_margin,
+                "average": self.average,
+            }
+        )
         return config
 
     @classmethod

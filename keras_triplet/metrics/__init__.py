@@ -39,7 +39,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_triplet.metrics' has no attribute {name!r}")
 
 
-__all__ = [
+__all__ = [  # noqa: F822 - RetrievalEvaluation is loaded on first use, by __getattr__
     "RetrievalEvaluation",
     "choose_threshold",
     "equal_error_rate",

@@ -100,9 +100,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         metrics = retrieval_metrics(embeddings, self.y, ks=self.ks, metric=self.metric)
         if self.verification:
             metrics.update(
-                verification_metrics(
-                    embeddings, self.y, metric=self.metric, max_pairs=self.max_pairs
-                )
+                verification_metrics(embeddings, self.y, metric=self.metric, max_pairs=self.max_pairs)
             )
         return {k: v for k, v in metrics.items() if not k.startswith("num_")}
 

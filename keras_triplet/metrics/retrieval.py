@@ -41,7 +41,7 @@ def _label_codes(query_labels, reference_labels):
         both = np.concatenate([query_labels.astype(str), reference_labels.astype(str)])
     _, codes = np.unique(both, return_inverse=True)
     codes = codes.reshape(-1)
-    return codes[: len(query_labels)], codes[len(query_labels):]
+    return codes[: len(query_labels)], codes[len(query_labels) :]
 
 
 def _top_k(d, k):

@@ -229,9 +229,9 @@ def pair_distances(embeddings, labels, metric="euclidean", max_pairs=DEFAULT_MAX
     dists = np.empty(int(max_pairs))
     step = 1 << 16
     for start in range(0, int(max_pairs), step):
-        a = x[i[start:start + step]]
-        b = x[j[start:start + step]]
-        dists[start:start + step] = paired_distances_numpy(a, b, metric)
+        a = x[i[start : start + step]]
+        b = x[j[start : start + step]]
+        dists[start : start + step] = paired_distances_numpy(a, b, metric)
     return dists, codes[i] == codes[j]
 
 

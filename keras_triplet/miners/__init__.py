@@ -51,6 +51,12 @@ def get(identifier, margin=1.0, distance="euclidean", p=None):
 
 
 __all__ = [
-    "TripletMiner", "NegativeSearchMiner", "BatchAllMiner", "BatchHardMiner", "SemiHardMiner",
-    "triplet_statistics", "pair_masks", "get",
+    "TripletMiner",
+    "NegativeSearchMiner",
+    "BatchAllMiner",
+    "BatchHardMiner",
+    "SemiHardMiner",
+    "triplet_statistics",
+    "pair_masks",
+    "get",
 ]

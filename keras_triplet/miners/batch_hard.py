@@ -46,7 +46,8 @@ class BatchHardMiner(TripletMiner):
         hardest_positive, hardest_negative, valid = self._hardest(labels, distances, ref_labels)
         columns = ops.expand_dims(ops.arange(ops.shape(distances)[1]), 0)
         pair = ops.logical_and(
-            columns == ops.expand_dims(ops.cast(hardest_positive, columns.dtype), 1), ops.expand_dims(valid, 1)
+            columns == ops.expand_dims(ops.cast(hardest_positive, columns.dtype), 1),
+            ops.expand_dims(valid, 1),
         )
         negative_distance = ops.expand_dims(gather_rows(distances, hardest_negative), 1)
         return selection(pair, 1.0, ops.broadcast_to(negative_distance, ops.shape(distances)))

@@ -22,6 +22,7 @@ when `j < count`.
 import keras
 from keras import ops
 
+
 class CrossBatchMemory(keras.layers.Layer):
     """The non-trainable state of a cross-batch memory of `size` embeddings.
 
@@ -60,12 +61,18 @@ class CrossBatchMemory(keras.layers.Layer):
             )
         dim = int(embedding_dim)
         self.embeddings = self.add_weight(
-            shape=(self.size, dim), initializer="zeros", dtype="float32",
-            trainable=False, name="embeddings",
+            shape=(self.size, dim),
+            initializer="zeros",
+            dtype="float32",
+            trainable=False,
+            name="embeddings",
         )
         self.labels = self.add_weight(
-            shape=(self.size,), initializer=keras.initializers.Constant(-1), dtype="int32",
-            trainable=False, name="labels",
+            shape=(self.size,),
+            initializer=keras.initializers.Constant(-1),
+            dtype="int32",
+            trainable=False,
+            name="labels",
         )
         self.count = self.add_weight(
             shape=(), initializer="zeros", dtype="int32", trainable=False, name="count"
@@ -143,9 +150,7 @@ def push(state, embeddings, labels):
     row = offset + size * ops.floor_divide(ops.maximum(batch - 1 - offset, 0), size)
     row = ops.clip(row, 0, ops.maximum(batch - 1, 0))
 
-    new_memory = ops.where(
-        ops.expand_dims(written, 1), ops.take(embeddings, row, axis=0), memory
-    )
+    new_memory = ops.where(ops.expand_dims(written, 1), ops.take(embeddings, row, axis=0), memory)
     new_labels = ops.where(written, ops.take(labels, row, axis=0), memory_labels)
     new_count = ops.minimum(count + batch, size)
     new_pointer = ops.mod(pointer + batch, size)

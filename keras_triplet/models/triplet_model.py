@@ -120,9 +120,7 @@ class TripletModel(keras.Model):
         self.normalize = bool(normalize)
         self.memory_size = memory_size
         self.memory = (
-            memory_module.CrossBatchMemory(memory_size, name="cross_batch_memory")
-            if memory_size
-            else None
+            memory_module.CrossBatchMemory(memory_size, name="cross_batch_memory") if memory_size else None
         )
         self._statistic_trackers = [keras.metrics.Mean(name=n) for n in STATISTICS]
         self._recall_tracker = keras.metrics.Mean(name=RECALL_NAME)
@@ -252,9 +250,7 @@ class TripletModel(keras.Model):
         for tracker in self._statistic_trackers:
             tracker.update_state(stats[tracker.name])
         if not training:
-            self._recall_tracker.update_state(
-                stats[RECALL_NAME], sample_weight=ops.shape(y_pred)[0]
-            )
+            self._recall_tracker.update_state(stats[RECALL_NAME], sample_weight=ops.shape(y_pred)[0])
         # Read by compute_metrics, which Keras calls next without `training`: recall@1 is
         # logged by evaluate only. A Python value, fixed when the step is traced.
         self._logs_recall = not training

@@ -26,11 +26,21 @@ sorts and compaction come from `keras_triplet._backend`.
 """
 
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
-from keras_triplet.miners.search.choice import DIRECT_MAX_ENTRIES, DIRECT_MAX_POSITIVES, SEARCHES, with_negatives
+from keras_triplet.miners.search.choice import (
+    DIRECT_MAX_ENTRIES,
+    DIRECT_MAX_POSITIVES,
+    SEARCHES,
+    with_negatives,
+)
 from keras_triplet.miners.search.direct_negatives import DirectNegatives
 from keras_triplet.miners.search.sorted_negatives import SortedNegatives
 
 __all__ = [
-    "AnchorNegatives", "DirectNegatives", "SortedNegatives", "with_negatives",
-    "SEARCHES", "DIRECT_MAX_POSITIVES", "DIRECT_MAX_ENTRIES",
+    "AnchorNegatives",
+    "DirectNegatives",
+    "SortedNegatives",
+    "with_negatives",
+    "SEARCHES",
+    "DIRECT_MAX_POSITIVES",
+    "DIRECT_MAX_ENTRIES",
 ]

@@ -81,7 +81,9 @@ class DirectNegatives(AnchorNegatives):
             count = ops.maximum(count - self.count_within(start_offset, inclusive=True), 0)
             above = ops.expand_dims(self._negatives, 1) > ops.expand_dims(self._shifted(start_offset), 2)
             inside = ops.logical_and(inside, above)
-        total = ops.matmul(ops.cast(inside, self.distances.dtype), ops.expand_dims(self.distances, 2))[:, :, 0]
+        total = ops.matmul(ops.cast(inside, self.distances.dtype), ops.expand_dims(self.distances, 2))[
+            :, :, 0
+        ]
         return count, ops.where(count > 0, total, 0.0)
 
     def closest_beyond(self, or_farthest=False):

@@ -131,7 +131,7 @@ def count_below(sorted_rows, thresholds, inclusive=False):
         block = max(1, SEARCH_BLOCK // max(width, 1))
         return ops.concatenate(
             [
-                _search(sorted_rows[start:start + block], thresholds[start:start + block], inclusive)
+                _search(sorted_rows[start : start + block], thresholds[start : start + block], inclusive)
                 for start in range(0, rows, block)
             ],
             axis=0,
