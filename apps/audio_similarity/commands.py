@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from apps._common import fail, log, side_path, write_json
+from apps._common import fail, log, side_path, write_bytes, write_json
 from apps.audio_similarity import features as F
 from apps.audio_similarity import search, training
 from apps.audio_similarity.evaluation import baseline_embeddings, evaluate_features, format_metrics
@@ -138,8 +138,7 @@ def demo(args):
     log("[5/6] a few queries")
     picks = np.random.default_rng(args.seed).choice(len(fs), size=min(4, len(fs)), replace=False)
     lines = _demo_queries(idx, emb, fs, picks)
-    with open(os.path.join(work, "queries.txt"), "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    write_bytes(os.path.join(work, "queries.txt"), ("\n".join(lines) + "\n").encode("utf-8"))
     print("\n".join(lines))
 
     log("[6/6] plots")
