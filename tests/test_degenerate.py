@@ -120,3 +120,44 @@ def test_large_batch_of_duplicates(name):
     x = np.repeat(_normal6[:2], 3, axis=0)
     value, grad = value_and_grad(_loss_fn(make(), labels), x)
     assert np.isfinite(value) and np.all(np.isfinite(grad))
+
+
+# The functional form of each loss, as `keras_triplet.losses` / `compat.tfa` export it.
+FUNCTIONAL = {
+    "triplet_loss": lambda y, x: losses.triplet_loss(y, x),
+    "quadruplet_loss": lambda y, x: losses.quadruplet_loss(y, x),
+    "angular_loss": lambda y, x: losses.angular_loss(y, x),
+    "tfa.triplet_semihard_loss": lambda y, x: tfa.triplet_semihard_loss(y, x),
+    "tfa.triplet_hard_loss": lambda y, x: tfa.triplet_hard_loss(y, x),
+}
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("name", sorted(LOSSES) + sorted(FUNCTIONAL))
+def test_non_finite_embeddings_give_nan(name, bad):
+    # Divergence must show: a NaN or infinite embedding never comes out as a finite loss
+    # (keras.callbacks.TerminateOnNaN watches the loss). One bad entry is enough.
+    x = _normal6.copy()
+    x[2, 1] = float(bad)
+    if name in FUNCTIONAL:
+        value = FUNCTIONAL[name](PAIRS, x)
+    else:
+        value = LOSSES[name][0]()(PAIRS, x)
+    value = float(ops.convert_to_numpy(value))
+    assert np.isnan(value), f"{name} with a {bad} embedding gave the finite loss {value}"
+
+
+@pytest.mark.parametrize("memory", [False, True])
+def test_training_step_loss_is_nan_on_nan_embeddings(memory):
+    # TripletModel's step (with and without cross-batch memory) shows divergence too.
+    from keras_triplet.models import step
+
+    x = _normal6.copy()
+    x[0, 0] = np.nan
+    state = None
+    if memory:
+        state = (np.zeros((4, 4), "float32"), -np.ones((4,), "int32"), np.int32(0), np.int32(0))
+    value, _, _ = step.batch_loss_and_statistics(
+        losses.TripletLoss(), PAIRS, ops.convert_to_tensor(x), memory_state=state, training=True
+    )
+    assert np.isnan(float(ops.convert_to_numpy(value)))

@@ -19,6 +19,7 @@ from keras import ops
 
 from keras_triplet._validation import as_float, check_embeddings, check_labels, check_margin
 from keras_triplet.distances import pairwise_distances
+from keras_triplet.losses.base import propagate_nonfinite
 from keras_triplet.miners.labels import pair_masks
 from keras_triplet.miners.masked_extremes import gather_rows, masked_argmax, masked_argmin
 from keras_triplet.miners.semi_hard import SemiHardMiner
@@ -48,7 +49,7 @@ def _distances(embeddings, distance_metric):
 def _prepare(y_true, y_pred, distance_metric):
     embeddings = check_embeddings(y_pred)
     labels = check_labels(y_true, batch_size=embeddings.shape[0])
-    return labels, _distances(embeddings, distance_metric)
+    return labels, _distances(embeddings, distance_metric), embeddings
 
 
 def triplet_semihard_loss(y_true, y_pred, margin=1.0, distance_metric="L2"):
@@ -70,14 +71,15 @@ def triplet_semihard_loss(y_true, y_pred, margin=1.0, distance_metric="L2"):
     0.875
     """
     margin = check_margin(margin)
-    labels, distances = _prepare(y_true, y_pred, distance_metric)
+    labels, distances, embeddings = _prepare(y_true, y_pred, distance_metric)
     positive, negative = pair_masks(labels)
     selected = SemiHardMiner(fallback="farthest").mine(labels, distances)
     any_negative = ops.any(negative)
     row_min = ops.min(distances, axis=1, keepdims=True)
     negative_distance = ops.where(any_negative, selected["negative_distance_sum"], row_min)
     hinge = ops.where(positive, ops.relu(distances - negative_distance + margin), 0.0)
-    return ops.sum(hinge) / ops.maximum(ops.sum(ops.cast(positive, hinge.dtype)), 1.0)
+    value = ops.sum(hinge) / ops.maximum(ops.sum(ops.cast(positive, hinge.dtype)), 1.0)
+    return propagate_nonfinite(value, embeddings)
 
 
 def triplet_hard_loss(y_true, y_pred, margin=1.0, soft=False, distance_metric="L2"):
@@ -98,7 +100,7 @@ def triplet_hard_loss(y_true, y_pred, margin=1.0, soft=False, distance_metric="L
     1.875
     """
     margin = check_margin(margin)
-    labels, distances = _prepare(y_true, y_pred, distance_metric)
+    labels, distances, embeddings = _prepare(y_true, y_pred, distance_metric)
     positive, negative = pair_masks(labels)
     hardest_positive, has_positive = masked_argmax(distances, positive)
     hardest_negative, has_negative = masked_argmin(distances, negative)
@@ -108,7 +110,7 @@ def triplet_hard_loss(y_true, y_pred, margin=1.0, soft=False, distance_metric="L
         per_anchor = ops.softplus(d_ap - d_an)
     else:
         per_anchor = ops.relu(d_ap - d_an + margin)
-    return ops.mean(per_anchor)
+    return propagate_nonfinite(ops.mean(per_anchor), embeddings)
 
 
 class _TFALoss(keras.losses.Loss):

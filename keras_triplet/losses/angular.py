@@ -8,7 +8,7 @@ from keras import ops
 
 from keras_triplet._validation import check_embeddings, check_labels
 from keras_triplet.distances import pairwise_distances
-from keras_triplet.losses.base import MetricLoss
+from keras_triplet.losses.base import MetricLoss, propagate_nonfinite
 from keras_triplet.miners.labels import pair_masks
 
 # Above this angle float32 cannot hold the smallest terms of the negative sum
@@ -73,7 +73,8 @@ def angular_loss(y_true, y_pred, alpha=40.0):
     """
     embeddings = check_embeddings(y_pred)
     labels = check_labels(y_true, batch_size=embeddings.shape[0])
-    return angular_loss_from_distances(labels, pairwise_distances(embeddings, metric="cosine"), alpha)
+    value = angular_loss_from_distances(labels, pairwise_distances(embeddings, metric="cosine"), alpha)
+    return propagate_nonfinite(value, embeddings)
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")

@@ -1,9 +1,36 @@
 """`MetricLoss`: the base of every loss here, a `keras.losses.Loss` that knows its distance."""
 
 import keras
+from keras import ops
 
 from keras_triplet._validation import check_embeddings, check_labels
 from keras_triplet.distances import check_metric, pairwise_distances
+from keras_triplet.miners.labels import pair_masks
+
+
+def propagate_nonfinite(value, embeddings):
+    """`value`, or NaN when any embedding is NaN or infinite.
+
+    The losses mask pairs and clip distances so that degenerate batches stay finite;
+    without this, a diverged network's NaN embeddings could come out as a finite loss
+    and hide the divergence from `keras.callbacks.TerminateOnNaN`. Every loss applies
+    it to the embeddings it was given (one reduction over `[B, D]`; no gradient flows
+    through the test).
+    """
+    finite = ops.all(ops.isfinite(embeddings))
+    return ops.where(finite, value, ops.cast(float("nan"), value.dtype))
+
+
+def mined_pair_masks(labels, distances, miner=None, ref_labels=None):
+    """`(positive, negative)` boolean `[B, R]` masks of the pairs a pair loss uses.
+
+    Without a miner: every positive pair (same label, not itself) and every negative
+    pair (`miners.pair_masks`). With a `miners.PairMiner`: the subset it selects, chosen
+    on the distances with gradients stopped.
+    """
+    if miner is None:
+        return pair_masks(labels, ref_labels)
+    return miner.mine(labels, distances, ref_labels=ref_labels)
 
 
 class MetricLoss(keras.losses.Loss):
@@ -18,7 +45,10 @@ class MetricLoss(keras.losses.Loss):
     `pairwise(embeddings)` and share it between the loss and the mining statistics.
     """
 
-    margin = 0.0
+    # The triplet margin, for the logged `active_fraction` (fraction of triplets with a
+    # non-zero hinge at this margin); None for losses that have no triplet margin, which
+    # do not log it.
+    margin = None
 
     def __init__(self, distance="euclidean", p=None, name=None, reduction="sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -32,7 +62,7 @@ class MetricLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         embeddings = check_embeddings(y_pred)
         labels = check_labels(y_true, batch_size=embeddings.shape[0])
-        return self.compute_from_distances(labels, self.pairwise(embeddings))
+        return propagate_nonfinite(self.compute_from_distances(labels, self.pairwise(embeddings)), embeddings)
 
     def compute_from_distances(self, labels, distances, *, ref_labels=None, negatives=None):
         """The loss from a precomputed `[B, R]` distance matrix (scalar).
@@ -51,7 +81,8 @@ class MetricLoss(keras.losses.Loss):
 
 
 def prepare(y_true, y_pred, distance, p):
-    """Validated labels and the distance matrix, for the functional forms."""
+    """Validated labels, the distance matrix and the embeddings, for the functional forms
+    (which pass the loss and the embeddings to `propagate_nonfinite`)."""
     embeddings = check_embeddings(y_pred)
     labels = check_labels(y_true, batch_size=embeddings.shape[0])
-    return labels, pairwise_distances(embeddings, metric=distance, p=p)
+    return labels, pairwise_distances(embeddings, metric=distance, p=p), embeddings

@@ -5,7 +5,7 @@ import keras
 from keras import ops
 
 from keras_triplet._validation import check_margin
-from keras_triplet.losses.base import MetricLoss, prepare
+from keras_triplet.losses.base import MetricLoss, prepare, propagate_nonfinite
 from keras_triplet.miners.labels import pair_masks
 from keras_triplet.miners.masked_extremes import gather_rows, masked_argmax, masked_argmin
 
@@ -71,10 +71,11 @@ def quadruplet_loss(y_true, y_pred, margin=1.0, margin2=0.5, distance="euclidean
     >>> round(float(quadruplet_loss(labels, emb, margin=1.0, margin2=0.5)), 4)
     1.0727
     """
-    labels, distances = prepare(y_true, y_pred, distance, p)
-    return quadruplet_loss_from_distances(
+    labels, distances, embeddings = prepare(y_true, y_pred, distance, p)
+    value = quadruplet_loss_from_distances(
         labels, distances, check_margin(margin), check_margin(margin2, "margin2")
     )
+    return propagate_nonfinite(value, embeddings)
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")

@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_triplet import miners as miners_lib
 from keras_triplet._validation import check_choice, check_margin
-from keras_triplet.losses.base import MetricLoss, prepare
+from keras_triplet.losses.base import MetricLoss, prepare, propagate_nonfinite
 from keras_triplet.miners.search import with_negatives
 
 AVERAGES = ("auto", "triplets", "nonzero")
@@ -124,9 +124,10 @@ def triplet_loss(
     1.2205
     """
     margin = check_margin(margin)
-    labels, distances = prepare(y_true, y_pred, distance, p)
+    labels, distances, embeddings = prepare(y_true, y_pred, distance, p)
     miner = miners_lib.get(miner, margin=margin, distance=distance, p=p)
-    return triplet_loss_from_distances(labels, distances, miner, margin, soft_margin, average)
+    value = triplet_loss_from_distances(labels, distances, miner, margin, soft_margin, average)
+    return propagate_nonfinite(value, embeddings)
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")

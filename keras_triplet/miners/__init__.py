@@ -14,6 +14,10 @@ Reading order of what `TripletLoss(miner="semi-hard")` computes:
    `sorted_negatives.py` (any labels; PyTorch), on `anchor_negatives.py`;
 4. `keras_triplet/_backend/`: the row gather, sort and compaction, per backend.
 
+Pair miners (for the pair losses: contrastive, multi-similarity, ...) share the base
+`PairMiner` of `pair_miner.py`: they return boolean masks of the positive and negative
+pairs they keep.
+
 Beside them: `labels.py` (the positive and negative masks, computed once),
 `masked_extremes.py` (each row's masked argmin / argmax, and one entry per row: batch-hard
 and the semi-hard fallback), `statistics.py` (the mining statistics, on the same search).
@@ -23,6 +27,7 @@ from keras_triplet.miners.base import NegativeSearchMiner, TripletMiner
 from keras_triplet.miners.batch_all import BatchAllMiner
 from keras_triplet.miners.batch_hard import BatchHardMiner
 from keras_triplet.miners.labels import pair_masks
+from keras_triplet.miners.pair_miner import PairMiner
 from keras_triplet.miners.semi_hard import SemiHardMiner
 from keras_triplet.miners.statistics import triplet_statistics
 
@@ -57,6 +62,7 @@ __all__ = [
     "BatchHardMiner",
     "SemiHardMiner",
     "triplet_statistics",
+    "PairMiner",
     "pair_masks",
     "get",
 ]

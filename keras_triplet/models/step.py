@@ -13,6 +13,7 @@ from keras import ops
 from keras_triplet import distances as distances_module
 from keras_triplet._validation import check_labels
 from keras_triplet.miners import pair_masks, triplet_statistics
+from keras_triplet.losses.base import propagate_nonfinite
 from keras_triplet.miners.search import with_negatives
 from keras_triplet.models import memory as memory_module
 
@@ -52,11 +53,28 @@ def loss_and_statistics(loss_fn, labels, distances, search=None):
 
     def compute(negatives):
         value = loss_fn.compute_from_distances(labels, distances, negatives=negatives)
-        return value, triplet_statistics(labels, blocked, margin=loss_fn.margin, negatives=negatives)
+        return value, _applicable(loss_fn, triplet_statistics(labels, blocked, margin=_margin(loss_fn), negatives=negatives))
 
     positive, negative = pair_masks(labels)
     forced = {} if search is None else {"search": search}
     return with_negatives(distances, negative, positive, compute, **forced)
+
+
+def _margin(loss_fn):
+    return 0.0 if loss_fn.margin is None else loss_fn.margin
+
+
+def _applicable(loss_fn, stats):
+    """The statistics that apply to this loss: `active_fraction` (a non-zero hinge at
+    the loss's triplet margin) only for losses that have a triplet margin."""
+    return {name: value for name, value in stats.items() if name in statistics_of(loss_fn)}
+
+
+def statistics_of(loss_fn):
+    """The names of the statistics logged beside this loss (a subset of `STATISTICS`)."""
+    if loss_fn.margin is None:
+        return tuple(name for name in STATISTICS if name != "active_fraction")
+    return STATISTICS
 
 
 def in_batch_recall_at_1(labels, distances):
@@ -101,8 +119,9 @@ def batch_loss_and_statistics(loss_fn, labels, embeddings, memory_state=None, tr
 
     Returns:
         `(loss, statistics, new_memory_state)`: the float32 loss; a dict with the
-        float32 scalars of `STATISTICS` except `embedding_norm` (the model adds it: it
-        is the norm *before* normalisation), plus `recall@1` when not training; and
+        float32 scalars of `statistics_of(loss_fn)` except `embedding_norm` (the model
+        adds it: it is the norm *before* normalisation), plus `recall@1` when not
+        training; and
         None unless training with a memory.
 
     Example:
@@ -132,9 +151,11 @@ def batch_loss_and_statistics(loss_fn, labels, embeddings, memory_state=None, tr
         ref_labels = ops.concatenate([labels, ops.where(valid, memory_labels, -1)], axis=0)
         value = loss_fn.compute_from_distances(labels, all_distances, ref_labels=ref_labels)
         new_memory = memory_module.push(memory_state, embeddings, labels)
-        stats = triplet_statistics(labels, blocked, margin=loss_fn.margin)
+        stats = _applicable(loss_fn, triplet_statistics(labels, blocked, margin=_margin(loss_fn)))
     else:
         value, stats = loss_and_statistics(loss_fn, labels, distances)
+    # A diverged network's NaN / inf embeddings give a NaN loss, never a finite one.
+    value = propagate_nonfinite(value, embeddings)
 
     stats = dict(stats)
     if not training:

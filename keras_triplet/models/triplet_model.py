@@ -248,7 +248,8 @@ class TripletModel(keras.Model):
             self.memory.assign(new_memory)
         stats["embedding_norm"] = step.mean_norm(self._embedder_output_of(y_pred))
         for tracker in self._statistic_trackers:
-            tracker.update_state(stats[tracker.name])
+            if tracker.name in stats:  # statistics that apply to this loss (step.statistics_of)
+                tracker.update_state(stats[tracker.name])
         if not training:
             self._recall_tracker.update_state(stats[RECALL_NAME], sample_weight=ops.shape(y_pred)[0])
         # Read by compute_metrics, which Keras calls next without `training`: recall@1 is
@@ -272,7 +273,9 @@ class TripletModel(keras.Model):
         return metrics
 
     def _triplet_trackers(self):
-        trackers = list(getattr(self, "_statistic_trackers", []))
+        loss_fn = self._metric_loss()
+        logged = step.statistics_of(loss_fn) if loss_fn is not None else STATISTICS
+        trackers = [t for t in getattr(self, "_statistic_trackers", []) if t.name in logged]
         recall = getattr(self, "_recall_tracker", None)
         return trackers + ([recall] if recall is not None else [])
 

@@ -1,0 +1,69 @@
+"""The base class of pair miners (for the pair losses) and the contract of what they return."""
+
+import keras
+from keras import ops
+
+from keras_triplet._validation import as_float, check_embeddings, check_labels
+from keras_triplet.distances import check_metric, pairwise_distances
+from keras_triplet.miners.labels import pair_masks
+
+
+class PairMiner(keras.layers.Layer):
+    """Base class: a Keras layer that selects positive and negative pairs.
+
+    Call it as `miner(labels, distances=D)` (a precomputed `[B, B]` matrix) or
+    `miner(labels, embeddings=E)` (the miner computes the matrix with its `distance`).
+    It returns `(positive, negative)`, two boolean `[B, R]` masks indexed
+    `[anchor, reference]`: the positive pairs (same label, not the anchor itself) and the
+    negative pairs (different labels) it keeps. They are subsets of
+    `miners.pair_masks(labels)`, so a pair loss multiplies them into its sums: static
+    shapes, O(B²) memory, no list of indices.
+
+    Distances are distances throughout: smaller is closer, whatever the metric (a loss
+    defined on a cosine similarity `s` passes `d = 1 − s`), so every miner reads the
+    same way under every metric.
+
+    Subclasses implement `select(distances, positive, negative)`: the kept subsets of
+    the valid `positive` / `negative` masks, from the `[B, R]` distances (gradients are
+    already stopped). A pair loss calls `mine(labels, distances, ref_labels)`, which
+    also supports cross-batch memory (`ref_labels`, as `miners.pair_masks` defines it).
+    """
+
+    def __init__(self, distance="euclidean", p=None, **kwargs):
+        # Selection compares distances: keep float32 even under a mixed-precision policy.
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.distance = check_metric(distance, p)
+        self.p = p
+
+    def call(self, labels, distances=None, embeddings=None):
+        if (distances is None) == (embeddings is None):
+            raise ValueError("Pass exactly one of `distances=` ([B, B] matrix) or `embeddings=` ([B, D]).")
+        if distances is None:
+            embeddings = check_embeddings(embeddings)
+            distances = pairwise_distances(embeddings, metric=self.distance, p=self.p)
+        else:
+            distances = as_float(distances)
+            if len(distances.shape) != 2:
+                raise ValueError(f"`distances` must be a [B, B] matrix; got shape {tuple(distances.shape)}.")
+        labels = check_labels(labels, batch_size=distances.shape[0])
+        return self.mine(labels, distances)
+
+    def mine(self, labels, distances, ref_labels=None):
+        """`(positive, negative)` boolean `[B, R]` masks of the kept pairs."""
+        positive, negative = pair_masks(labels, ref_labels)
+        kept_positive, kept_negative = self.select(ops.stop_gradient(distances), positive, negative)
+        return ops.logical_and(kept_positive, positive), ops.logical_and(kept_negative, negative)
+
+    def select(self, distances, positive, negative):
+        raise NotImplementedError
+
+    def compute_output_spec(self, labels, distances=None, embeddings=None):
+        b = labels.shape[0]
+        spec = keras.KerasTensor((b, b), dtype="bool")
+        return spec, spec
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"distance": self.distance, "p": self.p})
+        return config
