@@ -12,8 +12,8 @@ from keras import ops
 
 from keras_triplet import distances as distances_module
 from keras_triplet._validation import check_labels
-from keras_triplet.miners import pair_masks, triplet_statistics
 from keras_triplet.losses.base import propagate_nonfinite
+from keras_triplet.miners import pair_masks, triplet_statistics
 from keras_triplet.miners.search import with_negatives
 from keras_triplet.models import memory as memory_module
 
@@ -53,7 +53,9 @@ def loss_and_statistics(loss_fn, labels, distances, search=None):
 
     def compute(negatives):
         value = loss_fn.compute_from_distances(labels, distances, negatives=negatives)
-        return value, _applicable(loss_fn, triplet_statistics(labels, blocked, margin=_margin(loss_fn), negatives=negatives))
+        return value, _applicable(
+            loss_fn, triplet_statistics(labels, blocked, margin=_margin(loss_fn), negatives=negatives)
+        )
 
     positive, negative = pair_masks(labels)
     forced = {} if search is None else {"search": search}
