@@ -1,0 +1,31 @@
+"""The benchmark scripts run: `benchmarks/gpu.py --smoke` on this backend, on the CPU, so
+that the GPU benchmark is known to work before a GPU is at hand (its figures are not checked:
+timings never go in assertions)."""
+
+import os
+import subprocess
+import sys
+
+import keras
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_gpu_benchmark_smoke(tmp_path):
+    backend = keras.backend.backend()
+    output = tmp_path / "gpu.md"
+    done = subprocess.run(
+        [sys.executable, "benchmarks/gpu.py", "--smoke", "--backends", backend, "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    table = output.read_text()
+    for miner in ("semi-hard", "batch-hard", "batch-all"):
+        assert f"| {backend} | {miner} | " in table and " ms / " in table, table
+    for app in ("audio", "signature"):
+        assert f"| {backend} | {app} | float32 |" in table, table
+        assert f"| {backend} | {app} | mixed_bfloat16 |" in table, table
+    assert "FAILED" not in table, table
