@@ -382,3 +382,23 @@ def test_memory_enters_the_training_loss(small_batch):
     np.testing.assert_array_equal(ops.convert_to_numpy(model.memory.labels.value), stored_labels)
     expected = model.loss(y, model.embed(x))
     np.testing.assert_allclose(logs["loss"], float(expected), rtol=1e-4, atol=1e-6)
+
+
+def test_a_second_fit_does_not_trace_the_step_again(small_batch, monkeypatch):
+    # Keras rebuilds the whole step symbolically at every `fit` call while its compiled-loss
+    # container is unbuilt; the metric loss bypasses that container, so TripletModel builds
+    # it. Compiled backends then run the second `fit` without calling compute_loss in
+    # Python at all; eager PyTorch calls it once per step, never once more.
+    x, y = small_batch
+    model = compiled_model()
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    calls = []
+    original = TripletModel.compute_loss
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(TripletModel, "compute_loss", counting)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    assert len(calls) == (2 if BACKEND == "torch" else 0)

@@ -230,6 +230,13 @@ class TripletModel(keras.Model):
                 "of per-example terms. Balance classes with a P×K sampler "
                 "(keras_triplet.data.PKSampler) instead."
             )
+        compile_loss = getattr(self, "_compile_loss", None)
+        if compile_loss is not None and not compile_loss.built:
+            # Keras wraps the compiled loss in a container that it builds on first use,
+            # and rebuilds the whole step symbolically at every `fit` / `evaluate` call
+            # while that container is unbuilt. The metric loss never goes through it:
+            # build it here (Python bookkeeping only), once.
+            compile_loss.build(y, y_pred)
         memory_state = None
         if training and self.memory is not None:  # evaluate neither reads nor fills it
             # The loss reads the memory, then this step overwrites it. PyTorch's autograd
