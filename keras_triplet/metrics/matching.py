@@ -49,7 +49,8 @@ def _rates(tp, fp, fn, tn):
     tp, fp, fn, tn = (np.asarray(c, dtype=np.float64) for c in (tp, fp, fn, tn))
 
     def ratio(num, den, empty):
-        return np.where(den > 0, num / np.maximum(den, 1), empty)
+        safe = np.where(den > 0, den, 1.0)  # no division by zero, even where unused
+        return np.where(den > 0, num / safe, empty)
 
     precision = ratio(tp, tp + fp, 1.0)
     recall = ratio(tp, tp + fn, 0.0)
