@@ -250,3 +250,18 @@ def test_failed_save_leaves_previous_file(tmp_path, monkeypatch):
         model.save(path)
     assert open(path, "rb").read() == before
     assert os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_readme_migration_block_runs(tmp_path, monkeypatch, capsys):
+    """The README's "Migrating from TF Similarity" example runs as written (1 epoch)."""
+    readme = open(os.path.join(os.path.dirname(__file__), os.pardir, "README.md"), encoding="utf-8").read()
+    section = readme[readme.index("## Migrating from TF Similarity") :]
+    section = section[: section.index("\n## ")]
+    start = section.index("```python\n") + len("```python\n")
+    code = section[start : section.index("```", start)]
+    assert "epochs=10" in code
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code.replace("epochs=10", "epochs=1"), "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "cutpoints: {'optimal'" in out and "size: 898" in out
+    assert os.listdir(tmp_path) == ["digits.keras"]
