@@ -89,7 +89,9 @@ def atomic_path(path, suffix=""):
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=directory)
+    fd, tmp = tempfile.mkstemp(
+        prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=directory
+    )
     os.close(fd)
     try:
         yield tmp

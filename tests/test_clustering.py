@@ -25,8 +25,12 @@ def test_scores_match_scikit_learn(seed):
         b = a.copy() if rng.random() < 0.2 else rng.integers(0, rng.integers(1, 9), n)
         if rng.random() < 0.3:  # partly agreeing labellings
             b = np.where(rng.random(n) < 0.7, a, b)
-        assert clustering.normalized_mutual_info(a, b) == pytest.approx(normalized_mutual_info_score(a, b), abs=1e-10)
-        assert clustering.adjusted_mutual_info(a, b) == pytest.approx(adjusted_mutual_info_score(a, b), abs=1e-10)
+        assert clustering.normalized_mutual_info(a, b) == pytest.approx(
+            normalized_mutual_info_score(a, b), abs=1e-10
+        )
+        assert clustering.adjusted_mutual_info(a, b) == pytest.approx(
+            adjusted_mutual_info_score(a, b), abs=1e-10
+        )
 
 
 def test_degenerate_labellings():

@@ -42,7 +42,9 @@ def test_sprite(tmp_path):
     image = pytest.importorskip("PIL.Image")
     sprite = np.asarray(image.open(paths["sprite"]))
     assert sprite.shape == (4 * 5, 4 * 7)  # ceil(sqrt(10)) = 4 thumbnails a side
-    np.testing.assert_array_equal(sprite[5:10, 7:14], np.round(images[5] * 255).astype(np.uint8))  # row 1, column 1
+    np.testing.assert_array_equal(
+        sprite[5:10, 7:14], np.round(images[5] * 255).astype(np.uint8)
+    )  # row 1, column 1
     assert not sprite[15:, 14:].any()  # the empty cells stay black
     config = open(paths["config"]).read()
     assert 'image_path: "sprite.png"' in config and "single_image_dim: 7\n    single_image_dim: 5" in config
@@ -72,5 +74,7 @@ def test_retrieval_evaluation_exports(tmp_path):
     files = sorted(os.listdir(tmp_path / "proj"))
     assert files == ["metadata.tsv", "projector_config.pbtxt", "vectors.tsv"]
     vectors = np.loadtxt(tmp_path / "proj" / "vectors.tsv", delimiter="\t", ndmin=2)
-    np.testing.assert_allclose(vectors, keras.ops.convert_to_numpy(model.predict(X, verbose=0)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        vectors, keras.ops.convert_to_numpy(model.predict(X, verbose=0)), rtol=1e-5, atol=1e-6
+    )
     assert open(tmp_path / "proj" / "metadata.tsv").read().splitlines()[1] == "0\ta"

@@ -109,7 +109,9 @@ def test_calibrate_match_and_evaluate():
     expected = np.where(dq.min(axis=1) <= t, Y_INDEX[dq.argmin(axis=1)], -1)
     np.testing.assert_array_equal(model.match(X_QUERY), expected)
     np.testing.assert_array_equal(model.match(X_QUERY, cutpoint=-1.0), np.full(60, -1))
-    np.testing.assert_array_equal(model.match(X_QUERY, cutpoint=np.inf, unknown_label=99), Y_INDEX[dq.argmin(axis=1)])
+    np.testing.assert_array_equal(
+        model.match(X_QUERY, cutpoint=np.inf, unknown_label=99), Y_INDEX[dq.argmin(axis=1)]
+    )
     with pytest.raises(ValueError, match="Unknown cutpoint 'recall'"):
         model.match(X_QUERY, cutpoint="recall")
     with pytest.raises(ValueError, match="an integer"):
@@ -155,7 +157,9 @@ def test_save_and_load_keep_index_data_and_calibration(tmp_path):
     assert os.listdir(tmp_path) == ["model.keras"]  # no temporary file left
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
-    assert {"assets/similarity.json", "assets/similarity_index.npz", "assets/similarity_data.npz"} <= set(names)
+    assert {"assets/similarity.json", "assets/similarity_index.npz", "assets/similarity_data.npz"} <= set(
+        names
+    )
     loaded = keras.saving.load_model(path)
     a, b = model.lookup(X_QUERY, k=4), loaded.lookup(X_QUERY, k=4)
     np.testing.assert_array_equal(a.ids, b.ids)
@@ -207,7 +211,10 @@ def test_tampered_or_mismatched_index_is_refused(tmp_path):
 
     cases = {
         # A byte flipped in the embeddings: the index's own checksum (and the recorded hash).
-        "flipped": ({"assets/similarity_index.npz": index_bytes[:-300] + b"X" + index_bytes[-299:]}, "SHA-256"),
+        "flipped": (
+            {"assets/similarity_index.npz": index_bytes[:-300] + b"X" + index_bytes[-299:]},
+            "SHA-256",
+        ),
         # A valid index from another model swapped in.
         "swapped": (
             {"assets/similarity_index.npz": _member(other, "assets/similarity_index.npz")},
@@ -215,7 +222,11 @@ def test_tampered_or_mismatched_index_is_refused(tmp_path):
         ),
         # The JSON edited (a cutpoint moved) without its checksum.
         "edited": (
-            {"assets/similarity.json": json.dumps({**state, "format_version": 1, "index": {**state["index"], "size": 3}})},
+            {
+                "assets/similarity.json": json.dumps(
+                    {**state, "format_version": 1, "index": {**state["index"], "size": 3}}
+                )
+            },
             "similarity.json failed its SHA-256 checksum",
         ),
         # Index and JSON both from the 3-dimensional model: consistent, but not this model's dimension.
@@ -265,3 +276,17 @@ def test_readme_migration_block_runs(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "cutpoints: {'optimal'" in out and "size: 898" in out
     assert os.listdir(tmp_path) == ["digits.keras"]
+
+
+def test_faiss_index_round_trips(tmp_path):
+    pytest.importorskip("faiss")
+    model = _model()
+    model.index(X_INDEX, Y_INDEX, backend="faiss")
+    exact = _model()
+    exact.index(X_INDEX, Y_INDEX)
+    a, b = model.lookup(X_QUERY, k=3), exact.lookup(X_QUERY, k=3)
+    np.testing.assert_allclose(a.distances, b.distances, atol=1e-5)
+    np.testing.assert_array_equal(a.labels[:, 0], b.labels[:, 0])
+    loaded = keras.saving.load_model(_saved(tmp_path, model))
+    assert loaded.similarity_index.backend == "faiss"
+    np.testing.assert_allclose(loaded.lookup(X_QUERY, k=3).distances, a.distances, atol=1e-6)

@@ -47,7 +47,14 @@ SPECS = [
     ("exact", [30, 30, 30, 30], 8, 0.0, 21, "labels = blobs"),
     ("noisy", [40, 25, 35, 50, 30], 16, 0.15, 22, "15% of the items carry a random label"),
     ("uneven", [15, 60, 25, 80, 40], 8, 0.05, 23, "uneven blobs, 5% relabelled"),
-    ("shared", [50, 50, 50, 50], 8, 0.0, 24, "classes 0 and 1 share blob 0; class 3 is split over blobs 2 and 3"),
+    (
+        "shared",
+        [50, 50, 50, 50],
+        8,
+        0.0,
+        24,
+        "classes 0 and 1 share blob 0; class 3 is split over blobs 2 and 3",
+    ),
 ]
 
 
@@ -82,7 +89,9 @@ def main():
         "numpy": np.__version__,
     }
     cpu = torch.device("cpu")
-    calc = AccuracyCalculator(include=("NMI", "AMI"), device=cpu, kmeans_func=FaissKMeans(niter=20, nredo=100))
+    calc = AccuracyCalculator(
+        include=("NMI", "AMI"), device=cpu, kmeans_func=FaissKMeans(niter=20, nredo=100)
+    )
     default = AccuracyCalculator(include=("NMI", "AMI"), device=cpu)
     arrays, rows = {}, []
     for name, sizes, dim, noise, seed, layout in SPECS:
@@ -90,7 +99,9 @@ def main():
         # The clustering PML computes, checked to be the blobs.
         clusters = calc.get_cluster_labels(query=torch.tensor(x), query_labels=torch.tensor(labels)).numpy()
         assert normalized_mutual_info_score(blobs, clusters) == 1.0, f"{name}: PML's k-means missed a blob"
-        default_clusters = default.get_cluster_labels(query=torch.tensor(x), query_labels=torch.tensor(labels))
+        default_clusters = default.get_cluster_labels(
+            query=torch.tensor(x), query_labels=torch.tensor(labels)
+        )
         default_found = normalized_mutual_info_score(blobs, default_clusters.numpy()) == 1.0
         res = calc.get_accuracy(torch.tensor(x), torch.tensor(labels))
         assert abs(res["NMI"] - normalized_mutual_info_score(labels, blobs)) < 1e-12
@@ -131,7 +142,10 @@ def main():
     with open(os.path.join(OUT, "pml_clustering.json"), "w") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
-    print(f"pml clustering: {len(rows)} sets: " + ", ".join(f"{r['name']} NMI {r['NMI']:.4f} AMI {r['AMI']:.4f}" for r in rows))
+    print(
+        f"pml clustering: {len(rows)} sets: "
+        + ", ".join(f"{r['name']} NMI {r['NMI']:.4f} AMI {r['AMI']:.4f}" for r in rows)
+    )
 
 
 if __name__ == "__main__":

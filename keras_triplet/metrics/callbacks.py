@@ -114,7 +114,11 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         embeddings = self._embed()
         if self.projector_dir is not None:
             export_projector(
-                self.projector_dir, embeddings, self.y, class_names=self.class_names, images=self.projector_images
+                self.projector_dir,
+                embeddings,
+                self.y,
+                class_names=self.class_names,
+                images=self.projector_images,
             )
         metrics = retrieval_metrics(embeddings, self.y, ks=self.ks, metric=self.metric)
         if self.verification:

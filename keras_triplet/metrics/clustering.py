@@ -77,8 +77,14 @@ def _expected_mutual_information(table):
         nij = np.where(valid, nij, 1)
         b = cols[:, None]
         log_p = (
-            log_fact[a] + log_fact[b] + log_fact[n - a] + log_fact[n - b]
-            - log_fact[n] - log_fact[nij] - log_fact[a - nij] - log_fact[b - nij]
+            log_fact[a]
+            + log_fact[b]
+            + log_fact[n - a]
+            + log_fact[n - b]
+            - log_fact[n]
+            - log_fact[nij]
+            - log_fact[a - nij]
+            - log_fact[b - nij]
             - log_fact[np.clip(n - a - b + nij, 0, None)]
         )
         term = nij / n * (np.log(n) + np.log(nij) - np.log(a) - np.log(b)) * np.exp(log_p)
@@ -147,7 +153,9 @@ def kmeans_clusters(embeddings, n_clusters, backend="auto", seed=0):
     x = check_embedding_array(embeddings, "`embeddings`", dtype=np.float32)
     n_clusters = int(n_clusters)
     if not 1 <= n_clusters <= x.shape[0]:
-        raise ValueError(f"`n_clusters` must be between 1 and the number of embeddings ({x.shape[0]}); got {n_clusters}.")
+        raise ValueError(
+            f"`n_clusters` must be between 1 and the number of embeddings ({x.shape[0]}); got {n_clusters}."
+        )
     if backend in ("auto", "sklearn"):
         try:
             from sklearn.cluster import KMeans

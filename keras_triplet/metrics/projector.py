@@ -63,7 +63,11 @@ def _sprite(images):
             raise ValueError("`images` contains NaN or infinity.")
         lo, hi = float(images.min()), float(images.max())
         # Floats in [0, 1] are intensities; anything else is rescaled to [0, 255].
-        scale = (lambda a: a * 255.0) if lo >= 0 and hi <= 1 else (lambda a: (a - lo) / max(hi - lo, 1e-12) * 255.0)
+        scale = (
+            (lambda a: a * 255.0)
+            if lo >= 0 and hi <= 1
+            else (lambda a: (a - lo) / max(hi - lo, 1e-12) * 255.0)
+        )
         images = np.round(scale(images.astype(np.float64))).astype(np.uint8)
     elif images.dtype != np.uint8:
         images = np.clip(images, 0, 255).astype(np.uint8)
@@ -89,7 +93,12 @@ def encode_png(image):
     color_type = {1: 0, 3: 2, 4: 6}[c]
 
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     rows = np.concatenate([np.zeros((h, 1), np.uint8), image.reshape(h, w * c)], axis=1)  # filter 0 per row
     return (
@@ -100,7 +109,9 @@ def encode_png(image):
     )
 
 
-def export_projector(log_dir, embeddings, labels=None, class_names=None, images=None, tensor_name="embeddings"):
+def export_projector(
+    log_dir, embeddings, labels=None, class_names=None, images=None, tensor_name="embeddings"
+):
     """Writes embeddings, their classes and thumbnails for TensorBoard's projector.
 
     Args:
@@ -133,7 +144,9 @@ def export_projector(log_dir, embeddings, labels=None, class_names=None, images=
     sprite = None
     if images is not None:
         if np.shape(images)[0] != n:
-            raise ValueError(f"`images` holds {np.shape(images)[0]} thumbnails for {n} embeddings; give one per item.")
+            raise ValueError(
+                f"`images` holds {np.shape(images)[0]} thumbnails for {n} embeddings; give one per item."
+            )
         sprite, (h, w) = _sprite(images)
     os.makedirs(log_dir, exist_ok=True)
     paths = {name: None for name in ("vectors", "metadata", "sprite", "config")}
@@ -142,7 +155,11 @@ def export_projector(log_dir, embeddings, labels=None, class_names=None, images=
     with atomic_write(paths["vectors"], "w") as f:
         for row in x:
             f.write("\t".join(repr(float(v)) for v in row) + "\n")
-    config = ["embeddings {", f'  tensor_name: "{_cell(tensor_name).replace(chr(34), chr(39))}"', f'  tensor_path: "{VECTORS_FILE}"']
+    config = [
+        "embeddings {",
+        f'  tensor_name: "{_cell(tensor_name).replace(chr(34), chr(39))}"',
+        f'  tensor_path: "{VECTORS_FILE}"',
+    ]
     if labels is not None:
         paths["metadata"] = os.path.join(log_dir, METADATA_FILE)
         with atomic_write(paths["metadata"], "w") as f:

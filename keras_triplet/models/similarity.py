@@ -260,7 +260,11 @@ class SimilarityMixin:
             if (data is None) != (state.data is None):
                 raise ValueError(
                     "The index "
-                    + ("holds data: give `data` on every call." if data is None else "has no data: give `data` on every call or on none.")
+                    + (
+                        "holds data: give `data` on every call."
+                        if data is None
+                        else "has no data: give `data` on every call or on none."
+                    )
                 )
             if data is not None and data.shape[1:] != state.data.shape[1:]:
                 raise ValueError(
@@ -518,7 +522,9 @@ class SimilarityMixin:
             except (ValueError, OSError, KeyError) as e:
                 raise _bad_state(f"{DATA_FILE} cannot be read ({type(e).__name__}: {e}).") from None
             if index is None or data.shape[:1] != (len(index),):
-                raise _bad_state(f"{DATA_FILE} holds {data.shape[:1]} rows for an index of {0 if index is None else len(index)} items.")
+                raise _bad_state(
+                    f"{DATA_FILE} holds {data.shape[:1]} rows for an index of {0 if index is None else len(index)} items."
+                )
         calibration = body.get("calibration")
         state.index, state.data = index, data
         state.calibration = None if calibration is None else Calibration.from_json(calibration)
@@ -550,7 +556,11 @@ class SimilarityMixin:
                 )
                 backend = "exact"
         index = EmbeddingIndex.load(path, backend=backend)
-        if len(index) != info.get("size") or index.dim != info.get("dim") or index.metric != info.get("metric"):
+        if (
+            len(index) != info.get("size")
+            or index.dim != info.get("dim")
+            or index.metric != info.get("metric")
+        ):
             raise _bad_state(
                 f"{INDEX_FILE} holds {len(index)} embeddings of dimension {index.dim} ({index.metric}) but "
                 f"similarity.json records {info.get('size')} of dimension {info.get('dim')} ({info.get('metric')})."
