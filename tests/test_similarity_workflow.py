@@ -77,6 +77,8 @@ def test_index_appends_resets_and_summarises():
         model.index(X_INDEX[:2], Y_INDEX[:2])
     with pytest.raises(ValueError, match="reset_index"):
         model.index(X_INDEX[:2], Y_INDEX[:2], data=np.arange(2), metric="euclidean")
+    with pytest.raises(ValueError, match="strings on every call"):
+        model.index(X_INDEX[:2], Y_INDEX[:2], data=np.array(["a", "b"]))
     with pytest.raises(ValueError, match="pickle"):
         model.index(X_INDEX[:2], Y_INDEX[:2], data=np.array([{}, {}], dtype=object))
     assert len(model.similarity_index) == 150  # failed adds change nothing

@@ -271,14 +271,21 @@ class SimilarityMixin:
                     f"`data` rows have shape {data.shape[1:]} but the index holds rows of shape "
                     f"{state.data.shape[1:]}."
                 )
+            if data is not None and (data.dtype.kind in "US") != (state.data.dtype.kind in "US"):
+                raise ValueError(
+                    f"`data` has dtype {data.dtype} but the index holds data of dtype "
+                    f"{state.data.dtype}; use strings on every call or numbers on every call."
+                )
         else:
             state.index = EmbeddingIndex(
                 metric=metric or self._default_index_metric(), backend=backend or "exact"
             )
             state.data = None
+        if data is not None and state.data is not None:
+            data = np.concatenate([state.data, data])
         state.index.add(embeddings, labels=y)  # checks everything before changing the index
         if data is not None:
-            state.data = data if state.data is None else np.concatenate([state.data, data])
+            state.data = data
 
     def lookup(self, x, k=5, batch_size=256, verbose=0):
         """The `k` nearest indexed items of each input of `x`, as `Lookups`.
