@@ -69,3 +69,38 @@ def _sync_directory(directory):
         pass
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=""):
+    """Yields a temporary path next to `path` for a writer that wants a file name (not a
+    file object), such as `keras.Model.save`; on success moves it over `path`.
+
+    The same guarantees as `atomic_write`: the file is synced, gets the permissions
+    `path` would have had, replaces `path` atomically, and is removed on any exception.
+    `suffix` ends the temporary name (`".keras"`: Keras checks the extension).
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "model.keras")
+    >>> with atomic_path(path, suffix=".keras") as tmp:
+    ...     _ = open(tmp, "w").write("weights")
+    >>> open(path).read(), sorted(os.listdir(os.path.dirname(path)))
+    ('weights', ['model.keras'])
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(
+        prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=directory
+    )
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _sync_directory(directory)

@@ -12,14 +12,28 @@ backend); `RetrievalEvaluation` (a Keras callback) is loaded on first use.
 - `verification_metrics(embeddings, labels)`: EER, its threshold and ROC AUC over pairs;
   `roc_curve`, `equal_error_rate`, `roc_auc`, `tar_at_far`, `far_frr_at_threshold`,
   `choose_threshold` and `pair_distances` for finer control.
+- `clustering_metrics(embeddings, labels)`: NMI and AMI of a k-means clustering
+  (`normalized_mutual_info`, `adjusted_mutual_info`, `kmeans_clusters`).
+- `matching_curve`, `matching_metrics`, `choose_cutpoints`: nearest-neighbour matching
+  with a distance threshold (precision, recall, F1, FAR, FRR), as
+  `TripletModel.calibrate` / `match` use it.
+- `export_projector(log_dir, embeddings, labels)`: files for TensorBoard's embedding projector.
 """
 
 import importlib
 
+from keras_triplet.metrics.clustering import (
+    adjusted_mutual_info,
+    clustering_metrics,
+    kmeans_clusters,
+    normalized_mutual_info,
+)
 from keras_triplet.metrics.distances import (
     paired_distances_numpy,
     pairwise_distances_numpy,
 )
+from keras_triplet.metrics.matching import choose_cutpoints, matching_curve, matching_metrics
+from keras_triplet.metrics.projector import export_projector
 from keras_triplet.metrics.retrieval import retrieval_metrics
 from keras_triplet.metrics.verification import (
     choose_threshold,
@@ -52,4 +66,14 @@ __all__ = [  # noqa: F822 - RetrievalEvaluation is loaded on first use, by __get
     "roc_curve",
     "tar_at_far",
     "verification_metrics",
+    # --- issue 15, similarity workflow (begin)
+    "adjusted_mutual_info",
+    "choose_cutpoints",
+    "clustering_metrics",
+    "export_projector",
+    "kmeans_clusters",
+    "matching_curve",
+    "matching_metrics",
+    "normalized_mutual_info",
+    # --- issue 15, similarity workflow (end)
 ]

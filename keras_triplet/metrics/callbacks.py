@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 from keras_triplet._validation import check_label_array
+from keras_triplet.metrics.projector import export_projector
 from keras_triplet.metrics.retrieval import retrieval_metrics
 from keras_triplet.metrics.verification import DEFAULT_MAX_PAIRS, verification_metrics
 
@@ -41,6 +42,14 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         prefix: prepended to every key written into `logs`.
         max_pairs: passed to `verification_metrics` (pairs sampled above this).
         verbose: 1 prints the metrics after each evaluation.
+        projector_dir: when given, each evaluation also writes the embeddings (with
+            `y` and `class_names` as metadata, and `projector_images` as a sprite) for
+            TensorBoard's embedding projector into this folder, overwriting the previous
+            evaluation's (`keras_triplet.metrics.export_projector`; point
+            `tensorboard --logdir` at it or at a folder above it).
+        class_names: names of the labels in the projector (a sequence indexed by label,
+            or a dict).
+        projector_images: `[N, H, W(, C)]` thumbnails of `x` for the projector's sprite.
 
     Example:
 
@@ -66,6 +75,9 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         prefix="val_",
         max_pairs=DEFAULT_MAX_PAIRS,
         verbose=0,
+        projector_dir=None,
+        class_names=None,
+        projector_images=None,
     ):
         super().__init__()
         every_n_epochs = int(every_n_epochs)
@@ -81,6 +93,9 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         self.prefix = prefix
         self.max_pairs = max_pairs
         self.verbose = verbose
+        self.projector_dir = projector_dir
+        self.class_names = class_names
+        self.projector_images = projector_images
         self.results = []
 
     def _embed(self):
@@ -97,6 +112,14 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     def evaluate(self):
         """Embeds the validation set and returns the metrics dict (without prefix)."""
         embeddings = self._embed()
+        if self.projector_dir is not None:
+            export_projector(
+                self.projector_dir,
+                embeddings,
+                self.y,
+                class_names=self.class_names,
+                images=self.projector_images,
+            )
         metrics = retrieval_metrics(embeddings, self.y, ks=self.ks, metric=self.metric)
         if self.verification:
             metrics.update(

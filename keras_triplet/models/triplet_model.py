@@ -16,11 +16,12 @@ from keras_triplet import distances as distances_module
 from keras_triplet.losses import MetricLoss
 from keras_triplet.models import memory as memory_module
 from keras_triplet.models import step
+from keras_triplet.models.similarity import SimilarityMixin
 from keras_triplet.models.step import RECALL_NAME, STATISTICS
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")
-class TripletModel(keras.Model):
+class TripletModel(SimilarityMixin, keras.Model):
     """Trains any Keras embedding network with a `keras_triplet` metric loss.
 
     `TripletModel(embedder)` wraps a network that maps a batch of inputs to `[B, D]`
@@ -51,6 +52,10 @@ class TripletModel(keras.Model):
     among recent batches. The memory holds detached embeddings, is filled after the
     loss of each step, and is not used by `evaluate`. Labels must be `>= 0` (a negative
     label marks an empty slot).
+
+    The similarity workflow of TF Similarity's `SimilarityModel` (`index`, `lookup`,
+    `reset_index`, `index_summary`, `calibrate`, `match`, `evaluate_matching`, saved
+    with the model by `model.save`) comes from `keras_triplet.models.similarity`.
 
     Args:
         embedder: a Keras layer or model mapping inputs to `[B, D]` embeddings; or, in the
