@@ -1,6 +1,6 @@
-"""Command line: `python -m apps.audio_similarity {train,evaluate,index,query,demo} ...`.
+"""Command line: `python -m apps.audio_similarity {train,evaluate,index,query,serve,demo} ...`.
 
-The parser only; the sub-commands are in `commands.py`.
+The parser only; the sub-commands are in `commands.py` (`serve`: in `serve.py`).
 
 Run any subcommand with `--help` for its options. `--backend` (on every subcommand)
 sets `KERAS_BACKEND` before Keras is imported; without it the usual `KERAS_BACKEND`
@@ -77,6 +77,14 @@ def _training(p, epochs):
     )
 
 
+def _web_options(p):
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    p.add_argument(
+        "--max-upload-mb", type=float, default=20.0, help="largest accepted upload in MB (default 20)"
+    )
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m apps.audio_similarity",
@@ -149,6 +157,19 @@ def build_parser():
     _common(p)
 
     p = sub.add_parser(
+        "serve",
+        help="a web page (and JSON API) to search INDEX by uploading or picking a clip",
+        description="Serve a page where a clip is uploaded (or picked from the index) and its "
+        "nearest indexed clips are listed with distances and labels, and can be played. "
+        "JSON API: POST /search, GET /clips, GET /clips/<n>, GET /info (see serve.py). "
+        "Listens on localhost unless --host says otherwise.",
+    )
+    p.add_argument("--index", required=True, metavar="INDEX")
+    p.add_argument("--model", default=None, help="model (default: the one named in INDEX.json)")
+    _web_options(p)
+    _common(p)
+
+    p = sub.add_parser(
         "demo",
         help="built-in data -> train -> evaluate -> index -> query -> plots",
         description="Make the built-in data set if missing, train on its training "
@@ -182,6 +203,10 @@ def main(argv=None):
     select_backend(args.backend)
     if args.cache_dir == "":
         args.cache_dir = None
+    if args.command == "serve":
+        from apps.audio_similarity.serve import serve  # imports Keras: after select_backend
+
+        return serve(args)
     from apps.audio_similarity import commands  # imports Keras: after select_backend
 
     return getattr(commands, args.command)(args)
