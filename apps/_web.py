@@ -48,6 +48,24 @@ DEFAULT_MAX_BODY = 20 * 1000 * 1000  # an upload larger than this is refused (41
 DRAIN_LIMIT = 1 << 30  # a refused body up to this size is read (and dropped) before the reply
 
 
+def add_server_arguments(parser):
+    """`--host`, `--port` and `--max-upload-mb`, the options of every `serve` command."""
+    parser.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to listen on (default {DEFAULT_HOST}: this machine only)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0: any free port)"
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=DEFAULT_MAX_BODY / 1e6,
+        help=f"largest accepted request in MB (default {DEFAULT_MAX_BODY / 1e6:g})",
+    )
+
+
 class HTTPError(Exception):
     """A request the server refuses: `status` (4xx) and a one-line message for the user."""
 

@@ -12,6 +12,7 @@ import os
 import sys
 
 from apps._common import add_backend_argument, select_backend
+from apps._web import add_server_arguments
 
 DEFAULT_CACHE = os.path.join(".cache", "audio_similarity", "features")
 DEFAULT_RUNS = os.path.join("runs", "audio_similarity")
@@ -74,14 +75,6 @@ def _training(p, epochs):
         default=1,
         choices=(0, 1, 2),
         help="Keras fit verbosity (default 1: a progress bar)",
-    )
-
-
-def _web_options(p):
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
-    p.add_argument(
-        "--max-upload-mb", type=float, default=20.0, help="largest accepted upload in MB (default 20)"
     )
 
 
@@ -166,7 +159,7 @@ def build_parser():
     )
     p.add_argument("--index", required=True, metavar="INDEX")
     p.add_argument("--model", default=None, help="model (default: the one named in INDEX.json)")
-    _web_options(p)
+    add_server_arguments(p)
     _common(p)
 
     p = sub.add_parser(
