@@ -175,3 +175,40 @@ def test_cli_serve_help(capsys):
         cli.main(["serve", "--help"])
     out = capsys.readouterr().out
     assert "--index" in out and "--port" in out and "127.0.0.1" in out
+
+
+def test_page_in_headless_chromium(url, collection, tmp_path):
+    """Upload a clip on the page, read its neighbours off the page; pick an indexed clip;
+    a file that is not audio shows the server's message."""
+    from serve_browser import chromium, find, find_all, screenshot, wait_for
+
+    root, _, classes = collection
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not audio")
+    with chromium() as driver:
+        driver.get(url + "/")
+        wait_for(driver, "#clip option")  # the page has listed the index
+        find(driver, "#file").send_keys(str(root / "data" / classes[0] / "1.wav"))
+        top = find(driver, "#top")
+        top.clear()
+        top.send_keys("4")
+        find(driver, "#search-upload").click()
+        wait_for(driver, "#neighbours")
+        rows = find_all(driver, "tr.neighbour")
+        assert len(rows) == 4
+        first = rows[0]
+        assert first.find_element("css selector", ".name").text == "1.wav"
+        assert first.find_element("css selector", ".label").text == classes[0]
+        assert float(first.find_element("css selector", ".distance").text) < 1e-3
+        assert len(find_all(driver, "tr.neighbour audio")) == 4  # each neighbour can be played
+        screenshot(driver, "audio_similarity")
+
+        find(driver, "#search-clip").click()  # the first indexed clip, itself left out
+        wait_for(driver, "#query-name")
+        first_clip = find(driver, "#clip option").text
+        assert find(driver, "#query-name").text == first_clip.split(" [")[0]
+        assert first_clip.split(" [")[0] not in [e.text for e in find_all(driver, "tr.neighbour .name")]
+
+        find(driver, "#file").send_keys(str(junk))
+        find(driver, "#search-upload").click()
+        assert "not an audio file" in wait_for(driver, "#error").text

@@ -201,3 +201,39 @@ def test_cli_serve_help(capsys):
         main(["serve", "--help"])
     out = capsys.readouterr().out
     assert "--model" in out and "--profiles" in out and "127.0.0.1" in out
+
+
+def test_page_in_headless_chromium(url, signatures, tmp_path):
+    """Enrol a writer from files on the page, verify a signature, read the decision,
+    distance and threshold off the page; an empty file shows the server's message."""
+    from serve_browser import chromium, find, screenshot, wait_for
+
+    paths = []
+    for i, data in enumerate(signatures[1]["genuine"]):
+        paths.append(tmp_path / f"genuine_{i + 1}.png")
+        paths[-1].write_bytes(data)
+    forged = tmp_path / "questioned.png"
+    forged.write_bytes(signatures[1]["forged"][0])
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with chromium() as driver:
+        driver.get(url + "/")
+        find(driver, "#writer").send_keys("writer 2")
+        find(driver, "#images").send_keys("\n".join(str(p) for p in paths[:5]))
+        find(driver, "#enroll").click()
+        assert "with 5 reference signature(s)" in wait_for(driver, "#enrolled").text
+        wait_for(driver, "#verify-writer option[selected]")
+        find(driver, "#image").send_keys(str(forged))
+        find(driver, "#verify").click()
+        decision = wait_for(driver, "#decision").text
+        distance = float(find(driver, "#distance").text)
+        threshold = float(find(driver, "#threshold").text)
+        assert decision == ("ACCEPT: genuine" if distance <= threshold else "REJECT: forgery")
+        _, reply = form(url, "/verify", [("writer", "writer 2")], [("image", "q.png", forged.read_bytes())])
+        assert distance == pytest.approx(reply["distance"], abs=1e-4)
+        assert threshold == pytest.approx(reply["threshold"], abs=1e-4)
+        screenshot(driver, "signature_verification")
+
+        find(driver, "#image").send_keys(str(empty))
+        find(driver, "#verify").click()
+        assert "empty file" in wait_for(driver, "#verify-result #error").text
