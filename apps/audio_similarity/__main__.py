@@ -129,12 +129,21 @@ def build_parser():
         "index",
         help="embed DATA and save a searchable index",
         description="Embed every usable file of DATA and save an EmbeddingIndex "
-        "(INDEX, plus INDEX.json naming the model).",
+        "(INDEX, plus INDEX.json naming the model). Works by chunks of files (bounded "
+        "memory); run it again after an interruption (even kill -9) and it resumes from "
+        "the finished chunks.",
     )
     p.add_argument("data", metavar="DATA")
     p.add_argument("--model", required=True, metavar="MODEL.keras")
     p.add_argument("--out", required=True, metavar="INDEX", help="index file (e.g. sounds.npz)")
     p.add_argument("--report", default=None, help="skipped-file report (default INDEX.skipped.tsv)")
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=1000,
+        help="files embedded at a time (default 1000): bounds memory; each finished chunk is kept "
+        "in INDEX.parts/ until the end, so an interrupted run resumes from there",
+    )
     _common(p)
 
     p = sub.add_parser(
