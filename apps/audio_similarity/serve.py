@@ -25,7 +25,7 @@ import tempfile
 import time
 
 from apps import _web
-from apps._common import log, read_json, side_path
+from apps._common import fail, log, read_json, side_path
 from apps.audio_similarity import features as F
 from apps.audio_similarity import search
 from apps.audio_similarity.data import BadAudio, load_audio
@@ -43,8 +43,8 @@ class AudioSearch:
         self.index, self.model_path = search.load_index(index_path, model_path)
         self.model, self.settings, self.frames = load_model(self.model_path)
         if self.index.dim != self.model.embedder.output_shape[-1]:
-            raise SystemExit(
-                f"error: {index_path} holds {self.index.dim}-dimensional embeddings but "
+            fail(
+                f"{index_path} holds {self.index.dim}-dimensional embeddings but "
                 f"{self.model_path} makes {self.model.embedder.output_shape[-1]}-dimensional ones; "
                 "pass the model the index was built with."
             )
