@@ -117,7 +117,9 @@ def main():
         folder = subset(data, size, os.path.join(args.workdir, f"subset-{size}"))
         out = os.path.join(args.workdir, f"index-{size}.npz")
         seconds, rss = index(folder, out, args.chunk)
-        print(f"| {size} | {args.chunk} | {seconds:.0f} s | {size / seconds:.1f} | {rss:.0f} MiB |", flush=True)
+        print(
+            f"| {size} | {args.chunk} | {seconds:.0f} s | {size / seconds:.1f} | {rss:.0f} MiB |", flush=True
+        )
 
     from apps.audio_similarity import search
     from apps.audio_similarity.model import load_model
@@ -135,13 +137,19 @@ def main():
     emb = emb + rng.normal(0, 0.02, emb.shape).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     big = EmbeddingIndex(metric=idx.metric, backend=idx.backend)
-    big.add(emb, labels=np.resize(idx.labels, args.big), ids=np.array([f"/c/{i:06d}.wav" for i in range(args.big)]))
+    big.add(
+        emb,
+        labels=np.resize(idx.labels, args.big),
+        ids=np.array([f"/c/{i:06d}.wav" for i in range(args.big)]),
+    )
     big_path = os.path.join(args.workdir, f"index-big-{args.big}.npz")
     big.save(big_path)
     big, _ = search.load_index(big_path, MODEL)
     t0 = time.perf_counter()
     big.search(emb[:1], 5)  # builds the faiss index once
-    print(f"index of {len(big)} entries: first search (builds the search structure) {1000 * (time.perf_counter() - t0):.0f} ms")
+    print(
+        f"index of {len(big)} entries: first search (builds the search structure) {1000 * (time.perf_counter() - t0):.0f} ms"
+    )
     med, p95 = latency(model, settings, frames, big, files)
     print(f"query, index of {len(big)} entries ({big.backend}): median {med:.1f} ms, p95 {p95:.1f} ms")
     t0 = time.perf_counter()

@@ -68,7 +68,12 @@ def test_index_resumes_after_kill_9(collection, tmp_path, capsys):
     assert not os.path.exists(parts)  # merged, then removed
 
     fresh = str(tmp_path / "fresh.npz")
-    assert cli.main(["index", str(collection), "--model", SAVED_MODEL, "--out", fresh, "--quiet", "--cache-dir", ""]) == 0
+    assert (
+        cli.main(
+            ["index", str(collection), "--model", SAVED_MODEL, "--out", fresh, "--quiet", "--cache-dir", ""]
+        )
+        == 0
+    )
     a, b = EmbeddingIndex.load(out), EmbeddingIndex.load(fresh)
     assert a.ids.tolist() == b.ids.tolist() and a.labels.tolist() == b.labels.tolist()
     np.testing.assert_allclose(a.embeddings, b.embeddings, atol=1e-5)
@@ -94,5 +99,8 @@ def test_a_changed_file_redoes_its_chunk_only(collection, tmp_path, capsys, monk
     err = capsys.readouterr().err
     # The chunk holding the touched file is embedded again (its spectrograms come from
     # the cache: the content did not change); the two others are taken as they are.
-    assert "8 file(s) from the finished chunks of an interrupted run, 0 extracted, 4 from the feature cache" in err
+    assert (
+        "8 file(s) from the finished chunks of an interrupted run, 0 extracted, 4 from the feature cache"
+        in err
+    )
     assert len(EmbeddingIndex.load(out)) == CLIPS

@@ -42,7 +42,10 @@ def collection(tmp_path_factory):
         for i in range(4):
             soundfile.write(root / "data" / name / f"{i}.wav", synth.synthesize(s, v, i), 16000)
     index = str(root / "clips.npz")
-    assert cli.main(["index", str(root / "data"), "--model", SAVED_MODEL, "--out", index, "--cache-dir", ""]) == 0
+    assert (
+        cli.main(["index", str(root / "data"), "--model", SAVED_MODEL, "--out", index, "--cache-dir", ""])
+        == 0
+    )
     return root, index, [name for *_, name in held]
 
 

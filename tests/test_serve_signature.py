@@ -130,21 +130,28 @@ def test_verify_genuine_forgery_and_other_writer(alice, url, signatures):
     assert results["genuine"]["distance"] < results["other"]["distance"]
 
 
-def test_verify_against_an_uploaded_profile_and_the_command_line(alice, url, signatures, profiles_dir, tmp_path):
+def test_verify_against_an_uploaded_profile_and_the_command_line(
+    alice, url, signatures, profiles_dir, tmp_path
+):
     from apps.signature_verification.__main__ import main
 
     image = signatures[0]["forged"][1]
     _, by_name = form(url, "/verify", [("writer", "alice")], [("image", "q.png", image)])
     _, profile = call(url, "/profiles/alice")
     _, by_file = form(
-        url, "/verify", files=[("image", "q.png", image), ("profile", "alice.json", json.dumps(profile).encode())]
+        url,
+        "/verify",
+        files=[("image", "q.png", image), ("profile", "alice.json", json.dumps(profile).encode())],
     )
     assert by_file["distance"] == pytest.approx(by_name["distance"], abs=1e-6)
     # The stored profile works with `verify` on the command line: same distance.
     (tmp_path / "q.png").write_bytes(image)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert main(["verify", str(tmp_path / "q.png"), "--profile", str(profiles_dir / "alice.json"), "--json"]) == 0
+        assert (
+            main(["verify", str(tmp_path / "q.png"), "--profile", str(profiles_dir / "alice.json"), "--json"])
+            == 0
+        )
     assert json.loads(out.getvalue())["distance"] == pytest.approx(by_name["distance"], abs=1e-5)
 
 
@@ -164,7 +171,13 @@ def blank_png():
         ("/enroll", [("writer", "../etc")], [("images", "a.png", "ok")], 400, "writer must be a name"),
         ("/enroll", [("writer", "bob")], [("images", "e.png", b"")], 400, "empty file"),
         ("/enroll", [("writer", "bob")], [("images", "b.png", "blank")], 400, "blank image"),
-        ("/enroll", [("writer", "bob")], [("images", "x.png", b"\x89PNG broken")], 400, "not a readable image"),
+        (
+            "/enroll",
+            [("writer", "bob")],
+            [("images", "x.png", b"\x89PNG broken")],
+            400,
+            "not a readable image",
+        ),
         ("/verify", [("writer", "alice")], [], 400, "send the questioned signature"),
         ("/verify", [], [("image", "a.png", "ok")], 400, "name an enrolled writer"),
         ("/verify", [("writer", "nobody")], [("image", "a.png", "ok")], 404, "no enrolled writer"),
@@ -173,11 +186,20 @@ def blank_png():
         (
             "/verify",
             [],
-            [("image", "a.png", "ok"), ("profile", "p.json", b'{"format": "keras-triplet/signature-profile/1"}')],
+            [
+                ("image", "a.png", "ok"),
+                ("profile", "p.json", b'{"format": "keras-triplet/signature-profile/1"}'),
+            ],
             400,
             "enrolled with another model",
         ),
-        ("/verify", [("writer", "alice")], [("image", "big.png", b"\0" * (MAX_UPLOAD + 1))], 413, "too large"),
+        (
+            "/verify",
+            [("writer", "alice")],
+            [("image", "big.png", b"\0" * (MAX_UPLOAD + 1))],
+            413,
+            "too large",
+        ),
     ],
 )
 def test_bad_requests_get_a_4xx_and_a_message(alice, url, signatures, path, fields, files, status, message):

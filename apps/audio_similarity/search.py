@@ -146,7 +146,9 @@ def _read_part(path):
         return None
 
 
-def index_folder(model, settings, frames, model_path, data_dir, out, chunk=DEFAULT_CHUNK, cache_dir=None, progress=True):
+def index_folder(
+    model, settings, frames, model_path, data_dir, out, chunk=DEFAULT_CHUNK, cache_dir=None, progress=True
+):
     """Embeds every usable file of `data_dir` by chunks of `chunk` files, resuming from
     the finished chunks of an interrupted run (see the module docstring), and saves the
     index to `out`. Returns `(index, report, stats)`; `stats` counts the files

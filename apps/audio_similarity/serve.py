@@ -92,7 +92,9 @@ class AudioSearch:
             f.write(upload.data)
             f.flush()
             try:
-                y = load_audio(f.name, self.settings.sample_rate, self.settings.min_duration, data=upload.data)
+                y = load_audio(
+                    f.name, self.settings.sample_rate, self.settings.min_duration, data=upload.data
+                )
             except BadAudio as e:
                 raise _web.HTTPError(400, f"{upload.filename or 'the upload'}: {e}.") from None
         with lock:
@@ -166,7 +168,9 @@ def make_app(index_path, model_path=None, max_upload=_web.DEFAULT_MAX_BODY):
             emb = service.index.embeddings[n : n + 1]
             query, exclude = service.clip(n), n
         else:
-            raise _web.HTTPError(400, "send a sound file (field 'file') or an indexed clip number (field 'clip').")
+            raise _web.HTTPError(
+                400, "send a sound file (field 'file') or an indexed clip number (field 'clip')."
+            )
         with app.lock:
             neighbours = service.neighbours(emb, top, exclude)
         return {

@@ -144,7 +144,10 @@ def build_parser():
     )
     s.add_argument("--model", required=True, metavar="MODEL.keras")
     s.add_argument(
-        "--profiles", default=None, metavar="DIR", help="keep profiles in DIR/<writer>.json (default: in memory)"
+        "--profiles",
+        default=None,
+        metavar="DIR",
+        help="keep profiles in DIR/<writer>.json (default: in memory)",
     )
     s.add_argument("--threshold", type=float, default=None, help="default: the model's validation threshold")
     add_server_arguments(s)

@@ -119,7 +119,8 @@ class SignatureService:
         ext = os.path.splitext(upload.filename or "")[1].lower()
         if ext and ext not in IMAGE_EXTENSIONS:
             raise _web.HTTPError(
-                400, f"{name}: not an image file (extension {ext!r}; expected one of {', '.join(IMAGE_EXTENSIONS)})."
+                400,
+                f"{name}: not an image file (extension {ext!r}; expected one of {', '.join(IMAGE_EXTENSIONS)}).",
             )
         try:
             return preprocess(read_image(io.BytesIO(upload.data)), self.image_size)[..., None]
@@ -146,9 +147,7 @@ class SignatureService:
             except _web.HTTPError as e:
                 skipped.append({"file": upload.filename, "reason": e.message})
         if not images:
-            raise _web.HTTPError(
-                400, "no usable signature image: " + "; ".join(s["reason"] for s in skipped)
-            )
+            raise _web.HTTPError(400, "no usable signature image: " + "; ".join(s["reason"] for s in skipped))
         with lock:
             embeddings = self.model.embed(np.stack(images), batch_size=64)
         profile = enrollment.make_profile(
@@ -246,7 +245,11 @@ def serve(args):
     log(
         f"model {info['model']}: threshold {info['threshold']:.4f}, rule {info['rule']}; "
         f"{len(info['writers'])} enrolled writer(s)"
-        + (f" in {args.profiles}" if args.profiles else " (profiles kept in memory: --profiles DIR keeps them)")
+        + (
+            f" in {args.profiles}"
+            if args.profiles
+            else " (profiles kept in memory: --profiles DIR keeps them)"
+        )
     )
     return _web.run(app, args.host, args.port)
 
