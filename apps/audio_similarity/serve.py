@@ -24,6 +24,8 @@ import os
 import tempfile
 import time
 
+import numpy as np
+
 from apps import _web
 from apps._common import fail, log, read_json, side_path
 from apps.audio_similarity import features as F
@@ -48,6 +50,13 @@ class AudioSearch:
                 f"{self.model_path} makes {self.model.embedder.output_shape[-1]}-dimensional ones; "
                 "pass the model the index was built with."
             )
+        # Each batch shape compiles on its first call (JAX, XLA): here, not on the first
+        # person's query. Clips up to about 2 s give 1 to 4 windows.
+        for n in (1, 2, 4):
+            self.model.embed(np.zeros((n, self.frames, self.settings.n_mels, 1), np.float32))
+        # So do librosa's first spectrogram and the first search (faiss builds its index).
+        F.log_mel(np.sin(np.arange(self.settings.sample_rate // 2, dtype=np.float32)), self.settings)
+        self.index.search(self.index.embeddings[:1], 1)
         ids = self.index.ids
         self.position = {v: n for n, v in enumerate(ids.tolist())}  # search answers ids
         self.paths = [str(i) for i in ids] if ids.dtype.kind == "U" else None

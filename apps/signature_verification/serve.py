@@ -58,6 +58,10 @@ class SignatureService:
         self.threshold = threshold if threshold is not None else meta.get("threshold")
         if self.threshold is None:
             raise SystemExit(f"error: {model_path} has no threshold in its metadata; pass --threshold.")
+        # Each batch shape compiles on its first call (JAX, XLA): here, not on the first
+        # request. Verification embeds one image; enrolment pads to a power of two.
+        for n in (1, 2, 4, 8):
+            self.embed(np.zeros((n, *self.image_size, 1), np.float32))
         self.profiles_dir = profiles_dir
         self.profiles = {}
         self.profiles_lock = threading.Lock()
@@ -94,6 +98,14 @@ class SignatureService:
             self._sha = sha256(self.model_path)
         return self._sha
 
+    def embed(self, images):
+        """Embeddings of `images` `[N, H, W, 1]`, the batch padded to a power of two
+        (up to 64) so that only a few batch shapes are ever compiled."""
+        n = len(images)
+        size = min(1 << max(n - 1, 0).bit_length(), -(-n // 64) * 64)
+        padded = np.concatenate([images, np.zeros((size - n, *images.shape[1:]), images.dtype)])
+        return self.model.embed(padded, batch_size=64)[:n]
+
     def info(self):
         return {
             "model": self.model_path,
@@ -122,10 +134,12 @@ class SignatureService:
                 400,
                 f"{name}: not an image file (extension {ext!r}; expected one of {', '.join(IMAGE_EXTENSIONS)}).",
             )
+        buffer = io.BytesIO(upload.data)
         try:
-            return preprocess(read_image(io.BytesIO(upload.data)), self.image_size)[..., None]
+            return preprocess(read_image(buffer), self.image_size)[..., None]
         except UnreadableImageError as e:
-            reason = str(e).split(": ", 1)[-1] if str(e).startswith("<") else str(e)
+            # Pillow names the buffer ("<_io.BytesIO object at 0x...>"): say the file's name.
+            reason = str(e).replace(f"{buffer!r}: ", "").replace(repr(buffer), repr(name))
             raise _web.HTTPError(400, f"{name}: {reason}.") from None
         except Exception as e:  # noqa: BLE001 - e.g. Pillow's decompression-bomb guard
             raise _web.HTTPError(400, f"{name}: not a usable image ({type(e).__name__}: {e}).") from None
@@ -149,7 +163,7 @@ class SignatureService:
         if not images:
             raise _web.HTTPError(400, "no usable signature image: " + "; ".join(s["reason"] for s in skipped))
         with lock:
-            embeddings = self.model.embed(np.stack(images), batch_size=64)
+            embeddings = self.embed(np.stack(images))
         profile = enrollment.make_profile(
             writer=writer,
             model_path=self.model_path,
@@ -168,7 +182,7 @@ class SignatureService:
     def verify(self, upload, profile, lock):
         x = self.image(upload)
         with lock:
-            embedding = self.model.embed(x[None], batch_size=1)[0]
+            embedding = self.embed(x[None])[0]
         accepted, distance, threshold = enrollment.verify(embedding, profile)
         return {
             "image": upload.filename,
