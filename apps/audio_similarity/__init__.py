@@ -10,13 +10,14 @@ Run `python -m apps.audio_similarity --help`. Modules:
 - `model`: the compact CNN embedder, loading a model with its feature settings;
 - `training`: prepare, resume or build, fit, export;
 - `evaluation`: leave-one-out metrics beside the MFCC baseline;
-- `search`: the index of a collection and its queries;
+- `search`: the index of a collection (by resumable chunks) and its queries;
 - `plots`: training curves and the held-out figures;
 - `commands`: train, evaluate, index, query and demo, one function each;
+- `serve`: the web page and JSON API over an index (`serve` command);
 - `__main__`: the command line (the parser only).
 
 The helpers both apps share (messages, atomic writes, skipped-file reports, the backend
-switch) are in `apps/_common.py`. See `apps/audio_similarity/README.md`.
+switch) are in `apps/_common.py`; the web plumbing of `serve` in `apps/_web.py`. See `apps/audio_similarity/README.md`.
 
 Only the public API of `keras_triplet` is used.
 """

@@ -1,6 +1,6 @@
-"""Command line: `python -m apps.audio_similarity {train,evaluate,index,query,demo} ...`.
+"""Command line: `python -m apps.audio_similarity {train,evaluate,index,query,serve,demo} ...`.
 
-The parser only; the sub-commands are in `commands.py`.
+The parser only; the sub-commands are in `commands.py` (`serve`: in `serve.py`).
 
 Run any subcommand with `--help` for its options. `--backend` (on every subcommand)
 sets `KERAS_BACKEND` before Keras is imported; without it the usual `KERAS_BACKEND`
@@ -12,6 +12,7 @@ import os
 import sys
 
 from apps._common import add_backend_argument, select_backend
+from apps._web import add_server_arguments
 
 DEFAULT_CACHE = os.path.join(".cache", "audio_similarity", "features")
 DEFAULT_RUNS = os.path.join("runs", "audio_similarity")
@@ -128,12 +129,21 @@ def build_parser():
         "index",
         help="embed DATA and save a searchable index",
         description="Embed every usable file of DATA and save an EmbeddingIndex "
-        "(INDEX, plus INDEX.json naming the model).",
+        "(INDEX, plus INDEX.json naming the model). Works by chunks of files (bounded "
+        "memory); run it again after an interruption (even kill -9) and it resumes from "
+        "the finished chunks.",
     )
     p.add_argument("data", metavar="DATA")
     p.add_argument("--model", required=True, metavar="MODEL.keras")
     p.add_argument("--out", required=True, metavar="INDEX", help="index file (e.g. sounds.npz)")
     p.add_argument("--report", default=None, help="skipped-file report (default INDEX.skipped.tsv)")
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=1000,
+        help="files embedded at a time (default 1000): bounds memory; each finished chunk is kept "
+        "in INDEX.parts/ until the end, so an interrupted run resumes from there",
+    )
     _common(p)
 
     p = sub.add_parser(
@@ -146,6 +156,19 @@ def build_parser():
     p.add_argument("--top", type=int, default=5, help="neighbours per query (default 5)")
     p.add_argument("--model", default=None, help="model (default: the one named in INDEX.json)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _common(p)
+
+    p = sub.add_parser(
+        "serve",
+        help="a web page (and JSON API) to search INDEX by uploading or picking a clip",
+        description="Serve a page where a clip is uploaded (or picked from the index) and its "
+        "nearest indexed clips are listed with distances and labels, and can be played. "
+        "JSON API: POST /search, GET /clips, GET /clips/<n>, GET /info (see serve.py). "
+        "Listens on localhost unless --host says otherwise.",
+    )
+    p.add_argument("--index", required=True, metavar="INDEX")
+    p.add_argument("--model", default=None, help="model (default: the one named in INDEX.json)")
+    add_server_arguments(p)
     _common(p)
 
     p = sub.add_parser(
@@ -182,6 +205,10 @@ def main(argv=None):
     select_backend(args.backend)
     if args.cache_dir == "":
         args.cache_dir = None
+    if args.command == "serve":
+        from apps.audio_similarity.serve import serve  # imports Keras: after select_backend
+
+        return serve(args)
     from apps.audio_similarity import commands  # imports Keras: after select_backend
 
     return getattr(commands, args.command)(args)

@@ -53,17 +53,33 @@ def evaluate(args):
 
 
 def index(args):
-    """Embeds DATA and saves INDEX (+ INDEX.json naming the model)."""
+    """Embeds DATA by chunks (resumable) and saves INDEX (+ INDEX.json naming the model)."""
     model, settings, frames = load_model(args.model)
-    report = args.report or args.out + ".skipped.tsv"
-    fs = F.load_folder(args.data, settings, args.cache_dir, not args.quiet, report_path=report)
-    if len(fs) == 0:
-        fail(f"no usable audio under {args.data!r} (see {report}).")
-    idx = search.build_index(F.embed_clips(model, fs.features, frames), fs)
-    search.save_index(idx, args.out, args.model, args.data)
+    report_path = args.report or args.out + ".skipped.tsv"
+    idx, report, stats = search.index_folder(
+        model,
+        settings,
+        frames,
+        args.model,
+        args.data,
+        args.out,
+        chunk=args.chunk,
+        cache_dir=args.cache_dir,
+        progress=not args.quiet,
+    )
+    report.write(report_path)
+    report.print()
+    if len(idx) == 0:
+        fail(f"no usable audio under {args.data!r} (see {report_path}).")
+    log(
+        f"{args.data}: {report.summary(len(idx), report_path)}; {stats['resumed']} file(s) from the "
+        f"finished chunks of an interrupted run, {stats['extracted']} extracted, "
+        f"{stats['cached']} from the feature cache"
+    )
+    classes = len(set(idx.labels.tolist()))
     print(
-        f"indexed {len(idx)} files of {len(fs.class_names)} classes into {args.out} "
-        f"(skipped {len(fs.report)})"
+        f"indexed {len(idx)} files of {classes} classes into {args.out} "
+        f"(skipped {len(report)}) in {stats['seconds']:.1f} s"
     )
     return 0
 

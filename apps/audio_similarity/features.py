@@ -319,12 +319,24 @@ def embed_clips(model, features, frames, batch_size=256):
         owner.extend([i] * len(w))
     owner = np.asarray(owner)
     stacked = np.concatenate(windows)[..., None].astype(np.float32)
-    emb = model.embed(stacked, batch_size=batch_size)
+    emb = model.embed(_pad_rows(stacked, batch_size), batch_size=batch_size)[: len(stacked)]
     dim = emb.shape[1]
     out = np.zeros((len(features), dim), dtype=np.float64)
     np.add.at(out, owner, emb.astype(np.float64))
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
     return out.astype(np.float32)
+
+
+def _pad_rows(x, batch_size):
+    """`x` padded (with copies of its last row) to a power of two below `batch_size`, or to
+    a multiple of it: compiled backends (JAX, TensorFlow with XLA) trace one graph per
+    batch shape, so a few shapes are reused instead of a new one for every call (a query,
+    an index chunk)."""
+    n = len(x)
+    size = 1 << max(n - 1, 0).bit_length() if n < batch_size else -(-n // batch_size) * batch_size
+    if size == n:
+        return x
+    return np.concatenate([x, np.repeat(x[-1:], size - n, axis=0)])
 
 
 # ------------------------------------------------------------------------- MFCC baseline

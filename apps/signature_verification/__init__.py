@@ -21,8 +21,9 @@ Modules:
 - `enrollment`: enrolment profiles and the verification of one signature.
 - `plots`: ROC / DET curves and score histograms.
 - `commands`: generate, train, evaluate, enroll, verify and demo, one function each.
+- `serve`: the web page and JSON API to enrol and verify (`serve` command).
 - `__main__`: the command line (the parser only), `python -m apps.signature_verification --help`.
 
-The helpers both apps share are in `apps/_common.py`. See
+The helpers both apps share are in `apps/_common.py` (web plumbing: `apps/_web.py`). See
 `apps/signature_verification/README.md`.
 """

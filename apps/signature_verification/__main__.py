@@ -1,6 +1,6 @@
-"""Command line: `python -m apps.signature_verification {generate,train,evaluate,enroll,verify,demo}`.
+"""Command line: `python -m apps.signature_verification {generate,train,evaluate,enroll,verify,serve,demo}`.
 
-The parser only; the sub-commands are in `commands.py`. Run
+The parser only; the sub-commands are in `commands.py` (`serve`: in `serve.py`). Run
 `python -m apps.signature_verification --help` (or `COMMAND --help`) for the options.
 `--backend` (on every sub-command) sets `KERAS_BACKEND` before Keras is imported;
 without it the usual `KERAS_BACKEND` environment variable (or Keras' default) applies.
@@ -11,6 +11,7 @@ import os
 import sys
 
 from apps._common import add_backend_argument, select_backend
+from apps._web import add_server_arguments
 from apps.signature_verification.protocol import RULES  # NumPy and Pillow only: --help stays fast
 
 DEFAULT_DEMO_OUT = os.path.join("runs", "signature_verification")
@@ -133,6 +134,25 @@ def build_parser():
     v.add_argument("--json", action="store_true")
     add_backend_argument(v)
 
+    s = sub.add_parser(
+        "serve",
+        help="a web page (and JSON API) to enrol writers and verify signatures",
+        description="Serve a page where a writer is enrolled from uploaded genuine signatures and a "
+        "questioned signature is verified against a profile (distance, threshold, decision). JSON API: "
+        "POST /enroll, POST /verify, GET /profiles, GET /profiles/<writer>, GET /info (see serve.py). "
+        "Listens on localhost unless --host says otherwise.",
+    )
+    s.add_argument("--model", required=True, metavar="MODEL.keras")
+    s.add_argument(
+        "--profiles",
+        default=None,
+        metavar="DIR",
+        help="keep profiles in DIR/<writer>.json (default: in memory)",
+    )
+    s.add_argument("--threshold", type=float, default=None, help="default: the model's validation threshold")
+    add_server_arguments(s)
+    add_backend_argument(s)
+
     d = sub.add_parser(
         "demo",
         help="generate, train, evaluate on held-out writers, plot (about 25 minutes on one "
@@ -154,6 +174,10 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     select_backend(args.backend)
+    if args.command == "serve":
+        from apps.signature_verification.serve import serve  # imports Keras: after select_backend
+
+        return serve(args)
     from apps.signature_verification import commands  # imports Keras: after select_backend
 
     return getattr(commands, args.command)(args)
