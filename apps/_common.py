@@ -33,9 +33,105 @@ def log(*parts):
     print(*parts, file=sys.stderr, flush=True)
 
 
+class CommandError(SystemExit):
+    """The end of a command that cannot go on: exit status 2 (argparse's, for usage
+    errors), the one-line message already on stderr. `str()` is that line."""
+
+    def __init__(self, line):
+        super().__init__(2)
+        self.line = line
+
+    def __str__(self):
+        return self.line
+
+
 def fail(message):
-    """Ends the command with one line `error: message` (exit status 1)."""
-    raise SystemExit(f"error: {message}")
+    """Ends the command with one line `error: message` on stderr (exit status 2): what is
+    wrong and how to fix it, never a traceback."""
+    line = "error: " + " ".join(str(message).split())
+    print(line, file=sys.stderr, flush=True)
+    raise CommandError(line)
+
+
+def require_folder(path, what="data folder", hint=""):
+    """`fail`s unless `path` is an existing folder; commands call it before importing
+    Keras, so that a typo costs no backend start-up."""
+    if not os.path.isdir(path):
+        problem = "is a file, not a folder" if os.path.isfile(path) else "does not exist"
+        fail(f"{what} {path!r} {problem}.{' ' + hint if hint else ''}")
+
+
+def require_file(path, what="file", hint=""):
+    """`fail`s unless `path` is an existing file (see `require_folder`)."""
+    if not os.path.isfile(path):
+        problem = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
+        fail(f"{what} {path!r} {problem}.{' ' + hint if hint else ''}")
+
+
+def quiet_tensorflow(verbose=False, preload=None):
+    """Keeps TensorFlow's C++ logging off stderr unless `verbose`: its start-up banners
+    (oneDNN, CPU features) and graph warnings (the harmless "Type inference failed" of a
+    conditional's gradient in the training step). Runs after `select_backend`, before
+    Keras is imported; a `TF_CPP_MIN_LOG_LEVEL` the user set wins.
+
+    `TF_CPP_MIN_LOG_LEVEL=2` hides TensorFlow's own warnings, but the banners are written
+    while TensorFlow is imported, before that setting is read: so TensorFlow is imported
+    here, with file descriptor 2 pointing at /dev/null, when it will be used (`preload`:
+    True, False, or None for "when the Keras backend is TensorFlow")."""
+    if verbose or "TF_CPP_MIN_LOG_LEVEL" in os.environ:
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if preload is None:
+        preload = os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
+    if preload and "tensorflow" not in sys.modules:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorflow") is not None:
+            with _stderr_to_devnull():
+                import tensorflow  # noqa: F401
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    """Points file descriptor 2 (C++ code writes there directly) at /dev/null."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def load_keras_model(path, hint=""):
+    """`keras.saving.load_model(path, compile=False)` with one-line errors: a missing
+    file, or a file that is not a readable `.keras` archive (Keras would report a corrupt
+    file as "File not found")."""
+    import zipfile
+
+    import keras
+
+    require_file(path, "model file", hint)
+    if not zipfile.is_zipfile(path):
+        fail(
+            f"model file {path!r} is corrupt or truncated: a .keras file is a zip archive "
+            "and this one is not; save or copy it again."
+        )
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as e:  # whatever Keras raises on a damaged archive: one line, no traceback
+        fail(
+            f"model file {path!r} could not be loaded; it is corrupt or not a model of this app ({_short(e)})."
+        )
+
+
+def _short(error, limit=160):
+    """`Type: message` of `error` on one line, at most `limit` characters."""
+    text = " ".join(str(error).split())
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 # ---------------------------------------------------------------------------- backend

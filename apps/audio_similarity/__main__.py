@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from apps._common import add_backend_argument, select_backend
+from apps._common import add_backend_argument, quiet_tensorflow, require_file, require_folder, select_backend
 
 DEFAULT_CACHE = os.path.join(".cache", "audio_similarity", "features")
 DEFAULT_RUNS = os.path.join("runs", "audio_similarity")
@@ -177,9 +177,24 @@ def build_parser():
     return parser
 
 
+def check_inputs(args):
+    """One-line errors for missing inputs, before Keras and the backend are imported."""
+    train_hint = "Train one with `train DATA --out MODEL.keras`."
+    if args.command in ("train", "evaluate", "index"):
+        require_folder(
+            args.data, hint="Expected DATA/<class>/<file> (one sub-folder of sound files per class)."
+        )
+    if args.command in ("evaluate", "index") or (args.command == "query" and args.model):
+        require_file(args.model, "model file", train_hint)
+    if args.command == "query":
+        require_file(args.index, "index", "Build one with `index DATA --model MODEL.keras --out INDEX`.")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    check_inputs(args)
     select_backend(args.backend)
+    quiet_tensorflow(verbose=getattr(args, "verbose", 1) >= 2)  # --verbose 2 keeps TensorFlow's logging
     if args.cache_dir == "":
         args.cache_dir = None
     from apps.audio_similarity import commands  # imports Keras: after select_backend

@@ -42,13 +42,22 @@ def load_index(path, model_path=None):
     `model_path` is given)."""
     from keras_triplet.index import EmbeddingIndex
 
+    rebuild = "rebuild it with `index DATA --model MODEL.keras --out INDEX`."
     if not os.path.exists(path):
         fail(f"index {path!r} not found (build one with `index`).")
-    idx = EmbeddingIndex.load(path)
+    try:
+        idx = EmbeddingIndex.load(path)
+    except (OSError, ValueError) as e:  # a one-line message: truncated, corrupt, tampered
+        fail(f"{e} Restore the file or {rebuild}")
     if model_path is None:
         if not os.path.exists(side_path(path)):
             fail(f"{side_path(path)} (which names the index's model) is missing; pass --model MODEL.keras.")
-        model_path = read_json(side_path(path))["model"]
+        try:
+            model_path = read_json(side_path(path))["model"]
+        except (ValueError, KeyError, TypeError):
+            fail(
+                f"{side_path(path)} is corrupt (no model named in it); pass --model MODEL.keras or {rebuild}"
+            )
     return idx, model_path
 
 

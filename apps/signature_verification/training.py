@@ -51,7 +51,7 @@ import time
 import keras
 import numpy as np
 
-from apps._common import read_side_file, side_path, write_json, write_model
+from apps._common import load_keras_model, read_side_file, side_path, write_json, write_model
 from apps.signature_verification import protocol
 from apps.signature_verification.model import build_model
 from keras_triplet.data import PKSampler
@@ -280,9 +280,7 @@ def load_model(path):
     import keras_triplet  # noqa: F401  (registers TripletModel and the losses)
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such model file (train one with `train DATA --out {path}`).")
-    model = keras.saving.load_model(path, compile=False)
+    model = load_keras_model(path, hint=f"Train one with `train DATA --out {path}`.")
     meta = read_side_file(path)
     if "image_size" not in meta:
         shape = model.embedder.input_shape if hasattr(model, "embedder") else model.input_shape
