@@ -1,15 +1,12 @@
 """Each extra of pyproject.toml brings what its features import.
 
 For every extra, a fresh virtual environment (no system site-packages) gets the package
-with that extra alone, `pip install "keras_triplet-*.whl[extra]"`, and runs the extra's
-features on tiny data: the plotting functions, the quick start's data split, the faiss
-index, the apps' feature extraction, preprocessing and figures. A feature that imports a
-package its extra does not list fails here with `ModuleNotFoundError`.
-
-The checks run Keras on its NumPy backend, which is part of Keras: none of these features
-trains, and leaving TensorFlow, JAX and PyTorch out keeps each environment small (the
-backend extras are plain one-package lists). The apps are not part of the wheel; the
-checks import them from this checkout, after the installed `keras_triplet`.
+with that extra alone and JAX as the backend (the smallest of the three to install),
+`pip install "keras_triplet-*.whl[jax,extra]"`, and runs the extra's features on tiny
+data: the plotting functions, the quick start's data split, the faiss index, the apps'
+feature extraction, preprocessing and figures. A feature that imports a package its
+extra does not list fails here with `ModuleNotFoundError`. The apps are not part of the
+wheel; the checks import them from this checkout, after the installed `keras_triplet`.
 
 Slow (a few minutes of pip installs, two environments at a time), so it runs in one of
 CI's three passes only: the JAX pass. pip may use its cache and local wheel folders.
@@ -147,12 +144,12 @@ def _install_and_check(tmp, wheel, extra):
             "-q",
             "--no-compile",
             "--disable-pip-version-check",
-            f"{wheel}[{extra}]",
+            f"{wheel}[jax,{extra}]",
         ]
     )
     script = f"ROOT = {ROOT!r}\n" + _PRELUDE + textwrap.dedent(CHECKS[extra])
     env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS="1")
-    script = "import os; os.environ['KERAS_BACKEND'] = 'numpy'\n" + script
+    script = "import os; os.environ['KERAS_BACKEND'] = 'jax'\n" + script
     _run([python, "-c", script], cwd=tmp, env=env)
     return time.perf_counter() - start
 

@@ -98,6 +98,13 @@ def build_parser():
     p.add_argument("data", metavar="DATA", help="folder of class sub-folders of sound files")
     p.add_argument("--out", required=True, metavar="MODEL.keras", help="where to save the model")
     p.add_argument("--report", default=None, help="skipped-file report (default: MODEL.skipped.tsv)")
+    p.add_argument(
+        "--val-data",
+        default=None,
+        metavar="DIR",
+        help="DIR/<class>/<file> clips for a validation curve (loss after each epoch; "
+        "nothing is chosen from it)",
+    )
     _training(p, epochs=20)
     _common(p)
 
@@ -184,6 +191,8 @@ def check_inputs(args):
         require_folder(
             args.data, hint="Expected DATA/<class>/<file> (one sub-folder of sound files per class)."
         )
+    if args.command == "train" and args.val_data:
+        require_folder(args.val_data, "--val-data folder", hint="Expected DIR/<class>/<file>.")
     if args.command in ("evaluate", "index") or (args.command == "query" and args.model):
         require_file(args.model, "model file", train_hint)
     if args.command == "query":

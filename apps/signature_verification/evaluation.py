@@ -151,7 +151,7 @@ def evaluate(
         }
     )
     if plots:
-        result["plots"] = write_plots(test_scores, plots)
+        result["plots"] = write_plots(test_scores, plots, threshold=val["threshold"])
     return result
 
 
