@@ -20,6 +20,7 @@ import csv
 import hashlib
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
@@ -162,6 +163,65 @@ def select_backend(name):
             )
         return
     os.environ["KERAS_BACKEND"] = name
+
+
+# ---------------------------------------------------------------------------- progress
+
+# Short names of the logged values, for one progress line per epoch.
+SHORT_NAMES = {
+    "loss": "loss",
+    "active_fraction": "active",
+    "hard_fraction": "hard",
+    "positive_distance": "d+",
+    "negative_distance": "d-",
+    "embedding_norm": "norm",
+    "eer_skilled": "EER skilled",
+    "eer_random": "EER random",
+}
+
+
+def epoch_line(epoch, epochs, logs, seconds, width=None):
+    """One line for an epoch's logs, cut to `width` columns (default: the terminal's):
+    the loss first, then the other values under short names, validation ones as `val`.
+
+    >>> epoch_line(2, 12, {"loss": 0.1234, "hard_fraction": 0.05, "val_loss": 0.2}, 3.2, width=80)
+    'epoch 3/12  3.2 s  loss 0.1234  hard 0.05  | val loss 0.2'
+    >>> len(epoch_line(0, 9, {f"m{i}": 1.0 for i in range(40)}, 1.0, width=50))
+    50
+    """
+    if width is None:
+        width = shutil.get_terminal_size((100, 24)).columns - 1
+    parts = [f"epoch {epoch + 1}/{epochs}", f"{seconds:.1f} s"]
+    train = [k for k in logs if not k.startswith("val_")]
+    val = [k for k in logs if k.startswith("val_")]
+    for keys, prefix in ((train, ""), (val, "val ")):
+        keys = sorted(keys, key=lambda k: (k.removeprefix("val_") != "loss", k))
+        if prefix and keys:
+            parts.append("|")
+        for i, k in enumerate(keys):
+            name = SHORT_NAMES.get(k.removeprefix("val_"), k.removeprefix("val_"))
+            parts.append(f"{prefix if i == 0 else ''}{name} {float(logs[k]):.4g}")
+    line = "  ".join(parts).replace("  |  ", "  | ")
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def epoch_progress(epochs, stream=None):
+    """A Keras callback printing `epoch_line` after every epoch (to stderr): the apps'
+    progress instead of Keras' bar, whose line with every mining statistic is wider than
+    a terminal. Imports Keras: call it after the backend is chosen."""
+    import time
+
+    import keras
+
+    class EpochProgress(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            line = epoch_line(epoch, epochs, logs or {}, time.perf_counter() - self.start)
+            print(line, file=stream or sys.stderr, flush=True)
+
+    return EpochProgress()
 
 
 # ---------------------------------------------------------------------- atomic writes

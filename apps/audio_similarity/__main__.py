@@ -203,7 +203,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     check_inputs(args)
     select_backend(args.backend)
-    quiet_tensorflow(verbose=getattr(args, "verbose", 1) >= 2)  # --verbose 2 keeps TensorFlow's logging
+    # --verbose 2 keeps TensorFlow's logging; training feeds batches through tf.data.
+    quiet_tensorflow(
+        verbose=getattr(args, "verbose", 1) >= 2, preload=True if args.command in ("train", "demo") else None
+    )
     if args.cache_dir == "":
         args.cache_dir = None
     from apps.audio_similarity import commands  # imports Keras: after select_backend

@@ -24,7 +24,7 @@ import time
 import keras
 import numpy as np
 
-from apps._common import fail, log, read_json, side_path, write_json, write_model
+from apps._common import epoch_progress, fail, log, read_json, side_path, write_json, write_model
 from apps.audio_similarity import features as F
 from apps.audio_similarity.augment import Augmenter
 from apps.audio_similarity.model import build_model, self_check_input
@@ -258,8 +258,10 @@ def fit(model, data, sampler, args, steps, initial_epoch, checkpoint, validation
             epochs=args.epochs,
             steps_per_epoch=steps,
             initial_epoch=initial_epoch,
-            callbacks=[checkpoint],
-            verbose=0 if args.quiet else args.verbose,
+            # --verbose 1: one line per epoch that fits the terminal; 2: Keras' own output.
+            callbacks=[checkpoint]
+            + ([epoch_progress(args.epochs)] if args.verbose == 1 and not args.quiet else []),
+            verbose=0 if args.quiet or args.verbose < 2 else 2,
             shuffle=False,
             validation_data=None if validation is None else validation[:2],
             validation_batch_size=None if validation is None else validation[2],
