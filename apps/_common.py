@@ -195,7 +195,7 @@ def epoch_line(epoch, epochs, logs, seconds, width=None):
     train = [k for k in logs if not k.startswith("val_")]
     val = [k for k in logs if k.startswith("val_")]
     for keys, prefix in ((train, ""), (val, "val ")):
-        keys = sorted(keys, key=lambda k: (k.removeprefix("val_") != "loss", k))
+        keys = sorted(keys, key=_display_rank)
         if prefix and keys:
             parts.append("|")
         for i, k in enumerate(keys):
@@ -203,6 +203,13 @@ def epoch_line(epoch, epochs, logs, seconds, width=None):
             parts.append(f"{prefix if i == 0 else ''}{name} {float(logs[k]):.4g}")
     line = "  ".join(parts).replace("  |  ", "  | ")
     return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def _display_rank(key):
+    """The loss first, then the statistics in the order of `SHORT_NAMES`, then the rest."""
+    name = key.removeprefix("val_")
+    order = list(SHORT_NAMES)
+    return (order.index(name) if name in order else len(order), name)
 
 
 def epoch_progress(epochs, stream=None):

@@ -1,8 +1,9 @@
 """Each extra of pyproject.toml brings what its features import.
 
-For every extra, a fresh virtual environment (no system site-packages) gets the package
-with that extra alone and JAX as the backend (the smallest of the three to install),
-`pip install "keras_triplet-*.whl[jax,extra]"`, and runs the extra's features on tiny
+First a fresh virtual environment (no system site-packages) gets the package and JAX
+alone, `pip install "keras_triplet-*.whl[jax]"` (JAX: the smallest backend to install).
+For every extra, a copy of it (an environment of its own: nothing is shared) gets
+`pip install "keras_triplet-*.whl[jax,extra]"` and runs the extra's features on tiny
 data: the plotting functions, the quick start's data split, the faiss index, the apps'
 feature extraction, preprocessing and figures. A feature that imports a package its
 extra does not list fails here with `ModuleNotFoundError`. The apps are not part of the
