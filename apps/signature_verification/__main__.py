@@ -183,8 +183,8 @@ def check_inputs(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    select_backend(args.backend)  # (only sets a variable; fails if another backend is loaded)
     check_inputs(args)
-    select_backend(args.backend)
     # --verbose 2 keeps TensorFlow's logging; training feeds batches through tf.data.
     quiet_tensorflow(
         verbose=getattr(args, "verbose", 1) >= 2, preload=True if args.command in ("train", "demo") else None
