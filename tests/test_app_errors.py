@@ -66,8 +66,12 @@ def test_signature_missing_data_folder(capsys, tmp_path, argv):
 def test_missing_model_index_profile_and_image(capsys, tmp_path):
     data = str(tmp_path)
     missing = str(tmp_path / "missing.keras")
-    one_line_error(capsys, audio, ["evaluate", data, "--model", missing], "model file", "does not exist", "train")
-    one_line_error(capsys, audio, ["query", "x.wav", "--index", str(tmp_path / "i.npz")], "index", "does not exist")
+    one_line_error(
+        capsys, audio, ["evaluate", data, "--model", missing], "model file", "does not exist", "train"
+    )
+    one_line_error(
+        capsys, audio, ["query", "x.wav", "--index", str(tmp_path / "i.npz")], "index", "does not exist"
+    )
     one_line_error(capsys, signature, ["evaluate", data, "--model", missing], "model file", "does not exist")
     one_line_error(
         capsys,
@@ -88,7 +92,9 @@ def test_missing_model_index_profile_and_image(capsys, tmp_path):
 
 def test_generate_needs_writers(capsys, tmp_path):
     for n in ("0", "-3"):
-        one_line_error(capsys, signature, ["generate", str(tmp_path), "--writers", n], "--writers", "at least 1")
+        one_line_error(
+            capsys, signature, ["generate", str(tmp_path), "--writers", n], "--writers", "at least 1"
+        )
     assert os.listdir(tmp_path) == []
 
 
@@ -160,7 +166,10 @@ def test_corrupt_model_file_is_one_line(capsys, tmp_path, damage):
 
 def test_evaluate_on_few_writers_gives_intervals_and_a_warning(capsys, tmp_path):
     data = str(tmp_path / "few")
-    assert signature(["generate", data, "--writers", "6", "--genuine", "7", "--forgeries", "3", "--seed", "2"]) == 0
+    assert (
+        signature(["generate", data, "--writers", "6", "--genuine", "7", "--forgeries", "3", "--seed", "2"])
+        == 0
+    )
     capsys.readouterr()
     assert signature(["evaluate", data, "--model", SIGNATURE_MODEL]) == 0
     captured = capsys.readouterr()
