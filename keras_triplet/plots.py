@@ -146,7 +146,9 @@ def det_curve_plot(distances, is_same, title=None, label=None, path=None, dpi=10
 
     The standard detection-error trade-off plot of speaker / face verification: both
     axes use the probit scale (`scipy.stats.norm.ppf`), ticks in percent, up to 99.9%;
-    rates of 0 or 1 are clipped to 0.01% / 99.99% (off the chart's edge).
+    a rate of 0 is drawn at 0.001%, on the chart's edge at a tick labelled 0 (so a
+    perfectly separating model draws its curve along the edges and its EER point in the
+    corner, with a note), and a rate of 1 at 99.999%, off the top.
 
     Example:
 
@@ -162,7 +164,7 @@ def det_curve_plot(distances, is_same, title=None, label=None, path=None, dpi=10
     far, tar, thresholds = roc_curve(distances, is_same)
     eer, threshold = _eer_from_curve(far, tar, thresholds)
     frr = 1.0 - tar
-    lo, hi = 1e-4, 1 - 1e-4
+    lo, hi = 1e-5, 1 - 1e-5  # rates of exactly 0 (or 1) are drawn there
 
     def probit(p):
         return norm.ppf(np.clip(p, lo, hi))
@@ -186,16 +188,24 @@ def det_curve_plot(distances, is_same, title=None, label=None, path=None, dpi=10
     keep = ticks >= ticks[max(np.searchsorted(ticks, low) - 1, 0)]
     ticks = ticks[keep]
     labels = [f"{100 * t:g}" for t in ticks]
+    # Rates of 0 sit on the clipped edge `lo`: keep it on the chart, labelled "0", or a
+    # perfectly separating model (EER = 0) would draw an empty chart.
+    if eer == 0 or np.any(np.r_[far, frr] == 0):
+        ticks, labels = np.r_[lo, ticks], ["0", *labels]
     for set_ticks, set_labels in ((ax.set_xticks, ax.set_xticklabels), (ax.set_yticks, ax.set_yticklabels)):
         set_ticks(probit(ticks))
         set_labels(labels)
-    ax.set_xlim(probit(ticks[0]), probit(0.999))
-    ax.set_ylim(probit(ticks[0]), probit(0.999))
+    margin = 0.15  # probit units: the curve and the EER point on the edge stay visible
+    ax.set_xlim(probit(ticks[0]) - margin, probit(0.999))
+    ax.set_ylim(probit(ticks[0]) - margin, probit(0.999))
     ax.set_xlabel("false accept rate (FAR, %)")
     ax.set_ylabel("false reject rate (FRR, %)")
     ax.set_title(title or "DET")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize="small")
+    if eer == 0:  # the curve runs along the lower and left edges: keep the corner clear
+        ax.legend(loc="upper right", fontsize="small", title="no errors: classes perfectly separated")
+    else:
+        ax.legend(loc="lower left", fontsize="small")
     return _finish(fig, path, dpi)
 
 
@@ -210,6 +220,7 @@ def embedding_projection(
     title=None,
     path=None,
     dpi=100,
+    class_names=None,
 ):
     """2-D projection of embeddings (PCA or t-SNE), one colour per class.
 
@@ -217,15 +228,20 @@ def embedding_projection(
     (slow: above a few thousand points keep `max_points` small). Above `max_points`
     points a random subset (seeded by `seed`) is drawn. The legend lists the classes when
     there are at most 20 (outside the axes, on the right). `tsne_kwargs` go to `TSNE`
-    (e.g. `{"max_iter": 250}` for a quicker, rougher map).
+    (e.g. `{"max_iter": 250}` for a quicker, rougher map). `class_names` names the
+    classes in the legend: a sequence indexed by label or a `{label: name}` dict.
+    The axes are the two principal components (with the share of the variance each
+    explains) or the two t-SNE coordinates (which have no units).
 
     Example:
 
     >>> import numpy as np
     >>> x = np.random.default_rng(0).normal(size=(50, 8)); y = np.arange(50) % 5
-    >>> fig = embedding_projection(x, y, method="pca")
-    >>> len(fig.axes[0].collections)
-    5
+    >>> fig = embedding_projection(x, y, method="pca", class_names=["a", "b", "c", "d", "e"])
+    >>> len(fig.axes[0].collections), fig.axes[0].get_legend().get_texts()[0].get_text()
+    (5, 'a')
+    >>> fig.axes[0].get_xlabel()[:4]
+    'PC 1'
     """
     if method not in ("pca", "tsne"):
         raise ValueError(f"`method` must be 'pca' or 'tsne'; got {method!r}.")
@@ -234,12 +250,19 @@ def embedding_projection(
     if x.shape[0] > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(x.shape[0], max_points, replace=False))
         x, y = x[keep], y[keep]
+    axis_names = ("t-SNE 1", "t-SNE 2")
     if x.shape[1] <= 2:
         xy = np.pad(x, ((0, 0), (0, 2 - x.shape[1])))
+        axis_names = ("dimension 1", "dimension 2")
     elif method == "pca":
         from sklearn.decomposition import PCA
 
-        xy = PCA(n_components=2, random_state=seed).fit_transform(x)
+        pca = PCA(n_components=2, random_state=seed)
+        xy = pca.fit_transform(x)
+        axis_names = tuple(
+            f"PC {i + 1} ({100 * share:.0f}% of variance)"
+            for i, share in enumerate(pca.explained_variance_ratio_)
+        )
     else:
         from sklearn.manifold import TSNE
 
@@ -259,7 +282,7 @@ def embedding_projection(
     cmap = _class_colors(len(classes))
     for i, c in enumerate(classes):
         m = y == c
-        ax.scatter(xy[m, 0], xy[m, 1], s=10, color=cmap[i], label=str(c), alpha=0.8)
+        ax.scatter(xy[m, 0], xy[m, 1], s=10, color=cmap[i], label=_class_name(c, class_names), alpha=0.8)
     if len(classes) <= 20:
         ax.legend(
             title="class",
@@ -272,7 +295,19 @@ def embedding_projection(
     ax.set_title(title or f"Embeddings ({'PCA' if method == 'pca' else 't-SNE'})")
     ax.set_xticks([])
     ax.set_yticks([])
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
     return _finish(fig, path, dpi)
+
+
+def _class_name(label, class_names):
+    """The legend entry of `label`: its name in `class_names` (sequence or dict) if any."""
+    if class_names is None:
+        return str(label)
+    try:
+        return str(class_names[label.item() if hasattr(label, "item") else label])
+    except (KeyError, IndexError, TypeError):
+        return str(label)
 
 
 def _class_colors(n):

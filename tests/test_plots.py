@@ -115,3 +115,34 @@ def test_neighbors_grid_from_an_index_search(tmp_path):
         images[:4], images[4:][ids], labels[:4], nb_labels, d, path=tmp_path / "search.png"
     )
     assert _is_png(tmp_path / "search.png") and len(fig.axes) == 16
+
+
+# ---- issue 15: what a user reads on the figures
+
+
+def test_det_curve_is_drawn_when_the_classes_are_perfectly_separated():
+    """EER = 0: every rate is 0 or 1; the curve runs along the chart's edges (at the tick
+    labelled 0) instead of off the chart."""
+    d = np.r_[np.linspace(0.1, 0.5, 30), np.linspace(1.0, 2.0, 90)]
+    fig = plots.det_curve_plot(d, np.r_[np.ones(30, bool), np.zeros(90, bool)])
+    ax = fig.axes[0]
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    curve = ax.lines[0]
+    inside = (curve.get_xdata() >= x0) & (curve.get_xdata() <= x1) & (curve.get_ydata() >= y0)
+    assert inside.sum() >= 2
+    marker = ax.lines[-1]
+    assert x0 < marker.get_xdata()[0] < x1 and y0 < marker.get_ydata()[0] < y1
+    assert [t.get_text() for t in ax.get_xticklabels()][0] == "0"
+    assert "no errors" in ax.get_legend().get_title().get_text()
+
+
+def test_projection_names_classes_and_axes():
+    x, y = _embeddings(5, classes=3, per_class=10)
+    fig = plots.embedding_projection(x, y, class_names={0: "cat", 1: "dog", 2: "owl"})
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["cat", "dog", "owl"]
+    assert ax.get_xlabel().startswith("PC 1 (") and ax.get_ylabel().startswith("PC 2 (")
+    fig = plots.embedding_projection(
+        x, y, class_names=["a", "b", "c"], method="tsne", tsne_kwargs={"max_iter": 250}
+    )
+    assert fig.axes[0].get_xlabel() == "t-SNE 1"

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from apps._common import add_backend_argument, select_backend
+from apps._common import add_backend_argument, quiet_tensorflow, require_file, require_folder, select_backend
 from apps._web import add_server_arguments
 
 DEFAULT_CACHE = os.path.join(".cache", "audio_similarity", "features")
@@ -99,6 +99,13 @@ def build_parser():
     p.add_argument("data", metavar="DATA", help="folder of class sub-folders of sound files")
     p.add_argument("--out", required=True, metavar="MODEL.keras", help="where to save the model")
     p.add_argument("--report", default=None, help="skipped-file report (default: MODEL.skipped.tsv)")
+    p.add_argument(
+        "--val-data",
+        default=None,
+        metavar="DIR",
+        help="DIR/<class>/<file> clips for a validation curve (loss after each epoch; "
+        "nothing is chosen from it)",
+    )
     _training(p, epochs=20)
     _common(p)
 
@@ -200,9 +207,31 @@ def build_parser():
     return parser
 
 
+def check_inputs(args):
+    """One-line errors for missing inputs, before Keras and the backend are imported."""
+    train_hint = "Train one with `train DATA --out MODEL.keras`."
+    if args.command in ("train", "evaluate", "index"):
+        require_folder(
+            args.data, hint="Expected DATA/<class>/<file> (one sub-folder of sound files per class)."
+        )
+    if args.command == "train" and args.val_data:
+        require_folder(args.val_data, "--val-data folder", hint="Expected DIR/<class>/<file>.")
+    if args.command in ("evaluate", "index") or (args.command == "query" and args.model):
+        require_file(args.model, "model file", train_hint)
+    if args.command in ("query", "serve"):
+        require_file(args.index, "index", "Build one with `index DATA --model MODEL.keras --out INDEX`.")
+    if args.command == "serve" and args.model:
+        require_file(args.model, "model file", train_hint)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    select_backend(args.backend)
+    select_backend(args.backend)  # (only sets a variable; fails if another backend is loaded)
+    check_inputs(args)
+    # --verbose 2 keeps TensorFlow's logging; training feeds batches through tf.data.
+    quiet_tensorflow(
+        verbose=getattr(args, "verbose", 1) >= 2, preload=True if args.command in ("train", "demo") else None
+    )
     if args.cache_dir == "":
         args.cache_dir = None
     if args.command == "serve":

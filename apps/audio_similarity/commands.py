@@ -127,9 +127,9 @@ def demo(args):
     )
 
     model_path = os.path.join(work, "model.keras")
-    log(f"[2/6] training -> {model_path}")
+    log(f"[2/6] training -> {model_path} (validation curve: the held-out classes, for monitoring only)")
     t0 = time.perf_counter()
-    train(_train_args(args, data=train_dir, out=model_path))
+    train(_train_args(args, data=train_dir, out=model_path, val_data=heldout_dir))
     train_seconds = time.perf_counter() - t0
 
     log("[3/6] open-set evaluation on the held-out classes (never seen in training)")
@@ -193,11 +193,12 @@ def _demo_queries(idx, emb, fs, picks):
     return lines
 
 
-def _train_args(args, data, out):
+def _train_args(args, data, out, val_data=None):
     """The `train` options of the demo's arguments."""
     return argparse.Namespace(
         data=data,
         out=out,
+        val_data=val_data,
         epochs=args.epochs,
         frames=args.frames,
         n_mels=args.n_mels,

@@ -14,12 +14,10 @@ L2-normalises the embeddings. Only standard Keras layers are used, so the saved
 the feature settings from the side file `MODEL.keras.json`.
 """
 
-import os
-
 import keras
 import numpy as np
 
-from apps._common import fail, read_side_file, side_path
+from apps._common import fail, load_keras_model, read_side_file, side_path
 from apps.audio_similarity.features import FeatureSettings
 
 DEFAULT_WIDTH = 16
@@ -77,9 +75,7 @@ def load_model(model_path):
     """
     import keras_triplet  # noqa: F401 - registers TripletModel (and the losses)
 
-    if not os.path.exists(model_path):
-        fail(f"model file {model_path!r} not found (train one with `train`).")
-    model = keras.saving.load_model(model_path, compile=False)
+    model = load_keras_model(model_path, hint="Train one with `train DATA --out MODEL.keras`.")
     _, frames, n_mels, _ = model.embedder.input_shape
     meta = read_side_file(model_path)
     settings = FeatureSettings.from_dict(meta.get("features", {"n_mels": n_mels}))

@@ -7,33 +7,40 @@ import numpy as np
 
 from apps.audio_similarity import features as F
 
+# What each logged series is, for the y axis of its panel.
+Y_LABELS = {
+    "loss": "triplet loss",
+    "active_fraction": "fraction of triplets with loss > 0",
+    "hard_fraction": "fraction with d(a, n) < d(a, p)",
+    "positive_distance": "mean d(anchor, positive)",
+    "negative_distance": "mean d(anchor, negative)",
+    "embedding_norm": "mean L2 norm",
+}
+
 
 def plot_history(history, path):
-    """Loss and mining statistics per epoch, one panel each (PNG)."""
+    """Loss and mining statistics per epoch, one panel each (PNG): training in solid
+    lines, validation (the `val_` series, when the run had validation data) dashed."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    names = [
-        n
-        for n in (
-            "loss",
-            "active_fraction",
-            "hard_fraction",
-            "positive_distance",
-            "negative_distance",
-            "embedding_norm",
-        )
-        if n in history
-    ]
-    fig = Figure(figsize=(3.2 * len(names), 2.8), layout="constrained")
+    names = [n for n in Y_LABELS if n in history]
+    fig = Figure(figsize=(3.2 * len(names), 2.9), layout="constrained")
     FigureCanvasAgg(fig)
     for i, name in enumerate(names):
         ax = fig.add_subplot(1, len(names), i + 1)
-        values = history[name]
-        ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3)
+        for key, style, label in ((name, "-", "training"), ("val_" + name, "--", "validation")):
+            values = history.get(key)
+            if values:
+                ax.plot(np.arange(1, len(values) + 1), values, style, marker="o", markersize=3, label=label)
         ax.set_title(name.replace("_", " "))
         ax.set_xlabel("epoch")
+        ax.set_ylabel(Y_LABELS[name])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
+        if i == 0 and any("val_" + n in history for n in names):
+            ax.legend(fontsize="small")
     fig.savefig(path, dpi=90)
     return path
 
@@ -51,13 +58,18 @@ def make_plots(emb, fs, idx, picks, frames, folder, baseline=None):
     out.append(p)
     p = os.path.join(folder, "roc.png")
     d, same = pair_distances(emb, fs.labels)
-    fig = plots.roc_curve_plot(d, same, title="held-out classes: verification ROC", label="triplet CNN")
+    # FAR on a log scale: the useful region (low false accepts) is the left edge.
+    fig = plots.roc_curve_plot(
+        d, same, log_far=True, title="held-out classes: verification ROC", label="triplet CNN"
+    )
     if baseline is not None:
         _add_roc(fig, baseline, fs.labels)
     fig.savefig(p, dpi=100)
     out.append(p)
     p = os.path.join(folder, "projection.png")
-    plots.embedding_projection(emb, fs.labels, title="held-out classes (PCA of embeddings)", path=p)
+    plots.embedding_projection(
+        emb, fs.labels, title="held-out classes (PCA of embeddings)", class_names=fs.class_names, path=p
+    )
     out.append(p)
     p = os.path.join(folder, "neighbors.png")
     d, ids, labels = idx.search(emb[picks], 5)

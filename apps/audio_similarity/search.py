@@ -58,6 +58,7 @@ def load_index(path, model_path=None):
     otherwise; both give the same neighbours up to float32 rounding)."""
     from keras_triplet.index import EmbeddingIndex
 
+    rebuild = "rebuild it with `index DATA --model MODEL.keras --out INDEX`."
     if not os.path.exists(path):
         fail(f"index {path!r} not found (build one with `index`).")
     try:
@@ -68,12 +69,17 @@ def load_index(path, model_path=None):
         backend = "exact"
     try:
         idx = EmbeddingIndex.load(path, backend=backend)
-    except ValueError as e:
-        fail(str(e))
+    except (OSError, ValueError) as e:  # a one-line message: truncated, corrupt, tampered
+        fail(f"{e} Restore the file or {rebuild}")
     if model_path is None:
         if not os.path.exists(side_path(path)):
             fail(f"{side_path(path)} (which names the index's model) is missing; pass --model MODEL.keras.")
-        model_path = read_json(side_path(path))["model"]
+        try:
+            model_path = read_json(side_path(path))["model"]
+        except (ValueError, KeyError, TypeError):
+            fail(
+                f"{side_path(path)} is corrupt (no model named in it); pass --model MODEL.keras or {rebuild}"
+            )
     return idx, model_path
 
 

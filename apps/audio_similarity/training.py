@@ -24,7 +24,7 @@ import time
 import keras
 import numpy as np
 
-from apps._common import fail, log, read_json, side_path, write_json, write_model
+from apps._common import epoch_progress, fail, log, read_json, side_path, write_json, write_model
 from apps.audio_similarity import features as F
 from apps.audio_similarity.augment import Augmenter
 from apps.audio_similarity.model import build_model, self_check_input
@@ -67,7 +67,8 @@ def train(args):
     steps = args.steps_per_epoch or sampler.steps_per_epoch
     checkpoint = Checkpoint(stem, run_signature(args, P, steps))
     model, initial_epoch = resume_or_build(args, data, checkpoint, steps)
-    fit(model, data, sampler, args, steps, initial_epoch, checkpoint)
+    validation = validation_batches(args, data, P, report_path=stem + ".val.skipped.tsv")
+    fit(model, data, sampler, args, steps, initial_epoch, checkpoint, validation)
     export(model, args.out, data, args, steps, P, checkpoint)
     checkpoint.remove()
     return checkpoint.seconds
@@ -101,6 +102,32 @@ def prepare(args, report_path):
     )
 
 
+def validation_batches(args, data, P, report_path):
+    """`(x, y, batch_size)` of `--val-data` (None without it): its clips, centre-cropped,
+    in one epoch of fixed P×K batches (a triplet loss needs positives in every batch).
+    Keras then logs the validation loss and mining statistics after every epoch (the
+    dashed curves of MODEL.curves.png); nothing is chosen from them."""
+    folder = getattr(args, "val_data", None)
+    if not folder:
+        return None
+    fs = F.load_folder(folder, data.settings, args.cache_dir, not args.quiet, report_path=report_path)
+    counts = np.bincount(fs.labels, minlength=len(fs.class_names))
+    keep = np.flatnonzero(counts[fs.labels] >= 2)
+    if len(np.unique(fs.labels[keep])) < 2:
+        log(f"warning: --val-data {folder!r} has fewer than 2 classes with 2 or more clips; no validation.")
+        return None
+    labels = fs.labels[keep]
+    sampler = PKSampler(
+        labels,
+        classes_per_batch=min(P, len(np.unique(labels))),
+        samples_per_class=args.samples_per_class,
+        seed=args.seed,
+    )
+    order = keep[sampler.epoch_indices(0).reshape(-1)]
+    x = np.stack([F.fit_window(fs.features[i], args.frames) for i in order])[..., None]
+    return x.astype("float32"), fs.labels[order].astype("int32"), sampler.batch_size
+
+
 # ------------------------------------------------------------------------ 2. resume or build
 
 
@@ -121,6 +148,7 @@ def run_signature(args, P, steps):
         "epochs": args.epochs,
         "steps": steps,
         "backend": keras.backend.backend(),
+        "val_data": os.path.abspath(args.val_data) if getattr(args, "val_data", None) else None,
     }
 
 
@@ -202,8 +230,9 @@ def resume_or_build(args, data, checkpoint, steps):
 # ------------------------------------------------------------------------------------ 3. fit
 
 
-def fit(model, data, sampler, args, steps, initial_epoch, checkpoint):
-    """Fits `model` from `initial_epoch` to `args.epochs` on augmented random crops."""
+def fit(model, data, sampler, args, steps, initial_epoch, checkpoint, validation=None):
+    """Fits `model` from `initial_epoch` to `args.epochs` on augmented random crops
+    (and reports the loss on `validation`, from `validation_batches`, after each epoch)."""
     augment = Augmenter(frames=args.frames, enabled=not args.no_augment)
     counter = iter(range(1 << 62))  # one seeded generator per loaded example
 
@@ -229,9 +258,13 @@ def fit(model, data, sampler, args, steps, initial_epoch, checkpoint):
             epochs=args.epochs,
             steps_per_epoch=steps,
             initial_epoch=initial_epoch,
-            callbacks=[checkpoint],
-            verbose=0 if args.quiet else args.verbose,
+            # --verbose 1: one line per epoch that fits the terminal; 2: Keras' own output.
+            callbacks=[checkpoint]
+            + ([epoch_progress(args.epochs)] if args.verbose == 1 and not args.quiet else []),
+            verbose=0 if args.quiet or args.verbose < 2 else 2,
             shuffle=False,
+            validation_data=None if validation is None else validation[:2],
+            validation_batch_size=None if validation is None else validation[2],
         )
 
 

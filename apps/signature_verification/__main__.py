@@ -10,7 +10,14 @@ import argparse
 import os
 import sys
 
-from apps._common import add_backend_argument, select_backend
+from apps._common import (
+    add_backend_argument,
+    fail,
+    quiet_tensorflow,
+    require_file,
+    require_folder,
+    select_backend,
+)
 from apps._web import add_server_arguments
 from apps.signature_verification.protocol import RULES  # NumPy and Pillow only: --help stays fast
 
@@ -171,9 +178,37 @@ def build_parser():
     return p
 
 
+def check_inputs(args):
+    """One-line errors for missing inputs and impossible sizes, before Keras and the
+    backend are imported."""
+    train_hint = "Train one with `train DATA --out MODEL.keras`."
+    if args.command in ("generate", "demo") and args.writers < 1:
+        fail(f"--writers must be at least 1; got {args.writers}.")
+    if args.command == "generate" and args.genuine < 1:
+        fail(f"--genuine must be at least 1; got {args.genuine}.")
+    if args.command in ("train", "evaluate"):
+        require_folder(args.data, hint="Give a CEDAR, BHSig260 or generic (DATA/<writer>/...) folder.")
+    if args.command in ("evaluate", "enroll", "serve") or (args.command == "verify" and args.model):
+        require_file(args.model, "model file", train_hint)
+    if args.command == "enroll":
+        require_folder(args.writer_dir, "writer folder", "Give a folder of the writer's genuine signatures.")
+    if args.command == "verify":
+        require_file(
+            args.profile,
+            "profile",
+            "Enrol the writer first with `enroll WRITER_DIR --model MODEL.keras --out PROFILE`.",
+        )
+        require_file(args.image, "image")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    select_backend(args.backend)
+    select_backend(args.backend)  # (only sets a variable; fails if another backend is loaded)
+    check_inputs(args)
+    # --verbose 2 keeps TensorFlow's logging; training feeds batches through tf.data.
+    quiet_tensorflow(
+        verbose=getattr(args, "verbose", 1) >= 2, preload=True if args.command in ("train", "demo") else None
+    )
     if args.command == "serve":
         from apps.signature_verification.serve import serve  # imports Keras: after select_backend
 

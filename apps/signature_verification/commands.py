@@ -12,7 +12,7 @@ import time
 
 from apps._common import SkipReport, fail, log, sha256, write_json
 from apps.signature_verification import enrollment, protocol
-from apps.signature_verification.evaluation import load_split_images, percent
+from apps.signature_verification.evaluation import FEW_WRITERS, load_split_images, percent
 from apps.signature_verification.loaders import load_dataset
 from apps.signature_verification.training import check_inputs, load_model, save_model, train_model
 
@@ -139,6 +139,12 @@ def evaluate(args):
     from apps.signature_verification.evaluation import evaluate as run
 
     result = run(args.data, args.model, args.references, args.rule, args.layout, plots=args.plots)
+    if result["test_writers"] < FEW_WRITERS:
+        log(
+            f"warning: only {result['test_writers']} test writers: the rates below are rough (see the 95% "
+            f"intervals of the EERs, a bootstrap over writers); evaluate on {FEW_WRITERS} or more writers "
+            "to compare models."
+        )
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return 0
@@ -146,12 +152,11 @@ def evaluate(args):
         f"split: {result['split']}; {result['val_writers']} validation, {result['test_writers']} test writers; "
         f"{result['references']} references, rule: {result['rule']}"
     )
-    print(
-        f"EER  skilled forgeries: {percent(result['eer_skilled'])}   AUC {percent(result['auc_skilled'], False)}"
-    )
-    print(
-        f"EER  random forgeries:  {percent(result['eer_random'])}   AUC {percent(result['auc_random'], False)}"
-    )
+    for kind, pad in (("skilled", ""), ("random", " ")):
+        print(
+            f"EER  {kind} forgeries: {pad}{percent(result[f'eer_{kind}'])}{_interval(result, kind)}   "
+            f"AUC {percent(result[f'auc_{kind}'], False)}"
+        )
     print(
         f"at the validation threshold {result['threshold']:.4f}: FRR {percent(result['frr'])}, "
         f"FAR skilled {percent(result['far_skilled'])}, FAR random {percent(result['far_random'])}"
@@ -159,6 +164,12 @@ def evaluate(args):
     for p in result.get("plots", []):
         print(f"plot: {p}")
     return 0
+
+
+def _interval(result, kind):
+    """` (95% CI a–b%)` of the EER of `kind` forgeries, or nothing."""
+    ci = result.get(f"eer_{kind}_ci95")
+    return f" (95% CI {100 * ci[0]:.2f}–{100 * ci[1]:.2f}%)" if ci else ""
 
 
 def enroll(args):

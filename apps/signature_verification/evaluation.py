@@ -33,6 +33,68 @@ def score_writers(embeddings, writers, genuine, references=5, rule="min", seed=0
     return protocol.summarize(scores, threshold), scores
 
 
+FEW_WRITERS = 30  # below this many test writers `evaluate` warns that its rates are rough
+
+
+def eer_interval(scores, kind="skilled", level=0.95, resamples=200, seed=0):
+    """`[low, high]`: a `level` confidence interval of the EER of genuine signatures
+    against `kind` forgeries; None without scores.
+
+    The wider of two: a bootstrap over writers (each resample draws the writers with
+    replacement and keeps all their scores, since one writer's scores are not
+    independent), and the Wilson interval of the EER as a proportion of the smaller of the
+    two score counts (which stays honest where every resample gives the same EER, e.g. 0
+    on a few perfectly separated writers).
+
+    >>> rng = np.random.default_rng(0)
+    >>> writers = np.repeat(np.arange(20).astype(str), 5)
+    >>> scores = {"writers": list(np.unique(writers)), "genuine": rng.normal(1, 0.3, 100),
+    ...           "genuine_writer": writers, "skilled": rng.normal(1.6, 0.3, 100), "skilled_writer": writers}
+    >>> low, high = eer_interval(scores)
+    >>> bool(low < 0.16 < high)
+    True
+    """
+    from keras_triplet.metrics import equal_error_rate
+
+    if len(scores[kind]) == 0 or len(scores["genuine"]) == 0:
+        return None
+    writers = np.asarray(scores["writers"]).astype(str)
+    by_writer = {
+        key: {
+            w: np.asarray(scores[key])[np.asarray(scores[key + "_writer"]).astype(str) == w] for w in writers
+        }
+        for key in ("genuine", kind)
+    }
+    rng = np.random.default_rng(seed)
+    eers = []
+    for _ in range(resamples):
+        sample = rng.choice(writers, size=len(writers), replace=True)
+        g = np.concatenate([by_writer["genuine"][w] for w in sample])
+        f = np.concatenate([by_writer[kind][w] for w in sample])
+        if len(g) and len(f):
+            eers.append(
+                equal_error_rate(np.r_[g, f], np.r_[np.ones(len(g), bool), np.zeros(len(f), bool)])[0]
+            )
+    if not eers:
+        return None
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(eers, tail), np.percentile(eers, 100 - tail)
+    g, f = np.asarray(scores["genuine"]), np.asarray(scores[kind])
+    eer = equal_error_rate(np.r_[g, f], np.r_[np.ones(len(g), bool), np.zeros(len(f), bool)])[0]
+    w_low, w_high = _wilson(eer, min(len(g), len(f)), level)
+    return [float(min(low, w_low)), float(max(high, w_high))]
+
+
+def _wilson(p, n, level=0.95):
+    """The Wilson score interval of a proportion `p` observed on `n` trials."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def load_split_images(dataset, writers, size):
     """Images, writer ids and genuine flags of `writers` (unreadable files skipped and
     reported)."""
@@ -75,6 +137,8 @@ def evaluate(
     result, test_scores = score_writers(
         model.embed(tx, batch_size=128), tw, tg, references, rule, seed, threshold=val["threshold"]
     )
+    for kind in ("skilled", "random"):
+        result[f"eer_{kind}_ci95"] = eer_interval(test_scores, kind, seed=seed)
     result.update(
         {
             "references": references,
@@ -87,7 +151,7 @@ def evaluate(
         }
     )
     if plots:
-        result["plots"] = write_plots(test_scores, plots)
+        result["plots"] = write_plots(test_scores, plots, threshold=val["threshold"])
     return result
 
 

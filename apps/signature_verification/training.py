@@ -46,12 +46,13 @@ validation writers, the writer split and a fingerprint of the training data (so
 """
 
 import os
+import sys
 import time
 
 import keras
 import numpy as np
 
-from apps._common import read_side_file, side_path, write_json, write_model
+from apps._common import epoch_progress, load_keras_model, read_side_file, side_path, write_json, write_model
 from apps.signature_verification import protocol
 from apps.signature_verification.model import build_model
 from keras_triplet.data import PKSampler
@@ -222,13 +223,15 @@ def train_model(
     if val_images is not None and len(val_images):
         validation = ValidationEER(val_images, val_writers, val_genuine, references, rule, seed, verbose)
         callbacks.append(validation)
+    if verbose == 1:  # one line per epoch that fits the terminal; 2: Keras' own output
+        callbacks.append(epoch_progress(epochs, stream=sys.stdout))
     history = model.fit(
         ds,
         steps_per_epoch=steps,
         epochs=epochs,
         callbacks=callbacks,
         shuffle=False,
-        verbose=2 if verbose else 0,
+        verbose=2 if verbose >= 2 else 0,
     )
     times = timer.seconds
     info = {
@@ -280,9 +283,7 @@ def load_model(path):
     import keras_triplet  # noqa: F401  (registers TripletModel and the losses)
 
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such model file (train one with `train DATA --out {path}`).")
-    model = keras.saving.load_model(path, compile=False)
+    model = load_keras_model(path, hint=f"Train one with `train DATA --out {path}`.")
     meta = read_side_file(path)
     if "image_size" not in meta:
         shape = model.embedder.input_shape if hasattr(model, "embedder") else model.input_shape

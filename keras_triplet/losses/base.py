@@ -1,5 +1,7 @@
 """`MetricLoss`: the base of every loss here, a `keras.losses.Loss` that knows its distance."""
 
+import re
+
 import keras
 from keras import ops
 
@@ -78,6 +80,40 @@ class MetricLoss(keras.losses.Loss):
         config = super().get_config()
         config.update({"distance": self.distance, "p": self.p})
         return config
+
+    def __repr__(self):
+        """The class and its configuration (`get_config`), as a call that rebuilds it;
+        the name, reduction and dtype only when they are not the defaults.
+
+        >>> from keras_triplet.losses import TripletLoss
+        >>> TripletLoss(margin=0.2, miner="batch-hard")
+        TripletLoss(distance='euclidean', p=None, margin=0.2, miner=BatchHardMiner(distance='euclidean', p=None), soft_margin=False, average='auto')
+        """
+        config = self.get_config()
+        defaults = {
+            "name": re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower(),
+            "reduction": "sum_over_batch_size",
+            "dtype": None,
+        }
+        config = {k: v for k, v in config.items() if k not in defaults or v != defaults[k]}
+        return _call_repr(type(self).__name__, config)
+
+
+def _call_repr(class_name, config):
+    """`Name(key=value, ...)`, with serialized Keras objects (a miner) written the same way
+    without their layer bookkeeping (name, trainable, dtype)."""
+    items = []
+    for key, value in config.items():
+        if isinstance(value, dict) and {"class_name", "config"} <= value.keys():
+            inner = {k: v for k, v in value["config"].items() if k not in ("name", "trainable", "dtype")}
+            value = _Raw(_call_repr(value["class_name"], inner))
+        items.append(f"{key}={value!r}")
+    return f"{class_name}({', '.join(items)})"
+
+
+class _Raw(str):
+    def __repr__(self):
+        return str(self)
 
 
 def prepare(y_true, y_pred, distance, p):
