@@ -14,6 +14,7 @@ from keras import ops
 
 from keras_triplet import distances as distances_module
 from keras_triplet.losses import MetricLoss
+from keras_triplet.models import distributed
 from keras_triplet.models import memory as memory_module
 from keras_triplet.models import step
 from keras_triplet.models.step import RECALL_NAME, STATISTICS
@@ -58,6 +59,13 @@ class TripletModel(keras.Model):
         outputs: the outputs of the functional form.
         normalize: L2-normalise the embeddings (default True).
         memory_size: size `M` of the cross-batch memory; 0 (default) disables it.
+        mining: under data parallelism (`keras.distribution` on JAX, `tf.distribute`,
+            `torch.distributed` after `models.data_parallel(model)`): `"global"`
+            (default) mines the global batch, every replica's labels and embeddings
+            gathered, and trains as one device would on the same global batches;
+            `"per_replica"` mines each replica's slice alone (cheaper; what
+            tensorflow-addons did) and averages the slices' losses. The same on one
+            device. See `keras_triplet/models/distributed.py`.
         name, dtype, trainable: as for any Keras model.
 
     Example:
@@ -83,6 +91,7 @@ class TripletModel(keras.Model):
         inputs=None,
         normalize=True,
         memory_size=0,
+        mining="global",
         **kwargs,
     ):
         if outputs is not None:
@@ -115,8 +124,10 @@ class TripletModel(keras.Model):
             raise ValueError(
                 f"memory_size must be >= 0 (0 disables the cross-batch memory); got {memory_size}."
             )
+        distributed.check_mining(mining)
         super().__init__(**kwargs)
         self.embedder = embedder
+        self.mining = mining
         self.normalize = bool(normalize)
         self.memory_size = memory_size
         self.memory = (
@@ -124,7 +135,7 @@ class TripletModel(keras.Model):
         )
         self._statistic_trackers = [keras.metrics.Mean(name=n) for n in STATISTICS]
         self._recall_tracker = keras.metrics.Mean(name=RECALL_NAME)
-        self._last_call = None  # see `call`
+        self._last_calls = []  # see `call`
         self._logs_recall = False  # see `compute_loss`
 
     # ------------------------------------------------------------------ forward pass
@@ -171,9 +182,10 @@ class TripletModel(keras.Model):
         # the call and `compute_loss` one after the other in the same trace (on JAX:
         # `stateless_call`, then `stateless_compute_loss`, inside one `value_and_grad`),
         # the way `add_loss` values reach it. No variable is added: saved files keep
-        # their layout. (A strategy that runs replicas in threads, as
-        # `tf.distribute.MirroredStrategy` does, would need one record per replica.)
-        self._last_call = (weakref.ref(embeddings), ops.stop_gradient(raw))
+        # their layout. `tf.distribute.MirroredStrategy` runs its replicas' steps in
+        # threads, hence a short list of records, each taken by its own tensor.
+        self._last_calls = [r for r in self._last_calls if r[0]() is not None][-7:]
+        self._last_calls.append((weakref.ref(embeddings), ops.stop_gradient(raw)))
         if return_raw:
             return raw, embeddings
         return embeddings
@@ -182,9 +194,12 @@ class TripletModel(keras.Model):
         """The embedder's output (detached) that `call` turned into `y_pred`; `y_pred`
         itself when it is not normalised or did not come from the last call (a
         `compute_loss` called by hand on other embeddings)."""
-        record, self._last_call = self._last_call, None
-        if self.normalize and record is not None and record[0]() is y_pred:
-            return record[1]
+        for i, (embeddings, raw) in enumerate(self._last_calls):
+            if embeddings() is y_pred:
+                del self._last_calls[i]  # by position: `==` on tensors is elementwise
+                if self.normalize:
+                    return raw
+                break
         return ops.stop_gradient(y_pred)
 
     def compute_output_shape(self, input_shape):
@@ -239,14 +254,19 @@ class TripletModel(keras.Model):
             # JAX, whose tensors are immutable).
             memory_state = tuple(ops.copy(value) for value in self.memory.state())
         loss, stats, new_memory = step.batch_loss_and_statistics(
-            loss_fn, y, y_pred, memory_state=memory_state, training=training
+            loss_fn, y, y_pred, memory_state=memory_state, training=training, mining=self.mining
         )
         extra = [ops.sum(ops.cast(value, "float32")) for value in self.losses]
         if extra:  # add_loss and regularisation losses
             loss = loss + sum(extra[1:], extra[0])
+        # Under tf.distribute Keras expects each replica's loss divided by the replicas.
+        scale = distributed.loss_scale()
+        if scale != 1:
+            loss = loss * scale
         if new_memory is not None:
             self.memory.assign(new_memory)
-        stats["embedding_norm"] = step.mean_norm(self._embedder_output_of(y_pred))
+        norm = step.mean_norm(self._embedder_output_of(y_pred))
+        stats["embedding_norm"] = distributed.replica_mean(norm)  # this replica's rows only
         for tracker in self._statistic_trackers:
             tracker.update_state(stats[tracker.name])
         if not training:
@@ -285,6 +305,7 @@ class TripletModel(keras.Model):
             "embedder": keras.saving.serialize_keras_object(self.embedder),
             "normalize": self.normalize,
             "memory_size": self.memory_size,
+            "mining": self.mining,
         }
         if self.dtype_policy is not None:
             config["dtype"] = keras.saving.serialize_keras_object(self.dtype_policy)
