@@ -171,7 +171,7 @@ def data_parallel(model):
             "A keras.distribution is set: Keras already runs the step data-parallel over "
             "global arrays; data_parallel(model) is for torchrun without it."
         )
-    if not model.built or not model.trainable_weights:
+    if not model.trainable_weights:
         raise ValueError(
             "data_parallel(model) needs a built model (its weights are broadcast from rank "
             "0): give the embedder a keras.Input, or call model.build(input_shape) first."

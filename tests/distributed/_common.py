@@ -48,7 +48,7 @@ def model(loss_kwargs, memory_size=0, mining="global", loss=None):
     embedder = keras.Sequential(
         [
             keras.Input((INPUT_DIM,)),
-            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(0.01)),
             keras.layers.Dense(EMBEDDING_DIM),
         ]
     )
