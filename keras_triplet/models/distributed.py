@@ -28,6 +28,7 @@ global batch, so all hold the same queue.
 from typing import NamedTuple
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_triplet import _backend
@@ -109,6 +110,32 @@ def check_batch_split(batch_size, num_replicas, samples_per_class=None):
                 f"must hold whole classes (a multiple of K={k}); make the number of classes "
                 f"per batch P a multiple of {num_replicas}."
             )
+
+
+def pad_for_replicas(x, batch_size):
+    """`(x, batch_size, n)` for a prediction over global arrays: JAX's `keras.distribution`
+    shards every batch over the devices, so the last, partial batch of `n` rows must be
+    a multiple of their number too. In-memory arrays (or a tuple / dict of them) get
+    copies of their last row appended and a batch size rounded to a multiple of the
+    replicas; keep the first `n` outputs. Anything else comes back unchanged.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x, batch_size, n = pad_for_replicas(np.ones((5, 2)), 256)  # one device
+    >>> x.shape, batch_size, n
+    ((5, 2), 256, 5)
+    """
+    count = replicas().count
+    leaves = keras.tree.flatten(x)
+    if count == 1 or not leaves or not all(isinstance(v, np.ndarray) for v in leaves):
+        return x, batch_size, None
+    n = len(leaves[0])
+    pad = -n % count
+    batch_size = max(count, int(batch_size) // count * count)
+    if pad:
+        x = keras.tree.map_structure(lambda v: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]), x)
+    return x, batch_size, n
 
 
 def gather(x):

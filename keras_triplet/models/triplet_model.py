@@ -215,8 +215,10 @@ class TripletModel(keras.Model):
         >>> model.embed(np.ones((5, 3), "float32"), batch_size=2).shape
         (5, 2)
         """
+        # Under keras.distribution every batch is sharded over the devices (the last too).
+        x, batch_size, n = distributed.pad_for_replicas(x, batch_size)
         embeddings = self.predict(x, batch_size=batch_size, verbose=verbose)
-        return np.asarray(ops.convert_to_numpy(embeddings), dtype="float32")
+        return np.asarray(ops.convert_to_numpy(embeddings), dtype="float32")[:n]
 
     # ------------------------------------------------------------------ the step, through Keras' hooks
 
