@@ -76,6 +76,11 @@ def test_embed_and_retrieval_evaluation_under_data_parallelism(results):
     assert "embed" in r["evaluation_names"] and "val_map@r" in r["evaluation_names"], r
 
 
+def test_example_script_runs(results):
+    """`examples/distributed/train_<backend>.py`, 2 steps on the virtual devices."""
+    assert 0.0 < results["example_map@r"] <= 1.0
+
+
 def test_torch_errors(results):
     if BACKEND != "torch":
         pytest.skip("torch.distributed only")

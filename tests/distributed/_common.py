@@ -140,5 +140,17 @@ def weights_at_start():
     return _START[0]
 
 
+def run_example(backend, **kwargs):
+    """Runs `examples/distributed/train_<backend>.py`'s `main` for 2 steps; its MAP@R."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "distributed", f"train_{backend}.py")
+    spec = importlib.util.spec_from_file_location(f"train_{backend}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return float(module.main(epochs=1, steps_per_epoch=2, **kwargs)["map@r"])
+
+
 def emit(results):
     print("RESULTS " + json.dumps(results))

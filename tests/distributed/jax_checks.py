@@ -28,4 +28,5 @@ for name, loss_kwargs, memory_size, mining in _common.CASES:
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()))
     parallel = _common.train(_common.model(loss_kwargs, memory_size, mining), x, y, evaluation=evaluation)
     results[name] = _common.compare(reference, parallel)
+results["example_map@r"] = _common.run_example("jax")
 _common.emit(results)

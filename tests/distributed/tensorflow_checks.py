@@ -28,4 +28,5 @@ for name, loss_kwargs, memory_size, mining in _common.CASES:
     with strategy.scope():
         parallel = _common.model(loss_kwargs, memory_size, mining)
     results[name] = _common.compare(reference, _common.train(parallel, x, y))
+results["example_map@r"] = _common.run_example("tensorflow", strategy=strategy)
 _common.emit(results)

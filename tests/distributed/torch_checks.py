@@ -49,6 +49,7 @@ def worker(rank, port, out_dir):
         results["uneven"] = "no error"
     except ValueError as error:
         results["uneven"] = str(error)
+    results["example_map@r"] = _common.run_example("torch")
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(results, f)
     dist.destroy_process_group()
@@ -84,4 +85,5 @@ if __name__ == "__main__":
         results[name] = _common.compare(references[name], (logs, np.array(weights), memory, end))
         results[name]["ranks_equal"] = all(r[name][1] == ranks[0][name][1] for r in ranks)
     results["uneven"] = ranks[0]["uneven"]
+    results["example_map@r"] = ranks[0]["example_map@r"]
     _common.emit(results)
