@@ -82,7 +82,9 @@ def in_context(devices):
 
         import jax
 
-        distribution = keras.distribution.DataParallel(devices=jax.devices()[:devices]) if devices > 1 else None
+        distribution = (
+            keras.distribution.DataParallel(devices=jax.devices()[:devices]) if devices > 1 else None
+        )
 
         @contextlib.contextmanager
         def scope():
@@ -125,14 +127,20 @@ def main():
     args = parser.parse_args()
     x, y = data(args.classes, args.per_class)
     batch = x.shape[0]
-    print(f"backend {BACKEND}, global batch {batch} = {args.classes} × {args.per_class}, MLP {INPUT_DIM}→256→{DIM}")
+    print(
+        f"backend {BACKEND}, global batch {batch} = {args.classes} × {args.per_class}, MLP {INPUT_DIM}→256→{DIM}"
+    )
     head = "| devices | miner | global ms/step | per-replica ms/step | global over per-replica |"
     if BACKEND == "tensorflow":
         head += " gather ms |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for devices in (1, 2, MAX_DEVICES):
-        gather = f" {gather_ms(devices, batch, args.steps * 5, args.rounds):.2f} |" if BACKEND == "tensorflow" else ""
+        gather = (
+            f" {gather_ms(devices, batch, args.steps * 5, args.rounds):.2f} |"
+            if BACKEND == "tensorflow"
+            else ""
+        )
         for miner in args.miners.split(","):
             ms = {}
             for mining in ("global", "per_replica"):

@@ -31,7 +31,9 @@ def main(epochs=5, steps_per_epoch=None, mining="global", seed=0):
     # P = 8 digits × K = 8 images: 64 per global batch, P a multiple of 1, 2, 4 or 8 devices.
     data = keras_triplet.PKPyDataset(x, y, classes_per_batch=8, samples_per_class=8, seed=seed)
     keras.utils.set_random_seed(seed)  # the same initial weights on every host
-    embedder = keras.Sequential([keras.Input((64,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(32)])
+    embedder = keras.Sequential(
+        [keras.Input((64,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(32)]
+    )
     model = keras_triplet.TripletModel(embedder, mining=mining)
     model.compile(optimizer="adam", loss=keras_triplet.losses.TripletLoss(margin=0.2, miner="semi-hard"))
     model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False, verbose=2)

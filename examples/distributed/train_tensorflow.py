@@ -54,7 +54,9 @@ def main(strategy, epochs=5, steps_per_epoch=None, mining="global", seed=0):
     )
     keras.utils.set_random_seed(seed)
     with strategy.scope():
-        embedder = keras.Sequential([keras.Input((64,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(32)])
+        embedder = keras.Sequential(
+            [keras.Input((64,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(32)]
+        )
         model = keras_triplet.TripletModel(embedder, mining=mining)
         model.compile(optimizer="adam", loss=keras_triplet.losses.TripletLoss(margin=0.2, miner="semi-hard"))
     model.fit(

@@ -36,11 +36,15 @@ def main(epochs=5, steps_per_epoch=None, mining="global", seed=0):
         x, y, classes_per_batch=8, samples_per_class=8, seed=seed, num_shards=world, shard_index=rank
     )
     keras.utils.set_random_seed(seed)
-    embedder = keras.Sequential([keras.Input((64,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(32)])
+    embedder = keras.Sequential(
+        [keras.Input((64,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(32)]
+    )
     model = keras_triplet.TripletModel(embedder, mining=mining)
     model.compile(optimizer="adam", loss=keras_triplet.losses.TripletLoss(margin=0.2, miner="semi-hard"))
     keras_triplet.models.data_parallel(model)
-    model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False, verbose=2 if rank == 0 else 0)
+    model.fit(
+        data, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False, verbose=2 if rank == 0 else 0
+    )
     retrieval = keras_triplet.metrics.retrieval_metrics(model.embed(x), y, ks=(1,))
     if rank == 0:
         print(f"{world} ranks, mining={mining}: MAP@R {retrieval['map@r']:.3f}")

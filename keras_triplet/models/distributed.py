@@ -29,7 +29,6 @@ from typing import NamedTuple
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_triplet import _backend
 

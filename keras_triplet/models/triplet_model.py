@@ -14,9 +14,8 @@ from keras import ops
 
 from keras_triplet import distances as distances_module
 from keras_triplet.losses import MetricLoss
-from keras_triplet.models import distributed
+from keras_triplet.models import distributed, step
 from keras_triplet.models import memory as memory_module
-from keras_triplet.models import step
 from keras_triplet.models.step import RECALL_NAME, STATISTICS
 
 

@@ -145,7 +145,9 @@ def run_example(backend, **kwargs):
     import importlib.util
     import os
 
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "distributed", f"train_{backend}.py")
+    path = os.path.join(
+        os.path.dirname(__file__), "..", "..", "examples", "distributed", f"train_{backend}.py"
+    )
     spec = importlib.util.spec_from_file_location(f"train_{backend}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

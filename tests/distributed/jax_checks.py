@@ -9,10 +9,9 @@ os.environ["KERAS_BACKEND"] = "jax"
 os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={REPLICAS}"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _common  # noqa: E402
 import jax  # noqa: E402
 import keras  # noqa: E402
-
-import _common  # noqa: E402
 
 assert len(jax.devices()) == REPLICAS, jax.devices()
 x, y = _common.data()
