@@ -267,7 +267,7 @@ class TripletModel(keras.Model):
         if new_memory is not None:
             self.memory.assign(new_memory)
         norm = step.mean_norm(self._embedder_output_of(y_pred))
-        stats["embedding_norm"] = distributed.replica_mean(norm)  # this replica's rows only
+        stats["embedding_norm"] = distributed.replica_mean(norm)  # of this replica's rows: averaged
         for tracker in self._statistic_trackers:
             tracker.update_state(stats[tracker.name])
         if not training:
