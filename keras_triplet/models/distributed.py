@@ -116,14 +116,15 @@ def pad_for_replicas(x, batch_size):
     shards every batch over the devices, so the last, partial batch of `n` rows must be
     a multiple of their number too. In-memory arrays (or a tuple / dict of them) get
     copies of their last row appended and a batch size rounded to a multiple of the
-    replicas; keep the first `n` outputs. Anything else comes back unchanged.
+    replicas; keep the first `n` outputs. Anything else, and anything on one device,
+    comes back unchanged, with `n = None` (keep every output).
 
     Example:
 
     >>> import numpy as np
     >>> x, batch_size, n = pad_for_replicas(np.ones((5, 2)), 256)  # one device
     >>> x.shape, batch_size, n
-    ((5, 2), 256, 5)
+    ((5, 2), 256, None)
     """
     count = replicas().count
     leaves = keras.tree.flatten(x)
