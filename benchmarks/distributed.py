@@ -63,16 +63,20 @@ def make_model(miner, mining):
     return model
 
 
-def time_calls(fn, steps, rounds):
-    fn()
-    fn()  # compiled and warm
-    times = []
+def time_calls(fns, steps, rounds):
+    """Median ms per call of each of `fns`, which take turns within each round (so that
+    a busy machine slows them alike)."""
+    for fn in fns:
+        fn()
+        fn()  # compiled and warm
+    times = [[] for _ in fns]
     for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        times.append((time.perf_counter() - start) / steps * 1e3)
-    return statistics.median(times)
+        for fn, spent in zip(fns, times):
+            start = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            spent.append((time.perf_counter() - start) / steps * 1e3)
+    return [statistics.median(spent) for spent in times]
 
 
 def in_context(devices):
@@ -118,7 +122,7 @@ def gather_ms(devices, batch, steps, rounds):
         embeddings, _ = strategy.experimental_local_results(gather())[0]
         return embeddings.numpy()
 
-    return time_calls(run, steps, rounds)
+    return time_calls([run], steps, rounds)[0]
 
 
 def main():
@@ -146,11 +150,10 @@ def main():
             else ""
         )
         for miner in args.miners.split(","):
-            ms = {}
-            for mining in ("global", "per_replica"):
-                with in_context(devices):
-                    model = make_model(miner, mining)
-                    ms[mining] = time_calls(lambda m=model: m.train_on_batch(x, y), args.steps, args.rounds)
+            with in_context(devices):
+                models = [make_model(miner, mining) for mining in ("global", "per_replica")]
+                steps = [lambda m=model: m.train_on_batch(x, y) for model in models]
+                ms = dict(zip(("global", "per_replica"), time_calls(steps, args.steps, args.rounds)))
             overhead = ms["global"] / ms["per_replica"] - 1
             print(
                 f"| {devices} | {miner} | {ms['global']:.2f} | {ms['per_replica']:.2f} | "

@@ -140,20 +140,25 @@ def batch_loss_and_statistics(
         global_batch = (labels, embeddings)
         distributed.check_batch_split(embeddings.shape[0], replicas.count)
         slices = [global_batch]
-        if mining == "per_replica" and replicas.count > 1:  # JAX's global arrays: cut them
+        if mining == "per_replica" and replicas.count > 1:
+            # JAX's global arrays: one axis of slices, mapped (not a Python loop), so that
+            # XLA can keep each slice's mining on the device that holds the slice.
             share = embeddings.shape[0] // replicas.count
             slices = [
-                (labels[r * share : (r + 1) * share], embeddings[r * share : (r + 1) * share])
-                for r in range(replicas.count)
+                (
+                    ops.reshape(labels, (replicas.count, share)),
+                    ops.reshape(embeddings, (replicas.count, share, embeddings.shape[-1])),
+                )
             ]
 
-    parts = [
-        _slice_loss_and_statistics(loss_fn, *part, memory_state, with_memory, training) for part in slices
-    ]
-    value, stats = parts[0]
-    if len(parts) > 1:
-        value = sum(v for v, _ in parts) / len(parts)
-        stats = {name: sum(s[name] for _, s in parts) / len(parts) for name in stats}
+    def one_slice(part):
+        return _slice_loss_and_statistics(loss_fn, *part, memory_state, with_memory, training)
+
+    if len(slices[0][0].shape) == 2:
+        value, stats = ops.vectorized_map(one_slice, slices[0])
+        value, stats = ops.mean(value), {name: ops.mean(v) for name, v in stats.items()}
+    else:
+        value, stats = one_slice(slices[0])
     if replicas.sliced and mining == "per_replica":
         # What a replica logs is the mean over the replicas (the gradient stays its own).
         names = sorted(stats)
