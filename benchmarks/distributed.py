@@ -4,8 +4,8 @@ For each number of devices and each miner, times `TripletModel.train_on_batch` o
 global P×K batch (B = 256 = 32 classes × 8, a 64 → 256 → 64 MLP, SGD) with
 `mining="global"` (every replica's labels and embeddings gathered, one `[B, B]`
 distance matrix) and `mining="per_replica"` (each replica mines its `[B/R, B/R]` slice
-alone), and reports the median step time and the overhead of global over per-replica
-mining. On TensorFlow it also times the gather alone (`ReplicaContext.all_gather` of the
+alone), and reports the median step time (the two take turns within each round) and
+the overhead of global over per-replica mining. On TensorFlow it also times the gather alone (`ReplicaContext.all_gather` of the
 `[B/R, D]` embeddings and `[B/R]` labels, in a `tf.function` under the strategy).
 
     KERAS_BACKEND=jax python benchmarks/distributed.py          # keras.distribution.DataParallel
