@@ -103,6 +103,19 @@ def in_context(devices):
     return strategy.scope()
 
 
+def step_function(model, x, y):
+    """One training step on the global batch `(x, y)`, as `fit` runs it. (Under
+    `tf.distribute`, `train_on_batch` hands every replica the whole batch; `fit` splits
+    it, from a distributed dataset.)"""
+    if BACKEND == "jax":
+        return lambda: model.train_on_batch(x, y)
+    strategy = model.distribute_strategy
+    dataset = tf.data.Dataset.from_tensors((x, y)).repeat()
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    model.make_train_function()
+    return lambda: tf.nest.map_structure(lambda t: t.numpy(), model.train_function(iterator))
+
+
 def gather_ms(devices, batch, steps, rounds):
     """TensorFlow: one all_gather of the replicas' embeddings and labels."""
     strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(devices)])
@@ -152,7 +165,7 @@ def main():
         for miner in args.miners.split(","):
             with in_context(devices):
                 models = [make_model(miner, mining) for mining in ("global", "per_replica")]
-                steps = [lambda m=model: m.train_on_batch(x, y) for model in models]
+                steps = [step_function(model, x, y) for model in models]
                 ms = dict(zip(("global", "per_replica"), time_calls(steps, args.steps, args.rounds)))
             overhead = ms["global"] / ms["per_replica"] - 1
             print(
