@@ -19,6 +19,7 @@ real accelerators; the overhead of global over per-replica mining is what to rea
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -145,18 +146,31 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--miners", default="semi-hard,batch-all")
+    parser.add_argument("--devices", default=f"1,2,{MAX_DEVICES}", help="comma-separated, at most 4")
+    parser.add_argument("--rows-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    device_counts = [int(d) for d in args.devices.split(",")]
     x, y = data(args.classes, args.per_class)
     batch = x.shape[0]
-    print(
-        f"backend {BACKEND}, global batch {batch} = {args.classes} × {args.per_class}, MLP {INPUT_DIM}→256→{DIM}"
-    )
-    head = "| devices | miner | global ms/step | per-replica ms/step | global over per-replica |"
-    if BACKEND == "tensorflow":
-        head += " gather ms |"
-    print(head)
-    print("|" + "---|" * (head.count("|") - 1))
-    for devices in (1, 2, MAX_DEVICES):
+    if not args.rows_only:
+        print(
+            f"backend {BACKEND}, global batch {batch} = {args.classes} × {args.per_class}, MLP {INPUT_DIM}→256→{DIM}"
+        )
+        head = "| devices | miner | global ms/step | per-replica ms/step | global over per-replica |"
+        if BACKEND == "tensorflow":
+            head += " gather ms |"
+        print(head)
+        print("|" + "---|" * (head.count("|") - 1), flush=True)
+    if BACKEND == "tensorflow" and len(device_counts) > 1:
+        # One process per device count: a second MirroredStrategy over other logical
+        # devices in the same process fails inside TensorFlow's collectives.
+        for devices in device_counts:
+            argv = [a for a in sys.argv[1:] if not a.startswith("--devices")]
+            subprocess.run(
+                [sys.executable, __file__, *argv, f"--devices={devices}", "--rows-only"], check=True
+            )
+        return
+    for devices in device_counts:
         gather = (
             f" {gather_ms(devices, batch, args.steps * 5, args.rounds):.2f} |"
             if BACKEND == "tensorflow"
@@ -170,7 +184,8 @@ def main():
             overhead = ms["global"] / ms["per_replica"] - 1
             print(
                 f"| {devices} | {miner} | {ms['global']:.2f} | {ms['per_replica']:.2f} | "
-                f"{overhead:+.0%} |{gather}"
+                f"{overhead:+.0%} |{gather}",
+                flush=True,
             )
 
 
