@@ -62,9 +62,9 @@ class TripletModel(keras.Model):
             `torch.distributed` after `models.data_parallel(model)`): `"global"`
             (default) mines the global batch, every replica's labels and embeddings
             gathered, and trains as one device would on the same global batches;
-            `"per_replica"` mines each replica's slice alone (cheaper; what
-            tensorflow-addons did) and averages the slices' losses. The same on one
-            device. See `keras_triplet/models/distributed.py`.
+            `"per_replica"` mines each replica's slice alone (what tensorflow-addons
+            did; cheaper under `tf.distribute`) and averages the slices' losses. The
+            same on one device. See `keras_triplet/models/distributed.py`.
         name, dtype, trainable: as for any Keras model.
 
     Example:
