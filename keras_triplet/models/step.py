@@ -129,36 +129,35 @@ def batch_loss_and_statistics(
     distributed.check_mining(mining)
     replicas = distributed.replicas()
     with_memory = training and memory_state is not None
+    mapped = False  # whether `part` holds an axis of replicas' slices
     if replicas.sliced:  # tf.distribute / torch.distributed: this replica's slice only
         global_batch = None
         if mining == "global" or with_memory:
             # Per replica, the memory still takes the global batch (detached by `push`).
             gathered = embeddings if mining == "global" else ops.stop_gradient(embeddings)
             global_batch = (distributed.gather(labels), distributed.gather(gathered))
-        slices = [global_batch] if mining == "global" else [(labels, embeddings)]
+        part = global_batch if mining == "global" else (labels, embeddings)
     else:
-        global_batch = (labels, embeddings)
+        global_batch = part = (labels, embeddings)
         distributed.check_batch_split(embeddings.shape[0], replicas.count)
-        slices = [global_batch]
         if mining == "per_replica" and replicas.count > 1:
-            # JAX's global arrays: one axis of slices, mapped (not a Python loop), so that
-            # XLA can keep each slice's mining on the device that holds the slice.
+            # JAX's global arrays: the replicas' slices as one mapped axis (one traced
+            # loss whatever the number of replicas, rather than a Python loop).
             share = embeddings.shape[0] // replicas.count
-            slices = [
-                (
-                    ops.reshape(labels, (replicas.count, share)),
-                    ops.reshape(embeddings, (replicas.count, share, embeddings.shape[-1])),
-                )
-            ]
+            part = (
+                ops.reshape(labels, (replicas.count, share)),
+                ops.reshape(embeddings, (replicas.count, share, embeddings.shape[-1])),
+            )
+            mapped = True
 
     def one_slice(part):
         return _slice_loss_and_statistics(loss_fn, *part, memory_state, with_memory, training)
 
-    if len(slices[0][0].shape) == 2:
-        value, stats = ops.vectorized_map(one_slice, slices[0])
+    if mapped:
+        value, stats = ops.vectorized_map(one_slice, part)
         value, stats = ops.mean(value), {name: ops.mean(v) for name, v in stats.items()}
     else:
-        value, stats = one_slice(slices[0])
+        value, stats = one_slice(part)
     if replicas.sliced and mining == "per_replica":
         # What a replica logs is the mean over the replicas (the gradient stays its own).
         names = sorted(stats)
