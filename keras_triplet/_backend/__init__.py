@@ -16,6 +16,15 @@ Everything else is `keras.ops`. What lives here differs per backend because the 
 Any other code that must differ per backend (a training step's, should one stay) belongs
 here too, as its own module chosen below.
 
+* `distribute` (`_distribute_tensorflow.py`, `_distribute_torch.py`, `_distribute_generic.py`
+  for JAX and others): data parallelism. Under `tf.distribute` and `torch.distributed`
+  each replica's step sees only its slice of the global batch, and only the framework can
+  reach the others: `replica_count()`, a differentiable `all_gather(x)` (gradient: the
+  sum over replicas of the upstream gradients, own rows), `loss_scale(count)` (what the
+  framework's gradient aggregation needs) and `replica_mean(x)` (what a replica logs).
+  JAX's `keras.distribution` traces the step over global arrays: nothing to gather.
+  `keras_triplet/models/distributed.py` is the backend-free side.
+
 Both row-primitive modules export:
 
 * `INDEX_DTYPE`: the integer dtype of index arrays (int64 on PyTorch, int32 elsewhere);
@@ -34,6 +43,13 @@ Both row-primitive modules export:
 """
 
 import keras
+
+if keras.backend.backend() == "tensorflow":
+    from keras_triplet._backend import _distribute_tensorflow as distribute
+elif keras.backend.backend() == "torch":
+    from keras_triplet._backend import _distribute_torch as distribute
+else:
+    from keras_triplet._backend import _distribute_generic as distribute
 
 if keras.backend.backend() == "torch":
     from keras_triplet._backend._torch import (
@@ -59,6 +75,7 @@ __all__ = [
     "INDEX_DTYPE",
     "argsort_rows",
     "compact_columns",
+    "distribute",
     "scatter_rows",
     "take_along_rows",
 ]

@@ -57,9 +57,10 @@ class MetricLoss(keras.losses.Loss):
         self.distance = check_metric(distance, p)
         self.p = p
 
-    def pairwise(self, embeddings):
-        """The `[B, B]` distance matrix this loss is computed on."""
-        return pairwise_distances(embeddings, metric=self.distance, p=self.p)
+    def pairwise(self, embeddings, references=None):
+        """The `[B, B]` distance matrix this loss is computed on (or `[B, R]` against
+        `references`, e.g. a cross-batch memory)."""
+        return pairwise_distances(embeddings, references, metric=self.distance, p=self.p)
 
     def call(self, y_true, y_pred):
         embeddings = check_embeddings(y_pred)

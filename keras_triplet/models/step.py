@@ -10,11 +10,11 @@ stateless JAX step. Reading order: `batch_loss_and_statistics` → `loss_and_sta
 import numpy as np
 from keras import ops
 
-from keras_triplet import distances as distances_module
 from keras_triplet._validation import check_labels
 from keras_triplet.losses.base import propagate_nonfinite
 from keras_triplet.miners import pair_masks, triplet_statistics
 from keras_triplet.miners.search import with_negatives
+from keras_triplet.models import distributed
 from keras_triplet.models import memory as memory_module
 
 STATISTICS = (
@@ -108,16 +108,25 @@ def mean_norm(x):
     return ops.mean(ops.sqrt(ops.sum(ops.square(x), axis=-1)))
 
 
-def batch_loss_and_statistics(loss_fn, labels, embeddings, memory_state=None, training=False):
+def batch_loss_and_statistics(
+    loss_fn, labels, embeddings, memory_state=None, training=False, mining="global"
+):
     """Loss, statistics and the next memory state of one batch, from its labels and
     (normalised) embeddings: everything the metric loss sees starts here.
 
     Pure: the memory comes in as `memory_state` (`(embeddings, labels, count, pointer)`,
     see `memory.push`) and the new one goes out. With a memory and `training`, the loss
     is taken on the `[B, B + M]` distances between the batch and batch ++ memory; the
-    statistics always describe the batch alone. A data-parallel step would gather every
-    replica's `labels` and `embeddings` at the top of this function, before the distance
-    matrix (JAX's global arrays already hold the global batch).
+    statistics always describe the batch alone.
+
+    Data parallelism starts here too (`distributed.py`): where a replica's step sees
+    only its slice (`tf.distribute`, `torch.distributed`), every replica's labels and
+    embeddings are gathered first, differentiably, so that with `mining="global"` the
+    loss and the statistics are the global batch's (JAX's global arrays already hold
+    it). With `mining="per_replica"` each replica's slice is mined alone and the loss and
+    statistics are the means over the replicas. Either way the memory receives the whole
+    global batch. The loss returned is not yet scaled for the framework's gradient
+    aggregation (`distributed.loss_scale`, applied by the model).
 
     Returns:
         `(loss, statistics, new_memory_state)`: the float32 loss; a dict with the
@@ -137,22 +146,58 @@ def batch_loss_and_statistics(loss_fn, labels, embeddings, memory_state=None, tr
     (1.075, ['active_fraction', 'hard_fraction', 'negative_distance', 'positive_distance', 'recall@1'])
     """
     labels = ops.cast(check_labels(labels, batch_size=embeddings.shape[0]), "int32")
+    distributed.check_mining(mining)
+    replicas = distributed.replicas()
+    with_memory = training and memory_state is not None
+    mapped = False  # whether `part` holds an axis of replicas' slices
+    if replicas.sliced:  # tf.distribute / torch.distributed: this replica's slice only
+        global_batch = None
+        if mining == "global" or with_memory:
+            # Per replica, the memory still takes the global batch (detached by `push`).
+            gathered = embeddings if mining == "global" else ops.stop_gradient(embeddings)
+            global_batch = (distributed.gather(labels), distributed.gather(gathered))
+        part = global_batch if mining == "global" else (labels, embeddings)
+    else:
+        global_batch = part = (labels, embeddings)
+        distributed.check_batch_split(embeddings.shape[0], replicas.count)
+        if mining == "per_replica" and replicas.count > 1:
+            # JAX's global arrays: the replicas' slices as one mapped axis (one traced
+            # loss whatever the number of replicas, rather than a Python loop).
+            share = embeddings.shape[0] // replicas.count
+            part = (
+                ops.reshape(labels, (replicas.count, share)),
+                ops.reshape(embeddings, (replicas.count, share, embeddings.shape[-1])),
+            )
+            mapped = True
+
+    def one_slice(part):
+        return _slice_loss_and_statistics(loss_fn, *part, memory_state, with_memory, training)
+
+    if mapped:
+        value, stats = ops.vectorized_map(one_slice, part)
+        value, stats = ops.mean(value), {name: ops.mean(v) for name, v in stats.items()}
+    else:
+        value, stats = one_slice(part)
+    if replicas.sliced and mining == "per_replica":
+        # What a replica logs is the mean over the replicas (the gradient stays its own).
+        names = sorted(stats)
+        means = distributed.replica_mean(ops.stack([value] + [stats[n] for n in names]))
+        value, stats = means[0], {name: means[i + 1] for i, name in enumerate(names)}
+    new_memory = memory_module.push(memory_state, global_batch[1], global_batch[0]) if with_memory else None
+    return value, stats, new_memory
+
+
+def _slice_loss_and_statistics(loss_fn, labels, embeddings, memory_state, with_memory, training):
+    """The float32 loss and statistics of one batch (or one replica's slice of it)."""
     distances = loss_fn.pairwise(embeddings)  # [B, B], computed once per step
     blocked = ops.stop_gradient(distances)
-    new_memory = None
-    if training and memory_state is not None:
+    if with_memory:
         memory_embeddings, memory_labels = memory_state[0], memory_state[1]
         valid = memory_module.valid_mask(memory_state)
-        memory_distances = distances_module.pairwise_distances(
-            embeddings,
-            ops.cast(memory_embeddings, embeddings.dtype),
-            metric=loss_fn.distance,
-            p=loss_fn.p,
-        )
+        memory_distances = loss_fn.pairwise(embeddings, ops.cast(memory_embeddings, embeddings.dtype))
         all_distances = ops.concatenate([distances, memory_distances], axis=1)
         ref_labels = ops.concatenate([labels, ops.where(valid, memory_labels, -1)], axis=0)
         value = loss_fn.compute_from_distances(labels, all_distances, ref_labels=ref_labels)
-        new_memory = memory_module.push(memory_state, embeddings, labels)
         stats = _applicable(loss_fn, triplet_statistics(labels, blocked, margin=_margin(loss_fn)))
     else:
         value, stats = loss_and_statistics(loss_fn, labels, distances)
@@ -163,4 +208,4 @@ def batch_loss_and_statistics(loss_fn, labels, embeddings, memory_state=None, tr
     if not training:
         stats[RECALL_NAME] = in_batch_recall_at_1(labels, blocked)
     stats = {name: ops.cast(v, "float32") for name, v in stats.items()}
-    return ops.cast(value, "float32"), stats, new_memory
+    return ops.cast(value, "float32"), stats

@@ -14,8 +14,8 @@ from keras import ops
 
 from keras_triplet import distances as distances_module
 from keras_triplet.losses import MetricLoss
+from keras_triplet.models import distributed, step
 from keras_triplet.models import memory as memory_module
-from keras_triplet.models import step
 from keras_triplet.models.similarity import SimilarityMixin
 from keras_triplet.models.step import RECALL_NAME, STATISTICS
 
@@ -63,6 +63,13 @@ class TripletModel(SimilarityMixin, keras.Model):
         outputs: the outputs of the functional form.
         normalize: L2-normalise the embeddings (default True).
         memory_size: size `M` of the cross-batch memory; 0 (default) disables it.
+        mining: under data parallelism (`keras.distribution` on JAX, `tf.distribute`,
+            `torch.distributed` after `models.data_parallel(model)`): `"global"`
+            (default) mines the global batch, every replica's labels and embeddings
+            gathered, and trains as one device would on the same global batches;
+            `"per_replica"` mines each replica's slice alone (what tensorflow-addons
+            did; cheaper under `tf.distribute`) and averages the slices' losses. The
+            same on one device. See `keras_triplet/models/distributed.py`.
         name, dtype, trainable: as for any Keras model.
 
     Example:
@@ -88,6 +95,7 @@ class TripletModel(SimilarityMixin, keras.Model):
         inputs=None,
         normalize=True,
         memory_size=0,
+        mining="global",
         **kwargs,
     ):
         if outputs is not None:
@@ -120,8 +128,10 @@ class TripletModel(SimilarityMixin, keras.Model):
             raise ValueError(
                 f"memory_size must be >= 0 (0 disables the cross-batch memory); got {memory_size}."
             )
+        distributed.check_mining(mining)
         super().__init__(**kwargs)
         self.embedder = embedder
+        self.mining = mining
         self.normalize = bool(normalize)
         self.memory_size = memory_size
         self.memory = (
@@ -129,7 +139,7 @@ class TripletModel(SimilarityMixin, keras.Model):
         )
         self._statistic_trackers = [keras.metrics.Mean(name=n) for n in STATISTICS]
         self._recall_tracker = keras.metrics.Mean(name=RECALL_NAME)
-        self._last_call = None  # see `call`
+        self._last_calls = []  # see `call`
         self._logs_recall = False  # see `compute_loss`
 
     # ------------------------------------------------------------------ forward pass
@@ -176,9 +186,10 @@ class TripletModel(SimilarityMixin, keras.Model):
         # the call and `compute_loss` one after the other in the same trace (on JAX:
         # `stateless_call`, then `stateless_compute_loss`, inside one `value_and_grad`),
         # the way `add_loss` values reach it. No variable is added: saved files keep
-        # their layout. (A strategy that runs replicas in threads, as
-        # `tf.distribute.MirroredStrategy` does, would need one record per replica.)
-        self._last_call = (weakref.ref(embeddings), ops.stop_gradient(raw))
+        # their layout. `tf.distribute.MirroredStrategy` runs its replicas' steps in
+        # threads, hence a short list of records, each taken by its own tensor.
+        self._last_calls = [r for r in self._last_calls if r[0]() is not None][-7:]
+        self._last_calls.append((weakref.ref(embeddings), ops.stop_gradient(raw)))
         if return_raw:
             return raw, embeddings
         return embeddings
@@ -187,9 +198,12 @@ class TripletModel(SimilarityMixin, keras.Model):
         """The embedder's output (detached) that `call` turned into `y_pred`; `y_pred`
         itself when it is not normalised or did not come from the last call (a
         `compute_loss` called by hand on other embeddings)."""
-        record, self._last_call = self._last_call, None
-        if self.normalize and record is not None and record[0]() is y_pred:
-            return record[1]
+        for i, (embeddings, raw) in enumerate(self._last_calls):
+            if embeddings() is y_pred:
+                del self._last_calls[i]  # by position: `==` on tensors is elementwise
+                if self.normalize:
+                    return raw
+                break
         return ops.stop_gradient(y_pred)
 
     def compute_output_shape(self, input_shape):
@@ -205,8 +219,10 @@ class TripletModel(SimilarityMixin, keras.Model):
         >>> model.embed(np.ones((5, 3), "float32"), batch_size=2).shape
         (5, 2)
         """
+        # Under keras.distribution every batch is sharded over the devices (the last too).
+        x, batch_size, n = distributed.pad_for_replicas(x, batch_size)
         embeddings = self.predict(x, batch_size=batch_size, verbose=verbose)
-        return np.asarray(ops.convert_to_numpy(embeddings), dtype="float32")
+        return np.asarray(ops.convert_to_numpy(embeddings), dtype="float32")[:n]
 
     # ------------------------------------------------------------------ the step, through Keras' hooks
 
@@ -251,14 +267,19 @@ class TripletModel(SimilarityMixin, keras.Model):
             # JAX, whose tensors are immutable).
             memory_state = tuple(ops.copy(value) for value in self.memory.state())
         loss, stats, new_memory = step.batch_loss_and_statistics(
-            loss_fn, y, y_pred, memory_state=memory_state, training=training
+            loss_fn, y, y_pred, memory_state=memory_state, training=training, mining=self.mining
         )
         extra = [ops.sum(ops.cast(value, "float32")) for value in self.losses]
         if extra:  # add_loss and regularisation losses
             loss = loss + sum(extra[1:], extra[0])
+        # Under tf.distribute Keras expects each replica's loss divided by the replicas.
+        scale = distributed.loss_scale()
+        if scale != 1:
+            loss = loss * scale
         if new_memory is not None:
             self.memory.assign(new_memory)
-        stats["embedding_norm"] = step.mean_norm(self._embedder_output_of(y_pred))
+        norm = step.mean_norm(self._embedder_output_of(y_pred))
+        stats["embedding_norm"] = distributed.replica_mean(norm)  # of this replica's rows: averaged
         for tracker in self._statistic_trackers:
             if tracker.name in stats:  # statistics that apply to this loss (step.statistics_of)
                 tracker.update_state(stats[tracker.name])
@@ -278,7 +299,10 @@ class TripletModel(SimilarityMixin, keras.Model):
 
     @property
     def metrics(self):
-        own = {id(m) for m in self._triplet_trackers()}
+        # Every tracker of the model's own, also those the loss does not log: Keras
+        # tracks them all as attributes of the model.
+        own = {id(m) for m in getattr(self, "_statistic_trackers", [])}
+        own |= {id(m) for m in self._triplet_trackers()}
         metrics = [m for m in super().metrics if id(m) not in own]
         if self.compiled and self._metric_loss() is not None:
             metrics.extend(self._triplet_trackers())
@@ -300,6 +324,7 @@ class TripletModel(SimilarityMixin, keras.Model):
             "embedder": keras.saving.serialize_keras_object(self.embedder),
             "normalize": self.normalize,
             "memory_size": self.memory_size,
+            "mining": self.mining,
         }
         if self.dtype_policy is not None:
             config["dtype"] = keras.saving.serialize_keras_object(self.dtype_policy)

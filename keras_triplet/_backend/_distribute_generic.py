@@ -1,0 +1,23 @@
+"""Data parallelism where the step sees the global batch (JAX, any backend without replicas).
+
+Keras' `keras.distribution.DataParallel` on JAX traces one step over *global* arrays,
+sharded along the batch: the loss already sees every replica's rows and `jax.grad` of
+the global loss is one device's gradient. Nothing is gathered and nothing is rescaled.
+"""
+
+
+def replica_count():
+    """How many replicas each hold a slice of this step's batch that this code cannot see."""
+    return 1
+
+
+def all_gather(x):
+    return x
+
+
+def loss_scale(count):
+    return 1.0
+
+
+def replica_mean(x):
+    return x
