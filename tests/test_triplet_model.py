@@ -189,7 +189,9 @@ def test_every_library_loss_trains(small_batch, loss):
     model = compiled_model(loss=loss(), run_eagerly=True)
     history = model.fit(x, y, batch_size=32, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
-    assert "active_fraction" in history.history
+    # active_fraction (hinges at a triplet margin) only for the losses that have one.
+    assert ("active_fraction" in history.history) == (model.loss.margin is not None)
+    assert "hard_fraction" in history.history
 
 
 def test_non_metric_loss_falls_back_to_keras(small_batch):
