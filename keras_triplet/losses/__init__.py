@@ -8,6 +8,20 @@ from keras_triplet.losses.base import MetricLoss
 from keras_triplet.losses.quadruplet import QuadrupletLoss, quadruplet_loss
 from keras_triplet.losses.triplet import TripletLoss, triplet_loss
 
+# ---- circle, lifted structure, N-pairs, NT-Xent, SupCon (issue 12, P2)
+from keras_triplet.losses.circle import CircleLoss, circle_loss
+from keras_triplet.losses.lifted_structure import (
+    GeneralizedLiftedStructureLoss,
+    LiftedStructureLoss,
+    generalized_lifted_structure_loss,
+    lifted_structure_loss,
+)
+from keras_triplet.losses.npairs import NPairsLoss, npairs_loss
+from keras_triplet.losses.ntxent import NTXentLoss, ntxent_loss
+from keras_triplet.losses.supcon import SupConLoss, supcon_loss
+
+# ---- end (issue 12, P2)
+
 __all__ = [
     "MetricLoss",
     "TripletLoss",
@@ -16,4 +30,18 @@ __all__ = [
     "quadruplet_loss",
     "AngularLoss",
     "angular_loss",
+    # ---- (issue 12, P2)
+    "CircleLoss",
+    "circle_loss",
+    "LiftedStructureLoss",
+    "lifted_structure_loss",
+    "GeneralizedLiftedStructureLoss",
+    "generalized_lifted_structure_loss",
+    "NPairsLoss",
+    "npairs_loss",
+    "NTXentLoss",
+    "ntxent_loss",
+    "SupConLoss",
+    "supcon_loss",
+    # ---- end (issue 12, P2)
 ]
