@@ -5,10 +5,6 @@ All take `y_true` = integer labels `[B]` or `[B, 1]` and `y_pred` = embeddings `
 
 from keras_triplet.losses.angular import AngularLoss, angular_loss
 from keras_triplet.losses.base import MetricLoss
-from keras_triplet.losses.quadruplet import QuadrupletLoss, quadruplet_loss
-from keras_triplet.losses.triplet import TripletLoss, triplet_loss
-
-# ---- circle, lifted structure, N-pairs, NT-Xent, SupCon (issue 12, P2)
 from keras_triplet.losses.circle import CircleLoss, circle_loss
 from keras_triplet.losses.lifted_structure import (
     GeneralizedLiftedStructureLoss,
@@ -18,9 +14,9 @@ from keras_triplet.losses.lifted_structure import (
 )
 from keras_triplet.losses.npairs import NPairsLoss, npairs_loss
 from keras_triplet.losses.ntxent import NTXentLoss, ntxent_loss
+from keras_triplet.losses.quadruplet import QuadrupletLoss, quadruplet_loss
 from keras_triplet.losses.supcon import SupConLoss, supcon_loss
-
-# ---- end (issue 12, P2)
+from keras_triplet.losses.triplet import TripletLoss, triplet_loss
 
 __all__ = [
     "MetricLoss",

@@ -85,7 +85,7 @@ def lifted_structure_loss(
     >>> labels = np.array([0, 0, 1, 1, 2, 2])
     >>> emb = np.array([[0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.8, -0.6], [-1.0, 0.0], [-0.6, 0.8]], "float32")
     >>> round(float(lifted_structure_loss(labels, emb)), 4)
-    1.1839
+    2.8165
     """
     neg_margin = check_finite(neg_margin, "neg_margin")
     pos_margin = check_finite(pos_margin, "pos_margin")
