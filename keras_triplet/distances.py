@@ -16,7 +16,7 @@ the distance is 0: the classic NaN of `sqrt` at 0 hits the diagonal and every pa
 duplicate embeddings.
 
 `pairwise_similarities` is apart from them: the dot product `x·y` (larger is closer, no
-zero diagonal), for the losses defined on it (`losses.NPairsLoss`); it is not a metric of
+zero diagonal), for the losses defined on it (`losses.NPairsLoss(distance="dot")`); it is not a metric of
 `METRICS`.
 """
 
@@ -149,8 +149,9 @@ def pairwise_similarities(x, y=None):
     """Dot-product similarity matrix `x·yᵀ` between the rows of `x` and of `y`.
 
     Larger is closer, and the diagonal is `‖x_i‖²` (not 0): this is not one of the
-    distances of `METRICS`. pytorch-metric-learning's `DotProductSimilarity` (on
-    embeddings as given, not normalised), which `losses.NPairsLoss` uses.
+    distances of `METRICS`. pytorch-metric-learning's
+    `DotProductSimilarity(normalize_embeddings=False)` (its default normalises: the
+    cosine similarity), which `losses.NPairsLoss(distance="dot")` uses.
 
     Args:
         x: `[N, D]` embeddings.

@@ -14,7 +14,7 @@ DOT = "dot"
 
 
 def check_distance(distance, p=None):
-    """`"dot"` (the dot product of the embeddings as given, the default) or a metric of
+    """`"dot"` (the dot product of the embeddings as given) or a metric of
     `keras_triplet.distances`."""
     if distance == DOT:
         if p is not None:
@@ -23,10 +23,10 @@ def check_distance(distance, p=None):
     try:
         return check_metric(distance, p)
     except ValueError as error:
-        raise ValueError(f"{error} (or 'dot', the dot-product similarity, NPairsLoss's default)") from None
+        raise ValueError(f"{error} (or 'dot', the dot product of the embeddings as given)") from None
 
 
-def npairs_matrix(embeddings, distance=DOT, p=None):
+def npairs_matrix(embeddings, distance="cosine", p=None):
     """The `[B, B]` matrix the N-pair loss reads, smaller is closer: `−x_i·x_j` for
     `"dot"`, else the distance."""
     if distance == DOT:
@@ -62,26 +62,29 @@ def npairs_loss_from_distances(labels, distances, miner=None, ref_labels=None):
     return mean_over(row_loss, anchor)
 
 
-def npairs_loss(y_true, y_pred, distance=DOT, miner=None, p=None):
+def npairs_loss(y_true, y_pred, distance="cosine", miner=None, p=None):
     """N-pair loss (Sohn, NeurIPS 2016), multi-class form, as pytorch-metric-learning's
     `NPairsLoss`.
 
     From each class of the batch with at least two members, one pair `(a_k, p_k)`: its
     first member (in batch order) and that member's first positive (with a `miner`, the
-    first pair it keeps for that class). With `s(i, j) = x_i·x_j` (`distance="dot"`, the
-    default: the dot product of the embeddings as given) or `s = −d` for a metric of
-    `keras_triplet.distances`, each anchor is classified among the `K` positives:
+    first pair it keeps for that class). With `s(i, j) = −d(i, j)` (for the default
+    cosine distance, the cosine similarity up to a constant the softmax cancels) or
+    `s(i, j) = x_i·x_j` (`distance="dot"`, the embeddings as given), each anchor is
+    classified among the `K` positives:
 
         ℓ_k = −log( exp(s(a_k, p_k)) / Σ_{k'} exp(s(a_k, p_{k'})) )
 
-    averaged over the `K` pairs; 0 when no class has two members. No temperature: the
-    scale is the embeddings' norm (Sohn adds an L2 penalty on it; `TripletModel`
-    normalises them). O(B²). Cross-batch memory is not supported.
+    averaged over the `K` pairs; 0 when no class has two members. No temperature.
+    pytorch-metric-learning's default, `DotProductSimilarity()`, normalises the embeddings
+    first: it is the cosine similarity, our default. Sohn's paper uses the raw dot product
+    with an L2 penalty on the embeddings (`"dot"`). O(B²). Cross-batch memory is not
+    supported.
 
     Args:
         y_true: integer labels, `[B]` or `[B, 1]`.
         y_pred: embeddings, `[B, D]`.
-        distance: `"dot"` (default) or a metric of `keras_triplet.distances`.
+        distance: a metric of `keras_triplet.distances` (default `"cosine"`) or `"dot"`.
         miner: None (every pair) or a `keras_triplet.miners.PairMiner` (its positive pairs
             choose the tuples; its negative pairs are not used).
         p: the order of the Minkowski distance.
@@ -106,8 +109,8 @@ def npairs_loss(y_true, y_pred, distance=DOT, miner=None, p=None):
 class NPairsLoss(MinedPairLoss):
     """N-pair loss for `model.compile(loss=NPairsLoss())`; see `npairs_loss`.
 
-    `pairwise` returns `−x_i·x_j` for `distance="dot"` (smaller is closer, like every
-    matrix a training step shares), so `TripletModel` logs its statistics on that matrix.
+    With `distance="dot"`, `pairwise` returns `−x_i·x_j` (smaller is closer, like every
+    matrix a training step shares), and `TripletModel` logs its statistics on that matrix.
 
     Example:
 
@@ -120,7 +123,7 @@ class NPairsLoss(MinedPairLoss):
     0.6572
     """
 
-    def __init__(self, distance=DOT, miner=None, p=None, name="npairs_loss", **kwargs):
+    def __init__(self, distance="cosine", miner=None, p=None, name="npairs_loss", **kwargs):
         distance = check_distance(distance, p)
         # The base validates a metric name; "dot" is not one, so it is set afterwards.
         super().__init__(distance="euclidean" if distance == DOT else distance, p=p, miner=miner, name=name, **kwargs)
