@@ -37,6 +37,7 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 THRESHOLD_GAP = 1e-5
 
 
+@keras.saving.register_keras_serializable(package="keras_triplet_tests")
 class ThresholdMiner(miners.PairMiner):
     """Keeps the positive pairs with `d > pos_above` and the negative pairs with
     `d < neg_below` (pytorch-metric-learning's `PairMarginMiner`, on distances)."""
@@ -78,10 +79,21 @@ def library_loss(case):
     }[case["loss"]](**params)
 
 
+_MATRICES = {}
+
+
 def reference_matrix(case, x):
-    if case["distance"] == "cosine":
+    """The float64 matrix of the case's distance (cached: the reference is slow)."""
+    key = (case["input"], case["distance"])
+    if key not in _MATRICES:
+        _MATRICES[key] = _matrix(case["distance"], x)
+    return _MATRICES[key]
+
+
+def _matrix(distance, x):
+    if distance == "cosine":
         return ref.pairwise_distances(x, metric="cosine")
-    if case["distance"] == "dot":
+    if distance == "dot":
         return -ref.dot_products(x)
     return ref.pairwise_distances(x)
 
