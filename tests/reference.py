@@ -480,23 +480,29 @@ def _has_pairs(positives, negatives):
     return any(positives) and any(negatives)
 
 
-def circle_loss_from_distances(labels, d, m=0.4, gamma=80.0, ref_labels=None, keep=None):
+def circle_loss_from_distances(labels, d, m=0.4, gamma=80.0, ref_labels=None, keep=None, weights_from=None):
     """Sun et al. 2020 on cosine distances `d = 1 − s`: softplus of the two log-sum-exps
-    per anchor with a positive and a negative; mean of the terms > 0."""
+    per anchor with a positive and a negative; mean of the terms > 0. The weights
+    `[·]₊` are read from `weights_from` (another distance matrix) when given: the paper
+    does not differentiate them, so a finite-difference gradient holds them fixed."""
     positives, negatives = pair_lists(labels, d, ref_labels, keep)
     s = 1.0 - np.asarray(d, dtype=np.float64)
+    w = s if weights_from is None else 1.0 - np.asarray(weights_from, dtype=np.float64)
     terms = []
     for a, (pos, neg) in enumerate(zip(positives, negatives)):
         if not pos or not neg:
             continue
-        lp = _logsumexp([-gamma * max(1.0 + m - s[a, j], 0.0) * (s[a, j] - (1.0 - m)) for j in pos])
-        ln = _logsumexp([gamma * max(s[a, j] + m, 0.0) * (s[a, j] - m) for j in neg])
+        lp = _logsumexp([-gamma * max(1.0 + m - w[a, j], 0.0) * (s[a, j] - (1.0 - m)) for j in pos])
+        ln = _logsumexp([gamma * max(w[a, j] + m, 0.0) * (s[a, j] - m) for j in neg])
         terms.append(_softplus(lp + ln))
     return _mean_nonzero(terms)
 
 
-def circle_loss(labels, embeddings, m=0.4, gamma=80.0, keep=None):
-    return circle_loss_from_distances(labels, pairwise_distances(embeddings, metric="cosine"), m, gamma, keep=keep)
+def circle_loss(labels, embeddings, m=0.4, gamma=80.0, keep=None, weights_at=None):
+    """`weights_at`: embeddings whose similarities give the (fixed) weights."""
+    fixed = None if weights_at is None else pairwise_distances(weights_at, metric="cosine")
+    d = pairwise_distances(embeddings, metric="cosine")
+    return circle_loss_from_distances(labels, d, m, gamma, keep=keep, weights_from=fixed)
 
 
 def lifted_structure_loss_from_distances(labels, d, neg_margin=1.0, pos_margin=0.0, ref_labels=None, keep=None):
