@@ -14,6 +14,10 @@ losses ask it for a `[N, M]` matrix by name.
 The Euclidean root (`safe_sqrt`) and the Minkowski root have gradient 0 (not NaN) where
 the distance is 0: the classic NaN of `sqrt` at 0 hits the diagonal and every pair of
 duplicate embeddings.
+
+`pairwise_similarities` is apart from them: the dot product `x·y` (larger is closer, no
+zero diagonal), for the losses defined on it (`losses.NPairsLoss(distance="dot")`); it is not a metric of
+`METRICS`.
 """
 
 from keras import ops
@@ -136,3 +140,42 @@ def pairwise_distances(x, y=None, metric="euclidean", p=None):
         idx = ops.arange(ops.shape(x)[0])
         d = ops.where(ops.expand_dims(idx, 1) == ops.expand_dims(idx, 0), 0.0, d)
     return d
+
+
+# ---- pairwise_similarities (issue 12, P2)
+
+
+def pairwise_similarities(x, y=None):
+    """Dot-product similarity matrix `x·yᵀ` between the rows of `x` and of `y`.
+
+    Larger is closer, and the diagonal is `‖x_i‖²` (not 0): this is not one of the
+    distances of `METRICS`. pytorch-metric-learning's
+    `DotProductSimilarity(normalize_embeddings=False)` (its default normalises: the
+    cosine similarity), which `losses.NPairsLoss(distance="dot")` uses.
+
+    Args:
+        x: `[N, D]` embeddings.
+        y: `[M, D]` embeddings, or None for `x` against itself.
+
+    Returns:
+        A `[N, M]` float tensor (float32 for float16/bfloat16 inputs).
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> x = np.array([[1.0, 2.0], [3.0, 0.0]], "float32")
+    >>> ops.convert_to_numpy(pairwise_similarities(x)).tolist()
+    [[5.0, 3.0], [3.0, 9.0]]
+    """
+    x = check_embeddings(x, name="x")
+    if y is None:
+        y = x
+    else:
+        y = check_embeddings(y, name="y")
+        if x.shape[1] is not None and y.shape[1] is not None and x.shape[1] != y.shape[1]:
+            raise ValueError(
+                f"x and y must have the same embedding dimension; got {x.shape[1]} and {y.shape[1]}."
+            )
+        y = ops.cast(y, x.dtype)
+    return ops.matmul(x, ops.transpose(y))

@@ -429,3 +429,194 @@ def comparison_gap(distances, margins=(), rows_only=True):
         if gaps.size:
             best = min(best, float(gaps.min()))
     return best
+
+
+# ---- circle, lifted structure, generalized lifted structure, N-pairs, NT-Xent, SupCon (issue 12, P2)
+#
+# Written from docs/semantics.md (and pytorch-metric-learning 2.9's definitions): every
+# function takes a [B, R] matrix `d` ("smaller is closer": a distance, or minus a
+# similarity), the batch labels, and optionally `ref_labels` ([R], the first B columns are
+# the batch, a label < 0 is an empty slot) and `keep(a, j, is_positive, d_aj)`, a pair
+# miner's choice. Sums run over explicit Python lists of pairs.
+
+
+def pair_lists(labels, d, ref_labels=None, keep=None):
+    """`(positives, negatives)`: for each anchor `a` of the batch, the lists of the columns
+    `j` that form a (kept) positive / negative pair with it."""
+    labels = _labels(labels)
+    d = np.asarray(d, dtype=np.float64)
+    refs = labels if ref_labels is None else _labels(ref_labels)
+    positives, negatives = [], []
+    for a in range(len(labels)):
+        pos, neg = [], []
+        for j in range(len(refs)):
+            if refs[j] < 0 and ref_labels is not None:
+                continue
+            if refs[j] == labels[a] and j != a:
+                if keep is None or keep(a, j, True, d[a, j]):
+                    pos.append(j)
+            elif refs[j] != labels[a]:
+                if keep is None or keep(a, j, False, d[a, j]):
+                    neg.append(j)
+        positives.append(pos)
+        negatives.append(neg)
+    return positives, negatives
+
+
+def _logsumexp(values):
+    """log Σ exp(values), 0 for an empty list (pytorch-metric-learning's convention)."""
+    if not values:
+        return 0.0
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
+def _mean_nonzero(values):
+    kept = [v for v in values if v > 0]
+    return sum(kept) / len(kept) if kept else 0.0
+
+
+def _has_pairs(positives, negatives):
+    return any(positives) and any(negatives)
+
+
+def circle_loss_from_distances(labels, d, m=0.4, gamma=80.0, ref_labels=None, keep=None, weights_from=None):
+    """Sun et al. 2020 on cosine distances `d = 1 − s`: softplus of the two log-sum-exps
+    per anchor with a positive and a negative; mean of the terms > 0. The weights
+    `[·]₊` are read from `weights_from` (another distance matrix) when given: the paper
+    does not differentiate them, so a finite-difference gradient holds them fixed."""
+    positives, negatives = pair_lists(labels, d, ref_labels, keep)
+    s = 1.0 - np.asarray(d, dtype=np.float64)
+    w = s if weights_from is None else 1.0 - np.asarray(weights_from, dtype=np.float64)
+    terms = []
+    for a, (pos, neg) in enumerate(zip(positives, negatives)):
+        if not pos or not neg:
+            continue
+        lp = _logsumexp([-gamma * max(1.0 + m - w[a, j], 0.0) * (s[a, j] - (1.0 - m)) for j in pos])
+        ln = _logsumexp([gamma * max(w[a, j] + m, 0.0) * (s[a, j] - m) for j in neg])
+        terms.append(_softplus(lp + ln))
+    return _mean_nonzero(terms)
+
+
+def circle_loss(labels, embeddings, m=0.4, gamma=80.0, keep=None, weights_at=None):
+    """`weights_at`: embeddings whose similarities give the (fixed) weights."""
+    fixed = None if weights_at is None else pairwise_distances(weights_at, metric="cosine")
+    d = pairwise_distances(embeddings, metric="cosine")
+    return circle_loss_from_distances(labels, d, m, gamma, keep=keep, weights_from=fixed)
+
+
+def lifted_structure_loss_from_distances(labels, d, neg_margin=1.0, pos_margin=0.0, ref_labels=None, keep=None):
+    """Oh Song et al. 2016 as pytorch-metric-learning: per positive pair (a, p), the
+    negatives of a and (when p is in the batch) of p; ½ relu(·)²; mean over the pairs."""
+    labels = _labels(labels)
+    d = np.asarray(d, dtype=np.float64)
+    positives, negatives = pair_lists(labels, d, ref_labels, keep)
+    if not _has_pairs(positives, negatives):
+        return 0.0
+    terms = []
+    for a, pos in enumerate(positives):
+        for p in pos:
+            rows = [a] + ([p] if p < len(labels) else [])
+            pooled = [neg_margin - d[i, n] for i in rows for n in negatives[i]]
+            terms.append(max(_logsumexp(pooled) + d[a, p] - pos_margin, 0.0) ** 2 / 2.0)
+    return sum(terms) / len(terms)
+
+
+def lifted_structure_loss(labels, embeddings, neg_margin=1.0, pos_margin=0.0, distance="euclidean", keep=None):
+    d = pairwise_distances(embeddings, metric=distance)
+    return lifted_structure_loss_from_distances(labels, d, neg_margin, pos_margin, keep=keep)
+
+
+def generalized_lifted_structure_loss_from_distances(
+    labels, d, neg_margin=1.0, pos_margin=0.0, ref_labels=None, keep=None
+):
+    """Hermans et al. 2017, page 4: per anchor, relu(log Σ_p e^{d − pos_margin} +
+    log Σ_n e^{neg_margin − d}), an empty sum giving 0; mean over the B anchors."""
+    labels = _labels(labels)
+    d = np.asarray(d, dtype=np.float64)
+    positives, negatives = pair_lists(labels, d, ref_labels, keep)
+    terms = []
+    for a in range(len(labels)):
+        lp = _logsumexp([d[a, j] - pos_margin for j in positives[a]])
+        ln = _logsumexp([neg_margin - d[a, j] for j in negatives[a]])
+        terms.append(max(lp + ln, 0.0))
+    return sum(terms) / len(terms)
+
+
+def generalized_lifted_structure_loss(
+    labels, embeddings, neg_margin=1.0, pos_margin=0.0, distance="euclidean", keep=None
+):
+    d = pairwise_distances(embeddings, metric=distance)
+    return generalized_lifted_structure_loss_from_distances(labels, d, neg_margin, pos_margin, keep=keep)
+
+
+def ntxent_loss_from_distances(labels, d, temperature=0.07, ref_labels=None, keep=None):
+    """van den Oord 2018 / Chen et al. 2020 as pytorch-metric-learning: per positive pair,
+    −log softmax of s_ap/τ against s_an/τ over the anchor's negatives (s = −d); mean over
+    the pairs; 0 without a positive or a negative pair."""
+    d = np.asarray(d, dtype=np.float64)
+    positives, negatives = pair_lists(labels, d, ref_labels, keep)
+    if not _has_pairs(positives, negatives):
+        return 0.0
+    terms = []
+    for a, pos in enumerate(positives):
+        for p in pos:
+            logits = [-d[a, p] / temperature] + [-d[a, n] / temperature for n in negatives[a]]
+            terms.append(_logsumexp(logits) - logits[0])
+    return sum(terms) / len(terms)
+
+
+def ntxent_loss(labels, embeddings, temperature=0.07, distance="cosine", keep=None):
+    return ntxent_loss_from_distances(labels, pairwise_distances(embeddings, metric=distance), temperature, keep=keep)
+
+
+def supcon_loss_from_distances(labels, d, temperature=0.1, ref_labels=None, keep=None):
+    """Khosla et al. 2020 ("out" form) as pytorch-metric-learning: per anchor, the mean
+    over its positives of −log softmax over its positives and negatives (s = −d); mean
+    of the terms > 0; 0 without a positive or a negative pair."""
+    d = np.asarray(d, dtype=np.float64)
+    positives, negatives = pair_lists(labels, d, ref_labels, keep)
+    if not _has_pairs(positives, negatives):
+        return 0.0
+    terms = []
+    for a, (pos, neg) in enumerate(zip(positives, negatives)):
+        if not pos:
+            continue
+        denominator = _logsumexp([-d[a, j] / temperature for j in pos + neg])
+        terms.append(-sum(-d[a, p] / temperature - denominator for p in pos) / len(pos))
+    return _mean_nonzero(terms)
+
+
+def supcon_loss(labels, embeddings, temperature=0.1, distance="cosine", keep=None):
+    return supcon_loss_from_distances(labels, pairwise_distances(embeddings, metric=distance), temperature, keep=keep)
+
+
+def dot_products(embeddings):
+    x = _emb(embeddings)
+    return np.array([[float(np.dot(x[i], x[j])) for j in range(len(x))] for i in range(len(x))])
+
+
+def npairs_loss_from_distances(labels, d, keep=None):
+    """Sohn 2016 as pytorch-metric-learning: per class, its first (kept) positive pair in
+    row-major order; each anchor classified among the chosen positives (logits −d); mean."""
+    labels = _labels(labels)
+    d = np.asarray(d, dtype=np.float64)
+    positives, _ = pair_lists(labels, d, keep=keep)
+    chosen = {}
+    for a, pos in enumerate(positives):
+        if pos and labels[a] not in chosen:
+            chosen[labels[a]] = (a, pos[0])
+    pairs = list(chosen.values())
+    terms = []
+    for a, p in pairs:
+        logits = [-d[a, q] for _, q in pairs]
+        terms.append(_logsumexp(logits) + d[a, p])
+    return sum(terms) / len(terms) if terms else 0.0
+
+
+def npairs_loss(labels, embeddings, distance="dot", keep=None):
+    d = -dot_products(embeddings) if distance == "dot" else pairwise_distances(embeddings, metric=distance)
+    return npairs_loss_from_distances(labels, d, keep=keep)
+
+
+# ---- end (issue 12, P2)

@@ -34,6 +34,14 @@ LOSSES = {
     "triplet-batch-all": lambda: losses.TripletLoss(margin=0.2, miner="batch-all"),
     "quadruplet": lambda: losses.QuadrupletLoss(margin=0.2, margin2=0.1),
     "angular": lambda: losses.AngularLoss(),
+    # ---- (issue 12, P2)
+    "circle": lambda: losses.CircleLoss(),
+    "lifted-structure": lambda: losses.LiftedStructureLoss(),
+    "generalized-lifted-structure": lambda: losses.GeneralizedLiftedStructureLoss(),
+    "npairs": lambda: losses.NPairsLoss(),
+    "ntxent": lambda: losses.NTXentLoss(),
+    "supcon": lambda: losses.SupConLoss(),
+    # ---- end (issue 12, P2)
 }
 
 

@@ -5,7 +5,17 @@ All take `y_true` = integer labels `[B]` or `[B, 1]` and `y_pred` = embeddings `
 
 from keras_triplet.losses.angular import AngularLoss, angular_loss
 from keras_triplet.losses.base import MetricLoss
+from keras_triplet.losses.circle import CircleLoss, circle_loss
+from keras_triplet.losses.lifted_structure import (
+    GeneralizedLiftedStructureLoss,
+    LiftedStructureLoss,
+    generalized_lifted_structure_loss,
+    lifted_structure_loss,
+)
+from keras_triplet.losses.npairs import NPairsLoss, npairs_loss
+from keras_triplet.losses.ntxent import NTXentLoss, ntxent_loss
 from keras_triplet.losses.quadruplet import QuadrupletLoss, quadruplet_loss
+from keras_triplet.losses.supcon import SupConLoss, supcon_loss
 from keras_triplet.losses.triplet import TripletLoss, triplet_loss
 
 __all__ = [
@@ -16,4 +26,18 @@ __all__ = [
     "quadruplet_loss",
     "AngularLoss",
     "angular_loss",
+    # ---- (issue 12, P2)
+    "CircleLoss",
+    "circle_loss",
+    "LiftedStructureLoss",
+    "lifted_structure_loss",
+    "GeneralizedLiftedStructureLoss",
+    "generalized_lifted_structure_loss",
+    "NPairsLoss",
+    "npairs_loss",
+    "NTXentLoss",
+    "ntxent_loss",
+    "SupConLoss",
+    "supcon_loss",
+    # ---- end (issue 12, P2)
 ]

@@ -1,0 +1,228 @@
+"""Lifted structure losses, as pytorch-metric-learning defines the two losses of that name:
+`LiftedStructureLoss` (Oh Song, Xiang, Jegelka and Savarese, "Deep Metric Learning via
+Lifted Structured Feature Embedding", CVPR 2016) and `GeneralizedLiftedStructureLoss`
+(Hermans, Beyer and Leibe, "In Defense of the Triplet Loss for Person
+Re-Identification", 2017, page 4)."""
+
+import keras
+from keras import ops
+
+from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
+from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_finite, check_miner
+from keras_triplet.losses.reductions import masked_logsumexp, mean_over
+
+
+def _any_pairs(positive, negative):
+    """pytorch-metric-learning's pair losses give 0 unless the batch has a positive and
+    a negative pair."""
+    return ops.logical_and(ops.any(positive), ops.any(negative))
+
+
+# --------------------------------------------------------------------------- lifted structure
+
+
+def lifted_structure_loss_from_distances(
+    labels, distances, neg_margin=1.0, pos_margin=0.0, miner=None, ref_labels=None
+):
+    """The lifted structure loss from a `[B, R]` distance matrix; see `lifted_structure_loss`."""
+    positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
+    b = ops.shape(distances)[0]
+    r = ops.shape(distances)[1]
+    # Each row's log Σ_n exp(neg_margin − d(i, n)) over its negatives: [B].
+    row = masked_logsumexp(neg_margin - distances, negative)
+    has = ops.any(negative, axis=1)
+    # A positive pair (a, j) pools a's negatives and, when j is in the batch (the first B
+    # columns), j's: log(Σ_a + Σ_j) = logaddexp of the two rows' log-sums.
+    pad = ops.zeros((r - b,), row.dtype)
+    column_row = ops.concatenate([row, pad], axis=0)
+    column_has = ops.concatenate([has, ops.zeros((r - b,), "bool")], axis=0)
+    anchor_row, anchor_has = ops.expand_dims(row, 1), ops.expand_dims(has, 1)
+    other_row, other_has = ops.expand_dims(column_row, 0), ops.expand_dims(column_has, 0)
+    both = ops.logical_and(anchor_has, other_has)
+    top = ops.stop_gradient(
+        ops.where(both, ops.maximum(anchor_row, other_row), ops.where(anchor_has, anchor_row, other_row))
+    )
+    pooled = ops.where(anchor_has, ops.exp(anchor_row - top), 0.0) + ops.where(other_has, ops.exp(other_row - top), 0.0)
+    found = ops.logical_or(anchor_has, other_has)
+    negative_term = ops.where(found, top + ops.log(ops.where(found, pooled, 1.0)), 0.0)
+    pair_loss = ops.square(ops.relu(negative_term + distances - pos_margin)) / 2.0
+    pair_loss = ops.where(positive, pair_loss, 0.0)
+    value = mean_over(pair_loss, positive)
+    return ops.where(_any_pairs(positive, negative), value, 0.0)
+
+
+def lifted_structure_loss(
+    y_true, y_pred, neg_margin=1.0, pos_margin=0.0, distance="euclidean", miner=None, p=None
+):
+    """Lifted structure loss (Oh Song et al., CVPR 2016), as pytorch-metric-learning's
+    `LiftedStructureLoss`.
+
+    For every ordered positive pair `(a, p)`:
+
+        ℓ_ap = ½ [ log Σ_{(i, n): i ∈ {a, p}, y_n ≠ y_i} exp(neg_margin − d(i, n))
+                   + d(a, p) − pos_margin ]₊²
+
+    (the negatives of both `a` and `p`), averaged over the positive pairs; 0 when the
+    batch has no positive pair or no negative pair. The `½` is pytorch-metric-learning's:
+    each unordered pair is counted twice. With a `miner`, only the pairs it keeps; with
+    cross-batch memory, a positive `p` from the memory brings no negatives of its own
+    (only the batch has rows). Computed in O(B²): one log-sum-exp per row, pooled per pair.
+
+    Args:
+        y_true: integer labels, `[B]` or `[B, 1]`.
+        y_pred: embeddings, `[B, D]`.
+        neg_margin: the negative margin.
+        pos_margin: the positive margin.
+        distance: a metric of `keras_triplet.distances` (default `"euclidean"`, on the
+            embeddings as given; pytorch-metric-learning's default distance normalises
+            them first, as `TripletModel` does).
+        miner: None (every pair) or a `keras_triplet.miners.PairMiner`.
+        p: the order of the Minkowski distance.
+
+    Example:
+
+    >>> import numpy as np
+    >>> labels = np.array([0, 0, 1, 1, 2, 2])
+    >>> emb = np.array([[0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.8, -0.6], [-1.0, 0.0], [-0.6, 0.8]], "float32")
+    >>> round(float(lifted_structure_loss(labels, emb)), 4)
+    2.8165
+    """
+    neg_margin = check_finite(neg_margin, "neg_margin")
+    pos_margin = check_finite(pos_margin, "pos_margin")
+    miner = check_miner(miner)
+    labels, distances, embeddings = prepare(y_true, y_pred, distance, p)
+    value = lifted_structure_loss_from_distances(labels, distances, neg_margin, pos_margin, miner)
+    return propagate_nonfinite(value, embeddings)
+
+
+@keras.saving.register_keras_serializable(package="keras_triplet")
+class LiftedStructureLoss(MinedPairLoss):
+    """Lifted structure loss for `model.compile(loss=LiftedStructureLoss())`; see
+    `lifted_structure_loss`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> model.compile(optimizer="adam", loss=LiftedStructureLoss(neg_margin=0.5))
+    >>> labels = np.array([0, 0, 1, 1, 2, 2])
+    >>> emb = np.array([[0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.8, -0.6], [-1.0, 0.0], [-0.6, 0.8]], "float32")
+    >>> round(float(LiftedStructureLoss(neg_margin=0.5)(labels, emb)), 4)
+    1.7577
+    """
+
+    def __init__(
+        self, neg_margin=1.0, pos_margin=0.0, distance="euclidean", miner=None, p=None, name="lifted_structure_loss", **kwargs
+    ):
+        super().__init__(distance=distance, p=p, miner=miner, name=name, **kwargs)
+        self.neg_margin = check_finite(neg_margin, "neg_margin")
+        self.pos_margin = check_finite(pos_margin, "pos_margin")
+
+    def compute_from_distances(self, labels, distances, *, ref_labels=None, negatives=None):
+        return lifted_structure_loss_from_distances(
+            labels, distances, self.neg_margin, self.pos_margin, self.miner, ref_labels
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"neg_margin": self.neg_margin, "pos_margin": self.pos_margin})
+        return config
+
+
+# --------------------------------------------------------------------------- generalized
+
+
+def generalized_lifted_structure_loss_from_distances(
+    labels, distances, neg_margin=1.0, pos_margin=0.0, miner=None, ref_labels=None
+):
+    """The generalized lifted structure loss from a `[B, R]` distance matrix; see
+    `generalized_lifted_structure_loss`."""
+    positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
+    row = ops.relu(
+        masked_logsumexp(distances - pos_margin, positive) + masked_logsumexp(neg_margin - distances, negative)
+    )
+    return ops.mean(row)  # an anchor without pairs has ℓ_a = 0
+
+
+def generalized_lifted_structure_loss(
+    y_true, y_pred, neg_margin=1.0, pos_margin=0.0, distance="euclidean", miner=None, p=None
+):
+    """Generalized lifted structure loss (Hermans et al. 2017, page 4), as
+    pytorch-metric-learning's `GeneralizedLiftedStructureLoss`.
+
+    For every anchor `a` of the batch:
+
+        ℓ_a = [ log Σ_p exp(d(a, p) − pos_margin) + log Σ_n exp(neg_margin − d(a, n)) ]₊
+
+    over its positives `p` and its negatives `n` (all, or those a `miner` keeps); a sum
+    over an empty set contributes 0 (so an anchor without a positive still has the
+    negative term, as in pytorch-metric-learning). The loss is the mean over the `B`
+    anchors. Computed in O(B²).
+
+    Args:
+        y_true: integer labels, `[B]` or `[B, 1]`.
+        y_pred: embeddings, `[B, D]`.
+        neg_margin: the negative margin.
+        pos_margin: the positive margin.
+        distance: a metric of `keras_triplet.distances` (default `"euclidean"`, on the
+            embeddings as given; pytorch-metric-learning's default distance normalises
+            them first, as `TripletModel` does).
+        miner: None (every pair) or a `keras_triplet.miners.PairMiner`.
+        p: the order of the Minkowski distance.
+
+    Example:
+
+    >>> import numpy as np
+    >>> labels = np.array([0, 0, 1, 1, 2, 2])
+    >>> emb = np.array([[0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.8, -0.6], [-1.0, 0.0], [-0.6, 0.8]], "float32")
+    >>> round(float(generalized_lifted_structure_loss(labels, emb)), 4)
+    1.6603
+    """
+    neg_margin = check_finite(neg_margin, "neg_margin")
+    pos_margin = check_finite(pos_margin, "pos_margin")
+    miner = check_miner(miner)
+    labels, distances, embeddings = prepare(y_true, y_pred, distance, p)
+    value = generalized_lifted_structure_loss_from_distances(labels, distances, neg_margin, pos_margin, miner)
+    return propagate_nonfinite(value, embeddings)
+
+
+@keras.saving.register_keras_serializable(package="keras_triplet")
+class GeneralizedLiftedStructureLoss(MinedPairLoss):
+    """Generalized lifted structure loss for
+    `model.compile(loss=GeneralizedLiftedStructureLoss())`; see
+    `generalized_lifted_structure_loss`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> model.compile(optimizer="adam", loss=GeneralizedLiftedStructureLoss(neg_margin=0.5))
+    >>> labels = np.array([0, 0, 1, 1, 2, 2])
+    >>> emb = np.array([[0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.8, -0.6], [-1.0, 0.0], [-0.6, 0.8]], "float32")
+    >>> round(float(GeneralizedLiftedStructureLoss(neg_margin=0.5)(labels, emb)), 4)
+    1.1603
+    """
+
+    def __init__(
+        self,
+        neg_margin=1.0,
+        pos_margin=0.0,
+        distance="euclidean",
+        miner=None,
+        p=None,
+        name="generalized_lifted_structure_loss",
+        **kwargs,
+    ):
+        super().__init__(distance=distance, p=p, miner=miner, name=name, **kwargs)
+        self.neg_margin = check_finite(neg_margin, "neg_margin")
+        self.pos_margin = check_finite(pos_margin, "pos_margin")
+
+    def compute_from_distances(self, labels, distances, *, ref_labels=None, negatives=None):
+        return generalized_lifted_structure_loss_from_distances(
+            labels, distances, self.neg_margin, self.pos_margin, self.miner, ref_labels
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"neg_margin": self.neg_margin, "pos_margin": self.pos_margin})
+        return config

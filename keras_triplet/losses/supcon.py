@@ -1,0 +1,91 @@
+"""Supervised contrastive loss (Khosla, Teterwak, Wang, Sarna, Tian, Isola, Maschinot, Liu
+and Krishnan, "Supervised Contrastive Learning", NeurIPS 2020), as pytorch-metric-learning
+defines `SupConLoss`."""
+
+import keras
+from keras import ops
+
+from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
+from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_miner, check_positive
+from keras_triplet.losses.reductions import masked_logsumexp, mean_of_nonzero
+
+
+def supcon_loss_from_distances(labels, distances, temperature=0.1, miner=None, ref_labels=None):
+    """SupCon from a `[B, R]` distance matrix; see `supcon_loss`."""
+    positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
+    logits = -distances / temperature  # cosine: (s − 1)/τ, a shift the softmax cancels
+    log_denominator = masked_logsumexp(logits, ops.logical_or(positive, negative))
+    log_prob = logits - ops.expand_dims(log_denominator, 1)
+    count = ops.sum(ops.cast(positive, logits.dtype), axis=1)
+    total = ops.sum(ops.where(positive, log_prob, 0.0), axis=1)
+    row = -ops.where(count > 0, total / ops.maximum(count, 1.0), 0.0)
+    value = mean_of_nonzero(row)
+    return ops.where(ops.logical_and(ops.any(positive), ops.any(negative)), value, 0.0)
+
+
+def supcon_loss(y_true, y_pred, temperature=0.1, distance="cosine", miner=None, p=None):
+    """Supervised contrastive loss (Khosla et al., NeurIPS 2020, the "out" form), as
+    pytorch-metric-learning's `SupConLoss`.
+
+    With `s(i, j) = −d(i, j)` (for the default cosine distance, the cosine similarity up
+    to a constant the softmax cancels) and `τ` the temperature, for every anchor `a` with
+    positives `P(a)`:
+
+        ℓ_a = −1/|P(a)| Σ_{p ∈ P(a)} log( exp(s_ap/τ) / Σ_{j ∈ P(a) ∪ N(a)} exp(s_aj/τ) )
+
+    where `N(a)` are its negatives. The loss is the mean of the `ℓ_a` that are > 0
+    (pytorch-metric-learning's `AvgNonZeroReducer`); 0 when the batch has no positive
+    pair or no negative pair. With a `miner` (as pytorch-metric-learning 2.9 does), `P(a)`
+    and `N(a)` are the pairs it keeps, in the sum and in the denominator alike. Computed
+    in O(B²) with a max-subtracted log-sum-exp.
+
+    Args:
+        y_true: integer labels, `[B]` or `[B, 1]`.
+        y_pred: embeddings, `[B, D]`.
+        temperature: `τ > 0`.
+        distance: a metric of `keras_triplet.distances` (default `"cosine"`, the paper's
+            and pytorch-metric-learning's similarity).
+        miner: None (every pair) or a `keras_triplet.miners.PairMiner`.
+        p: the order of the Minkowski distance.
+
+    Example:
+
+    >>> import numpy as np
+    >>> labels = np.array([0, 0, 1, 1, 2, 2])
+    >>> emb = np.array([[0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.8, -0.6], [-1.0, 0.0], [-0.6, 0.8]], "float32")
+    >>> round(float(supcon_loss(labels, emb, temperature=0.1)), 4)
+    0.5146
+    """
+    temperature = check_positive(temperature, "temperature")
+    miner = check_miner(miner)
+    labels, distances, embeddings = prepare(y_true, y_pred, distance, p)
+    return propagate_nonfinite(supcon_loss_from_distances(labels, distances, temperature, miner), embeddings)
+
+
+@keras.saving.register_keras_serializable(package="keras_triplet")
+class SupConLoss(MinedPairLoss):
+    """Supervised contrastive loss for `model.compile(loss=SupConLoss(temperature=0.1))`;
+    see `supcon_loss`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    >>> model.compile(optimizer="adam", loss=SupConLoss(temperature=0.5))
+    >>> labels = np.array([0, 0, 1, 1, 2, 2])
+    >>> emb = np.array([[0.0, 1.0], [0.6, 0.8], [1.0, 0.0], [0.8, -0.6], [-1.0, 0.0], [-0.6, 0.8]], "float32")
+    >>> round(float(SupConLoss(temperature=0.5)(labels, emb)), 4)
+    0.7066
+    """
+
+    def __init__(self, temperature=0.1, distance="cosine", miner=None, p=None, name="supcon_loss", **kwargs):
+        super().__init__(distance=distance, p=p, miner=miner, name=name, **kwargs)
+        self.temperature = check_positive(temperature, "temperature")
+
+    def compute_from_distances(self, labels, distances, *, ref_labels=None, negatives=None):
+        return supcon_loss_from_distances(labels, distances, self.temperature, self.miner, ref_labels)
+
+    def get_config(self):
+        config = super().get_config()
+        config["temperature"] = self.temperature
+        return config
