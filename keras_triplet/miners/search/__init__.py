@@ -29,6 +29,7 @@ from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 from keras_triplet.miners.search.choice import (
     DIRECT_MAX_ENTRIES,
     DIRECT_MAX_POSITIVES,
+    DIRECT_WIDTHS,
     SEARCHES,
     with_negatives,
 )
@@ -43,4 +44,5 @@ __all__ = [
     "SEARCHES",
     "DIRECT_MAX_POSITIVES",
     "DIRECT_MAX_ENTRIES",
+    "DIRECT_WIDTHS",
 ]
