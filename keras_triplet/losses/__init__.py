@@ -8,6 +8,12 @@ from keras_triplet.losses.base import MetricLoss
 from keras_triplet.losses.quadruplet import QuadrupletLoss, quadruplet_loss
 from keras_triplet.losses.triplet import TripletLoss, triplet_loss
 
+# ---- contrastive, multi-similarity (issue 12, P1)
+from keras_triplet.losses.contrastive import ContrastiveLoss, contrastive_loss  # noqa: E402
+from keras_triplet.losses.multi_similarity import MultiSimilarityLoss, multi_similarity_loss  # noqa: E402
+
+# ---- end contrastive, multi-similarity (issue 12, P1)
+
 __all__ = [
     "MetricLoss",
     "TripletLoss",
@@ -16,4 +22,10 @@ __all__ = [
     "quadruplet_loss",
     "AngularLoss",
     "angular_loss",
+    # ---- contrastive, multi-similarity (issue 12, P1)
+    "ContrastiveLoss",
+    "contrastive_loss",
+    "MultiSimilarityLoss",
+    "multi_similarity_loss",
+    # ---- end contrastive, multi-similarity (issue 12, P1)
 ]

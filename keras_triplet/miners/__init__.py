@@ -31,6 +31,12 @@ from keras_triplet.miners.pair_miner import PairMiner
 from keras_triplet.miners.semi_hard import SemiHardMiner
 from keras_triplet.miners.statistics import triplet_statistics
 
+# ---- pair miners (issue 12, P1)
+from keras_triplet.miners.multi_similarity import MultiSimilarityMiner  # noqa: E402
+from keras_triplet.miners.pair_margin import PairMarginMiner  # noqa: E402
+
+# ---- end pair miners (issue 12, P1)
+
 _BY_NAME = {"semi-hard": SemiHardMiner, "batch-hard": BatchHardMiner, "batch-all": BatchAllMiner}
 _ALIASES = {"semihard": "semi-hard", "hard": "batch-hard", "all": "batch-all"}
 
@@ -65,4 +71,8 @@ __all__ = [
     "PairMiner",
     "pair_masks",
     "get",
+    # ---- pair miners (issue 12, P1)
+    "MultiSimilarityMiner",
+    "PairMarginMiner",
+    # ---- end pair miners (issue 12, P1)
 ]
