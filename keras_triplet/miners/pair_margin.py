@@ -27,10 +27,12 @@ class PairMarginMiner(PairMiner):
 
     >>> import numpy as np
     >>> miner = PairMarginMiner(pos_margin=0.5, neg_margin=1.5)
-    >>> x = np.array([[0.0], [1.0], [2.0], [4.0]], "float32")
+    >>> x = np.array([[0.0], [1.0], [2.0], [2.3]], "float32")
     >>> positive, negative = miner(np.array([0, 0, 1, 1]), embeddings=x)
-    >>> int(np.sum(np.asarray(positive))), int(np.sum(np.asarray(negative)))  # (0,1),(1,0); (1,2),(2,1)
-    (2, 2)
+    >>> np.argwhere(np.asarray(positive)).tolist()  # d = 1 (d = 0.3 is close enough)
+    [[0, 1], [1, 0]]
+    >>> np.argwhere(np.asarray(negative)).tolist()  # d = 1 and 1.3 (2 and 2.3 are far enough)
+    [[1, 2], [1, 3], [2, 1], [3, 1]]
     """
 
     def __init__(self, pos_margin=0.2, neg_margin=0.8, distance="euclidean", p=None, **kwargs):
