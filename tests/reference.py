@@ -560,10 +560,12 @@ def tfa_lifted_struct_loss(labels, embeddings, margin=1.0):
             if labels[i] != labels[j]:
                 continue
             count += 1
-            s = sum(math.exp(margin - d[i, k]) for k in range(b) if labels[k] != labels[i])
-            s += sum(math.exp(margin - d[j, k]) for k in range(b) if labels[k] != labels[j])
-            if s > 0:
-                total += max(math.log(s) + d[i, j], 0.0) ** 2
+            exponents = [margin - d[i, k] for k in range(b) if labels[k] != labels[i]]
+            exponents += [margin - d[j, k] for k in range(b) if labels[k] != labels[j]]
+            if exponents:  # log Σ exp, its largest term factored out (1e4-scale batches)
+                m = max(exponents)
+                log_sum = m + math.log(sum(math.exp(z - m) for z in exponents))
+                total += max(log_sum + d[i, j], 0.0) ** 2
     return total / (2.0 * count) if count else 0.0
 
 
