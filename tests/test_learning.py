@@ -16,7 +16,7 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from keras_triplet import TripletModel, losses
+from keras_triplet import TripletModel, losses, miners
 from keras_triplet.metrics import retrieval_metrics
 
 # A short fit: 6 epochs of ~10 batches of 128. Each loss must gain at least MIN_GAIN of
@@ -34,6 +34,10 @@ LOSSES = {
     "triplet-batch-all": lambda: losses.TripletLoss(margin=0.2, miner="batch-all"),
     "quadruplet": lambda: losses.QuadrupletLoss(margin=0.2, margin2=0.1),
     "angular": lambda: losses.AngularLoss(),
+    # ---- contrastive, multi-similarity (issue 12, P1)
+    "contrastive": lambda: losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0),
+    "multi-similarity": lambda: losses.MultiSimilarityLoss(miner=miners.MultiSimilarityMiner()),
+    # ---- end contrastive, multi-similarity (issue 12, P1)
 }
 
 

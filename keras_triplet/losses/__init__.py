@@ -5,14 +5,14 @@ All take `y_true` = integer labels `[B]` or `[B, 1]` and `y_pred` = embeddings `
 
 from keras_triplet.losses.angular import AngularLoss, angular_loss
 from keras_triplet.losses.base import MetricLoss
-from keras_triplet.losses.quadruplet import QuadrupletLoss, quadruplet_loss
-from keras_triplet.losses.triplet import TripletLoss, triplet_loss
 
 # ---- contrastive, multi-similarity (issue 12, P1)
-from keras_triplet.losses.contrastive import ContrastiveLoss, contrastive_loss  # noqa: E402
-from keras_triplet.losses.multi_similarity import MultiSimilarityLoss, multi_similarity_loss  # noqa: E402
+from keras_triplet.losses.contrastive import ContrastiveLoss, contrastive_loss
+from keras_triplet.losses.multi_similarity import MultiSimilarityLoss, multi_similarity_loss
 
 # ---- end contrastive, multi-similarity (issue 12, P1)
+from keras_triplet.losses.quadruplet import QuadrupletLoss, quadruplet_loss
+from keras_triplet.losses.triplet import TripletLoss, triplet_loss
 
 __all__ = [
     "MetricLoss",

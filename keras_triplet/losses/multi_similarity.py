@@ -4,7 +4,6 @@ General Pair Weighting for Deep Metric Learning", CVPR 2019)."""
 import keras
 from keras import ops
 
-from keras_triplet._validation import check_margin
 from keras_triplet.losses.base import MetricLoss, mined_pair_masks, prepare, propagate_nonfinite
 from keras_triplet.miners.pair_miner import check_pair_miner
 

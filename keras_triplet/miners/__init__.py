@@ -27,15 +27,15 @@ from keras_triplet.miners.base import NegativeSearchMiner, TripletMiner
 from keras_triplet.miners.batch_all import BatchAllMiner
 from keras_triplet.miners.batch_hard import BatchHardMiner
 from keras_triplet.miners.labels import pair_masks
+
+# ---- pair miners (issue 12, P1)
+from keras_triplet.miners.multi_similarity import MultiSimilarityMiner
+from keras_triplet.miners.pair_margin import PairMarginMiner
+
+# ---- end pair miners (issue 12, P1)
 from keras_triplet.miners.pair_miner import PairMiner
 from keras_triplet.miners.semi_hard import SemiHardMiner
 from keras_triplet.miners.statistics import triplet_statistics
-
-# ---- pair miners (issue 12, P1)
-from keras_triplet.miners.multi_similarity import MultiSimilarityMiner  # noqa: E402
-from keras_triplet.miners.pair_margin import PairMarginMiner  # noqa: E402
-
-# ---- end pair miners (issue 12, P1)
 
 _BY_NAME = {"semi-hard": SemiHardMiner, "batch-hard": BatchHardMiner, "batch-all": BatchAllMiner}
 _ALIASES = {"semihard": "semi-hard", "hard": "batch-hard", "all": "batch-all"}

@@ -29,7 +29,12 @@ tensorflow-addons tiled `[B², B]` (lifted).
 
 from keras_triplet.compat.tfa.contrastive import ContrastiveLoss, contrastive_loss
 from keras_triplet.compat.tfa.lifted import LiftedStructLoss, lifted_struct_loss
-from keras_triplet.compat.tfa.npairs import NpairsLoss, NpairsMultilabelLoss, npairs_loss, npairs_multilabel_loss
+from keras_triplet.compat.tfa.npairs import (
+    NpairsLoss,
+    NpairsMultilabelLoss,
+    npairs_loss,
+    npairs_multilabel_loss,
+)
 from keras_triplet.compat.tfa.triplet import (
     TripletHardLoss,
     TripletSemiHardLoss,
