@@ -469,16 +469,28 @@ def multi_similarity_miner(labels, d, ref_labels=None, epsilon=0.1):
     """Wang et al. 2019, on distances: a positive (a, p) is kept when d_ap + ε exceeds the
     anchor's closest negative, a negative (a, n) when d_an − ε is below its farthest
     positive."""
-    positive, negative = all_pairs(labels, ref_labels)
+    positive, negative = _by_anchor(labels, *all_pairs(labels, ref_labels))
     kept_positive, kept_negative = [], []
     for a in range(len(_labels(labels))):
-        pos = [d[q] for q in positive if q[0] == a]
-        neg = [d[q] for q in negative if q[0] == a]
+        pos, neg = positive[a], negative[a]
         if not pos or not neg:
             continue
-        kept_positive += [q for q in positive if q[0] == a and d[q] + epsilon > min(neg)]
-        kept_negative += [q for q in negative if q[0] == a and d[q] - epsilon < max(pos)]
+        closest_negative = min(d[q] for q in neg)
+        farthest_positive = max(d[q] for q in pos)
+        kept_positive += [q for q in pos if d[q] + epsilon > closest_negative]
+        kept_negative += [q for q in neg if d[q] - epsilon < farthest_positive]
     return kept_positive, kept_negative
+
+
+def _by_anchor(labels, positive, negative):
+    """The pair lists grouped by anchor: ({a: [(a, j), ...]}, {a: [...]})."""
+    b = len(_labels(labels))
+    pos, neg = {a: [] for a in range(b)}, {a: [] for a in range(b)}
+    for q in positive:
+        pos[q[0]].append(q)
+    for q in negative:
+        neg[q[0]].append(q)
+    return pos, neg
 
 
 def _mined(labels, d, ref_labels, miner):
@@ -515,16 +527,16 @@ def multi_similarity_loss_from_distances(
     1/α log(1 + Σ_p exp(−α (s_ap − base))) + 1/β log(1 + Σ_n exp(β (s_an − base))),
     s = 1 − d for a cosine distance; on a distance proper, exp(α (d_ap − base)) and
     exp(β (base − d_an))."""
-    positive, negative = _mined(labels, d, ref_labels, miner)
+    positive, negative = _by_anchor(labels, *_mined(labels, d, ref_labels, miner))
     b = len(_labels(labels))
     total = 0.0
     for a in range(b):
         if similarity:
-            pos = [-alpha * ((1.0 - d[q]) - base) for q in positive if q[0] == a]
-            neg = [beta * ((1.0 - d[q]) - base) for q in negative if q[0] == a]
+            pos = [-alpha * ((1.0 - d[q]) - base) for q in positive[a]]
+            neg = [beta * ((1.0 - d[q]) - base) for q in negative[a]]
         else:
-            pos = [alpha * (d[q] - base) for q in positive if q[0] == a]
-            neg = [beta * (base - d[q]) for q in negative if q[0] == a]
+            pos = [alpha * (d[q] - base) for q in positive[a]]
+            neg = [beta * (base - d[q]) for q in negative[a]]
         for exponents, weight in ((pos, alpha), (neg, beta)):
             if exponents:
                 m = max(0.0, max(exponents))
