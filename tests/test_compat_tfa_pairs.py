@@ -19,6 +19,7 @@ from keras import ops
 from keras_triplet.compat import tfa
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+FULL = os.environ.get("KERAS_TRIPLET_FULL_FIXTURES", "") not in ("", "0")
 
 
 @pytest.fixture(scope="module")
@@ -154,12 +155,16 @@ def test_contrastive_per_pair_values(fixtures):
 def test_gradients(fixtures):
     """Gradients with respect to the embeddings (lifted) or y_pred; the lifted loss on
     inputs with duplicated or zero embeddings is left out (tensorflow-addons' distance
-    expansion turns equal rows into ~1e-4 of noise with an ill-conditioned gradient)."""
+    expansion turns equal rows into ~1e-4 of noise with an ill-conditioned gradient).
+    A third of each loss's cases by default; all with KERAS_TRIPLET_FULL_FIXTURES=1."""
     doc, arrays, inputs = fixtures
     kinds = _kinds()
-    bad, checked = [], 0
+    bad, checked, seen = [], 0, {}
     for case in doc["cases"]:
         if not case["has_grad"] or (case["loss"] == "lifted" and kinds[case["input"]] in ("dup", "zeros")):
+            continue
+        seen[case["loss"]] = seen.get(case["loss"], -1) + 1
+        if not FULL and seen[case["loss"]] % 3:
             continue
         y, x = _case_inputs(case, arrays, inputs)
         loss = _class(case)
@@ -169,7 +174,7 @@ def test_gradients(fixtures):
         checked += 1
         if not np.allclose(grad, want, rtol=1e-4, atol=1e-5):
             bad.append((case["case"], case["loss"], case["input"], float(np.max(np.abs(grad - want)))))
-    assert checked > 50
+    assert checked > 25
     assert not bad, f"gradients differ (case, loss, input, max abs error): {bad}"
 
 
