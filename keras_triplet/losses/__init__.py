@@ -6,14 +6,20 @@ All take `y_true` = integer labels `[B]` or `[B, 1]` and `y_pred` = embeddings `
 from keras_triplet.losses.angular import AngularLoss, angular_loss
 from keras_triplet.losses.base import MetricLoss
 from keras_triplet.losses.circle import CircleLoss, circle_loss
+
+# ---- contrastive, multi-similarity (issue 12, P1)
+from keras_triplet.losses.contrastive import ContrastiveLoss, contrastive_loss
 from keras_triplet.losses.lifted_structure import (
     GeneralizedLiftedStructureLoss,
     LiftedStructureLoss,
     generalized_lifted_structure_loss,
     lifted_structure_loss,
 )
+from keras_triplet.losses.multi_similarity import MultiSimilarityLoss, multi_similarity_loss
 from keras_triplet.losses.npairs import NPairsLoss, npairs_loss
 from keras_triplet.losses.ntxent import NTXentLoss, ntxent_loss
+
+# ---- end contrastive, multi-similarity (issue 12, P1)
 from keras_triplet.losses.quadruplet import QuadrupletLoss, quadruplet_loss
 from keras_triplet.losses.supcon import SupConLoss, supcon_loss
 from keras_triplet.losses.triplet import TripletLoss, triplet_loss
@@ -40,4 +46,10 @@ __all__ = [
     "SupConLoss",
     "supcon_loss",
     # ---- end (issue 12, P2)
+    # ---- contrastive, multi-similarity (issue 12, P1)
+    "ContrastiveLoss",
+    "contrastive_loss",
+    "MultiSimilarityLoss",
+    "multi_similarity_loss",
+    # ---- end contrastive, multi-similarity (issue 12, P1)
 ]

@@ -67,3 +67,18 @@ class PairMiner(keras.layers.Layer):
         config = super().get_config()
         config.update({"distance": self.distance, "p": self.p})
         return config
+
+
+# ---- check_pair_miner (issue 12, P1)
+def check_pair_miner(miner):
+    """`miner` if it is None or a `PairMiner`; a clear error otherwise (pair losses)."""
+    if miner is None or isinstance(miner, PairMiner):
+        return miner
+    raise ValueError(
+        f"A pair loss's `miner` must be None or a keras_triplet.miners.PairMiner (e.g. "
+        f"miners.MultiSimilarityMiner() or miners.PairMarginMiner()); got {miner!r}. Triplet "
+        "miners ('semi-hard', 'batch-hard', 'batch-all') select triplets, for TripletLoss."
+    )
+
+
+# ---- end check_pair_miner (issue 12, P1)

@@ -1,23 +1,15 @@
-"""Drop-in replacements for tensorflow-addons' triplet losses, on every Keras 3 backend.
+"""tensorflow-addons' triplet losses (`TripletSemiHardLoss`, `TripletHardLoss`), on any backend.
 
-tensorflow-addons (`tfa.losses.TripletSemiHardLoss`, `tfa.losses.TripletHardLoss`) does
-not work with Keras 3. Change the import and keep the numbers:
-
-    # import tensorflow_addons as tfa
-    # loss = tfa.losses.TripletSemiHardLoss(margin=1.0)
-    from keras_triplet.compat import tfa
-    loss = tfa.TripletSemiHardLoss(margin=1.0)
-
-The values match tensorflow-addons 0.23, corner cases included (checked against the
-real package's outputs in tests/fixtures/), with **one deliberate difference**: on a
-batch without any positive pair, tensorflow-addons' semi-hard loss is NaN (0/0); ours
-is 0, so one unlucky batch cannot poison a training run.
+The values match tensorflow-addons 0.23, corner cases included, with **one deliberate
+difference**: on a batch without any positive pair, tensorflow-addons' semi-hard loss is
+NaN (0/0); ours is 0, so one unlucky batch cannot poison a training run.
 """
 
 import keras
 from keras import ops
 
 from keras_triplet._validation import as_float, check_embeddings, check_labels, check_margin
+from keras_triplet.compat.tfa.dtypes import like_input
 from keras_triplet.distances import pairwise_distances
 from keras_triplet.losses.base import propagate_nonfinite
 from keras_triplet.miners.labels import pair_masks
@@ -60,7 +52,8 @@ def triplet_semihard_loss(y_true, y_pred, margin=1.0, distance_metric="L2"):
     negative), summed and divided by the number of positive pairs. In a batch of one class
     (no negative at all), tensorflow-addons uses the smallest entry of the anchor's row
     (its self-distance, usually 0) for `d(a, n)`, and so do we. A batch without positive
-    pairs gives 0 (tensorflow-addons: NaN).
+    pairs gives 0 (tensorflow-addons: NaN). Computed in float32 for float16 / bfloat16
+    embeddings; the loss has the embeddings' dtype, as in tensorflow-addons.
 
     Example:
 
@@ -79,7 +72,7 @@ def triplet_semihard_loss(y_true, y_pred, margin=1.0, distance_metric="L2"):
     negative_distance = ops.where(any_negative, selected["negative_distance_sum"], row_min)
     hinge = ops.where(positive, ops.relu(distances - negative_distance + margin), 0.0)
     value = ops.sum(hinge) / ops.maximum(ops.sum(ops.cast(positive, hinge.dtype)), 1.0)
-    return propagate_nonfinite(value, embeddings)
+    return like_input(propagate_nonfinite(value, embeddings), y_pred)
 
 
 def triplet_hard_loss(y_true, y_pred, margin=1.0, soft=False, distance_metric="L2"):
@@ -89,7 +82,8 @@ def triplet_hard_loss(y_true, y_pred, margin=1.0, soft=False, distance_metric="L
     `log(1 + exp(d(a, p*) − d(a, n*)))` with `soft=True`), `p*` the farthest positive and
     `n*` the closest negative. As in tensorflow-addons, an anchor without a positive uses
     the smallest entry of its row (its self-distance, 0) for `d(a, p*)`, and an anchor
-    without a negative the largest entry of its row for `d(a, n*)`.
+    without a negative the largest entry of its row for `d(a, n*)`. The loss has the
+    embeddings' dtype (computed in float32 for half precision).
 
     Example:
 
@@ -110,7 +104,7 @@ def triplet_hard_loss(y_true, y_pred, margin=1.0, soft=False, distance_metric="L
         per_anchor = ops.softplus(d_ap - d_an)
     else:
         per_anchor = ops.relu(d_ap - d_an + margin)
-    return propagate_nonfinite(ops.mean(per_anchor), embeddings)
+    return like_input(propagate_nonfinite(ops.mean(per_anchor), embeddings), y_pred)
 
 
 class _TFALoss(keras.losses.Loss):
@@ -184,5 +178,3 @@ class TripletHardLoss(_TFALoss):
         config["soft"] = self.soft
         return config
 
-
-__all__ = ["TripletSemiHardLoss", "TripletHardLoss", "triplet_semihard_loss", "triplet_hard_loss"]
