@@ -193,6 +193,7 @@ def train_model(
     rule="min",
     seed=0,
     verbose=1,
+    init=None,
 ):
     """Trains a SigNet-style `TripletModel` on preprocessed images.
 
@@ -204,6 +205,9 @@ def train_model(
         epochs, classes_per_batch (P writers), samples_per_class (K units each),
         margin, miner, learning_rate, embedding_dim, width: training settings.
         references, rule, seed: the verification protocol (see `protocol`).
+        init: a trained `TripletModel` to fine-tune (it is trained in place; its input
+            size must be the images'; `embedding_dim` and `width` are then ignored), or
+            `None` to train a new network from scratch.
 
     Returns:
         `(model, info)`: the trained `TripletModel` and a dict with `seconds_per_epoch`,
@@ -211,7 +215,16 @@ def train_model(
     """
     keras.utils.set_random_seed(seed)
     ds, steps = pair_dataset(images, writers, genuine, classes_per_batch, samples_per_class, seed)
-    model = build_model(images.shape[1:], embedding_dim=embedding_dim, width=width, seed=seed)
+    if init is None:
+        model = build_model(images.shape[1:], embedding_dim=embedding_dim, width=width, seed=seed)
+    else:
+        model = init
+        expected = tuple(model.embedder.input_shape[1:])
+        if expected != tuple(images.shape[1:]):
+            raise ValueError(
+                f"the model to fine-tune takes images of shape {expected}; got {tuple(images.shape[1:])} "
+                "(preprocess to the model's size)."
+            )
     schedule = keras.optimizers.schedules.CosineDecay(
         learning_rate, decay_steps=max(1, epochs * steps), alpha=0.05
     )
