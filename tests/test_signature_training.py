@@ -20,10 +20,9 @@ held-out skilled EER 14.0 % (shipped 14.2 %, raw pixels 18.7 %), AUC 0.938 (0.92
 
 import numpy as np
 import pytest
+from test_signature_app import SAVED_MODEL, mean_scores
 
 from apps.signature_verification import preprocessing, synthetic
-
-from test_signature_app import SAVED_MODEL, mean_scores
 
 # The fine-tuning run: 16 writers of 8 genuine signatures and 8 forgeries give 4 batches
 # of 64 images per epoch; 6 epochs at the fine-tuning learning rate of `train --init`.

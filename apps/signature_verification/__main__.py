@@ -16,6 +16,8 @@ from apps.signature_verification.protocol import RULES  # NumPy and Pillow only:
 DEFAULT_DEMO_OUT = os.path.join("runs", "signature_verification")
 DEFAULT_DEMO_DATA = os.path.join(".cache", "signature_verification")
 DEFAULT_RULE = "min"
+# `train --init auto` fine-tunes the shipped model below this many writers (see README.md).
+SMALL_DATA_WRITERS = 100
 
 
 def build_parser():
@@ -56,12 +58,20 @@ def build_parser():
     t.add_argument("--layout", default="auto", choices=("auto", "cedar", "bhsig260", "generic"))
     t.add_argument("--epochs", type=int, default=8)
     t.add_argument(
+        "--init",
+        default="auto",
+        metavar="MODEL",
+        help="fine-tune MODEL (.keras, with its side file) instead of training a new network; "
+        "'none': from scratch; 'auto' (default): the shipped saved_models/signature_verification.keras "
+        f"when DATA has fewer than {SMALL_DATA_WRITERS} writers, else from scratch (a line says which)",
+    )
+    t.add_argument(
         "--size",
         type=int,
         nargs=2,
-        default=(64, 128),
+        default=None,
         metavar=("H", "W"),
-        help="input size after preprocessing (default 64 128)",
+        help="input size after preprocessing (default 64 128; with --init, MODEL's)",
     )
     t.add_argument("--classes-per-batch", type=int, default=8, help="P writers per batch (default 8)")
     t.add_argument(
@@ -72,9 +82,16 @@ def build_parser():
     )
     t.add_argument("--margin", type=float, default=0.3, help="triplet margin (default 0.3)")
     t.add_argument("--miner", default="semi-hard", choices=("semi-hard", "batch-hard", "batch-all"))
-    t.add_argument("--learning-rate", type=float, default=3e-3, help="Adam, cosine decay (default 3e-3)")
-    t.add_argument("--embedding-dim", type=int, default=64)
-    t.add_argument("--width", type=float, default=0.5, help="network width multiplier (default 0.5)")
+    t.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="Adam, cosine decay (default 3e-3 from scratch, 1e-3 when fine-tuning)",
+    )
+    t.add_argument("--embedding-dim", type=int, default=None, help="from scratch only (default 64)")
+    t.add_argument(
+        "--width", type=float, default=None, help="network width multiplier, from scratch only (default 0.5)"
+    )
     t.add_argument("--val-fraction", type=float, default=0.15, help="validation writers (default 0.15)")
     t.add_argument("--test-fraction", type=float, default=0.25, help="held-out test writers (default 0.25)")
     t.add_argument("--references", type=int, default=5, help="reference signatures per writer (default 5)")

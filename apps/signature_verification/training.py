@@ -58,6 +58,17 @@ from keras_triplet.data import PKSampler
 from keras_triplet.losses import TripletLoss
 
 METADATA_FORMAT = "keras-triplet/signature-verification/1"
+SHIPPED_MODEL = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    "saved_models",
+    "signature_verification.keras",
+)
+# `train`'s defaults. Fine-tuning starts at a lower learning rate: it adapts a trained
+# model rather than learning one (figures in README.md).
+DEFAULT_EMBEDDING_DIM = 64
+DEFAULT_WIDTH = 0.5
+SCRATCH_LEARNING_RATE = 3e-3
+FINE_TUNE_LEARNING_RATE = 1e-3
 
 
 def make_units(writers, genuine, seed=0):
@@ -120,18 +131,27 @@ def pair_dataset(images, writers, genuine, classes_per_batch=8, samples_per_clas
 class ValidationEER(keras.callbacks.Callback):
     """After each epoch, the protocol's EERs on the validation writers (logged as
     `val_eer_skilled`, `val_eer_random`); the best epoch's weights (lowest skilled EER,
-    then random EER) are restored at the end of training."""
+    then random EER) are restored at the end of training. With `include_initial`, the
+    model before training competes too (as epoch 0): fine-tuning that only makes a
+    trained model worse on the validation writers gives the model back unchanged."""
 
-    def __init__(self, images, writers, genuine, references=5, rule="mean", seed=0, verbose=1):
+    def __init__(
+        self, images, writers, genuine, references=5, rule="mean", seed=0, verbose=1, include_initial=False
+    ):
         super().__init__()
         self.data = (images, writers, genuine)
         self.protocol = dict(references=references, rule=rule, seed=seed)
         self.verbose = verbose
+        self.include_initial = include_initial
         self.best = None
         self.best_weights = None
         self.best_epoch = -1
         self.best_summary = None
         self.history = []
+
+    def on_train_begin(self, logs=None):
+        if self.include_initial:
+            self.on_epoch_end(-1)
 
     def on_epoch_end(self, epoch, logs=None):
         images, writers, genuine = self.data
@@ -150,7 +170,7 @@ class ValidationEER(keras.callbacks.Callback):
             self.best_weights = [np.array(w) for w in self.model.get_weights()]
         if self.verbose:
             print(
-                f"  epoch {epoch + 1}: validation EER skilled {100 * key[0]:.2f}%, "
+                f"  {'before training' if epoch < 0 else f'epoch {epoch + 1}'}: validation EER skilled {100 * key[0]:.2f}%, "
                 f"random {100 * key[1]:.2f}%",
                 flush=True,
             )
@@ -211,7 +231,8 @@ def train_model(
 
     Returns:
         `(model, info)`: the trained `TripletModel` and a dict with `seconds_per_epoch`,
-        `epochs`, `best_epoch`, `threshold` and `val` (validation metrics, if any).
+        `epochs`, `best_epoch` (0: `init` as it was), `threshold` and `val` (validation
+        metrics, if any).
     """
     keras.utils.set_random_seed(seed)
     ds, steps = pair_dataset(images, writers, genuine, classes_per_batch, samples_per_class, seed)
@@ -233,7 +254,16 @@ def train_model(
     callbacks = [timer]
     validation = None
     if val_images is not None and len(val_images):
-        validation = ValidationEER(val_images, val_writers, val_genuine, references, rule, seed, verbose)
+        validation = ValidationEER(
+            val_images,
+            val_writers,
+            val_genuine,
+            references,
+            rule,
+            seed,
+            verbose,
+            include_initial=init is not None,
+        )
         callbacks.append(validation)
     history = model.fit(
         ds,
