@@ -18,6 +18,9 @@ held-out skilled EER 14.0 % (shipped 14.2 %, raw pixels 18.7 %), AUC 0.938 (0.92
 0.893).
 """
 
+import json
+import os
+
 import numpy as np
 import pytest
 from test_signature_app import SAVED_MODEL, mean_scores
@@ -110,3 +113,102 @@ def test_fine_tuning_check_fails_when_the_optimizer_does_nothing(writer_sets, no
     says why (one epoch is enough to show it)."""
     with pytest.raises(AssertionError, match="fine-tuning learned nothing or too little"):
         fine_tune_and_check(writer_sets, epochs=1)
+
+
+# --------------------------------------------------------------------------- train --init
+
+
+def _train_args(data, out, *extra):
+    return [
+        "train",
+        data,
+        "--out",
+        out,
+        "--epochs",
+        "1",
+        "--classes-per-batch",
+        "2",
+        "--samples-per-class",
+        "2",
+        "--val-fraction",
+        "0.34",
+        "--test-fraction",
+        "0.34",
+        "--references",
+        "3",
+        "--verbose",
+        "0",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory):
+    from apps.signature_verification.__main__ import main
+
+    data = str(tmp_path_factory.mktemp("small") / "data")
+    assert (
+        main(["generate", data, "--writers", "6", "--genuine", "6", "--forgeries", "4", "--seed", "1"]) == 0
+    )
+    return data
+
+
+def test_cli_train_fine_tunes_the_shipped_model_on_small_data(small_data, tmp_path, capsys):
+    """`train` on 6 writers, no --init: it says it fine-tunes the shipped model, and does
+    (the shipped model's input size and embedding size, changed weights, `init` in the
+    metadata)."""
+    import keras
+
+    from apps._common import sha256
+    from apps.signature_verification.__main__ import main
+    from apps.signature_verification.training import load_model
+
+    out = str(tmp_path / "tuned.keras")
+    capsys.readouterr()
+    assert main(_train_args(small_data, out)) == 0
+    printed = capsys.readouterr().out
+    assert "init: 6 writers (fewer than 100): fine-tuning the shipped model" in printed, printed
+    assert "fine-tuned 1 epochs" in printed, printed
+    meta = json.loads(open(out + ".json").read())
+    assert meta["init"] == {"model": os.path.abspath(SAVED_MODEL), "sha256": sha256(SAVED_MODEL)}
+    assert meta["image_size"] == [64, 128] and meta["settings"]["learning_rate"] == 1e-3
+    assert meta["settings"]["embedding_dim"] == 64 and meta["settings"]["width"] == 0.5
+    tuned, shipped = load_model(out)[0], load_model(SAVED_MODEL)[0]
+    assert tuned.embedder.count_params() == shipped.embedder.count_params()
+    if meta["training"]["best_epoch"] == 1:  # else the validation writers kept the shipped weights
+        changed = [
+            not np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+            for a, b in zip(tuned.embedder.trainable_weights, shipped.embedder.trainable_weights)
+        ]
+        assert all(changed), "fine-tuning left some weights unchanged"
+
+
+def test_cli_train_init_choices(small_data, tmp_path, capsys):
+    """`--init none` trains from scratch, network options under `auto` do too, and
+    `--init MODEL` refuses options that would change MODEL's network, in one line."""
+    from apps.signature_verification.__main__ import main
+
+    tiny = ["--size", "32", "64", "--width", "0.25", "--embedding-dim", "8"]
+    out = str(tmp_path / "scratch.keras")
+    capsys.readouterr()
+    assert main(_train_args(small_data, out, "--init", "none", *tiny)) == 0
+    printed = capsys.readouterr().out
+    assert "init: training from scratch (--init none)" in printed and "trained 1 epochs" in printed, printed
+    meta = json.loads(open(out + ".json").read())
+    assert meta["init"] is None and meta["settings"]["learning_rate"] == 3e-3
+    assert meta["image_size"] == [32, 64] and meta["settings"]["embedding_dim"] == 8
+
+    # Under `auto`, network options mean a new network (checked up to the line that says so:
+    # a single training writer then stops the command before any training).
+    one_writer = ["--val-fraction", "0.5", "--width", "0.25", "--size", "32", "64"]
+    with pytest.raises(SystemExit, match="at least 2 training writers"):
+        main(_train_args(small_data, str(tmp_path / "auto.keras"), *one_writer))
+    assert "init: --width and --size given: training a new network from scratch" in capsys.readouterr().out
+
+    for extra, message in (
+        (["--init", out, "--width", "0.5"], "--width sets the network trained from scratch"),
+        (["--init", out, "--size", "64", "128"], "--size 64 128: .* takes 32x64 images"),
+        (["--init", str(tmp_path / "missing.keras")], ".*missing.keras: no such model file"),
+    ):
+        with pytest.raises(SystemExit, match=f"^error: {message}"):
+            main(_train_args(small_data, str(tmp_path / "x.keras"), *extra))
