@@ -20,6 +20,17 @@ DEFAULT_RULE = "min"
 SMALL_DATA_WRITERS = 100
 
 
+def _reference_counts(text):
+    """`--references 1,3,5,10` -> [1, 3, 5, 10]."""
+    try:
+        counts = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
+    return counts
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="python -m apps.signature_verification",
@@ -40,7 +51,10 @@ def build_parser():
     g.add_argument("--forgers", type=int, default=3, help="forgers per writer (default 3)")
     g.add_argument("--skill", type=float, default=1.0, help="forgers' skill: >1 harder forgeries (default 1)")
     g.add_argument(
-        "--layout", choices=("cedar", "generic"), default="cedar", help="file layout (default cedar)"
+        "--layout",
+        choices=("cedar", "generic", "bhsig260"),
+        default="cedar",
+        help="file layout (default cedar)",
     )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--workers", type=int, default=1, help="processes (the output does not depend on it)")
@@ -116,7 +130,11 @@ def build_parser():
     e.add_argument("data", metavar="DATA")
     e.add_argument("--model", required=True, metavar="MODEL.keras")
     e.add_argument(
-        "--references", type=int, default=None, help="references per writer (default: the model's, 5)"
+        "--references",
+        type=_reference_counts,
+        default=None,
+        metavar="N[,N...]",
+        help="references per writer (default: the model's, 5); several, e.g. 1,3,5,10: one row each",
     )
     e.add_argument(
         "--rule",
@@ -133,10 +151,25 @@ def build_parser():
     n = sub.add_parser(
         "enroll",
         help="enrol a writer from a folder of genuine signatures",
-        description="Embeds the images in WRITER_DIR (or WRITER_DIR/genuine) and writes a JSON "
-        "profile (reference embeddings, threshold, model path; no pickle).",
+        description="Embeds the images in WRITER_DIR (or WRITER_DIR/genuine; files named as CEDAR or "
+        "BHSig260 forgeries are skipped), or those of --writer in the data folder WRITER_DIR, and "
+        "writes a JSON profile (reference embeddings, threshold, model path; no pickle).",
     )
     n.add_argument("writer_dir", metavar="WRITER_DIR")
+    n.add_argument(
+        "--writer",
+        default=None,
+        help="WRITER_DIR is a data folder (CEDAR, BHSig260 or generic layout): enrol this writer, "
+        "named as evaluate names them (12 in CEDAR, B-12 in BHSig260, the folder name in generic)",
+    )
+    n.add_argument("--layout", default="auto", choices=("auto", "cedar", "bhsig260", "generic"))
+    n.add_argument(
+        "--references",
+        type=int,
+        default=None,
+        metavar="N",
+        help="enrol with the first N genuine signatures (natural order; default: all)",
+    )
     n.add_argument("--model", required=True, metavar="MODEL.keras")
     n.add_argument("--out", required=True, metavar="PROFILE")
     n.add_argument("--threshold", type=float, default=None, help="default: the model's validation threshold")

@@ -236,21 +236,48 @@ def evaluate(args):
         f"at the validation threshold {result['threshold']:.4f}: FRR {percent(result['frr'])}, "
         f"FAR skilled {percent(result['far_skilled'])}, FAR random {percent(result['far_random'])}"
     )
+    for kind in ("skilled", "random"):
+        w = result[f"per_writer_eer_{kind}"]
+        if w["num_writers"]:
+            print(
+                f"per-writer EER {kind + ':':8} mean {percent(w['mean'])}, median {percent(w['median'])}, "
+                f"worst {percent(w['worst'])} ({w['num_writers']} writers)"
+            )
+    if "sweep" in result:
+        print(
+            "references | writers | EER skilled | EER random | per-writer EER skilled: mean / median / worst"
+        )
+        for r in result["sweep"]:
+            w = r["per_writer_eer_skilled"]
+            print(
+                f"{r['references']:>10} | {r['test_writers']:>7} | {percent(r['eer_skilled']):>11} | "
+                f"{percent(r['eer_random']):>10} | {percent(w['mean'])} / {percent(w['median'])} / "
+                f"{percent(w['worst'])}"
+            )
     for p in result.get("plots", []):
         print(f"plot: {p}")
     return 0
 
 
 def enroll(args):
-    """Writes the profile of the writer whose genuine signatures are in WRITER_DIR."""
-    from apps.signature_verification.loaders import writer_images
+    """Writes the profile of the writer whose genuine signatures are in WRITER_DIR (or of
+    `--writer` in the data folder WRITER_DIR, in any layout)."""
+    from apps.signature_verification.loaders import dataset_writer_images, writer_images
     from apps.signature_verification.preprocessing import load_images
 
     model, meta = load_model(args.model)
     threshold = args.threshold if args.threshold is not None else meta.get("threshold")
     if threshold is None:
         fail(f"{args.model} has no threshold in its metadata; pass --threshold.")
-    paths, skipped = writer_images(args.writer_dir)
+    try:
+        if args.writer is None:
+            paths, skipped = writer_images(args.writer_dir)
+        else:
+            paths, skipped = dataset_writer_images(args.writer_dir, args.writer, args.layout)
+    except ValueError as e:
+        fail(str(e))
+    if args.references is not None:
+        paths = paths[: args.references]
     images, kept, bad = load_images(paths, tuple(meta["image_size"]))
     SkipReport(skipped + bad).print()
     if len(images) == 0:
@@ -258,7 +285,7 @@ def enroll(args):
     if len(images) < 2:
         log("warning: a single reference signature; verification works better with 3 to 10.")
     profile = enrollment.make_profile(
-        writer=os.path.basename(os.path.normpath(args.writer_dir)),
+        writer=args.writer or os.path.basename(os.path.normpath(args.writer_dir)),
         model_path=args.model,
         image_size=meta["image_size"],
         rule=meta.get("rule", "mean"),

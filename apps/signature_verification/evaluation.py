@@ -54,13 +54,21 @@ def evaluate(
     data, model_path, references=None, rule=None, layout="auto", seed=None, plots=None, verbose=True
 ):
     """The writer-independent evaluation of `model_path` on `data`; returns the result
-    dict (see `commands.evaluate`)."""
+    dict (see `commands.evaluate`).
+
+    `references` is a number of references per writer (default: the model's), or a list
+    of them: then the result is that of the first, and `result["sweep"]` holds one
+    result per number (each with its own validation threshold; writers with no more
+    genuine signatures than the number are left out of its row, and a number that leaves
+    no writer is skipped with a warning).
+    """
     from apps.signature_verification.loaders import load_dataset
     from apps.signature_verification.plots import write_plots
     from apps.signature_verification.training import load_model
 
     model, meta = load_model(model_path)
-    references = references or meta.get("references", 5)
+    counts = [references] if isinstance(references, int) or references is None else list(references)
+    counts = [n or meta.get("references", 5) for n in counts]
     rule = rule or meta.get("rule", "mean")
     seed = meta.get("seed", 0) if seed is None else seed
     dataset = load_dataset(data, layout)
@@ -71,24 +79,38 @@ def evaluate(
     size = tuple(meta["image_size"])
     vx, vw, vg = load_split_images(dataset, val_writers, size)
     tx, tw, tg = load_split_images(dataset, test_writers, size)
-    val, val_scores = score_writers(model.embed(vx, batch_size=128), vw, vg, references, rule, seed)
-    result, test_scores = score_writers(
-        model.embed(tx, batch_size=128), tw, tg, references, rule, seed, threshold=val["threshold"]
-    )
-    result.update(
-        {
-            "references": references,
-            "rule": rule,
-            "split": source,
-            "val_writers": len(val_scores["writers"]),
-            "test_writers": len(test_scores["writers"]),
-            "model": os.fspath(model_path),
-            "data": os.fspath(data),
-        }
-    )
-    if plots:
-        result["plots"] = write_plots(test_scores, plots)
-    return result
+    val_emb, test_emb = model.embed(vx, batch_size=128), model.embed(tx, batch_size=128)
+    results = []
+    for n in counts:
+        try:
+            val, val_scores = score_writers(val_emb, vw, vg, n, rule, seed)
+            result, test_scores = score_writers(test_emb, tw, tg, n, rule, seed, threshold=val["threshold"])
+        except ValueError as e:
+            if len(counts) == 1:
+                raise
+            log(f"warning: --references {n} skipped: {e}")
+            continue
+        result.update(
+            {
+                "references": n,
+                "rule": rule,
+                "split": source,
+                "val_writers": len(val_scores["writers"]),
+                "test_writers": len(test_scores["writers"]),
+                "per_writer_eer_skilled": protocol.per_writer_eer(test_scores, "skilled"),
+                "per_writer_eer_random": protocol.per_writer_eer(test_scores, "random"),
+                "model": os.fspath(model_path),
+                "data": os.fspath(data),
+            }
+        )
+        if plots and not results:
+            result["plots"] = write_plots(test_scores, plots)
+        results.append(result)
+    if not results:
+        raise ValueError(f"no writer has more genuine signatures than any of --references {counts}.")
+    if len(counts) > 1:
+        results[0] = {**results[0], "sweep": [dict(r) for r in results]}
+    return results[0]
 
 
 def _split(dataset, meta, seed):
