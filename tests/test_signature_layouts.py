@@ -121,3 +121,37 @@ def test_evaluate_references_sweep_and_per_writer_eer(tmp_path, capsys):
     assert len(rows) == 1, captured.out
     with pytest.raises(SystemExit):
         main(["evaluate", data, "--model", SAVED_MODEL, "--references", "3,x"])
+
+
+def test_evaluate_baselines(tmp_path, capsys):
+    """`--baseline pixels|hog` scores non-learned embeddings with the same protocol: on
+    the model's writers and settings when `--model` is given too."""
+    import numpy as np
+
+    from apps.signature_verification.__main__ import main
+    from apps.signature_verification.evaluation import baseline_embeddings
+
+    x = np.random.default_rng(0).random((3, 64, 128, 1)).astype("float32")
+    for kind, dim in (("pixels", 64 * 128), ("hog", 7 * 15 * 36)):
+        e = baseline_embeddings(x, kind)
+        assert e.shape == (3, dim)
+        np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, rtol=1e-5)
+
+    data = _generate(str(tmp_path / "data"), "cedar")
+    capsys.readouterr()
+    results = {}
+    for name, args in (
+        ("model", ["--model", SAVED_MODEL]),
+        ("hog", ["--model", SAVED_MODEL, "--baseline", "hog"]),
+        ("pixels", ["--baseline", "pixels"]),
+    ):
+        assert main(["evaluate", data, *args, "--references", "3", "--json"]) == 0
+        results[name] = _json(capsys.readouterr().out)
+    assert results["hog"]["baseline"] == "hog" and results["model"]["baseline"] is None
+    for key in ("test_writers", "num_genuine", "num_skilled", "num_random", "rule", "references"):
+        assert results["hog"][key] == results["model"][key] == results["pixels"][key], key
+    assert results["hog"]["eer_skilled"] != results["model"]["eer_skilled"]
+    assert main(["evaluate", data, "--baseline", "hog"]) == 0
+    assert capsys.readouterr().out.startswith("baseline: hog (no learning)")
+    with pytest.raises(SystemExit, match="needs --model"):
+        main(["evaluate", data])

@@ -128,7 +128,14 @@ def build_parser():
         "and the metrics measured on the other half.",
     )
     e.add_argument("data", metavar="DATA")
-    e.add_argument("--model", required=True, metavar="MODEL.keras")
+    e.add_argument("--model", default=None, metavar="MODEL.keras", help="required unless --baseline")
+    e.add_argument(
+        "--baseline",
+        choices=("pixels", "hog"),
+        default=None,
+        help="score raw pixels or HOG descriptors instead of the model's embeddings (on MODEL's "
+        "writers, input size, references and rule when --model is given too)",
+    )
     e.add_argument(
         "--references",
         type=_reference_counts,

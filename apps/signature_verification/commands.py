@@ -218,12 +218,23 @@ def evaluate(args):
     """FAR / FRR / EER / AUC of MODEL on writers of DATA it was not trained on."""
     from apps.signature_verification.evaluation import evaluate as run
 
-    result = run(args.data, args.model, args.references, args.rule, args.layout, plots=args.plots)
+    if args.model is None and args.baseline is None:
+        fail("evaluate needs --model MODEL.keras (or --baseline pixels|hog).")
+    result = run(
+        args.data,
+        args.model,
+        args.references,
+        args.rule,
+        args.layout,
+        plots=args.plots,
+        baseline=args.baseline,
+    )
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return 0
     print(
-        f"split: {result['split']}; {result['val_writers']} validation, {result['test_writers']} test writers; "
+        (f"baseline: {args.baseline} (no learning); " if args.baseline else "")
+        + f"split: {result['split']}; {result['val_writers']} validation, {result['test_writers']} test writers; "
         f"{result['references']} references, rule: {result['rule']}"
     )
     print(

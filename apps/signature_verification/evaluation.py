@@ -50,11 +50,53 @@ def load_split_images(dataset, writers, size):
     )
 
 
+BASELINES = ("pixels", "hog")
+
+
+def baseline_embeddings(images, kind):
+    """Non-learned embeddings of preprocessed images `[N, H, W, 1]`, L2-normalised:
+    `"pixels"` (the raw pixels) or `"hog"` (scikit-image's histograms of oriented
+    gradients: 9 orientations, 8×8-pixel cells, 2×2-cell blocks). They are what a learned
+    model has to beat."""
+    images = np.asarray(images, np.float32)
+    if kind == "pixels":
+        x = images.reshape(len(images), -1)
+    elif kind == "hog":
+        from skimage.feature import hog
+
+        x = (
+            np.stack(
+                [
+                    hog(im[..., 0], orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2))
+                    for im in images
+                ]
+            )
+            if len(images)
+            else np.zeros((0, 1), np.float32)
+        )
+    else:
+        raise ValueError(f"baseline must be one of {BASELINES}; got {kind!r}.")
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def evaluate(
-    data, model_path, references=None, rule=None, layout="auto", seed=None, plots=None, verbose=True
+    data,
+    model_path,
+    references=None,
+    rule=None,
+    layout="auto",
+    seed=None,
+    plots=None,
+    verbose=True,
+    baseline=None,
 ):
     """The writer-independent evaluation of `model_path` on `data`; returns the result
     dict (see `commands.evaluate`).
+
+    `baseline` ("pixels" or "hog", see `baseline_embeddings`) scores those embeddings
+    instead of the model's, on the same writers with the same protocol (the model's
+    split, input size, references and rule; without a model, `model_path=None`: all
+    writers unseen, 64×128 images, 5 references, rule `min`).
 
     `references` is a number of references per writer (default: the model's), or a list
     of them: then the result is that of the first, and `result["sweep"]` holds one
@@ -64,9 +106,19 @@ def evaluate(
     """
     from apps.signature_verification.loaders import load_dataset
     from apps.signature_verification.plots import write_plots
+    from apps.signature_verification.preprocessing import DEFAULT_SIZE
     from apps.signature_verification.training import load_model
 
-    model, meta = load_model(model_path)
+    if model_path is None and baseline is None:
+        raise ValueError("evaluate needs a model, a baseline or both.")
+    if model_path is not None:
+        model, meta = load_model(model_path)
+    else:
+        model, meta = None, {"image_size": list(DEFAULT_SIZE), "rule": "min"}
+
+    def embed(images):
+        return baseline_embeddings(images, baseline) if baseline else model.embed(images, batch_size=128)
+
     counts = [references] if isinstance(references, int) or references is None else list(references)
     counts = [n or meta.get("references", 5) for n in counts]
     rule = rule or meta.get("rule", "mean")
@@ -79,7 +131,7 @@ def evaluate(
     size = tuple(meta["image_size"])
     vx, vw, vg = load_split_images(dataset, val_writers, size)
     tx, tw, tg = load_split_images(dataset, test_writers, size)
-    val_emb, test_emb = model.embed(vx, batch_size=128), model.embed(tx, batch_size=128)
+    val_emb, test_emb = embed(vx), embed(tx)
     results = []
     for n in counts:
         try:
@@ -99,7 +151,8 @@ def evaluate(
                 "test_writers": len(test_scores["writers"]),
                 "per_writer_eer_skilled": protocol.per_writer_eer(test_scores, "skilled"),
                 "per_writer_eer_random": protocol.per_writer_eer(test_scores, "random"),
-                "model": os.fspath(model_path),
+                "model": os.fspath(model_path) if model_path is not None else None,
+                "baseline": baseline,
                 "data": os.fspath(data),
             }
         )
