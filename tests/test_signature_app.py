@@ -444,15 +444,17 @@ def mean_scores(embeddings, writers, genuine, draws=4):
 def test_saved_model_beats_raw_pixels(unseen_writers):
     """What the shipped model is worth: on writers that did not exist when it was
     trained, it separates genuine signatures from skilled forgeries better than raw
-    pixels. Measured on three sets of 40 writers: skilled EER 13.8-15.9 % against
-    15.9-19.3 %, AUC 0.921-0.934 against 0.893-0.917 (the gap is smaller than on the
-    400 test writers of the README)."""
+    pixels. Measured on this set (the same on every backend): skilled EER 9.6 % against
+    18.7 %, AUC 0.966 against 0.893; random-forgery EER 1.3 % against 2.3 % (HOG, for
+    reference: 5.8 %, 0.988, 0 %). The 13.8-15.9 % quoted here before is what the model
+    gives when the raw-pixel normalisation rescales the images in place before it embeds
+    them (14.2 % on this set)."""
     u = unseen_writers
     model = mean_scores(u["model"], u["writers"], u["genuine"])
     raw = mean_scores(u["raw"], u["writers"], u["genuine"])
     scores = {k: (round(model[k], 3), round(raw[k], 3)) for k in model}
-    assert model["eer_skilled"] <= 0.18 and model["eer_skilled"] <= raw["eer_skilled"] - 0.02, scores
-    assert model["auc_skilled"] >= raw["auc_skilled"] + 0.015, scores
+    assert model["eer_skilled"] <= 0.13 and model["eer_skilled"] <= raw["eer_skilled"] - 0.05, scores
+    assert model["auc_skilled"] >= raw["auc_skilled"] + 0.04, scores
     assert model["eer_random"] <= 0.05, scores
 
 

@@ -26,14 +26,14 @@ import pytest
 from test_signature_app import SAVED_MODEL, mean_scores
 
 from apps.signature_verification import preprocessing, synthetic
+from apps.signature_verification.training import FINE_TUNE_LEARNING_RATE
 
 # The fine-tuning run: 16 writers of 8 genuine signatures and 8 forgeries give 4 batches
-# of 64 images per epoch; 6 epochs at the fine-tuning learning rate of `train --init`.
+# of 64 images per epoch; 10 epochs at the fine-tuning learning rate of `train --init`.
 FINE_TUNE_WRITERS = 16
-FINE_TUNE_EPOCHS = 6
-FINE_TUNE_LEARNING_RATE = 1e-3
+FINE_TUNE_EPOCHS = 10
 # Each of the three figures must clear these bars (measured values in the module docstring).
-MAX_LOSS_RATIO = 0.85  # loss after / loss before on the fine-tuning writers
+MAX_LOSS_RATIO = 0.9  # loss after / loss before on the fine-tuning writers
 MIN_GAIN_OVER_RAW = 0.02  # skilled EER below raw pixels' by at least this
 MAX_LOSS_OVER_SHIPPED = 0.02  # skilled EER above the shipped model's by at most this
 
@@ -102,6 +102,7 @@ def fine_tune_and_check(writer_sets, epochs=FINE_TUNE_EPOCHS):
         f"fine-tuning made the shipped model worse: {figures}"
     )
     assert tuned["eer_random"] <= 0.05, f"random-forgery EER {tuned['eer_random']:.3f}: {figures}"
+    return figures
 
 
 def test_fine_tuned_model_learns_and_beats_raw_pixels(writer_sets):
@@ -171,7 +172,7 @@ def test_cli_train_fine_tunes_the_shipped_model_on_small_data(small_data, tmp_pa
     assert "fine-tuned 1 epochs" in printed, printed
     meta = json.loads(open(out + ".json").read())
     assert meta["init"] == {"model": os.path.abspath(SAVED_MODEL), "sha256": sha256(SAVED_MODEL)}
-    assert meta["image_size"] == [64, 128] and meta["settings"]["learning_rate"] == 1e-3
+    assert meta["image_size"] == [64, 128] and meta["settings"]["learning_rate"] == 3e-4
     assert meta["settings"]["embedding_dim"] == 64 and meta["settings"]["width"] == 0.5
     tuned, shipped = load_model(out)[0], load_model(SAVED_MODEL)[0]
     assert tuned.embedder.count_params() == shipped.embedder.count_params()
