@@ -176,12 +176,29 @@ def test_cli_train_fine_tunes_the_shipped_model_on_small_data(small_data, tmp_pa
     assert meta["settings"]["embedding_dim"] == 64 and meta["settings"]["width"] == 0.5
     tuned, shipped = load_model(out)[0], load_model(SAVED_MODEL)[0]
     assert tuned.embedder.count_params() == shipped.embedder.count_params()
-    if meta["training"]["best_epoch"] == 1:  # else the validation writers kept the shipped weights
-        changed = [
-            not np.array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
-            for a, b in zip(tuned.embedder.trainable_weights, shipped.embedder.trainable_weights)
+    kernels = {
+        name: [
+            keras.ops.convert_to_numpy(layer.kernel)
+            for layer in model.embedder.layers
+            if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
         ]
-        assert all(changed), "fine-tuning left some weights unchanged"
+        for name, model in (("tuned", tuned), ("shipped", shipped))
+    }
+    bn = {
+        name: [
+            keras.ops.convert_to_numpy(w)
+            for layer in model.embedder.layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+            for w in layer.weights
+        ]
+        for name, model in (("tuned", tuned), ("shipped", shipped))
+    }
+    # Batch normalisation stays frozen (and is saved trainable, as it came) ...
+    assert all(np.array_equal(a, b) for a, b in zip(bn["tuned"], bn["shipped"]))
+    assert all(layer.trainable for layer in tuned.embedder.layers)
+    # ... while every kernel moved (unless the validation writers kept the shipped weights).
+    changed = [not np.array_equal(a, b) for a, b in zip(kernels["tuned"], kernels["shipped"])]
+    assert len(changed) == 6 and all(changed) is (meta["training"]["best_epoch"] == 1), changed
 
 
 def test_cli_train_init_choices(small_data, tmp_path, capsys):
