@@ -188,6 +188,27 @@ def test_protocol_split_scores_and_metrics():
         protocol.verification_scores(emb, w, g, references=6)
 
 
+def test_per_writer_eer():
+    """Writer a: separable (EER 0); writer b: one forgery below its farthest genuine query
+    out of 2 genuine and 2 forgeries (EER 0.5 at the crossing); writer c: no forgery (left
+    out of the skilled figure)."""
+    scores = {
+        "writers": ["a", "b", "c"],
+        "genuine": np.array([0.1, 0.2, 0.1, 0.5, 0.3]),
+        "genuine_writer": np.array(["a", "a", "b", "b", "c"]),
+        "skilled": np.array([0.8, 0.9, 0.4, 0.9]),
+        "skilled_writer": np.array(["a", "a", "b", "b"]),
+        "random": np.array([0.7, 0.7, 0.7]),
+        "random_writer": np.array(["a", "b", "c"]),
+    }
+    eers = {w: protocol.per_writer_eer({**scores, "writers": [w]})["mean"] for w in ("a", "b")}
+    assert eers == {"a": 0.0, "b": 0.5}
+    s = protocol.per_writer_eer(scores, "skilled")
+    assert s == {"mean": 0.25, "median": 0.25, "worst": 0.5, "num_writers": 2}
+    assert protocol.per_writer_eer(scores, "random")["num_writers"] == 3
+    assert protocol.per_writer_eer({**scores, "writers": ["c"]})["mean"] is None
+
+
 def test_protocol_rules():
     refs = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     q = np.array([[1.0, 0.0], [0.6, 0.8]])
@@ -294,6 +315,8 @@ def test_cli_train_evaluate_enroll_verify(tmp_path, capsys):
         )
         == 0
     )
+    # Network options on few writers: a new network, not the shipped one fine-tuned.
+    assert "training a new network from scratch" in capsys.readouterr().out
     meta = json.loads((tmp_path / "model.keras.json").read_text())
     assert meta["image_size"] == [32, 64] and meta["threshold"] > 0
     assert len(meta["split"]["train"]) == 2 and len(meta["split"]["test"]) == 2
@@ -421,15 +444,17 @@ def mean_scores(embeddings, writers, genuine, draws=4):
 def test_saved_model_beats_raw_pixels(unseen_writers):
     """What the shipped model is worth: on writers that did not exist when it was
     trained, it separates genuine signatures from skilled forgeries better than raw
-    pixels. Measured on three sets of 40 writers: skilled EER 13.8-15.9 % against
-    15.9-19.3 %, AUC 0.921-0.934 against 0.893-0.917 (the gap is smaller than on the
-    400 test writers of the README)."""
+    pixels. Measured on this set (the same on every backend): skilled EER 9.6 % against
+    18.7 %, AUC 0.966 against 0.893; random-forgery EER 1.3 % against 2.3 % (HOG, for
+    reference: 5.8 %, 0.988, 0 %). The 13.8-15.9 % quoted here before is what the model
+    gives when the raw-pixel normalisation rescales the images in place before it embeds
+    them (14.2 % on this set)."""
     u = unseen_writers
     model = mean_scores(u["model"], u["writers"], u["genuine"])
     raw = mean_scores(u["raw"], u["writers"], u["genuine"])
     scores = {k: (round(model[k], 3), round(raw[k], 3)) for k in model}
-    assert model["eer_skilled"] <= 0.18 and model["eer_skilled"] <= raw["eer_skilled"] - 0.02, scores
-    assert model["auc_skilled"] >= raw["auc_skilled"] + 0.015, scores
+    assert model["eer_skilled"] <= 0.13 and model["eer_skilled"] <= raw["eer_skilled"] - 0.05, scores
+    assert model["auc_skilled"] >= raw["auc_skilled"] + 0.04, scores
     assert model["eer_random"] <= 0.05, scores
 
 

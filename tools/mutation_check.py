@@ -73,6 +73,23 @@ MUTANTS = [
         every_backend=True,
     ),
     Mutant(
+        "optimizer steps are no-ops (signature fine-tuning)",
+        tests=["tests/test_signature_training.py::test_fine_tuned_model_learns_and_beats_raw_pixels"],
+        plugin=NO_OPTIMIZER_STEPS,
+        every_backend=True,
+    ),
+    Mutant(
+        "signature train --init ignored (a new network instead)",
+        tests=["tests/test_signature_training.py::test_fine_tuned_model_learns_and_beats_raw_pixels"],
+        patches=[
+            (
+                "apps/signature_verification/training.py",
+                "    if init is None:\n        model = build_model(",
+                "    if True:\n        model = build_model(",
+            )
+        ],
+    ),
+    Mutant(
         "triplet hinge max(0, x) -> x",
         tests=["tests/test_losses.py"],
         patches=[

@@ -24,6 +24,19 @@ from apps.signature_verification.protocol import RULES  # NumPy and Pillow only:
 DEFAULT_DEMO_OUT = os.path.join("runs", "signature_verification")
 DEFAULT_DEMO_DATA = os.path.join(".cache", "signature_verification")
 DEFAULT_RULE = "min"
+# `train --init auto` fine-tunes the shipped model below this many writers (see README.md).
+SMALL_DATA_WRITERS = 100
+
+
+def _reference_counts(text):
+    """`--references 1,3,5,10` -> [1, 3, 5, 10]."""
+    try:
+        counts = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
+    return counts
 
 
 def build_parser():
@@ -46,7 +59,10 @@ def build_parser():
     g.add_argument("--forgers", type=int, default=3, help="forgers per writer (default 3)")
     g.add_argument("--skill", type=float, default=1.0, help="forgers' skill: >1 harder forgeries (default 1)")
     g.add_argument(
-        "--layout", choices=("cedar", "generic"), default="cedar", help="file layout (default cedar)"
+        "--layout",
+        choices=("cedar", "generic", "bhsig260"),
+        default="cedar",
+        help="file layout (default cedar)",
     )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--workers", type=int, default=1, help="processes (the output does not depend on it)")
@@ -64,12 +80,20 @@ def build_parser():
     t.add_argument("--layout", default="auto", choices=("auto", "cedar", "bhsig260", "generic"))
     t.add_argument("--epochs", type=int, default=8)
     t.add_argument(
+        "--init",
+        default="auto",
+        metavar="MODEL",
+        help="fine-tune MODEL (.keras, with its side file) instead of training a new network; "
+        "'none': from scratch; 'auto' (default): the shipped saved_models/signature_verification.keras "
+        f"when DATA has fewer than {SMALL_DATA_WRITERS} writers, else from scratch (a line says which)",
+    )
+    t.add_argument(
         "--size",
         type=int,
         nargs=2,
-        default=(64, 128),
+        default=None,
         metavar=("H", "W"),
-        help="input size after preprocessing (default 64 128)",
+        help="input size after preprocessing (default 64 128; with --init, MODEL's)",
     )
     t.add_argument("--classes-per-batch", type=int, default=8, help="P writers per batch (default 8)")
     t.add_argument(
@@ -80,9 +104,16 @@ def build_parser():
     )
     t.add_argument("--margin", type=float, default=0.3, help="triplet margin (default 0.3)")
     t.add_argument("--miner", default="semi-hard", choices=("semi-hard", "batch-hard", "batch-all"))
-    t.add_argument("--learning-rate", type=float, default=3e-3, help="Adam, cosine decay (default 3e-3)")
-    t.add_argument("--embedding-dim", type=int, default=64)
-    t.add_argument("--width", type=float, default=0.5, help="network width multiplier (default 0.5)")
+    t.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="Adam, cosine decay (default 3e-3 from scratch, 1e-3 when fine-tuning)",
+    )
+    t.add_argument("--embedding-dim", type=int, default=None, help="from scratch only (default 64)")
+    t.add_argument(
+        "--width", type=float, default=None, help="network width multiplier, from scratch only (default 0.5)"
+    )
     t.add_argument("--val-fraction", type=float, default=0.15, help="validation writers (default 0.15)")
     t.add_argument("--test-fraction", type=float, default=0.25, help="held-out test writers (default 0.25)")
     t.add_argument("--references", type=int, default=5, help="reference signatures per writer (default 5)")
@@ -105,9 +136,20 @@ def build_parser():
         "and the metrics measured on the other half.",
     )
     e.add_argument("data", metavar="DATA")
-    e.add_argument("--model", required=True, metavar="MODEL.keras")
+    e.add_argument("--model", default=None, metavar="MODEL.keras", help="required unless --baseline")
     e.add_argument(
-        "--references", type=int, default=None, help="references per writer (default: the model's, 5)"
+        "--baseline",
+        choices=("pixels", "hog"),
+        default=None,
+        help="score raw pixels or HOG descriptors instead of the model's embeddings (on MODEL's "
+        "writers, input size, references and rule when --model is given too)",
+    )
+    e.add_argument(
+        "--references",
+        type=_reference_counts,
+        default=None,
+        metavar="N[,N...]",
+        help="references per writer (default: the model's, 5); several, e.g. 1,3,5,10: one row each",
     )
     e.add_argument(
         "--rule",
@@ -124,10 +166,25 @@ def build_parser():
     n = sub.add_parser(
         "enroll",
         help="enrol a writer from a folder of genuine signatures",
-        description="Embeds the images in WRITER_DIR (or WRITER_DIR/genuine) and writes a JSON "
-        "profile (reference embeddings, threshold, model path; no pickle).",
+        description="Embeds the images in WRITER_DIR (or WRITER_DIR/genuine; files named as CEDAR or "
+        "BHSig260 forgeries are skipped), or those of --writer in the data folder WRITER_DIR, and "
+        "writes a JSON profile (reference embeddings, threshold, model path; no pickle).",
     )
     n.add_argument("writer_dir", metavar="WRITER_DIR")
+    n.add_argument(
+        "--writer",
+        default=None,
+        help="WRITER_DIR is a data folder (CEDAR, BHSig260 or generic layout): enrol this writer, "
+        "named as evaluate names them (12 in CEDAR, B-12 in BHSig260, the folder name in generic)",
+    )
+    n.add_argument("--layout", default="auto", choices=("auto", "cedar", "bhsig260", "generic"))
+    n.add_argument(
+        "--references",
+        type=int,
+        default=None,
+        metavar="N",
+        help="enrol with the first N genuine signatures (natural order; default: all)",
+    )
     n.add_argument("--model", required=True, metavar="MODEL.keras")
     n.add_argument("--out", required=True, metavar="PROFILE")
     n.add_argument("--threshold", type=float, default=None, help="default: the model's validation threshold")

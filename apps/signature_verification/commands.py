@@ -10,11 +10,22 @@ import os
 import shutil
 import time
 
-from apps._common import SkipReport, fail, log, sha256, write_json
+from apps._common import SkipReport, fail, log, read_side_file, sha256, write_json
 from apps.signature_verification import enrollment, protocol
 from apps.signature_verification.evaluation import FEW_WRITERS, load_split_images, percent
 from apps.signature_verification.loaders import load_dataset
-from apps.signature_verification.training import check_inputs, load_model, save_model, train_model
+from apps.signature_verification.preprocessing import DEFAULT_SIZE
+from apps.signature_verification.training import (
+    DEFAULT_EMBEDDING_DIM,
+    DEFAULT_WIDTH,
+    FINE_TUNE_LEARNING_RATE,
+    SCRATCH_LEARNING_RATE,
+    SHIPPED_MODEL,
+    check_inputs,
+    load_model,
+    save_model,
+    train_model,
+)
 
 
 def generate(args):
@@ -40,8 +51,56 @@ def generate(args):
     return 0
 
 
+def _initial_model(args, num_writers):
+    """`(model or None, its metadata, the path)` that `train` starts from (see `--init`)."""
+    from apps.signature_verification.__main__ import SMALL_DATA_WRITERS
+
+    choice = args.init
+    if choice == "auto":
+        network = [
+            f"--{name.replace('_', '-')}"
+            for name in ("width", "embedding_dim")
+            if getattr(args, name) is not None
+        ]
+        shipped_size = read_side_file(SHIPPED_MODEL).get("image_size")
+        if args.size is not None and list(args.size) != shipped_size:
+            network.append("--size")
+        if network:
+            print(f"init: {' and '.join(network)} given: training a new network from scratch")
+            return None, {}, None
+        if num_writers < SMALL_DATA_WRITERS:
+            choice = SHIPPED_MODEL
+            print(
+                f"init: {num_writers} writers (fewer than {SMALL_DATA_WRITERS}): fine-tuning the shipped "
+                f"model {os.path.relpath(SHIPPED_MODEL)} (--init none trains from scratch)"
+            )
+        else:
+            print(
+                f"init: {num_writers} writers (at least {SMALL_DATA_WRITERS}): training from scratch "
+                "(--init MODEL fine-tunes MODEL)"
+            )
+            return None, {}, None
+    elif choice.lower() == "none":
+        print("init: training from scratch (--init none)")
+        return None, {}, None
+    else:
+        print(f"init: fine-tuning {choice}")
+    for name in ("width", "embedding_dim"):
+        if getattr(args, name) is not None:
+            fail(
+                f"--{name.replace('_', '-')} sets the network trained from scratch; fine-tuning keeps "
+                f"{choice}'s network (add --init none to train a new one)."
+            )
+    try:
+        model, meta = load_model(choice)
+    except FileNotFoundError as e:
+        fail(str(e))
+    return model, meta, choice
+
+
 def train(args):
-    """Trains on the training writers of DATA; MODEL.keras + MODEL.keras.json."""
+    """Trains on the training writers of DATA (from scratch or fine-tuning `--init`);
+    MODEL.keras + MODEL.keras.json."""
     dataset = load_dataset(args.data, args.layout)
     print(dataset.summary())
     SkipReport(dataset.skipped).print()
@@ -50,7 +109,22 @@ def train(args):
         f"writers: {len(split['train'])} train, {len(split['val'])} validation, "
         f"{len(split['test'])} test (held out, not loaded)"
     )
-    size = tuple(args.size)
+    init, init_meta, init_path = _initial_model(args, len(dataset.writers))
+    if init is None:
+        size = tuple(args.size or DEFAULT_SIZE)
+        learning_rate = args.learning_rate or SCRATCH_LEARNING_RATE
+        embedding_dim = args.embedding_dim or DEFAULT_EMBEDDING_DIM
+        width = args.width or DEFAULT_WIDTH
+    else:
+        size = tuple(init_meta["image_size"])
+        if args.size is not None and tuple(args.size) != size:
+            fail(
+                f"--size {args.size[0]} {args.size[1]}: {init_path} takes {size[0]}x{size[1]} images "
+                "(leave --size out, or add --init none to train a new network)."
+            )
+        learning_rate = args.learning_rate or FINE_TUNE_LEARNING_RATE
+        embedding_dim = int(init.embedder.output_shape[-1])
+        width = init_meta.get("settings", {}).get("width")
     t = time.perf_counter()
     x, w, g = load_split_images(dataset, split["train"], size)
     vx, vw, vg = load_split_images(dataset, split["val"], size) if split["val"] else (None, None, None)
@@ -71,13 +145,14 @@ def train(args):
         samples_per_class=args.samples_per_class,
         margin=args.margin,
         miner=args.miner,
-        learning_rate=args.learning_rate,
-        embedding_dim=args.embedding_dim,
-        width=args.width,
+        learning_rate=learning_rate,
+        embedding_dim=embedding_dim,
+        width=width,
         references=args.references,
         rule=args.rule,
         seed=args.seed,
         verbose=args.verbose,
+        init=init,
     )
     threshold = info.get("threshold")
     if threshold is None:
@@ -102,27 +177,32 @@ def train(args):
             "data_root": os.path.abspath(args.data),
             "layout": dataset.layout,
             "training": {k: v for k, v in info.items() if k not in ("history", "val", "threshold")},
+            "init": None
+            if init_path is None
+            else {"model": os.path.abspath(init_path), "sha256": sha256(init_path)},
             "settings": {
-                k: getattr(args, k)
-                for k in (
-                    "epochs",
-                    "classes_per_batch",
-                    "samples_per_class",
-                    "margin",
-                    "miner",
-                    "learning_rate",
-                    "embedding_dim",
-                    "width",
-                )
+                **{
+                    k: getattr(args, k)
+                    for k in ("epochs", "classes_per_batch", "samples_per_class", "margin", "miner")
+                },
+                "learning_rate": learning_rate,
+                "embedding_dim": embedding_dim,
+                "width": width,
             },
             "validation": info.get("val"),
             "check_embeddings": model.embed(check_inputs(size)).round(6).tolist(),
         },
     )
     print(
-        f"trained {info['epochs']} epochs on {info['backend']}: {info['seconds_per_epoch']} s/epoch "
+        ("fine-tuned" if init is not None else "trained")
+        + f" {info['epochs']} epochs on {info['backend']}: {info['seconds_per_epoch']} s/epoch "
         f"(first epoch {info['seconds_first_epoch']} s), {info['train_seconds']} s in all"
         + (f"; best epoch {info['best_epoch']}" if "best_epoch" in info else "")
+        + (
+            " (the model as it was: no epoch did better on the validation writers)"
+            if info.get("best_epoch") == 0
+            else ""
+        )
     )
     if info.get("val"):
         v = info["val"]
@@ -138,7 +218,17 @@ def evaluate(args):
     """FAR / FRR / EER / AUC of MODEL on writers of DATA it was not trained on."""
     from apps.signature_verification.evaluation import evaluate as run
 
-    result = run(args.data, args.model, args.references, args.rule, args.layout, plots=args.plots)
+    if args.model is None and args.baseline is None:
+        fail("evaluate needs --model MODEL.keras (or --baseline pixels|hog).")
+    result = run(
+        args.data,
+        args.model,
+        args.references,
+        args.rule,
+        args.layout,
+        plots=args.plots,
+        baseline=args.baseline,
+    )
     if result["test_writers"] < FEW_WRITERS:
         log(
             f"warning: only {result['test_writers']} test writers: the rates below are rough (see the 95% "
@@ -149,7 +239,8 @@ def evaluate(args):
         print(json.dumps(result, sort_keys=True))
         return 0
     print(
-        f"split: {result['split']}; {result['val_writers']} validation, {result['test_writers']} test writers; "
+        (f"baseline: {args.baseline} (no learning); " if args.baseline else "")
+        + f"split: {result['split']}; {result['val_writers']} validation, {result['test_writers']} test writers; "
         f"{result['references']} references, rule: {result['rule']}"
     )
     for kind, pad in (("skilled", ""), ("random", " ")):
@@ -161,6 +252,24 @@ def evaluate(args):
         f"at the validation threshold {result['threshold']:.4f}: FRR {percent(result['frr'])}, "
         f"FAR skilled {percent(result['far_skilled'])}, FAR random {percent(result['far_random'])}"
     )
+    for kind in ("skilled", "random"):
+        w = result[f"per_writer_eer_{kind}"]
+        if w["num_writers"]:
+            print(
+                f"per-writer EER {kind + ':':8} mean {percent(w['mean'])}, median {percent(w['median'])}, "
+                f"worst {percent(w['worst'])} ({w['num_writers']} writers)"
+            )
+    if "sweep" in result:
+        print(
+            "references | writers | EER skilled | EER random | per-writer EER skilled: mean / median / worst"
+        )
+        for r in result["sweep"]:
+            w = r["per_writer_eer_skilled"]
+            print(
+                f"{r['references']:>10} | {r['test_writers']:>7} | {percent(r['eer_skilled']):>11} | "
+                f"{percent(r['eer_random']):>10} | {percent(w['mean'])} / {percent(w['median'])} / "
+                f"{percent(w['worst'])}"
+            )
     for p in result.get("plots", []):
         print(f"plot: {p}")
     return 0
@@ -173,15 +282,24 @@ def _interval(result, kind):
 
 
 def enroll(args):
-    """Writes the profile of the writer whose genuine signatures are in WRITER_DIR."""
-    from apps.signature_verification.loaders import writer_images
+    """Writes the profile of the writer whose genuine signatures are in WRITER_DIR (or of
+    `--writer` in the data folder WRITER_DIR, in any layout)."""
+    from apps.signature_verification.loaders import dataset_writer_images, writer_images
     from apps.signature_verification.preprocessing import load_images
 
     model, meta = load_model(args.model)
     threshold = args.threshold if args.threshold is not None else meta.get("threshold")
     if threshold is None:
         fail(f"{args.model} has no threshold in its metadata; pass --threshold.")
-    paths, skipped = writer_images(args.writer_dir)
+    try:
+        if args.writer is None:
+            paths, skipped = writer_images(args.writer_dir)
+        else:
+            paths, skipped = dataset_writer_images(args.writer_dir, args.writer, args.layout)
+    except ValueError as e:
+        fail(str(e))
+    if args.references is not None:
+        paths = paths[: args.references]
     images, kept, bad = load_images(paths, tuple(meta["image_size"]))
     SkipReport(skipped + bad).print()
     if len(images) == 0:
@@ -189,7 +307,7 @@ def enroll(args):
     if len(images) < 2:
         log("warning: a single reference signature; verification works better with 3 to 10.")
     profile = enrollment.make_profile(
-        writer=os.path.basename(os.path.normpath(args.writer_dir)),
+        writer=args.writer or os.path.basename(os.path.normpath(args.writer_dir)),
         model_path=args.model,
         image_size=meta["image_size"],
         rule=meta.get("rule", "mean"),

@@ -112,17 +112,77 @@ def load_split_images(dataset, writers, size):
     )
 
 
+BASELINES = ("pixels", "hog")
+
+
+def baseline_embeddings(images, kind):
+    """Non-learned embeddings of preprocessed images `[N, H, W, 1]`, L2-normalised:
+    `"pixels"` (the raw pixels) or `"hog"` (scikit-image's histograms of oriented
+    gradients: 9 orientations, 8×8-pixel cells, 2×2-cell blocks). They are what a learned
+    model has to beat."""
+    images = np.asarray(images, np.float32)
+    if kind == "pixels":
+        x = images.reshape(len(images), -1)
+    elif kind == "hog":
+        from skimage.feature import hog
+
+        x = (
+            np.stack(
+                [
+                    hog(im[..., 0], orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2))
+                    for im in images
+                ]
+            )
+            if len(images)
+            else np.zeros((0, 1), np.float32)
+        )
+    else:
+        raise ValueError(f"baseline must be one of {BASELINES}; got {kind!r}.")
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def evaluate(
-    data, model_path, references=None, rule=None, layout="auto", seed=None, plots=None, verbose=True
+    data,
+    model_path,
+    references=None,
+    rule=None,
+    layout="auto",
+    seed=None,
+    plots=None,
+    verbose=True,
+    baseline=None,
 ):
     """The writer-independent evaluation of `model_path` on `data`; returns the result
-    dict (see `commands.evaluate`)."""
+    dict (see `commands.evaluate`).
+
+    `baseline` ("pixels" or "hog", see `baseline_embeddings`) scores those embeddings
+    instead of the model's, on the same writers with the same protocol (the model's
+    split, input size, references and rule; without a model, `model_path=None`: all
+    writers unseen, 64×128 images, 5 references, rule `min`).
+
+    `references` is a number of references per writer (default: the model's), or a list
+    of them: then the result is that of the first, and `result["sweep"]` holds one
+    result per number (each with its own validation threshold; writers with no more
+    genuine signatures than the number are left out of its row, and a number that leaves
+    no writer is skipped with a warning).
+    """
     from apps.signature_verification.loaders import load_dataset
     from apps.signature_verification.plots import write_plots
+    from apps.signature_verification.preprocessing import DEFAULT_SIZE
     from apps.signature_verification.training import load_model
 
-    model, meta = load_model(model_path)
-    references = references or meta.get("references", 5)
+    if model_path is None and baseline is None:
+        raise ValueError("evaluate needs a model, a baseline or both.")
+    if model_path is not None:
+        model, meta = load_model(model_path)
+    else:
+        model, meta = None, {"image_size": list(DEFAULT_SIZE), "rule": "min"}
+
+    def embed(images):
+        return baseline_embeddings(images, baseline) if baseline else model.embed(images, batch_size=128)
+
+    counts = [references] if isinstance(references, int) or references is None else list(references)
+    counts = [n or meta.get("references", 5) for n in counts]
     rule = rule or meta.get("rule", "mean")
     seed = meta.get("seed", 0) if seed is None else seed
     dataset = load_dataset(data, layout)
@@ -133,26 +193,41 @@ def evaluate(
     size = tuple(meta["image_size"])
     vx, vw, vg = load_split_images(dataset, val_writers, size)
     tx, tw, tg = load_split_images(dataset, test_writers, size)
-    val, val_scores = score_writers(model.embed(vx, batch_size=128), vw, vg, references, rule, seed)
-    result, test_scores = score_writers(
-        model.embed(tx, batch_size=128), tw, tg, references, rule, seed, threshold=val["threshold"]
-    )
-    for kind in ("skilled", "random"):
-        result[f"eer_{kind}_ci95"] = eer_interval(test_scores, kind, seed=seed)
-    result.update(
-        {
-            "references": references,
-            "rule": rule,
-            "split": source,
-            "val_writers": len(val_scores["writers"]),
-            "test_writers": len(test_scores["writers"]),
-            "model": os.fspath(model_path),
-            "data": os.fspath(data),
-        }
-    )
-    if plots:
-        result["plots"] = write_plots(test_scores, plots, threshold=val["threshold"])
-    return result
+    val_emb, test_emb = embed(vx), embed(tx)
+    results = []
+    for n in counts:
+        try:
+            val, val_scores = score_writers(val_emb, vw, vg, n, rule, seed)
+            result, test_scores = score_writers(test_emb, tw, tg, n, rule, seed, threshold=val["threshold"])
+        except ValueError as e:
+            if len(counts) == 1:
+                raise
+            log(f"warning: --references {n} skipped: {e}")
+            continue
+        for kind in ("skilled", "random"):
+            result[f"eer_{kind}_ci95"] = eer_interval(test_scores, kind, seed=seed)
+        result.update(
+            {
+                "references": n,
+                "rule": rule,
+                "split": source,
+                "val_writers": len(val_scores["writers"]),
+                "test_writers": len(test_scores["writers"]),
+                "per_writer_eer_skilled": protocol.per_writer_eer(test_scores, "skilled"),
+                "per_writer_eer_random": protocol.per_writer_eer(test_scores, "random"),
+                "model": os.fspath(model_path) if model_path is not None else None,
+                "baseline": baseline,
+                "data": os.fspath(data),
+            }
+        )
+        if plots and not results:
+            result["plots"] = write_plots(test_scores, plots, threshold=val["threshold"])
+        results.append(result)
+    if not results:
+        raise ValueError(f"no writer has more genuine signatures than any of --references {counts}.")
+    if len(counts) > 1:
+        results[0] = {**results[0], "sweep": [dict(r) for r in results]}
+    return results[0]
 
 
 def _split(dataset, meta, seed):

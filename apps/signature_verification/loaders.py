@@ -240,9 +240,24 @@ def load_dataset(root, layout="auto"):
     return loaders[layout](root)
 
 
+def _named_writer(name):
+    """`(writer, genuine)` of a file named as in CEDAR or BHSig260, else None."""
+    m = _CEDAR.match(name)
+    if m:
+        return str(int(m.group(2))), m.group(1).lower() == "original"
+    m = _BHSIG.match(name)
+    if m:
+        return f"{m.group(1).upper()}-{int(m.group(2))}", m.group(3).upper() == "G"
+    return None
+
+
 def writer_images(folder):
     """The image files of one writer's folder, for `enroll`: the files in `folder` itself,
-    or in its `genuine/` subfolder when there is one. Returns `(paths, skipped)`."""
+    or in its `genuine/` subfolder when there is one. Files named as forgeries in the CEDAR
+    or BHSig260 way (`forgeries_<w>_<n>.png`, `B-S-<id>-F-<nn>.tif`: a BHSig260 writer's
+    folder holds both kinds) are skipped; a folder of CEDAR or BHSig260 files of several
+    writers (CEDAR's `full_org`) is an error: use `dataset_writer_images`. Returns
+    `(paths, skipped)`."""
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder}: no such folder.")
@@ -250,13 +265,38 @@ def writer_images(folder):
         if sub.lower() in _GENUINE_DIRS and os.path.isdir(os.path.join(folder, sub)):
             folder = os.path.join(folder, sub)
             break
-    paths, skipped = [], []
+    paths, skipped, named = [], [], set()
     for name in sorted(os.listdir(folder), key=natural_key):
         full = os.path.join(folder, name)
         if os.path.isdir(full):
             continue
-        if _is_image_name(name) and name.lower() not in _JUNK:
-            paths.append(full)
-        else:
+        if not _is_image_name(name) or name.lower() in _JUNK:
             skipped.append((full, _skip_reason(name)))
+            continue
+        writer_kind = _named_writer(name)
+        if writer_kind is not None and not writer_kind[1]:
+            skipped.append((full, "a forgery (by its name)"))
+            continue
+        if writer_kind is not None:
+            named.add(writer_kind[0])
+        paths.append(full)
+    if len(named) > 1:
+        shown = ", ".join(sorted(named, key=natural_key)[:5])
+        raise ValueError(
+            f"{folder} holds the signatures of {len(named)} writers ({shown}, ...); pass the data "
+            "folder with --writer WRITER to enrol one of them."
+        )
     return paths, skipped
+
+
+def dataset_writer_images(root, writer, layout="auto"):
+    """The genuine image files of `writer` (named as `evaluate` names writers: `12` in
+    CEDAR, `B-12` in BHSig260, the folder name in the generic layout) in the data set at
+    `root`, for `enroll --writer`. Returns `(paths, skipped)`."""
+    dataset = load_dataset(root, layout)
+    if writer not in dataset.writers:
+        shown = ", ".join(dataset.writers[:8])
+        raise ValueError(
+            f"{root}: no writer {writer!r} in this {dataset.layout} data set (writers: {shown}, ...)."
+        )
+    return [s.path for s in dataset.genuine(writer)], dataset.skipped

@@ -44,6 +44,12 @@ EER and AUC are computed over the pooled scores of all writers (one global thres
 separately for genuine-vs-skilled and genuine-vs-random; FRR is the rejected genuine
 queries, FAR the accepted forgeries (of each kind).
 
+**Per-writer EER** (`per_writer_eer`): the EER of each writer's own scores (its genuine
+queries against its forgeries), as if each writer had a threshold of its own; its mean,
+median and worst value say how evenly the global figure is spread over the writers
+(a global EER of 10 % can be every writer at 10 % or a few writers at 50 %). With few
+queries per writer each value is coarse (5 genuine queries: steps of 20 %).
+
 Example:
 
 >>> import numpy as np
@@ -204,3 +210,27 @@ def summarize(scores, threshold):
     result["num_random"] = int(len(scores["random"]))
     result["num_writers"] = len(scores["writers"])
     return result
+
+
+def per_writer_eer(scores, kind="skilled"):
+    """The EER of each writer's genuine queries against its `kind` forgeries ("skilled"
+    or "random"): `{"mean", "median", "worst", "num_writers"}` over the writers that have
+    both (all None when none has)."""
+    from keras_triplet import metrics
+
+    eers = []
+    for w in scores["writers"]:
+        same = scores["genuine"][scores["genuine_writer"] == w]
+        other = scores[kind][scores[f"{kind}_writer"] == w]
+        if len(same) and len(other):
+            d = np.r_[same, other]
+            is_same = np.r_[np.ones(len(same), bool), np.zeros(len(other), bool)]
+            eers.append(float(metrics.equal_error_rate(d, is_same)[0]))
+    if not eers:
+        return {"mean": None, "median": None, "worst": None, "num_writers": 0}
+    return {
+        "mean": float(np.mean(eers)),
+        "median": float(np.median(eers)),
+        "worst": float(np.max(eers)),
+        "num_writers": len(eers),
+    }

@@ -60,6 +60,7 @@ from PIL import Image, ImageDraw
 _DT = 0.005  # seconds per trajectory sample (200 Hz)
 _SUPERSAMPLE = 2
 PX_PER_UNIT = 2.0  # default scan resolution: pixels per trajectory unit (about a millimetre)
+WRITTEN_LAYOUTS = ("cedar", "generic", "bhsig260")  # what `write_signatures` writes
 
 
 @dataclass
@@ -411,14 +412,23 @@ def write_signatures(signatures, out, layout="cedar"):
     - `"cedar"`: `out/full_org/original_<w>_<n>.png` and `out/full_forg/forgeries_<w>_<n>.png`
       (numbers without zero padding, as in CEDAR).
     - `"generic"`: `out/<writer>/genuine/<n>.png` and `out/<writer>/forged/<n>.png`.
+    - `"bhsig260"`: `out/Bengali/<id>/B-S-<id>-G-<nn>.tif` (genuine) and `...-F-<nn>.tif`
+      (forgeries) for odd writers, `out/Hindi/<id>/H-S-<id>-...` for even ones, with
+      `id = (writer + 1) // 2`: writers 1 and 2 become `B-1` and `H-1`, the same number in
+      both scripts, as in BHSig260.
     """
-    if layout not in ("cedar", "generic"):
-        raise ValueError(f"layout must be 'cedar' or 'generic'; got {layout!r}.")
+    if layout not in WRITTEN_LAYOUTS:
+        raise ValueError(f"layout must be one of {WRITTEN_LAYOUTS}; got {layout!r}.")
     paths = []
     for s in signatures:
         if layout == "cedar":
             folder = os.path.join(out, "full_org" if s.genuine else "full_forg")
             name = f"{'original' if s.genuine else 'forgeries'}_{s.writer}_{s.index}.png"
+        elif layout == "bhsig260":
+            script, language = ("B", "Bengali") if int(s.writer) % 2 else ("H", "Hindi")
+            number = (int(s.writer) + 1) // 2
+            folder = os.path.join(out, language, str(number))
+            name = f"{script}-S-{number}-{'G' if s.genuine else 'F'}-{s.index:02d}.tif"
         else:
             folder = os.path.join(
                 out,
