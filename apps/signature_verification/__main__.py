@@ -245,8 +245,12 @@ def check_inputs(args):
         fail(f"--genuine must be at least 1; got {args.genuine}.")
     if args.command in ("train", "evaluate"):
         require_folder(args.data, hint="Give a CEDAR, BHSig260 or generic (DATA/<writer>/...) folder.")
-    if args.command in ("evaluate", "enroll", "serve") or (args.command == "verify" and args.model):
+    if args.command == "evaluate" and args.model is None and args.baseline is None:
+        fail("evaluate needs --model MODEL.keras (or --baseline pixels|hog).")
+    if args.command in ("enroll", "serve") or (args.command in ("verify", "evaluate") and args.model):
         require_file(args.model, "model file", train_hint)
+    if args.command == "train" and args.init not in ("auto", "none"):
+        require_file(args.init, "--init model", "Give a .keras model, `auto` or `none`.")
     if args.command == "enroll":
         require_folder(args.writer_dir, "writer folder", "Give a folder of the writer's genuine signatures.")
     if args.command == "verify":
