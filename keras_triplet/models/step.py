@@ -14,6 +14,7 @@ from keras_triplet import distances as distances_module
 from keras_triplet._validation import check_labels
 from keras_triplet.miners import pair_masks, triplet_statistics
 from keras_triplet.losses.base import propagate_nonfinite
+from keras_triplet.losses.class_weights import reject_memory
 from keras_triplet.miners.search import with_negatives
 from keras_triplet.models import memory as memory_module
 
@@ -138,7 +139,16 @@ def batch_loss_and_statistics(loss_fn, labels, embeddings, memory_state=None, tr
     distances = loss_fn.pairwise(embeddings)  # [B, B], computed once per step
     blocked = ops.stop_gradient(distances)
     new_memory = None
-    if training and memory_state is not None:
+    from_embeddings = getattr(loss_fn, "compute_from_embeddings", None)
+    if from_embeddings is not None:
+        # Losses with class weights (proxies, class centres: losses/class_weights.py)
+        # compare the embeddings with their weights, not with each other: they take the
+        # embeddings; the [B, B] matrix feeds the statistics only. No cross-batch memory.
+        if training and memory_state is not None:
+            reject_memory(loss_fn)
+        value = from_embeddings(labels, embeddings)
+        stats = _applicable(loss_fn, triplet_statistics(labels, blocked, margin=_margin(loss_fn)))
+    elif training and memory_state is not None:
         memory_embeddings, memory_labels = memory_state[0], memory_state[1]
         valid = memory_module.valid_mask(memory_state)
         memory_distances = distances_module.pairwise_distances(
