@@ -216,13 +216,23 @@ class TripletModel(keras.Model):
         layer = getattr(loss, "weights_layer", None) if isinstance(loss, ClassWeightLoss) else None
         if layer is not None and self.memory is not None:
             reject_memory(loss)
-        if getattr(self, "loss_weights_layer", None) is not layer:
+        if getattr(self, "loss_weights_layer", None) is layer:
+            return
+        # A built layer's tracker is locked against new state; compile comes after build
+        # (always so when a saved model loads). Keras unlocks it the same way to untrack
+        # a variable (`Layer._untrack_variable`).
+        locked = self._tracker.locked
+        self._tracker.unlock()
+        try:
             if hasattr(self, "loss_weights_layer"):
                 del self.loss_weights_layer  # untracks a previous loss's weights
             if layer is not None:
                 # Tracked before the optimizer is built (on the first step, or right after
                 # this in `compile_from_config` when a saved model loads).
                 self.loss_weights_layer = layer
+        finally:
+            if locked:
+                self._tracker.lock()
 
     def compile_from_config(self, config):
         """Keras' `compile_from_config` (which skips an overridden `compile`), through this
@@ -294,7 +304,10 @@ class TripletModel(keras.Model):
 
     @property
     def metrics(self):
-        own = {id(m) for m in self._triplet_trackers()}
+        # Every statistic tracker, also those that do not apply to the loss (Keras tracks
+        # them all as attributes): only `_triplet_trackers()` are logged.
+        own = {id(m) for m in getattr(self, "_statistic_trackers", [])}
+        own.update(id(m) for m in self._triplet_trackers())
         metrics = [m for m in super().metrics if id(m) not in own]
         if self.compiled and self._metric_loss() is not None:
             metrics.extend(self._triplet_trackers())
