@@ -34,6 +34,13 @@ LOSSES = {
     "triplet-batch-all": lambda: losses.TripletLoss(margin=0.2, miner="batch-all"),
     "quadruplet": lambda: losses.QuadrupletLoss(margin=0.2, margin2=0.1),
     "angular": lambda: losses.AngularLoss(),
+    # ---- proxy and margin-softmax losses (issue 12, P3): 10 digits, 16-D embeddings
+    "proxy-anchor": lambda: losses.ProxyAnchorLoss(num_classes=10, embedding_size=16),
+    "proxy-nca": lambda: losses.ProxyNCALoss(num_classes=10, embedding_size=16, softmax_scale=8),
+    "arcface": lambda: losses.ArcFaceLoss(num_classes=10, embedding_size=16),
+    "cosface": lambda: losses.CosFaceLoss(num_classes=10, embedding_size=16),
+    "sub-center-arcface": lambda: losses.SubCenterArcFaceLoss(num_classes=10, embedding_size=16),
+    # ---- end P3
 }
 
 

@@ -104,8 +104,8 @@ def arcface_loss(y_true, y_pred, W, margin=28.6, scale=64.0):
     >>> import numpy as np
     >>> W = np.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]], "float32")  # [D=2, C=3]
     >>> emb = np.array([[0.9, 0.1], [0.8, -0.2], [0.1, 0.9]], "float32")
-    >>> round(float(arcface_loss(np.array([0, 0, 1]), emb, W, scale=8.0)), 4)
-    1.0
+    >>> round(float(arcface_loss(np.array([0, 1, 1]), emb, W, scale=8.0)), 4)
+    4.3958
     """
     return _functional(
         y_true, y_pred, W, 1, lambda y, x, w: arcface_from_weights(y, x, w, margin=margin, scale=scale)
@@ -126,8 +126,8 @@ def cosface_loss(y_true, y_pred, W, margin=0.35, scale=64.0):
     >>> import numpy as np
     >>> W = np.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]], "float32")
     >>> emb = np.array([[0.9, 0.1], [0.8, -0.2], [0.1, 0.9]], "float32")
-    >>> round(float(cosface_loss(np.array([0, 0, 1]), emb, W, scale=8.0)), 4)
-    1.0
+    >>> round(float(cosface_loss(np.array([0, 1, 1]), emb, W, scale=8.0)), 4)
+    4.1772
     """
     return _functional(
         y_true, y_pred, W, 1, lambda y, x, w: cosface_from_weights(y, x, w, margin=margin, scale=scale)
@@ -148,8 +148,8 @@ def sub_center_arcface_loss(y_true, y_pred, W, margin=28.6, scale=64.0, sub_cent
     >>> import numpy as np
     >>> W = np.array([[1.0, 0.0, 0.0, -1.0], [0.0, 1.0, -1.0, 0.0]], "float32")  # C=2, K=2
     >>> emb = np.array([[0.9, 0.1], [0.1, 0.9], [-0.9, 0.1]], "float32")
-    >>> round(float(sub_center_arcface_loss(np.array([0, 0, 1]), emb, W, scale=8.0, sub_centers=2)), 4)
-    1.0
+    >>> round(float(sub_center_arcface_loss(np.array([0, 1, 1]), emb, W, scale=8.0, sub_centers=2)), 4)
+    4.179
     """
     sub_centers = check_int("sub_centers", sub_centers, 1, "centres per class")
     return _functional(
@@ -205,8 +205,8 @@ class ArcFaceLoss(_MarginSoftmaxLoss):
     >>> loss = ArcFaceLoss(num_classes=3, embedding_size=2, scale=8.0)
     >>> loss.set_weights([np.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]], "float32")])
     >>> emb = np.array([[0.9, 0.1], [0.8, -0.2], [0.1, 0.9]], "float32")
-    >>> round(float(loss(np.array([0, 0, 1]), emb)), 4)
-    1.0
+    >>> round(float(loss(np.array([0, 1, 1]), emb)), 4)
+    4.3958
     """
 
     def __init__(self, num_classes, embedding_size, margin=28.6, scale=64, name="arcface_loss", **kwargs):
@@ -229,8 +229,8 @@ class SubCenterArcFaceLoss(ArcFaceLoss):
     >>> loss = SubCenterArcFaceLoss(num_classes=2, embedding_size=2, scale=8.0, sub_centers=2)
     >>> loss.set_weights([np.array([[1.0, 0.0, 0.0, -1.0], [0.0, 1.0, -1.0, 0.0]], "float32")])
     >>> emb = np.array([[0.9, 0.1], [0.1, 0.9], [-0.9, 0.1]], "float32")
-    >>> round(float(loss(np.array([0, 0, 1]), emb)), 4)
-    1.0
+    >>> round(float(loss(np.array([0, 1, 1]), emb)), 4)
+    4.179
     """
 
     def __init__(
@@ -265,8 +265,8 @@ class CosFaceLoss(_MarginSoftmaxLoss):
     >>> loss = CosFaceLoss(num_classes=3, embedding_size=2, scale=8.0)
     >>> loss.set_weights([np.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]], "float32")])
     >>> emb = np.array([[0.9, 0.1], [0.8, -0.2], [0.1, 0.9]], "float32")
-    >>> round(float(loss(np.array([0, 0, 1]), emb)), 4)
-    1.0
+    >>> round(float(loss(np.array([0, 1, 1]), emb)), 4)
+    4.1772
     """
 
     def __init__(self, num_classes, embedding_size, margin=0.35, scale=64, name="cosface_loss", **kwargs):
