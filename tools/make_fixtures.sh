@@ -20,7 +20,10 @@ bash tools/make_reference_envs.sh "${targets[@]}"
 for t in "${targets[@]}"; do
     case "$t" in
         tfa) .venv-tfa/bin/python tools/fixtures_tfa.py ;;
-        pml) .venv-pml/bin/python tools/fixtures_pml.py ;;
+        pml)
+            .venv-pml/bin/python tools/fixtures_pml.py
+            .venv-pml/bin/python tools/fixtures_pml_proxy_losses.py  # reads pml_inputs.npz
+            ;;
         *) echo "unknown target '$t' (expected tfa or pml)" >&2; exit 2 ;;
     esac
 done

@@ -9,6 +9,7 @@ from keras_triplet.losses.quadruplet import QuadrupletLoss, quadruplet_loss
 from keras_triplet.losses.triplet import TripletLoss, triplet_loss
 
 # ---- proxy and margin-softmax losses (issue 12, P3)
+# isort: split
 from keras_triplet.losses.class_weights import ClassWeightLoss, ClassWeights
 from keras_triplet.losses.margin_softmax import (
     ArcFaceLoss,

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_triplet._validation import check_embeddings, check_int, check_labels, _concrete_values
+from keras_triplet._validation import _concrete_values, check_embeddings, check_int, check_labels
 from keras_triplet.losses.base import MetricLoss, propagate_nonfinite
 
 

@@ -16,7 +16,12 @@ from keras import ops
 from keras_triplet._validation import check_embeddings, check_int, check_labels
 from keras_triplet.distances import l2_normalize, safe_sqrt
 from keras_triplet.losses.base import propagate_nonfinite
-from keras_triplet.losses.class_weights import ClassWeightLoss, check_class_labels, class_mask, nan_if_out_of_range
+from keras_triplet.losses.class_weights import (
+    ClassWeightLoss,
+    check_class_labels,
+    class_mask,
+    nan_if_out_of_range,
+)
 
 
 def _cosine(embeddings, weights, sub_centers=1):

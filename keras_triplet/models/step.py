@@ -12,9 +12,9 @@ from keras import ops
 
 from keras_triplet import distances as distances_module
 from keras_triplet._validation import check_labels
-from keras_triplet.miners import pair_masks, triplet_statistics
 from keras_triplet.losses.base import propagate_nonfinite
 from keras_triplet.losses.class_weights import reject_memory
+from keras_triplet.miners import pair_masks, triplet_statistics
 from keras_triplet.miners.search import with_negatives
 from keras_triplet.models import memory as memory_module
 
