@@ -304,10 +304,7 @@ class TripletModel(keras.Model):
 
     @property
     def metrics(self):
-        # Every statistic tracker, also those that do not apply to the loss (Keras tracks
-        # them all as attributes): only `_triplet_trackers()` are logged.
-        own = {id(m) for m in getattr(self, "_statistic_trackers", [])}
-        own.update(id(m) for m in self._triplet_trackers())
+        own = {id(m) for m in self._triplet_trackers()}
         metrics = [m for m in super().metrics if id(m) not in own]
         if self.compiled and self._metric_loss() is not None:
             metrics.extend(self._triplet_trackers())
