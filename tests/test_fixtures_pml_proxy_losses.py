@@ -86,13 +86,15 @@ def test_pml_proxy_losses(fixtures):
     failures = []
     cases = doc["cases"]
     if keras.backend.backend() == "jax":
-        # JAX compiles one function per case (every case has its own shapes and constants):
-        # there, the first parameter set of each loss on every input, 110 of the 220 cases
-        # (TensorFlow runs the same XLA kernels on all 220).
+        # JAX compiles one function per case (every case has its own shapes and constants,
+        # ~0.5 s each): there, the first parameter set of each loss on every other input,
+        # 55 of the 220 cases (TensorFlow runs the same XLA kernels on all 220).
         first = {kind: None for kind in CLASSES}
         for case in cases:
             first[case["kind"]] = first[case["kind"]] or {k: case.get(k) for k in PARAMETERS}
-        cases = [c for c in cases if {k: c.get(k) for k in PARAMETERS} == first[c["kind"]]]
+        cases = [
+            c for c in cases if {k: c.get(k) for k in PARAMETERS} == first[c["kind"]] and c["input"] % 2 == 0
+        ]
     for case in cases:
         i, j = case["case"], case["input"]
         x = inputs[f"embeddings_{j}"]
