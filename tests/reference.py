@@ -802,3 +802,78 @@ def tfa_npairs_multilabel_loss(y_true, similarity):
 
 
 # ---- end contrastive, multi-similarity, pair miners, tfa pair losses (issue 12, P1)
+# ---- ProxyAnchorLoss, ProxyNCALoss, ArcFaceLoss, CosFaceLoss, SubCenterArcFaceLoss (issue 12, P3)
+# From the papers (and PML's reductions), loops over examples and classes, float64.
+
+
+def _unit(v):
+    n = math.sqrt(float(np.dot(v, v)))
+    return v / n if n > 0 else v * 0.0
+
+
+def _cos(u, v):
+    return float(np.dot(_unit(u), _unit(v)))
+
+
+def proxy_anchor_loss(labels, embeddings, proxies, margin=0.1, alpha=32.0):
+    """Kim et al. 2020: mean over the proxies of classes in the batch of
+    log(1 + Σ_{i in class} exp(−α(s − δ))) + mean over all proxies of
+    log(1 + Σ_{i not in class} exp(α(s + δ)))."""
+    labels, x, p = _labels(labels), _emb(embeddings), _emb(proxies)
+    pos_total, neg_total, present = 0.0, 0.0, 0
+    for c in range(len(p)):
+        members = [i for i in range(len(x)) if labels[i] == c]
+        others = [i for i in range(len(x)) if labels[i] != c]
+        if members:
+            present += 1
+            pos_total += math.log1p(sum(math.exp(-alpha * (_cos(x[i], p[c]) - margin)) for i in members))
+        if others:
+            neg_total += math.log1p(sum(math.exp(alpha * (_cos(x[i], p[c]) + margin)) for i in others))
+    return pos_total / max(present, 1) + neg_total / len(p)
+
+
+def proxy_nca_loss(labels, embeddings, proxies, softmax_scale=1.0):
+    """Movshovitz-Attias et al. 2017: mean over the batch of −log softmax_c(−s‖x̂ − p̂_c‖²)[y]."""
+    labels, x, p = _labels(labels), _emb(embeddings), _emb(proxies)
+    total = 0.0
+    for i in range(len(x)):
+        logits = [-softmax_scale * float(np.sum((_unit(x[i]) - _unit(p[c])) ** 2)) for c in range(len(p))]
+        top = max(logits)
+        log_z = top + math.log(sum(math.exp(v - top) for v in logits))
+        total += log_z - logits[labels[i]]
+    return total / len(x)
+
+
+def _softmax_cross_entropy(logits, target):
+    top = max(logits)
+    return top + math.log(sum(math.exp(v - top) for v in logits)) - logits[target]
+
+
+def arcface_loss(labels, embeddings, W, margin=28.6, scale=64.0, sub_centers=1):
+    """Deng et al. 2019 (2020 with sub-centres): softmax cross-entropy of s·cos(θ_y + m)
+    (s·(cos θ_y − m sin m) past θ_y = π − m) and s·cos θ_c, mean over the batch;
+    cos θ_c is the largest over class c's sub-centres (columns c·K + k of W)."""
+    labels, x, w = _labels(labels), _emb(embeddings), _emb(W)
+    m = math.radians(margin)
+    num_classes = w.shape[1] // sub_centers
+    total = 0.0
+    for i in range(len(x)):
+        cos = [max(_cos(x[i], w[:, c * sub_centers + k]) for k in range(sub_centers)) for c in range(num_classes)]
+        theta = math.acos(min(max(cos[labels[i]], -1.0), 1.0))
+        target = math.cos(theta + m) if theta <= math.pi - m else math.cos(theta) - m * math.sin(m)
+        logits = [scale * (target if c == labels[i] else cos[c]) for c in range(num_classes)]
+        total += _softmax_cross_entropy(logits, labels[i])
+    return total / len(x)
+
+
+def cosface_loss(labels, embeddings, W, margin=0.35, scale=64.0):
+    """Wang et al. 2018: softmax cross-entropy of s·(cos θ_c − m [c = y]), mean over the batch."""
+    labels, x, w = _labels(labels), _emb(embeddings), _emb(W)
+    total = 0.0
+    for i in range(len(x)):
+        logits = [scale * (_cos(x[i], w[:, c]) - (margin if c == labels[i] else 0.0)) for c in range(w.shape[1])]
+        total += _softmax_cross_entropy(logits, labels[i])
+    return total / len(x)
+
+
+# ---- end P3

@@ -48,6 +48,13 @@ LOSSES = {
     "contrastive": lambda: losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0),
     "multi-similarity": lambda: losses.MultiSimilarityLoss(miner=miners.MultiSimilarityMiner()),
     # ---- end contrastive, multi-similarity (issue 12, P1)
+    # ---- proxy and margin-softmax losses (issue 12, P3): 10 digits, 16-D embeddings
+    "proxy-anchor": lambda: losses.ProxyAnchorLoss(num_classes=10, embedding_size=16),
+    "proxy-nca": lambda: losses.ProxyNCALoss(num_classes=10, embedding_size=16, softmax_scale=8),
+    "arcface": lambda: losses.ArcFaceLoss(num_classes=10, embedding_size=16),
+    "cosface": lambda: losses.CosFaceLoss(num_classes=10, embedding_size=16),
+    "sub-center-arcface": lambda: losses.SubCenterArcFaceLoss(num_classes=10, embedding_size=16),
+    # ---- end P3
 }
 
 

@@ -28,6 +28,7 @@ for t in "${targets[@]}"; do
             .venv-pml/bin/python tools/fixtures_pml_clustering.py
             .venv-pml/bin/python tools/fixtures_pml_pair_losses.py
             .venv-pml/bin/python tools/fixtures_pml_softmax_losses.py
+            .venv-pml/bin/python tools/fixtures_pml_proxy_losses.py  # reads pml_inputs.npz
             ;;
         *) echo "unknown target '$t' (expected tfa or pml)" >&2; exit 2 ;;
     esac

@@ -24,6 +24,21 @@ from keras_triplet.losses.quadruplet import QuadrupletLoss, quadruplet_loss
 from keras_triplet.losses.supcon import SupConLoss, supcon_loss
 from keras_triplet.losses.triplet import TripletLoss, triplet_loss
 
+# ---- proxy and margin-softmax losses (issue 12, P3)
+# isort: split
+from keras_triplet.losses.class_weights import ClassWeightLoss, ClassWeights
+from keras_triplet.losses.margin_softmax import (
+    ArcFaceLoss,
+    CosFaceLoss,
+    SubCenterArcFaceLoss,
+    arcface_loss,
+    cosface_loss,
+    sub_center_arcface_loss,
+)
+from keras_triplet.losses.proxy import ProxyAnchorLoss, ProxyNCALoss, proxy_anchor_loss, proxy_nca_loss
+
+# ---- end P3
+
 __all__ = [
     "MetricLoss",
     "TripletLoss",
@@ -52,4 +67,18 @@ __all__ = [
     "MultiSimilarityLoss",
     "multi_similarity_loss",
     # ---- end contrastive, multi-similarity (issue 12, P1)
+    # ---- proxy and margin-softmax losses (issue 12, P3)
+    "ClassWeightLoss",
+    "ClassWeights",
+    "ProxyAnchorLoss",
+    "proxy_anchor_loss",
+    "ProxyNCALoss",
+    "proxy_nca_loss",
+    "ArcFaceLoss",
+    "arcface_loss",
+    "CosFaceLoss",
+    "cosface_loss",
+    "SubCenterArcFaceLoss",
+    "sub_center_arcface_loss",
+    # ---- end P3
 ]

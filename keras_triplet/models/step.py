@@ -12,6 +12,7 @@ from keras import ops
 
 from keras_triplet._validation import check_labels
 from keras_triplet.losses.base import propagate_nonfinite
+from keras_triplet.losses.class_weights import reject_memory
 from keras_triplet.miners import pair_masks, triplet_statistics
 from keras_triplet.miners.search import with_negatives
 from keras_triplet.models import distributed
@@ -191,7 +192,16 @@ def _slice_loss_and_statistics(loss_fn, labels, embeddings, memory_state, with_m
     """The float32 loss and statistics of one batch (or one replica's slice of it)."""
     distances = loss_fn.pairwise(embeddings)  # [B, B], computed once per step
     blocked = ops.stop_gradient(distances)
-    if with_memory:
+    from_embeddings = getattr(loss_fn, "compute_from_embeddings", None)
+    if from_embeddings is not None:
+        # Losses with class weights (proxies, class centres: losses/class_weights.py)
+        # compare the embeddings with their weights, not with each other: they take the
+        # embeddings; the [B, B] matrix feeds the statistics only. No cross-batch memory.
+        if with_memory:
+            reject_memory(loss_fn)
+        value = from_embeddings(labels, embeddings)
+        stats = _applicable(loss_fn, triplet_statistics(labels, blocked, margin=_margin(loss_fn)))
+    elif with_memory:
         memory_embeddings, memory_labels = memory_state[0], memory_state[1]
         valid = memory_module.valid_mask(memory_state)
         memory_distances = loss_fn.pairwise(embeddings, ops.cast(memory_embeddings, embeddings.dtype))

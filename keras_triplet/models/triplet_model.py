@@ -13,7 +13,8 @@ import numpy as np
 from keras import ops
 
 from keras_triplet import distances as distances_module
-from keras_triplet.losses import MetricLoss
+from keras_triplet.losses import ClassWeightLoss, MetricLoss
+from keras_triplet.losses.class_weights import reject_memory
 from keras_triplet.models import distributed, step
 from keras_triplet.models import memory as memory_module
 from keras_triplet.models.similarity import SimilarityMixin
@@ -225,6 +226,43 @@ class TripletModel(SimilarityMixin, keras.Model):
         return np.asarray(ops.convert_to_numpy(embeddings), dtype="float32")[:n]
 
     # ------------------------------------------------------------------ the step, through Keras' hooks
+
+    def compile(self, *args, **kwargs):
+        """Keras' `compile`; with a loss that has trainable weights (`ProxyAnchorLoss`,
+        `ArcFaceLoss`, ...: a `losses.ClassWeightLoss`) the model also tracks the loss's
+        `weights_layer`, so `fit` trains the weights with the model's optimizer and
+        `save` / `load_model` keep them (ARCHITECTURE.md, "Losses with trainable weights")."""
+        super().compile(*args, **kwargs)
+        loss = getattr(self, "loss", None)
+        layer = getattr(loss, "weights_layer", None) if isinstance(loss, ClassWeightLoss) else None
+        if layer is not None and self.memory is not None:
+            reject_memory(loss)
+        if getattr(self, "loss_weights_layer", None) is layer:
+            return
+        # A built layer's tracker is locked against new state; compile comes after build
+        # (always so when a saved model loads). Keras unlocks it the same way to untrack
+        # a variable (`Layer._untrack_variable`).
+        locked = self._tracker.locked
+        self._tracker.unlock()
+        try:
+            if hasattr(self, "loss_weights_layer"):
+                del self.loss_weights_layer  # untracks a previous loss's weights
+            if layer is not None:
+                # Tracked before the optimizer is built (on the first step, or right after
+                # this in `compile_from_config` when a saved model loads).
+                self.loss_weights_layer = layer
+        finally:
+            if locked:
+                self._tracker.lock()
+
+    def compile_from_config(self, config):
+        """Keras' `compile_from_config` (which skips an overridden `compile`), through this
+        model's `compile`, so that a loaded model tracks its loss's weights again before
+        its optimizer is built."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)  # the optimizer's variables, to load
 
     def _metric_loss(self):
         """The compiled `MetricLoss`, or None (Keras' usual loss computation is used then)."""
