@@ -844,7 +844,7 @@ def proxy_nca_loss(labels, embeddings, proxies, softmax_scale=1.0):
     return total / len(x)
 
 
-def _softmax_cross_entropy(logits, target):
+def _cross_entropy_of_class(logits, target):
     top = max(logits)
     return top + math.log(sum(math.exp(v - top) for v in logits)) - logits[target]
 
@@ -862,7 +862,7 @@ def arcface_loss(labels, embeddings, W, margin=28.6, scale=64.0, sub_centers=1):
         theta = math.acos(min(max(cos[labels[i]], -1.0), 1.0))
         target = math.cos(theta + m) if theta <= math.pi - m else math.cos(theta) - m * math.sin(m)
         logits = [scale * (target if c == labels[i] else cos[c]) for c in range(num_classes)]
-        total += _softmax_cross_entropy(logits, labels[i])
+        total += _cross_entropy_of_class(logits, labels[i])
     return total / len(x)
 
 
@@ -872,7 +872,7 @@ def cosface_loss(labels, embeddings, W, margin=0.35, scale=64.0):
     total = 0.0
     for i in range(len(x)):
         logits = [scale * (_cos(x[i], w[:, c]) - (margin if c == labels[i] else 0.0)) for c in range(w.shape[1])]
-        total += _softmax_cross_entropy(logits, labels[i])
+        total += _cross_entropy_of_class(logits, labels[i])
     return total / len(x)
 
 
