@@ -505,7 +505,9 @@ def circle_loss(labels, embeddings, m=0.4, gamma=80.0, keep=None, weights_at=Non
     return circle_loss_from_distances(labels, d, m, gamma, keep=keep, weights_from=fixed)
 
 
-def lifted_structure_loss_from_distances(labels, d, neg_margin=1.0, pos_margin=0.0, ref_labels=None, keep=None):
+def lifted_structure_loss_from_distances(
+    labels, d, neg_margin=1.0, pos_margin=0.0, ref_labels=None, keep=None
+):
     """Oh Song et al. 2016 as pytorch-metric-learning: per positive pair (a, p), the
     negatives of a and (when p is in the batch) of p; ½ relu(·)²; mean over the pairs."""
     labels = _labels(labels)
@@ -522,7 +524,9 @@ def lifted_structure_loss_from_distances(labels, d, neg_margin=1.0, pos_margin=0
     return sum(terms) / len(terms)
 
 
-def lifted_structure_loss(labels, embeddings, neg_margin=1.0, pos_margin=0.0, distance="euclidean", keep=None):
+def lifted_structure_loss(
+    labels, embeddings, neg_margin=1.0, pos_margin=0.0, distance="euclidean", keep=None
+):
     d = pairwise_distances(embeddings, metric=distance)
     return lifted_structure_loss_from_distances(labels, d, neg_margin, pos_margin, keep=keep)
 
@@ -567,7 +571,9 @@ def ntxent_loss_from_distances(labels, d, temperature=0.07, ref_labels=None, kee
 
 
 def ntxent_loss(labels, embeddings, temperature=0.07, distance="cosine", keep=None):
-    return ntxent_loss_from_distances(labels, pairwise_distances(embeddings, metric=distance), temperature, keep=keep)
+    return ntxent_loss_from_distances(
+        labels, pairwise_distances(embeddings, metric=distance), temperature, keep=keep
+    )
 
 
 def supcon_loss_from_distances(labels, d, temperature=0.1, ref_labels=None, keep=None):
@@ -588,7 +594,9 @@ def supcon_loss_from_distances(labels, d, temperature=0.1, ref_labels=None, keep
 
 
 def supcon_loss(labels, embeddings, temperature=0.1, distance="cosine", keep=None):
-    return supcon_loss_from_distances(labels, pairwise_distances(embeddings, metric=distance), temperature, keep=keep)
+    return supcon_loss_from_distances(
+        labels, pairwise_distances(embeddings, metric=distance), temperature, keep=keep
+    )
 
 
 def dot_products(embeddings):
@@ -704,7 +712,9 @@ def contrastive_loss_from_distances(
     )
 
 
-def contrastive_loss(labels, embeddings, pos_margin=0.0, neg_margin=1.0, distance="euclidean", average="nonzero"):
+def contrastive_loss(
+    labels, embeddings, pos_margin=0.0, neg_margin=1.0, distance="euclidean", average="nonzero"
+):
     d = pairwise_distances(embeddings, metric=distance)
     return contrastive_loss_from_distances(labels, d, pos_margin, neg_margin, average)
 
@@ -858,7 +868,9 @@ def arcface_loss(labels, embeddings, W, margin=28.6, scale=64.0, sub_centers=1):
     num_classes = w.shape[1] // sub_centers
     total = 0.0
     for i in range(len(x)):
-        cos = [max(_cos(x[i], w[:, c * sub_centers + k]) for k in range(sub_centers)) for c in range(num_classes)]
+        cos = [
+            max(_cos(x[i], w[:, c * sub_centers + k]) for k in range(sub_centers)) for c in range(num_classes)
+        ]
         theta = math.acos(min(max(cos[labels[i]], -1.0), 1.0))
         target = math.cos(theta + m) if theta <= math.pi - m else math.cos(theta) - m * math.sin(m)
         logits = [scale * (target if c == labels[i] else cos[c]) for c in range(num_classes)]
@@ -871,7 +883,9 @@ def cosface_loss(labels, embeddings, W, margin=0.35, scale=64.0):
     labels, x, w = _labels(labels), _emb(embeddings), _emb(W)
     total = 0.0
     for i in range(len(x)):
-        logits = [scale * (_cos(x[i], w[:, c]) - (margin if c == labels[i] else 0.0)) for c in range(w.shape[1])]
+        logits = [
+            scale * (_cos(x[i], w[:, c]) - (margin if c == labels[i] else 0.0)) for c in range(w.shape[1])
+        ]
         total += _cross_entropy_of_class(logits, labels[i])
     return total / len(x)
 

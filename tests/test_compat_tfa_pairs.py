@@ -183,7 +183,9 @@ def test_gradients(fixtures):
 
 @settings(max_examples=15)
 @given(
-    labels=st.sampled_from([1, 2, 5, 8]).flatmap(lambda b: st.lists(st.integers(0, 3), min_size=b, max_size=b)),
+    labels=st.sampled_from([1, 2, 5, 8]).flatmap(
+        lambda b: st.lists(st.integers(0, 3), min_size=b, max_size=b)
+    ),
     seed=st.integers(0, 2**31 - 1),
     margin=st.sampled_from([0.5, 1.0]),
     scale=st.sampled_from([0.1, 1.0, 5.0]),
@@ -265,7 +267,9 @@ def test_nonfinite_inputs_give_nan(name):
     assert np.isnan(out[3] if name == "contrastive_loss" else out)  # contrastive: per pair
 
 
-@pytest.mark.parametrize("name", ["lifted_struct_loss", "npairs_loss", "npairs_multilabel_loss", "contrastive_loss"])
+@pytest.mark.parametrize(
+    "name", ["lifted_struct_loss", "npairs_loss", "npairs_multilabel_loss", "contrastive_loss"]
+)
 def test_compiles(name):
     fn, y, x = _all_functions()[name]
     y_t, x_t = ops.convert_to_tensor(y), ops.convert_to_tensor(x.astype("float32"))

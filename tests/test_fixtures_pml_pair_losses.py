@@ -36,7 +36,9 @@ DISTANCE = {"lp": "euclidean", "cosine": "cosine"}
 
 @pytest.fixture(scope="module")
 def fixtures():
-    paths = [os.path.join(FIXTURES, n) for n in ("pml_pair_losses.json", "pml_pair_losses.npz", "pml_inputs.npz")]
+    paths = [
+        os.path.join(FIXTURES, n) for n in ("pml_pair_losses.json", "pml_pair_losses.npz", "pml_inputs.npz")
+    ]
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
         pytest.fail(
@@ -62,22 +64,30 @@ def library_loss(case):
     miner = library_miner(case)
     if case["loss"] == "contrastive":
         average = "pairs" if case["reducer"] == "mean" else "nonzero"
-        return losses.ContrastiveLoss(case["pos_margin"], case["neg_margin"], distance=distance, miner=miner, average=average)
-    return losses.MultiSimilarityLoss(case["alpha"], case["beta"], case["base"], distance=distance, miner=miner)
+        return losses.ContrastiveLoss(
+            case["pos_margin"], case["neg_margin"], distance=distance, miner=miner, average=average
+        )
+    return losses.MultiSimilarityLoss(
+        case["alpha"], case["beta"], case["base"], distance=distance, miner=miner
+    )
 
 
 def reference_value(case, labels, x):
     distance = DISTANCE[case["distance"]]
     d = ref.pairwise_distances(x, metric=distance)
     if case["miner"] == "pair_margin":
-        miner = lambda y, d, r: ref.pair_margin_miner(y, d, r, case["miner_pos_margin"], case["miner_neg_margin"])  # noqa: E731
+        miner = lambda y, d, r: ref.pair_margin_miner(
+            y, d, r, case["miner_pos_margin"], case["miner_neg_margin"]
+        )  # noqa: E731
     elif case["miner"] == "multi_similarity":
         miner = lambda y, d, r: ref.multi_similarity_miner(y, d, r, case["epsilon"])  # noqa: E731
     else:
         miner = None
     if case["loss"] == "contrastive":
         average = "pairs" if case["reducer"] == "mean" else "nonzero"
-        return ref.contrastive_loss_from_distances(labels, d, case["pos_margin"], case["neg_margin"], average, miner=miner)
+        return ref.contrastive_loss_from_distances(
+            labels, d, case["pos_margin"], case["neg_margin"], average, miner=miner
+        )
     return ref.multi_similarity_loss_from_distances(
         labels, d, case["alpha"], case["beta"], case["base"], similarity=distance == "cosine", miner=miner
     )
@@ -120,7 +130,18 @@ def test_values(fixtures):
         labels, x = inputs[f"labels_{j}"], inputs[f"embeddings_{j}"]
         got = float(to_numpy(library_loss(case)(labels, x)))
         if not math.isclose(got, case["value"], rel_tol=1e-5, abs_tol=1e-5):
-            bad.append((case["case"], j, case["loss"], case["distance"], case["miner"], case["reducer"], case["value"], got))
+            bad.append(
+                (
+                    case["case"],
+                    j,
+                    case["loss"],
+                    case["distance"],
+                    case["miner"],
+                    case["reducer"],
+                    case["value"],
+                    got,
+                )
+            )
     assert not bad, f"{len(bad)} differ (case, input, loss, distance, miner, reducer, PML, ours): {bad}"
 
 
@@ -162,7 +183,9 @@ def test_gradients(fixtures):
         _, grad = value_and_grad(lambda e: loss(labels, e), x)
         checked += 1
         if not np.allclose(grad, arrays[key], rtol=1e-4, atol=1e-5):
-            bad.append((case["case"], j, case["loss"], case["miner"], float(np.max(np.abs(grad - arrays[key])))))
+            bad.append(
+                (case["case"], j, case["loss"], case["miner"], float(np.max(np.abs(grad - arrays[key]))))
+            )
     assert checked > 50
     assert not bad, f"gradients differ (case, input, loss, miner, max abs error): {bad}"
 

@@ -32,7 +32,9 @@ PARAMETERS = ("margin", "alpha", "softmax_scale", "scale", "sub_centers")
 
 @pytest.fixture(scope="module")
 def fixtures():
-    paths = [os.path.join(FIXTURES, n) for n in ("pml_proxy_losses.json", "pml_proxy_losses.npz", "pml_inputs.npz")]
+    paths = [
+        os.path.join(FIXTURES, n) for n in ("pml_proxy_losses.json", "pml_proxy_losses.npz", "pml_inputs.npz")
+    ]
     missing = [os.path.basename(p) for p in paths if not os.path.exists(p)]
     if missing:
         pytest.fail(f"fixtures missing: {missing} (regenerate with `bash tools/make_fixtures.sh pml`)")
@@ -104,9 +106,13 @@ def test_pml_proxy_losses(fixtures):
         zero_rows = np.all(x == 0, axis=1)
         try:
             np.testing.assert_allclose(float(value), case["value"], rtol=1e-5, atol=1e-5, err_msg="value")
-            np.testing.assert_allclose(gx[~zero_rows], arrays[f"grad_{i}"][~zero_rows], rtol=1e-5, atol=1e-5, err_msg="grad")
+            np.testing.assert_allclose(
+                gx[~zero_rows], arrays[f"grad_{i}"][~zero_rows], rtol=1e-5, atol=1e-5, err_msg="grad"
+            )
             if not zero_rows.any():
-                np.testing.assert_allclose(gw, arrays[f"grad_weights_{i}"], rtol=1e-5, atol=1e-5, err_msg="grad W")
+                np.testing.assert_allclose(
+                    gw, arrays[f"grad_weights_{i}"], rtol=1e-5, atol=1e-5, err_msg="grad W"
+                )
         except AssertionError as e:
             failures.append(f"case {i} ({case['kind']}, input {j}): {str(e).strip().splitlines()[0:6]}")
     assert not failures, f"{len(failures)} of {len(cases)} cases differ:\n" + "\n".join(failures[:20])
@@ -116,11 +122,17 @@ def test_pml_initialisation_statistics(fixtures):
     """Our initialisers draw from PML's distributions: N(0, 2/C) for proxy-anchor's proxies
     (Kaiming normal, fan-out), N(0, 1) for the others."""
     keras.utils.set_random_seed(0)
-    for cls, std in ((losses.ProxyAnchorLoss, (2 / 400) ** 0.5), (losses.ProxyNCALoss, 1.0), (losses.ArcFaceLoss, 1.0)):
+    for cls, std in (
+        (losses.ProxyAnchorLoss, (2 / 400) ** 0.5),
+        (losses.ProxyNCALoss, 1.0),
+        (losses.ArcFaceLoss, 1.0),
+    ):
         w = cls(num_classes=400, embedding_size=64).get_weights()[0]
         assert abs(float(w.std()) - std) < 0.03 * std, (cls.__name__, float(w.std()), std)
         assert abs(float(w.mean())) < 0.03 * std
     doc, arrays, _ = fixtures
     anchor = [c for c in doc["cases"] if c["kind"] == "proxy_anchor"]
-    pml = np.concatenate([arrays[f"weights_{c['case']}"].ravel() * np.sqrt(c["num_classes"] / 2) for c in anchor])
+    pml = np.concatenate(
+        [arrays[f"weights_{c['case']}"].ravel() * np.sqrt(c["num_classes"] / 2) for c in anchor]
+    )
     assert abs(pml.std() - 1.0) < 0.05

@@ -153,7 +153,14 @@ def test_fixtures_cover_every_loss_and_layout(fixtures):
     doc, _, _ = fixtures
     assert doc["versions"]["pytorch_metric_learning"] == "2.9.0"
     names = {case["loss"] for case in doc["cases"]}
-    assert names == {"circle", "lifted_structure", "generalized_lifted_structure", "npairs", "ntxent", "supcon"}
+    assert names == {
+        "circle",
+        "lifted_structure",
+        "generalized_lifted_structure",
+        "npairs",
+        "ntxent",
+        "supcon",
+    }
     assert {case["input"] for case in doc["cases"]} == set(range(22))
     assert sum(case["miner"] is not None for case in doc["cases"]) == len(doc["cases"]) // 2
 
@@ -219,11 +226,15 @@ def test_values_and_gradients_match_pml(fixtures):
         want_grad, grad = grads[f"grad_{case['case']}"][rows], grad[rows]
         if not math.isclose(float(value), case["value"], rel_tol=1e-5, abs_tol=1e-5):
             bad.append((case["case"], case["loss"], case["input"], "value", case["value"], float(value)))
-        elif np.max(np.abs(grad - want_grad), initial=0.0) > 1e-5 * max(1.0, np.max(np.abs(want_grad), initial=0.0)):
+        elif np.max(np.abs(grad - want_grad), initial=0.0) > 1e-5 * max(
+            1.0, np.max(np.abs(want_grad), initial=0.0)
+        ):
             # 1e-5 of the gradient's scale: zero embeddings under the cosine similarity
             # have gradients of order 1e12 (the normalisation's 1/eps), in PML and here.
             worst = float(np.max(np.abs(grad - want_grad)))
-            bad.append((case["case"], case["loss"], case["input"], "grad", worst, float(np.max(np.abs(want_grad)))))
+            bad.append(
+                (case["case"], case["loss"], case["input"], "grad", worst, float(np.max(np.abs(want_grad))))
+            )
     assert checked > 400
     assert not bad, f"{len(bad)} differ from PML (case, loss, input, what, PML, ours): {bad}"
 

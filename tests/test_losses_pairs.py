@@ -34,7 +34,9 @@ def _miner_pair(kind, distance):
             lambda y, d, r: ref.pair_margin_miner(y, d, r, pos, neg),
         )
     if kind == "multi-similarity":
-        return miners.MultiSimilarityMiner(epsilon=0.1), lambda y, d, r: ref.multi_similarity_miner(y, d, r, 0.1)
+        return miners.MultiSimilarityMiner(epsilon=0.1), lambda y, d, r: ref.multi_similarity_miner(
+            y, d, r, 0.1
+        )
     return None, None
 
 
@@ -47,7 +49,9 @@ CASES = {
     ),
     "contrastive-pairs-margins": (
         lambda m: losses.ContrastiveLoss(pos_margin=0.3, neg_margin=1.5, average="pairs", miner=m),
-        lambda y, d, r, m: ref.contrastive_loss_from_distances(y, d, 0.3, 1.5, "pairs", ref_labels=r, miner=m),
+        lambda y, d, r, m: ref.contrastive_loss_from_distances(
+            y, d, 0.3, 1.5, "pairs", ref_labels=r, miner=m
+        ),
         "euclidean",
     ),
     "contrastive-cosine": (
@@ -62,7 +66,9 @@ CASES = {
     ),
     "multi-similarity-params": (
         lambda m: losses.MultiSimilarityLoss(alpha=1.0, beta=10.0, base=0.2, miner=m),
-        lambda y, d, r, m: ref.multi_similarity_loss_from_distances(y, d, 1.0, 10.0, 0.2, ref_labels=r, miner=m),
+        lambda y, d, r, m: ref.multi_similarity_loss_from_distances(
+            y, d, 1.0, 10.0, 0.2, ref_labels=r, miner=m
+        ),
         "cosine",
     ),
     "multi-similarity-euclidean": (
@@ -105,7 +111,9 @@ def test_functional_form_equals_the_class(name):
     kwargs = {k: v for k, v in loss.get_config().items() if k not in ("name", "reduction", "dtype")}
     kwargs["miner"] = loss.miner
     fn = losses.contrastive_loss if isinstance(loss, losses.ContrastiveLoss) else losses.multi_similarity_loss
-    assert float(to_numpy(fn(labels, x, **kwargs))) == pytest.approx(float(to_numpy(loss(labels, x))), rel=1e-6)
+    assert float(to_numpy(fn(labels, x, **kwargs))) == pytest.approx(
+        float(to_numpy(loss(labels, x))), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("kind", ["pair-margin", "multi-similarity"])
@@ -126,7 +134,8 @@ def test_miners_match_reference(kind, labels, seed, with_memory):
     assume(ref.comparison_gap(d, [0.1, 0.8, 1.6], rows_only=False) > 1e-4)
     miner, ref_miner = _miner_pair(kind, "euclidean")
     positive, negative = miner.mine(
-        ops.convert_to_tensor(labels), ops.convert_to_tensor(d.astype("float32")),
+        ops.convert_to_tensor(labels),
+        ops.convert_to_tensor(d.astype("float32")),
         ref_labels=None if ref_labels is None else ops.convert_to_tensor(ref_labels),
     )
     want_pos, want_neg = ref_miner(labels, d, ref_labels)
@@ -148,7 +157,8 @@ def test_cross_batch_memory_matches_reference(name, kind):
     miner, ref_miner = _miner_pair(kind, distance)
     want = reference_fn(labels, d, ref_labels, ref_miner)
     got = make(miner).compute_from_distances(
-        ops.convert_to_tensor(labels), ops.convert_to_tensor(d.astype("float32")),
+        ops.convert_to_tensor(labels),
+        ops.convert_to_tensor(d.astype("float32")),
         ref_labels=ops.convert_to_tensor(ref_labels),
     )
     assert float(to_numpy(got)) == pytest.approx(want, rel=1e-5, abs=1e-6)
@@ -162,7 +172,9 @@ def test_gradient_matches_finite_differences(name):
     loss = make(None)
     labels_t = ops.convert_to_tensor(labels)
     _, grad = value_and_grad(lambda e: loss(labels_t, e), x)
-    want = ref.numerical_gradient(lambda e: reference_fn(labels, ref.pairwise_distances(e, metric=distance), None, None), x)
+    want = ref.numerical_gradient(
+        lambda e: reference_fn(labels, ref.pairwise_distances(e, metric=distance), None, None), x
+    )
     np.testing.assert_allclose(grad, want, rtol=1e-4, atol=1e-6)
 
 
@@ -194,7 +206,9 @@ def test_degenerate_batches(name, batch, kind):
     value, grad = value_and_grad(lambda e: loss(labels_t, e), x)
     assert np.isfinite(value), f"{name} on {batch}: loss {value}"
     assert np.all(np.isfinite(grad)), f"{name} on {batch}: non-finite gradient {grad}"
-    want = reference_fn(labels, ref.pairwise_distances(x.astype(np.float64), metric=distance), None, ref_miner)
+    want = reference_fn(
+        labels, ref.pairwise_distances(x.astype(np.float64), metric=distance), None, ref_miner
+    )
     rel = 1e-4 if batch == "large-values" else 1e-5
     assert float(value) == pytest.approx(want, rel=rel, abs=1e-5), f"{name} on {batch}"
 
@@ -304,7 +318,9 @@ def test_get_config_round_trip(name):
         assert type(restored.miner) is type(loss.miner)
 
 
-@pytest.mark.parametrize("make", [lambda: miners.PairMarginMiner(0.3, 0.6), lambda: miners.MultiSimilarityMiner(0.05)])
+@pytest.mark.parametrize(
+    "make", [lambda: miners.PairMarginMiner(0.3, 0.6), lambda: miners.MultiSimilarityMiner(0.05)]
+)
 def test_miner_get_config_round_trip(make):
     miner = make()
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(miner))
@@ -324,7 +340,9 @@ def test_model_save_and_load(name, tmp_path):
     restored = loaded.loss
     assert type(restored) is type(loss) and restored.get_config() == loss.get_config()
     emb = model.predict(X, verbose=0)
-    assert float(to_numpy(restored(Y, emb))) == pytest.approx(float(to_numpy(loss(Y, emb))), rel=1e-6, abs=1e-7)
+    assert float(to_numpy(restored(Y, emb))) == pytest.approx(
+        float(to_numpy(loss(Y, emb))), rel=1e-6, abs=1e-7
+    )
 
 
 # --------------------------------------------------------------------------- TripletModel
@@ -338,7 +356,9 @@ def test_triplet_model_with_memory_and_jit(name):
     x = rng.normal(size=(32, 10)).astype("float32")
     y = np.repeat(np.arange(8), 4).astype("int32")
     keras.utils.set_random_seed(0)
-    embedder = keras.Sequential([keras.Input((10,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(8)])
+    embedder = keras.Sequential(
+        [keras.Input((10,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(8)]
+    )
     model = TripletModel(embedder, memory_size=32)
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=SAVED[name](), jit_compile=BACKEND != "torch")
     history = model.fit(x, y, batch_size=16, epochs=2, verbose=0)
@@ -355,8 +375,12 @@ def test_step_loss_with_memory_is_the_reference():
     memory_labels = np.array([0, 3, 1, 2], "int32")
     state = (memory, memory_labels, np.int32(3), np.int32(3))  # 3 slots filled, the 4th empty
     loss = losses.MultiSimilarityLoss(miner=miners.MultiSimilarityMiner())
-    value, stats, _ = step.batch_loss_and_statistics(loss, labels, ops.convert_to_tensor(x), state, training=True)
-    d = ref.pairwise_distances(x.astype(np.float64), np.concatenate([x, memory]).astype(np.float64), metric="cosine")
+    value, stats, _ = step.batch_loss_and_statistics(
+        loss, labels, ops.convert_to_tensor(x), state, training=True
+    )
+    d = ref.pairwise_distances(
+        x.astype(np.float64), np.concatenate([x, memory]).astype(np.float64), metric="cosine"
+    )
     ref_labels = np.concatenate([labels, [0, 3, 1, -1]])
     want = ref.multi_similarity_loss_from_distances(
         labels, d, ref_labels=ref_labels, miner=lambda y, d, r: ref.multi_similarity_miner(y, d, r, 0.1)

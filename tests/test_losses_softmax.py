@@ -48,7 +48,9 @@ CASES = {
         lambda y, x, keep=None: ref.generalized_lifted_structure_loss(
             y, x, 0.5, 0.2, distance="squared_euclidean", keep=keep
         ),
-        lambda y, x, **k: losses.generalized_lifted_structure_loss(y, x, 0.5, 0.2, distance="squared_euclidean", **k),
+        lambda y, x, **k: losses.generalized_lifted_structure_loss(
+            y, x, 0.5, 0.2, distance="squared_euclidean", **k
+        ),
     ),
     "npairs": (
         lambda **k: losses.NPairsLoss(**k),
@@ -135,7 +137,9 @@ def test_with_a_pair_miner(name):
         keep, _ = _gapped_keep(probe, labels, x, pos_above, neg_below)
         if keep is None:
             continue
-        miner = ThresholdMiner(pos_above, neg_below, distance=probe.distance if probe.distance != "dot" else "euclidean")
+        miner = ThresholdMiner(
+            pos_above, neg_below, distance=probe.distance if probe.distance != "dot" else "euclidean"
+        )
         want = reference_fn(labels, x, keep=keep)
         assert _value(make(miner=miner), labels, x) == pytest.approx(want, rel=1e-5, abs=1e-5), seed
         fn = functional(labels, x.astype("float32"), miner=miner)
@@ -147,7 +151,9 @@ def test_with_a_pair_miner(name):
 REF_FROM_DISTANCES = {
     "circle": lambda y, d, r: ref.circle_loss_from_distances(y, d, ref_labels=r),
     "lifted": lambda y, d, r: ref.lifted_structure_loss_from_distances(y, d, ref_labels=r),
-    "generalized-lifted": lambda y, d, r: ref.generalized_lifted_structure_loss_from_distances(y, d, ref_labels=r),
+    "generalized-lifted": lambda y, d, r: ref.generalized_lifted_structure_loss_from_distances(
+        y, d, ref_labels=r
+    ),
     "ntxent": lambda y, d, r: ref.ntxent_loss_from_distances(y, d, ref_labels=r),
     "supcon": lambda y, d, r: ref.supcon_loss_from_distances(y, d, ref_labels=r),
 }
@@ -184,7 +190,9 @@ def test_npairs_rejects_cross_batch_memory():
     labels = ops.convert_to_tensor(np.array([0, 0, 1, 1], "int32"))
     with pytest.raises(NotImplementedError, match="cross-batch memory"):
         losses.NPairsLoss().compute_from_distances(
-            labels, ops.zeros((4, 6)), ref_labels=ops.convert_to_tensor(np.array([0, 0, 1, 1, 1, -1], "int32"))
+            labels,
+            ops.zeros((4, 6)),
+            ref_labels=ops.convert_to_tensor(np.array([0, 0, 1, 1, 1, -1], "int32")),
         )
 
 
@@ -206,12 +214,20 @@ def test_large_exponents_stay_finite():
     labels = np.array([0, 0, 1, 1, 2, 2])
     x = make_batch(9, labels, dim=4, scale=100.0)
     for loss, want in (
-        (losses.NTXentLoss(temperature=0.07, distance="euclidean"), ref.ntxent_loss(labels, x, 0.07, "euclidean")),
-        (losses.SupConLoss(temperature=0.07, distance="euclidean"), ref.supcon_loss(labels, x, 0.07, "euclidean")),
+        (
+            losses.NTXentLoss(temperature=0.07, distance="euclidean"),
+            ref.ntxent_loss(labels, x, 0.07, "euclidean"),
+        ),
+        (
+            losses.SupConLoss(temperature=0.07, distance="euclidean"),
+            ref.supcon_loss(labels, x, 0.07, "euclidean"),
+        ),
         (losses.CircleLoss(m=0.25, gamma=256), ref.circle_loss(labels, x, 0.25, 256)),
         (losses.LiftedStructureLoss(neg_margin=50.0), ref.lifted_structure_loss(labels, x, 50.0)),
     ):
-        value, grad = value_and_grad(lambda e, loss=loss: loss(ops.convert_to_tensor(labels), e), x.astype("float32"))
+        value, grad = value_and_grad(
+            lambda e, loss=loss: loss(ops.convert_to_tensor(labels), e), x.astype("float32")
+        )
         assert np.isfinite(value) and np.all(np.isfinite(grad))
         assert float(value) == pytest.approx(want, rel=1e-4)
 

@@ -13,12 +13,18 @@ from keras_triplet import losses
 LOSSES = {
     "circle": lambda: losses.CircleLoss(m=0.25, gamma=128.0),
     "circle-miner": lambda: losses.CircleLoss(miner=ThresholdMiner(0.1, 0.9, distance="cosine")),
-    "lifted": lambda: losses.LiftedStructureLoss(neg_margin=0.7, pos_margin=0.1, distance="squared_euclidean"),
-    "generalized-lifted": lambda: losses.GeneralizedLiftedStructureLoss(neg_margin=0.5, distance="minkowski", p=3),
+    "lifted": lambda: losses.LiftedStructureLoss(
+        neg_margin=0.7, pos_margin=0.1, distance="squared_euclidean"
+    ),
+    "generalized-lifted": lambda: losses.GeneralizedLiftedStructureLoss(
+        neg_margin=0.5, distance="minkowski", p=3
+    ),
     "npairs": lambda: losses.NPairsLoss(),
     "npairs-dot-miner": lambda: losses.NPairsLoss(distance="dot", miner=ThresholdMiner(-0.5, 0.0)),
     "ntxent": lambda: losses.NTXentLoss(temperature=0.2),
-    "supcon-miner": lambda: losses.SupConLoss(temperature=0.3, miner=ThresholdMiner(0.2, 0.8, distance="cosine")),
+    "supcon-miner": lambda: losses.SupConLoss(
+        temperature=0.3, miner=ThresholdMiner(0.2, 0.8, distance="cosine")
+    ),
 }
 
 X = np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
@@ -39,7 +45,9 @@ def test_model_save_and_load(name, tmp_path):
     assert type(restored) is type(loss)
     assert restored.get_config() == loss.get_config()
     emb = model.predict(X, verbose=0)
-    assert float(to_numpy(restored(Y, emb))) == pytest.approx(float(to_numpy(loss(Y, emb))), rel=1e-6, abs=1e-7)
+    assert float(to_numpy(restored(Y, emb))) == pytest.approx(
+        float(to_numpy(loss(Y, emb))), rel=1e-6, abs=1e-7
+    )
     if loss.miner is not None:
         assert type(restored.miner) is type(loss.miner)
         assert restored.miner.get_config() == loss.miner.get_config()

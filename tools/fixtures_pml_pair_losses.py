@@ -62,7 +62,9 @@ def make_miner(case):
         return None
     distance = make_distance(case["distance"])
     if case["miner"] == "pair_margin":
-        return miners.PairMarginMiner(pos_margin=case["miner_pos_margin"], neg_margin=case["miner_neg_margin"], distance=distance)
+        return miners.PairMarginMiner(
+            pos_margin=case["miner_pos_margin"], neg_margin=case["miner_neg_margin"], distance=distance
+        )
     return miners.MultiSimilarityMiner(epsilon=case["epsilon"], distance=distance)
 
 
@@ -71,18 +73,55 @@ def case_list(inputs):
     for j in range(len(inputs)):
         base = dict(input=j, pos_margin=None, neg_margin=None, alpha=None, beta=None, base=None)
         none = dict(miner=None, miner_pos_margin=None, miner_neg_margin=None, epsilon=None)
-        pair_margin = dict(none, miner="pair_margin", miner_pos_margin=PAIR_MARGIN_MINER[0], miner_neg_margin=PAIR_MARGIN_MINER[1])
+        pair_margin = dict(
+            none,
+            miner="pair_margin",
+            miner_pos_margin=PAIR_MARGIN_MINER[0],
+            miner_neg_margin=PAIR_MARGIN_MINER[1],
+        )
         ms_miner = dict(none, miner="multi_similarity", epsilon=MS_EPSILON)
         for pos_margin, neg_margin in CONTRASTIVE_MARGINS:
             for miner in (none, pair_margin):
                 for reducer in ("default", "mean"):
-                    cases.append(dict(base, loss="contrastive", distance="lp", pos_margin=pos_margin, neg_margin=neg_margin, reducer=reducer, **miner))
+                    cases.append(
+                        dict(
+                            base,
+                            loss="contrastive",
+                            distance="lp",
+                            pos_margin=pos_margin,
+                            neg_margin=neg_margin,
+                            reducer=reducer,
+                            **miner,
+                        )
+                    )
         for alpha, beta, b in MS_PARAMS:
             for miner in (none, ms_miner):
-                cases.append(dict(base, loss="multi_similarity", distance="cosine", alpha=alpha, beta=beta, base=b, reducer="default", **miner))
+                cases.append(
+                    dict(
+                        base,
+                        loss="multi_similarity",
+                        distance="cosine",
+                        alpha=alpha,
+                        beta=beta,
+                        base=b,
+                        reducer="default",
+                        **miner,
+                    )
+                )
         alpha, beta, b = MS_LP_PARAMS
         for miner in (none, dict(ms_miner, epsilon=0.5)):
-            cases.append(dict(base, loss="multi_similarity", distance="lp", alpha=alpha, beta=beta, base=b, reducer="default", **miner))
+            cases.append(
+                dict(
+                    base,
+                    loss="multi_similarity",
+                    distance="lp",
+                    alpha=alpha,
+                    beta=beta,
+                    base=b,
+                    reducer="default",
+                    **miner,
+                )
+            )
     return cases
 
 
@@ -115,7 +154,14 @@ def main():
             num_pos, num_neg = len(a1), len(a2)
             value = make_loss(case, case["reducer"])(emb, labels, (a1, p, a2, n))
         v = float(value)
-        row = dict(case=i, **case, value=v if np.isfinite(v) else None, num_pos=num_pos, num_neg=num_neg, has_grad=False)
+        row = dict(
+            case=i,
+            **case,
+            value=v if np.isfinite(v) else None,
+            num_pos=num_pos,
+            num_neg=num_neg,
+            has_grad=False,
+        )
         if np.isfinite(v) and value.requires_grad:
             (g,) = torch.autograd.grad(value, emb)
             g = g.numpy().astype(np.float32)

@@ -39,7 +39,10 @@ CONFIGS = {
     "proxy_nca": [dict(softmax_scale=1), dict(softmax_scale=10)],
     "arcface": [dict(margin=28.6, scale=64), dict(margin=10.0, scale=16)],
     "cosface": [dict(margin=0.35, scale=64), dict(margin=0.2, scale=16)],
-    "sub_center_arcface": [dict(margin=28.6, scale=64, sub_centers=3), dict(margin=20.0, scale=32, sub_centers=2)],
+    "sub_center_arcface": [
+        dict(margin=28.6, scale=64, sub_centers=3),
+        dict(margin=20.0, scale=32, sub_centers=2),
+    ],
 }
 CLASSES = {
     "proxy_anchor": losses.ProxyAnchorLoss,
@@ -87,7 +90,9 @@ def main():
                 arrays[f"grad_weights_{i}"] = (
                     np.zeros_like(initial) if grad_w is None else grad_w.numpy()
                 ).astype(np.float32)
-                cases.append(dict(case=i, input=j, kind=kind, num_classes=num_classes, value=float(value), **params))
+                cases.append(
+                    dict(case=i, input=j, kind=kind, num_classes=num_classes, value=float(value), **params)
+                )
     save_npz(os.path.join(OUT, "pml_proxy_losses.npz"), arrays)
     doc = {
         "generator": "tools/fixtures_pml_proxy_losses.py",

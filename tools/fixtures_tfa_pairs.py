@@ -111,7 +111,9 @@ def main():
                 tape.watch(x)
                 value = tfa.losses.ContrastiveLoss(margin=case["margin"])(y, x)
         v = float(tf.cast(value, tf.float32).numpy())
-        row = dict(case=i, **case, value=v if np.isfinite(v) else None, out_dtype=value.dtype.name, has_grad=False)
+        row = dict(
+            case=i, **case, value=v if np.isfinite(v) else None, out_dtype=value.dtype.name, has_grad=False
+        )
         if np.isfinite(v) and dtype == "float32":
             g = tape.gradient(value, x)
             if g is not None:

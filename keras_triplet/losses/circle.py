@@ -18,7 +18,9 @@ def circle_loss_from_distances(labels, distances, m=0.4, gamma=80.0, miner=None,
     # Logits of order γ (up to ~300 at γ = 80): masked_logsumexp subtracts each row's max.
     positive_logits = -gamma * ops.relu(1.0 + m - fixed) * (s - (1.0 - m))
     negative_logits = gamma * ops.relu(fixed + m) * (s - m)
-    row = ops.softplus(masked_logsumexp(positive_logits, positive) + masked_logsumexp(negative_logits, negative))
+    row = ops.softplus(
+        masked_logsumexp(positive_logits, positive) + masked_logsumexp(negative_logits, negative)
+    )
     used = ops.logical_and(ops.any(positive, axis=1), ops.any(negative, axis=1))
     return mean_of_nonzero(ops.where(used, row, 0.0))
 

@@ -30,7 +30,14 @@ def contrastive_loss_from_distances(
 
 
 def contrastive_loss(
-    y_true, y_pred, pos_margin=0.0, neg_margin=1.0, distance="euclidean", miner=None, average="nonzero", p=None
+    y_true,
+    y_pred,
+    pos_margin=0.0,
+    neg_margin=1.0,
+    distance="euclidean",
+    miner=None,
+    average="nonzero",
+    p=None,
 ):
     """Contrastive loss (Hadsell, Chopra and LeCun, CVPR 2006), in pytorch-metric-learning's
     form (`ContrastiveLoss`, not squared):
@@ -109,7 +116,13 @@ class ContrastiveLoss(MetricLoss):
 
     def compute_from_distances(self, labels, distances, *, ref_labels=None, negatives=None):
         return contrastive_loss_from_distances(
-            labels, distances, self.pos_margin, self.neg_margin, self.miner, self.average, ref_labels=ref_labels
+            labels,
+            distances,
+            self.pos_margin,
+            self.neg_margin,
+            self.miner,
+            self.average,
+            ref_labels=ref_labels,
         )
 
     def get_config(self):

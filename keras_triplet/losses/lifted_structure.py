@@ -42,7 +42,9 @@ def lifted_structure_loss_from_distances(
     top = ops.stop_gradient(
         ops.where(both, ops.maximum(anchor_row, other_row), ops.where(anchor_has, anchor_row, other_row))
     )
-    pooled = ops.where(anchor_has, ops.exp(anchor_row - top), 0.0) + ops.where(other_has, ops.exp(other_row - top), 0.0)
+    pooled = ops.where(anchor_has, ops.exp(anchor_row - top), 0.0) + ops.where(
+        other_has, ops.exp(other_row - top), 0.0
+    )
     found = ops.logical_or(anchor_has, other_has)
     negative_term = ops.where(found, top + ops.log(ops.where(found, pooled, 1.0)), 0.0)
     pair_loss = ops.square(ops.relu(negative_term + distances - pos_margin)) / 2.0
@@ -112,7 +114,14 @@ class LiftedStructureLoss(MinedPairLoss):
     """
 
     def __init__(
-        self, neg_margin=1.0, pos_margin=0.0, distance="euclidean", miner=None, p=None, name="lifted_structure_loss", **kwargs
+        self,
+        neg_margin=1.0,
+        pos_margin=0.0,
+        distance="euclidean",
+        miner=None,
+        p=None,
+        name="lifted_structure_loss",
+        **kwargs,
     ):
         super().__init__(distance=distance, p=p, miner=miner, name=name, **kwargs)
         self.neg_margin = check_finite(neg_margin, "neg_margin")
@@ -139,7 +148,8 @@ def generalized_lifted_structure_loss_from_distances(
     `generalized_lifted_structure_loss`."""
     positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
     row = ops.relu(
-        masked_logsumexp(distances - pos_margin, positive) + masked_logsumexp(neg_margin - distances, negative)
+        masked_logsumexp(distances - pos_margin, positive)
+        + masked_logsumexp(neg_margin - distances, negative)
     )
     return ops.mean(row)  # an anchor without pairs has ℓ_a = 0
 

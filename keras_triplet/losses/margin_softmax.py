@@ -215,10 +215,14 @@ class ArcFaceLoss(_MarginSoftmaxLoss):
     """
 
     def __init__(self, num_classes, embedding_size, margin=28.6, scale=64, name="arcface_loss", **kwargs):
-        super().__init__(num_classes, embedding_size, _check_margin_degrees(margin), scale, name=name, **kwargs)
+        super().__init__(
+            num_classes, embedding_size, _check_margin_degrees(margin), scale, name=name, **kwargs
+        )
 
     def compute_from_weights(self, labels, embeddings, weights):
-        return arcface_from_weights(labels, embeddings, weights, self.class_margin, self.scale, self.sub_centers)
+        return arcface_from_weights(
+            labels, embeddings, weights, self.class_margin, self.scale, self.sub_centers
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")

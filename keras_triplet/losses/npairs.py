@@ -50,7 +50,8 @@ def npairs_loss_from_distances(labels, distances, miner=None, ref_labels=None):
     same = ops.expand_dims(labels, 1) == ops.expand_dims(labels, 0)
     earlier = ops.logical_and(same, ops.expand_dims(index, 0) < ops.expand_dims(index, 1))
     anchor = ops.logical_and(
-        has_positive, ops.logical_not(ops.any(ops.logical_and(earlier, ops.expand_dims(has_positive, 0)), axis=1))
+        has_positive,
+        ops.logical_not(ops.any(ops.logical_and(earlier, ops.expand_dims(has_positive, 0)), axis=1)),
     )
     first_positive = ops.min(ops.where(positive, ops.expand_dims(index, 0), b), axis=1)
     first_positive = ops.minimum(first_positive, b - 1)  # rows without one are not anchors
@@ -58,7 +59,9 @@ def npairs_loss_from_distances(labels, distances, miner=None, ref_labels=None):
     logits = -ops.take(distances, first_positive, axis=1)
     columns = ops.expand_dims(anchor, 0)
     own = ops.sum(ops.where(ops.expand_dims(index, 1) == ops.expand_dims(index, 0), logits, 0.0), axis=1)
-    row_loss = ops.where(anchor, masked_logsumexp(logits, ops.logical_and(columns, ops.expand_dims(anchor, 1))) - own, 0.0)
+    row_loss = ops.where(
+        anchor, masked_logsumexp(logits, ops.logical_and(columns, ops.expand_dims(anchor, 1))) - own, 0.0
+    )
     return mean_over(row_loss, anchor)
 
 
@@ -126,7 +129,9 @@ class NPairsLoss(MinedPairLoss):
     def __init__(self, distance="cosine", miner=None, p=None, name="npairs_loss", **kwargs):
         distance = check_distance(distance, p)
         # The base validates a metric name; "dot" is not one, so it is set afterwards.
-        super().__init__(distance="euclidean" if distance == DOT else distance, p=p, miner=miner, name=name, **kwargs)
+        super().__init__(
+            distance="euclidean" if distance == DOT else distance, p=p, miner=miner, name=name, **kwargs
+        )
         self.distance = distance
 
     def pairwise(self, embeddings, references=None):

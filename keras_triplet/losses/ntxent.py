@@ -21,9 +21,7 @@ def ntxent_loss_from_distances(labels, distances, temperature=0.07, miner=None, 
     has_negative = ops.expand_dims(ops.any(negative, axis=1), 1)
     # −log(e^{x_ap} / (e^{x_ap} + Σ_n e^{x_an})) = softplus(log Σ_n e^{x_an} − x_ap); no
     # negative: the softmax has the positive alone, and the term is 0.
-    pair_loss = ops.where(
-        ops.logical_and(positive, has_negative), ops.softplus(negative_term - logits), 0.0
-    )
+    pair_loss = ops.where(ops.logical_and(positive, has_negative), ops.softplus(negative_term - logits), 0.0)
     value = mean_over(pair_loss, positive)
     return ops.where(ops.logical_and(ops.any(positive), ops.any(negative)), value, 0.0)
 

@@ -22,7 +22,11 @@ from keras_triplet.losses.class_weights import (
 
 def _check_proxies(proxies, embeddings):
     proxies = check_embeddings(proxies, name="proxies")
-    if proxies.shape[1] is not None and embeddings.shape[1] is not None and proxies.shape[1] != embeddings.shape[1]:
+    if (
+        proxies.shape[1] is not None
+        and embeddings.shape[1] is not None
+        and proxies.shape[1] != embeddings.shape[1]
+    ):
         raise ValueError(
             f"proxies must be [num_classes, embedding_size] with the embeddings' size "
             f"{embeddings.shape[1]}; got shape {tuple(proxies.shape)}."

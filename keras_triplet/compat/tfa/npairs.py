@@ -18,7 +18,9 @@ def _check_similarity(y_pred, batch_size, name):
             f"{batch_size} labels."
         )
     if s.shape[0] is not None and s.shape[1] is not None and s.shape[0] != s.shape[1]:
-        raise ValueError(f"tfa.{name}: y_pred must be square [batch_size, batch_size]; got shape {tuple(s.shape)}.")
+        raise ValueError(
+            f"tfa.{name}: y_pred must be square [batch_size, batch_size]; got shape {tuple(s.shape)}."
+        )
     return s
 
 

@@ -177,4 +177,3 @@ class TripletHardLoss(_TFALoss):
         config = super().get_config()
         config["soft"] = self.soft
         return config
-
