@@ -76,9 +76,8 @@ def reference_value(case, labels, x):
     distance = DISTANCE[case["distance"]]
     d = ref.pairwise_distances(x, metric=distance)
     if case["miner"] == "pair_margin":
-        miner = lambda y, d, r: ref.pair_margin_miner(
-            y, d, r, case["miner_pos_margin"], case["miner_neg_margin"]
-        )  # noqa: E731
+        pos_margin, neg_margin = case["miner_pos_margin"], case["miner_neg_margin"]
+        miner = lambda y, d, r: ref.pair_margin_miner(y, d, r, pos_margin, neg_margin)  # noqa: E731
     elif case["miner"] == "multi_similarity":
         miner = lambda y, d, r: ref.multi_similarity_miner(y, d, r, case["epsilon"])  # noqa: E731
     else:
