@@ -6,8 +6,9 @@ import keras
 from keras import ops
 
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
-from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_finite, check_miner, check_positive
+from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_finite, check_positive
 from keras_triplet.losses.reductions import masked_logsumexp, mean_of_nonzero
+from keras_triplet.miners.pair_miner import check_pair_miner
 
 
 def circle_loss_from_distances(labels, distances, m=0.4, gamma=80.0, miner=None, ref_labels=None):
@@ -58,7 +59,7 @@ def circle_loss(y_true, y_pred, m=0.4, gamma=80.0, miner=None):
     """
     m = check_finite(m, "m")
     gamma = check_positive(gamma, "gamma")
-    miner = check_miner(miner)
+    miner = check_pair_miner(miner)
     labels, distances, embeddings = prepare(y_true, y_pred, "cosine", None)
     return propagate_nonfinite(circle_loss_from_distances(labels, distances, m, gamma, miner), embeddings)
 

@@ -5,7 +5,8 @@ import keras
 from keras import ops
 
 from keras_triplet._validation import check_choice, check_margin
-from keras_triplet.losses.base import MetricLoss, mined_pair_masks, prepare, propagate_nonfinite
+from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
+from keras_triplet.losses.mined_pair_loss import MinedPairLoss
 from keras_triplet.miners.pair_miner import check_pair_miner
 
 AVERAGES = ("nonzero", "pairs")
@@ -81,7 +82,7 @@ def contrastive_loss(
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")
-class ContrastiveLoss(MetricLoss):
+class ContrastiveLoss(MinedPairLoss):
     """Contrastive loss for `model.compile(loss=ContrastiveLoss())`; see `contrastive_loss`.
 
     Example:
@@ -108,10 +109,9 @@ class ContrastiveLoss(MetricLoss):
         name="contrastive_loss",
         **kwargs,
     ):
-        super().__init__(distance=distance, p=p, name=name, **kwargs)
+        super().__init__(distance=distance, p=p, miner=miner, name=name, **kwargs)
         self.pos_margin = check_margin(pos_margin, "pos_margin")
         self.neg_margin = check_margin(neg_margin, "neg_margin")
-        self.miner = check_pair_miner(miner)
         self.average = check_choice(average, AVERAGES, "average")
 
     def compute_from_distances(self, labels, distances, *, ref_labels=None, negatives=None):
@@ -131,15 +131,7 @@ class ContrastiveLoss(MetricLoss):
             {
                 "pos_margin": self.pos_margin,
                 "neg_margin": self.neg_margin,
-                "miner": None if self.miner is None else keras.saving.serialize_keras_object(self.miner),
                 "average": self.average,
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("miner"), dict):
-            config["miner"] = keras.saving.deserialize_keras_object(config["miner"])
-        return cls(**config)

@@ -8,8 +8,9 @@ import keras
 from keras import ops
 
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
-from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_finite, check_miner
+from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_finite
 from keras_triplet.losses.reductions import masked_logsumexp, mean_over
+from keras_triplet.miners.pair_miner import check_pair_miner
 
 
 def _any_pairs(positive, negative):
@@ -91,7 +92,7 @@ def lifted_structure_loss(
     """
     neg_margin = check_finite(neg_margin, "neg_margin")
     pos_margin = check_finite(pos_margin, "pos_margin")
-    miner = check_miner(miner)
+    miner = check_pair_miner(miner)
     labels, distances, embeddings = prepare(y_true, y_pred, distance, p)
     value = lifted_structure_loss_from_distances(labels, distances, neg_margin, pos_margin, miner)
     return propagate_nonfinite(value, embeddings)
@@ -190,7 +191,7 @@ def generalized_lifted_structure_loss(
     """
     neg_margin = check_finite(neg_margin, "neg_margin")
     pos_margin = check_finite(pos_margin, "pos_margin")
-    miner = check_miner(miner)
+    miner = check_pair_miner(miner)
     labels, distances, embeddings = prepare(y_true, y_pred, distance, p)
     value = generalized_lifted_structure_loss_from_distances(labels, distances, neg_margin, pos_margin, miner)
     return propagate_nonfinite(value, embeddings)

@@ -1,5 +1,5 @@
 """`MinedPairLoss`: the base of the pair losses that take an optional pair miner
-(circle, lifted structure, N-pairs, NT-Xent, SupCon): the miner's check, and its
+(contrastive, multi-similarity, circle, lifted structure, N-pairs, NT-Xent, SupCon): the miner's check, and its
 serialization in `get_config` / `from_config`."""
 
 import math
@@ -7,18 +7,7 @@ import math
 import keras
 
 from keras_triplet.losses.base import MetricLoss
-from keras_triplet.miners.pair_miner import PairMiner
-
-
-def check_miner(miner):
-    """`miner` when it is None or a `miners.PairMiner`; a clear error otherwise."""
-    if miner is None or isinstance(miner, PairMiner):
-        return miner
-    raise ValueError(
-        f"A pair loss's `miner` must be None (every pair) or a keras_triplet.miners.PairMiner; "
-        f"got {miner!r}. Triplet miners ('semi-hard', 'batch-hard', 'batch-all') select "
-        "triplets, for TripletLoss."
-    )
+from keras_triplet.miners.pair_miner import check_pair_miner
 
 
 def check_positive(value, name):
@@ -43,7 +32,7 @@ class MinedPairLoss(MetricLoss):
 
     def __init__(self, distance="euclidean", p=None, miner=None, **kwargs):
         super().__init__(distance=distance, p=p, **kwargs)
-        self.miner = check_miner(miner)
+        self.miner = check_pair_miner(miner)
 
     def get_config(self):
         config = super().get_config()

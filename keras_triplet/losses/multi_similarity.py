@@ -4,7 +4,8 @@ General Pair Weighting for Deep Metric Learning", CVPR 2019)."""
 import keras
 from keras import ops
 
-from keras_triplet.losses.base import MetricLoss, mined_pair_masks, prepare, propagate_nonfinite
+from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
+from keras_triplet.losses.mined_pair_loss import MinedPairLoss
 from keras_triplet.miners.pair_miner import check_pair_miner
 
 # Metrics that are `1 − similarity`: the loss's `base` is a threshold on the similarity.
@@ -94,7 +95,7 @@ def _check_options(alpha, beta, base):
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")
-class MultiSimilarityLoss(MetricLoss):
+class MultiSimilarityLoss(MinedPairLoss):
     """Multi-similarity loss for `model.compile(loss=MultiSimilarityLoss())`; see
     `multi_similarity_loss`. With its miner, as in the paper:
     `MultiSimilarityLoss(miner=miners.MultiSimilarityMiner(epsilon=0.1))`.
@@ -123,9 +124,8 @@ class MultiSimilarityLoss(MetricLoss):
         name="multi_similarity_loss",
         **kwargs,
     ):
-        super().__init__(distance=distance, p=p, name=name, **kwargs)
+        super().__init__(distance=distance, p=p, miner=miner, name=name, **kwargs)
         self.alpha, self.beta, self.base = _check_options(alpha, beta, base)
-        self.miner = check_pair_miner(miner)
 
     def compute_from_distances(self, labels, distances, *, ref_labels=None, negatives=None):
         return multi_similarity_loss_from_distances(
@@ -146,14 +146,6 @@ class MultiSimilarityLoss(MetricLoss):
                 "alpha": self.alpha,
                 "beta": self.beta,
                 "base": self.base,
-                "miner": None if self.miner is None else keras.saving.serialize_keras_object(self.miner),
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("miner"), dict):
-            config["miner"] = keras.saving.deserialize_keras_object(config["miner"])
-        return cls(**config)

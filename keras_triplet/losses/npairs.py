@@ -7,8 +7,9 @@ from keras import ops
 from keras_triplet._validation import check_embeddings, check_labels
 from keras_triplet.distances import check_metric, pairwise_distances, pairwise_similarities
 from keras_triplet.losses.base import mined_pair_masks, propagate_nonfinite
-from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_miner
+from keras_triplet.losses.mined_pair_loss import MinedPairLoss
 from keras_triplet.losses.reductions import masked_logsumexp, mean_over
+from keras_triplet.miners.pair_miner import check_pair_miner
 
 DOT = "dot"
 
@@ -101,7 +102,7 @@ def npairs_loss(y_true, y_pred, distance="cosine", miner=None, p=None):
     0.6572
     """
     distance = check_distance(distance, p)
-    miner = check_miner(miner)
+    miner = check_pair_miner(miner)
     embeddings = check_embeddings(y_pred)
     labels = check_labels(y_true, batch_size=embeddings.shape[0])
     value = npairs_loss_from_distances(labels, npairs_matrix(embeddings, distance, p), miner)

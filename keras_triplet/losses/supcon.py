@@ -6,8 +6,9 @@ import keras
 from keras import ops
 
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
-from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_miner, check_positive
+from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_positive
 from keras_triplet.losses.reductions import masked_logsumexp, mean_of_nonzero
+from keras_triplet.miners.pair_miner import check_pair_miner
 
 
 def supcon_loss_from_distances(labels, distances, temperature=0.1, miner=None, ref_labels=None):
@@ -57,7 +58,7 @@ def supcon_loss(y_true, y_pred, temperature=0.1, distance="cosine", miner=None, 
     0.5146
     """
     temperature = check_positive(temperature, "temperature")
-    miner = check_miner(miner)
+    miner = check_pair_miner(miner)
     labels, distances, embeddings = prepare(y_true, y_pred, distance, p)
     return propagate_nonfinite(supcon_loss_from_distances(labels, distances, temperature, miner), embeddings)
 

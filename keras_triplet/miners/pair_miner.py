@@ -69,7 +69,6 @@ class PairMiner(keras.layers.Layer):
         return config
 
 
-# ---- check_pair_miner (issue 12, P1)
 def check_pair_miner(miner):
     """`miner` if it is None or a `PairMiner`; a clear error otherwise (pair losses)."""
     if miner is None or isinstance(miner, PairMiner):
@@ -79,6 +78,3 @@ def check_pair_miner(miner):
         f"miners.MultiSimilarityMiner() or miners.PairMarginMiner()); got {miner!r}. Triplet "
         "miners ('semi-hard', 'batch-hard', 'batch-all') select triplets, for TripletLoss."
     )
-
-
-# ---- end check_pair_miner (issue 12, P1)
