@@ -142,9 +142,6 @@ def pairwise_distances(x, y=None, metric="euclidean", p=None):
     return d
 
 
-# ---- pairwise_similarities (issue 12, P2)
-
-
 def pairwise_similarities(x, y=None):
     """Dot-product similarity matrix `x·yᵀ` between the rows of `x` and of `y`.
 

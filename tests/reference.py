@@ -431,7 +431,7 @@ def comparison_gap(distances, margins=(), rows_only=True):
     return best
 
 
-# ---- circle, lifted structure, generalized lifted structure, N-pairs, NT-Xent, SupCon (issue 12, P2)
+# --------------------------------------------------------------------------- circle, lifted structure, N-pairs, NT-Xent, SupCon
 #
 # Written from docs/semantics.md (and pytorch-metric-learning 2.9's definitions): every
 # function takes a [B, R] matrix `d` ("smaller is closer": a distance, or minus a
@@ -627,8 +627,7 @@ def npairs_loss(labels, embeddings, distance="dot", keep=None):
     return npairs_loss_from_distances(labels, d, keep=keep)
 
 
-# ---- end (issue 12, P2)
-# ---- contrastive, multi-similarity, pair miners, tfa pair losses (issue 12, P1)
+# --------------------------------------------------------------------------- contrastive, multi-similarity, pair miners, tfa pair losses
 #
 # Pair losses take optional ``ref_labels`` (cross-batch memory: the first B references are
 # the batch itself, a label < 0 is an empty slot) and an optional miner function
@@ -811,8 +810,7 @@ def tfa_npairs_multilabel_loss(y_true, similarity):
     return sum(rows) / len(rows)
 
 
-# ---- end contrastive, multi-similarity, pair miners, tfa pair losses (issue 12, P1)
-# ---- ProxyAnchorLoss, ProxyNCALoss, ArcFaceLoss, CosFaceLoss, SubCenterArcFaceLoss (issue 12, P3)
+# --------------------------------------------------------------------------- proxy and margin-softmax losses
 # From the papers (and PML's reductions), loops over examples and classes, float64.
 
 
@@ -888,6 +886,3 @@ def cosface_loss(labels, embeddings, W, margin=0.35, scale=64.0):
         ]
         total += _cross_entropy_of_class(logits, labels[i])
     return total / len(x)
-
-
-# ---- end P3

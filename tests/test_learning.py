@@ -34,27 +34,21 @@ LOSSES = {
     "triplet-batch-all": lambda: losses.TripletLoss(margin=0.2, miner="batch-all"),
     "quadruplet": lambda: losses.QuadrupletLoss(margin=0.2, margin2=0.1),
     "angular": lambda: losses.AngularLoss(),
-    # ---- (issue 12, P2)
     "circle": lambda: losses.CircleLoss(),
     "lifted-structure": lambda: losses.LiftedStructureLoss(),
     "generalized-lifted-structure": lambda: losses.GeneralizedLiftedStructureLoss(),
     "npairs": lambda: losses.NPairsLoss(),
     "ntxent": lambda: losses.NTXentLoss(),
     "supcon": lambda: losses.SupConLoss(),
-    # ---- end (issue 12, P2)
-    # ---- contrastive, multi-similarity (issue 12, P1)
     # Measured gains (TensorFlow, JAX, PyTorch): contrastive 0.49-0.52, multi-similarity
     # with its miner 0.50-0.53.
     "contrastive": lambda: losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0),
     "multi-similarity": lambda: losses.MultiSimilarityLoss(miner=miners.MultiSimilarityMiner()),
-    # ---- end contrastive, multi-similarity (issue 12, P1)
-    # ---- proxy and margin-softmax losses (issue 12, P3): 10 digits, 16-D embeddings
     "proxy-anchor": lambda: losses.ProxyAnchorLoss(num_classes=10, embedding_size=16),
     "proxy-nca": lambda: losses.ProxyNCALoss(num_classes=10, embedding_size=16, softmax_scale=8),
     "arcface": lambda: losses.ArcFaceLoss(num_classes=10, embedding_size=16),
     "cosface": lambda: losses.CosFaceLoss(num_classes=10, embedding_size=16),
     "sub-center-arcface": lambda: losses.SubCenterArcFaceLoss(num_classes=10, embedding_size=16),
-    # ---- end P3
 }
 
 

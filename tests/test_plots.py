@@ -117,7 +117,7 @@ def test_neighbors_grid_from_an_index_search(tmp_path):
     assert _is_png(tmp_path / "search.png") and len(fig.axes) == 16
 
 
-# ---- issue 15: what a user reads on the figures
+# ---- what a user reads on the figures
 
 
 def test_det_curve_is_drawn_when_the_classes_are_perfectly_separated():

@@ -27,12 +27,8 @@ from keras_triplet.miners.base import NegativeSearchMiner, TripletMiner
 from keras_triplet.miners.batch_all import BatchAllMiner
 from keras_triplet.miners.batch_hard import BatchHardMiner
 from keras_triplet.miners.labels import pair_masks
-
-# ---- pair miners (issue 12, P1)
 from keras_triplet.miners.multi_similarity import MultiSimilarityMiner
 from keras_triplet.miners.pair_margin import PairMarginMiner
-
-# ---- end pair miners (issue 12, P1)
 from keras_triplet.miners.pair_miner import PairMiner
 from keras_triplet.miners.semi_hard import SemiHardMiner
 from keras_triplet.miners.statistics import triplet_statistics
@@ -71,8 +67,6 @@ __all__ = [
     "PairMiner",
     "pair_masks",
     "get",
-    # ---- pair miners (issue 12, P1)
     "MultiSimilarityMiner",
     "PairMarginMiner",
-    # ---- end pair miners (issue 12, P1)
 ]
