@@ -15,6 +15,12 @@ sys.path.insert(0, os.path.dirname(__file__))  # so tests can `import reference`
 
 import keras  # noqa: E402
 
+# The scripts in tests/distributed/ run in their own subprocesses (test_distributed.py):
+# each sets up its devices before the framework starts, so pytest must not import them
+# (as --doctest-modules would). Ignored from here: a conftest.py of their own would
+# shadow this module for the tests' `from conftest import ...`.
+collect_ignore_glob = ["distributed/*_checks.py", "distributed/_common.py"]
+
 # Deterministic, modest property-based testing: CI must not depend on luck.
 # No shrinking in CI: a failure reports its (non-minimal) example and a reproduce blob at
 # once instead of spending minutes of eager-mode calls minimising it. Use
