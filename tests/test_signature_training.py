@@ -227,7 +227,7 @@ def test_cli_train_init_choices(small_data, tmp_path, capsys):
     for extra, message in (
         (["--init", out, "--width", "0.5"], "--width sets the network trained from scratch"),
         (["--init", out, "--size", "64", "128"], "--size 64 128: .* takes 32x64 images"),
-        (["--init", str(tmp_path / "missing.keras")], ".*missing.keras: no such model file"),
+        (["--init", str(tmp_path / "missing.keras")], "--init model .*missing.keras. does not exist"),
     ):
         with pytest.raises(SystemExit, match=f"^error: {message}"):
             main(_train_args(small_data, str(tmp_path / "x.keras"), *extra))
