@@ -28,7 +28,17 @@ CASES = [
     # Step 1 (empty memory) is plain batch-all; steps 2-3 read the global queue.
     ("batch-all+memory", {"miner": "batch-all"}, 48, "global"),
     ("semi-hard/per-replica", {"miner": "semi-hard"}, 0, "per_replica"),
+    # A pair loss (every pair of the global batch and of the global queue).
+    ("contrastive+memory", {"loss": "contrastive"}, 48, "global"),
 ]
+
+
+def make_loss(loss_kwargs):
+    """The case's metric loss: a triplet loss with these arguments, or a named pair loss."""
+    kwargs = dict(loss_kwargs)
+    if kwargs.pop("loss", "triplet") == "contrastive":
+        return losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0, **kwargs)
+    return losses.TripletLoss(margin=0.2, **kwargs)
 
 
 def data():
@@ -55,7 +65,7 @@ def model(loss_kwargs, memory_size=0, mining="global", loss=None):
     triplet_model = TripletModel(embedder, memory_size=memory_size, mining=mining)
     triplet_model.compile(
         optimizer=keras.optimizers.SGD(LEARNING_RATE),
-        loss=loss or losses.TripletLoss(margin=0.2, **loss_kwargs),
+        loss=loss or make_loss(loss_kwargs),
     )
     return triplet_model
 
@@ -63,7 +73,7 @@ def model(loss_kwargs, memory_size=0, mining="global", loss=None):
 def sliced_loss(loss_kwargs, num_slices):
     """A plain Keras loss: the mean over `num_slices` consecutive slices of the triplet loss
     of each slice alone (what per-replica mining must equal, on one device)."""
-    triplet = losses.TripletLoss(margin=0.2, **loss_kwargs)
+    triplet = make_loss(loss_kwargs)
 
     def loss(y_true, y_pred):
         share = GLOBAL_BATCH // num_slices
