@@ -9,26 +9,11 @@ from keras_triplet.miners.labels import pair_masks
 from keras_triplet.miners.search import SortedNegatives
 
 
-class TripletMiner(keras.layers.Layer):
-    """Base class: a Keras layer that selects triplets from a distance matrix.
-
-    Call it as `miner(labels, distances=D)` (a precomputed `[B, B]` matrix) or
-    `miner(labels, embeddings=E)` (the miner computes the matrix with its `distance`).
-    It returns a dict of `[B, B]` float tensors indexed `[anchor, positive]`:
-
-    * `pair_mask`: 1 where the positive pair `(a, p)` is used;
-    * `negative_count`: how many negatives were chosen for `(a, p)`;
-    * `negative_distance_sum`: the sum of `d(a, n)` over those negatives (differentiable).
-
-    Static shapes and O(B²) memory: the selection is never a list of indices, and no
-    `B × B × B` tensor is built, so miners compile with `jit_compile=True`.
-
-    Subclasses implement `mine(labels, distances, ref_labels=None, negatives=None)`. Single-negative
-    miners set `single_negative = True` (`negative_count` is 0 or 1, so
-    `negative_distance_sum` is the chosen negative's distance).
-    """
-
-    single_negative = False
+class Miner(keras.layers.Layer):
+    """What every miner layer shares (`TripletMiner`, `miners.PairMiner`): its distance,
+    float32 selection, and a call on a precomputed `[B, B]` matrix (`distances=`) or on
+    embeddings (`embeddings=`, the matrix computed with the miner's distance), which
+    hands the validated labels and matrix to the subclass's `mine`."""
 
     def __init__(self, distance="euclidean", p=None, **kwargs):
         # Selection compares distances: keep float32 even under a mixed-precision policy.
@@ -49,6 +34,36 @@ class TripletMiner(keras.layers.Layer):
                 raise ValueError(f"`distances` must be a [B, B] matrix; got shape {tuple(distances.shape)}.")
         labels = check_labels(labels, batch_size=distances.shape[0])
         return self.mine(labels, distances)
+
+    def mine(self, labels, distances, ref_labels=None):
+        raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"distance": self.distance, "p": self.p})
+        return config
+
+
+class TripletMiner(Miner):
+    """Base class: a Keras layer that selects triplets from a distance matrix.
+
+    Call it as `miner(labels, distances=D)` (a precomputed `[B, B]` matrix) or
+    `miner(labels, embeddings=E)` (the miner computes the matrix with its `distance`).
+    It returns a dict of `[B, B]` float tensors indexed `[anchor, positive]`:
+
+    * `pair_mask`: 1 where the positive pair `(a, p)` is used;
+    * `negative_count`: how many negatives were chosen for `(a, p)`;
+    * `negative_distance_sum`: the sum of `d(a, n)` over those negatives (differentiable).
+
+    Static shapes and O(B²) memory: the selection is never a list of indices, and no
+    `B × B × B` tensor is built, so miners compile with `jit_compile=True`.
+
+    Subclasses implement `mine(labels, distances, ref_labels=None, negatives=None)`. Single-negative
+    miners set `single_negative = True` (`negative_count` is 0 or 1, so
+    `negative_distance_sum` is the chosen negative's distance).
+    """
+
+    single_negative = False
 
     def mine(self, labels, distances, ref_labels=None, negatives=None):
         """The selection from a `[B, R]` matrix (see the class docstring).
@@ -71,11 +86,6 @@ class TripletMiner(keras.layers.Layer):
         b = labels.shape[0]
         spec = keras.KerasTensor((b, b), dtype="float32")
         return {"pair_mask": spec, "negative_count": spec, "negative_distance_sum": spec}
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"distance": self.distance, "p": self.p})
-        return config
 
 
 class NegativeSearchMiner(TripletMiner):

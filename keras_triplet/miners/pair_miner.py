@@ -3,12 +3,11 @@
 import keras
 from keras import ops
 
-from keras_triplet._validation import as_float, check_embeddings, check_labels
-from keras_triplet.distances import check_metric, pairwise_distances
+from keras_triplet.miners.base import Miner
 from keras_triplet.miners.labels import pair_masks
 
 
-class PairMiner(keras.layers.Layer):
+class PairMiner(Miner):
     """Base class: a Keras layer that selects positive and negative pairs.
 
     Call it as `miner(labels, distances=D)` (a precomputed `[B, B]` matrix) or
@@ -29,26 +28,6 @@ class PairMiner(keras.layers.Layer):
     also supports cross-batch memory (`ref_labels`, as `miners.pair_masks` defines it).
     """
 
-    def __init__(self, distance="euclidean", p=None, **kwargs):
-        # Selection compares distances: keep float32 even under a mixed-precision policy.
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-        self.distance = check_metric(distance, p)
-        self.p = p
-
-    def call(self, labels, distances=None, embeddings=None):
-        if (distances is None) == (embeddings is None):
-            raise ValueError("Pass exactly one of `distances=` ([B, B] matrix) or `embeddings=` ([B, D]).")
-        if distances is None:
-            embeddings = check_embeddings(embeddings)
-            distances = pairwise_distances(embeddings, metric=self.distance, p=self.p)
-        else:
-            distances = as_float(distances)
-            if len(distances.shape) != 2:
-                raise ValueError(f"`distances` must be a [B, B] matrix; got shape {tuple(distances.shape)}.")
-        labels = check_labels(labels, batch_size=distances.shape[0])
-        return self.mine(labels, distances)
-
     def mine(self, labels, distances, ref_labels=None):
         """`(positive, negative)` boolean `[B, R]` masks of the kept pairs."""
         positive, negative = pair_masks(labels, ref_labels)
@@ -62,11 +41,6 @@ class PairMiner(keras.layers.Layer):
         b = labels.shape[0]
         spec = keras.KerasTensor((b, b), dtype="bool")
         return spec, spec
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"distance": self.distance, "p": self.p})
-        return config
 
 
 def check_pair_miner(miner):
