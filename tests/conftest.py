@@ -52,6 +52,31 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 BACKEND = keras.backend.backend()
 
+# The golden-fixture tests compare a sample of their cases by default, all of them with
+# KERAS_TRIPLET_FULL_FIXTURES=1 (`fixture_sample`).
+FULL_FIXTURES = os.environ.get("KERAS_TRIPLET_FULL_FIXTURES", "") not in ("", "0")
+
+
+def fixture_sample(cases, every=1, jax_every=None, key=None):
+    """Every `every`-th of the golden-fixture `cases` (all of them with
+    KERAS_TRIPLET_FULL_FIXTURES=1); on JAX every `jax_every`-th, since there each case
+    compiles a function of its own shapes and constants.
+
+    The sample must still meet every input batch and every `key(case)` (e.g. each loss
+    and parameter set): choose a stride for the fixture file's order that does; an
+    assertion says when it does not.
+    """
+    cases = list(cases)
+    if FULL_FIXTURES:
+        return cases
+    step = jax_every if (BACKEND == "jax" and jax_every) else every
+    sample = cases[::step]
+    for what, fn in (("input", lambda c: c["input"]), ("key", key)):
+        if fn is not None:
+            missing = {fn(c) for c in cases} - {fn(c) for c in sample}
+            assert not missing, f"a stride of {step} never meets {what} {sorted(missing)}"
+    return sample
+
 
 def to_numpy(x):
     """A backend tensor (or nested dict of them) as NumPy float64 / the native dtype."""

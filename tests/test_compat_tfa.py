@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
-from conftest import make_batch, to_numpy, value_and_grad
+from conftest import FULL_FIXTURES, make_batch, to_numpy, value_and_grad
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from keras import ops
@@ -17,7 +17,6 @@ from keras import ops
 from keras_triplet.compat import tfa
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-FULL = os.environ.get("KERAS_TRIPLET_FULL_FIXTURES", "") not in ("", "0")
 BATCH_SIZES = (1, 2, 5, 8)
 
 
@@ -258,7 +257,7 @@ def test_fixtures_gradients():
             continue
         group = (case["loss"], case["distance_metric"], case["soft"])
         seen[group] = seen.get(group, -1) + 1
-        if not FULL and seen[group] % 8:
+        if not FULL_FIXTURES and seen[group] % 8:
             continue  # an eighth of each group by default; all with KERAS_TRIPLET_FULL_FIXTURES=1
         labels = inputs[f"labels_{case['input']}"]
         x = inputs[f"embeddings_{case['input']}"]

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
-from conftest import cast_input, compiled, make_batch, to_numpy, value_and_grad
+from conftest import FULL_FIXTURES, cast_input, compiled, make_batch, to_numpy, value_and_grad
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from keras import ops
@@ -19,7 +19,6 @@ from keras import ops
 from keras_triplet.compat import tfa
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-FULL = os.environ.get("KERAS_TRIPLET_FULL_FIXTURES", "") not in ("", "0")
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +163,7 @@ def test_gradients(fixtures):
         if not case["has_grad"] or (case["loss"] == "lifted" and kinds[case["input"]] in ("dup", "zeros")):
             continue
         seen[case["loss"]] = seen.get(case["loss"], -1) + 1
-        if not FULL and seen[case["loss"]] % 3:
+        if not FULL_FIXTURES and seen[case["loss"]] % 3:
             continue
         y, x = _case_inputs(case, arrays, inputs)
         loss = _class(case)

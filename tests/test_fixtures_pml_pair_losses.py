@@ -24,13 +24,12 @@ import os
 import numpy as np
 import pytest
 import reference as ref
-from conftest import to_numpy, value_and_grad
+from conftest import FULL_FIXTURES, to_numpy, value_and_grad
 from keras import ops
 
 from keras_triplet import losses, miners
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-FULL = os.environ.get("KERAS_TRIPLET_FULL_FIXTURES", "") not in ("", "0")
 DISTANCE = {"lp": "euclidean", "cosine": "cosine"}
 
 
@@ -175,7 +174,7 @@ def test_gradients(fixtures):
             continue
         if case["distance"] == "cosine" and kinds[j] == "zeros":
             continue
-        if not FULL and case["case"] % 4:
+        if not FULL_FIXTURES and case["case"] % 4:
             continue
         labels, x = ops.convert_to_tensor(inputs[f"labels_{j}"]), inputs[f"embeddings_{j}"]
         loss = library_loss(case)

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
-from conftest import to_numpy, value_and_grad
+from conftest import fixture_sample, to_numpy, value_and_grad
 from keras import ops
 
 from keras_triplet import losses, miners
@@ -205,11 +205,18 @@ def compared_rows(case, kind, x):
     return np.ones(len(x), bool)
 
 
+def _configuration(case):
+    return case["loss"], json.dumps(case["params"], sort_keys=True), json.dumps(case["miner"], sort_keys=True)
+
+
 def test_values_and_gradients_match_pml(fixtures):
     doc, grads, inputs = fixtures
     kinds = [inp["embedding_kind"] for inp in doc["inputs"]]
     bad, checked = [], 0
-    for case in doc["cases"]:
+    # All 528 cases on TensorFlow and PyTorch; a fifth on JAX, each loss, parameter set
+    # and miner on four or five inputs.
+    cases = fixture_sample(doc["cases"], jax_every=5, key=_configuration)
+    for case in cases:
         labels, x = _inputs(inputs, case)
         if near_threshold(case, x.astype(np.float64)):
             continue
@@ -235,7 +242,7 @@ def test_values_and_gradients_match_pml(fixtures):
             bad.append(
                 (case["case"], case["loss"], case["input"], "grad", worst, float(np.max(np.abs(want_grad))))
             )
-    assert checked > 400
+    assert checked > 0.75 * len(cases)
     assert not bad, f"{len(bad)} differ from PML (case, loss, input, what, PML, ours): {bad}"
 
 
