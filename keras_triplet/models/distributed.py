@@ -291,7 +291,10 @@ def data_parallel(model):
 
     * every rank starts from rank 0's weights (a broadcast);
     * each step gathers all ranks' labels and embeddings before mining (differentiable:
-      each rank's rows keep their own gradient path);
+      each rank's rows keep their own gradient path). The gather is turned on for the
+      whole process, not for `model` alone: from this call on, every `TripletModel`
+      step (and `step.batch_loss_and_statistics`) in this process gathers across the
+      ranks, so every rank must run the same steps in the same order;
     * each trainable parameter's gradient is averaged over the ranks (hooks, as
       `torch.nn.parallel.DistributedDataParallel` does), which with the gather's
       backward gives one process's gradient.

@@ -55,7 +55,9 @@ for name, loss_kwargs, memory_size, mining in _common.CASES:
 mesh = keras.distribution.DeviceMesh((2, 2), ["batch", "model"], devices=jax.devices())
 layout_map = keras.distribution.LayoutMap(mesh)
 layout_map[".*dense.*kernel"] = (None, "model")
-keras.distribution.set_distribution(keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch"))
+keras.distribution.set_distribution(
+    keras.distribution.ModelParallel(layout_map=layout_map, batch_dim_name="batch")
+)
 model = _common.model({"miner": "semi-hard"})
 results["model-parallel"] = _common.compare(references["semi-hard"], _common.train(model, x, y))
 kernel = model.embedder.layers[0].kernel.value
