@@ -71,6 +71,13 @@ def main(epochs=5, steps_per_epoch=None, mining="global", seed=0):
     model = keras_triplet.TripletModel(embedder, mining=mining)
     model.compile(optimizer="adam", loss=keras_triplet.losses.TripletLoss(margin=0.2, miner="semi-hard"))
     model.fit(data, epochs=epochs, steps_per_epoch=steps_per_epoch, shuffle=False, verbose=2)
+    if jax.process_count() > 1:
+        # Keras' predict cannot fetch outputs that span other processes' devices: every
+        # process embeds on its own devices, with a copy of the (replicated) weights.
+        weights = model.get_weights()
+        keras.distribution.set_distribution(None)
+        model = keras_triplet.TripletModel(keras.models.clone_model(embedder))
+        model.set_weights(weights)
     retrieval = keras_triplet.metrics.retrieval_metrics(model.embed(x), y, ks=(1,))
     print(f"{len(devices)} devices, mining={mining}: MAP@R {retrieval['map@r']:.3f}")
     return retrieval
