@@ -5,7 +5,9 @@ must be set up before the framework starts): JAX's `keras.distribution.DataParal
 4 virtual CPU devices, TensorFlow's `MirroredStrategy` on 2 logical CPUs, or 2
 `torch.distributed` gloo processes. Each trains the same `TripletModel` on one device and
 data-parallel on the same global batches; the first step's loss and statistics and the
-weights after 3 steps must agree to 1e-5. The other tests run in this process.
+weights after 3 steps must agree to 1e-5. On JAX also `ModelParallel` (2×2 mesh) and 2
+processes on localhost (`jax.distributed`). Each script also collects the one-line
+errors of bad set-ups. The other tests run in this process.
 """
 
 import json
@@ -81,6 +83,53 @@ def test_example_script_runs(results):
     assert 0.0 < results["example_map@r"] <= 1.0
 
 
+def test_model_parallel_equals_one_device(results):
+    """JAX `keras.distribution.ModelParallel`, a 2 (batch) × 2 (model) mesh with the Dense
+    kernels split over `model`: the first loss and the weights after 3 steps."""
+    if BACKEND != "jax":
+        pytest.skip("keras.distribution (JAX)")
+    r = results["model-parallel"]
+    assert r["kernel_sharding"] == "P(None, 'model')", r
+    assert r["loss_diff"] <= TOLERANCE and r["stat_diff"] <= TOLERANCE, r
+    assert r["weight_diff"] <= TOLERANCE and r["weight_change"] > 1e-2, r
+
+
+def test_several_processes_equal_one_device(results):
+    """JAX: 2 processes on localhost (`jax.distributed.initialize`, gloo CPU collectives),
+    each feeding its half of every global batch. (TensorFlow's MultiWorkerMirroredStrategy
+    cannot run Keras 3.15's `fit` at all: see the README, "Training on several devices".)"""
+    if BACKEND != "jax":
+        pytest.skip("jax.distributed (JAX)")
+    r = results["multi-process"]
+    assert r["loss_diff"] <= TOLERANCE and r["stat_diff"] <= TOLERANCE, r
+    assert r["weight_diff"] <= TOLERANCE and r["weight_change"] > 1e-2, r
+    assert r["ranks_equal"], r
+
+
+SPLIT_ERRORS = {
+    "last_batch": "ValueError: The last batch holds 27 rows (91 rows in batches of 32) and does not split evenly over {R} replicas",
+    "batch_size": "ValueError: The global batch of 31 does not split evenly over {R} replicas",
+    "dataset_last_batch": "ValueError: A batch of the tf.data.Dataset does not split evenly over {R} replicas (the last, partial batch?): batch with drop_remainder=True",
+    "evaluate_last_batch": "ValueError: The last batch holds 27 rows",
+    "pk_dataset": "ValueError: A P×K batch of 12 = 3 classes × 4 cannot be sharded over {R} replicas",
+    "pk_hint": "ValueError: A P×K batch of 12 = 3 classes × 4 cannot be sharded over {R} replicas",
+    "pk_step": "ValueError: A P×K batch of 12 = 3 classes × 4 cannot be sharded over {R} replicas",
+}
+
+
+def test_bad_set_ups_raise_one_line_errors(results):
+    """Batches that do not split over the replicas (the last, partial one included), and
+    P×K batches whose slices would cut classes under per-replica mining: our one-line
+    ValueError, raised before the framework's own."""
+    if BACKEND == "torch":
+        pytest.skip("each rank feeds its own slice: test_torch_errors")
+    errors, replicas = results["errors"], {"jax": 4, "tensorflow": 2}[BACKEND]
+    assert set(errors) <= set(SPLIT_ERRORS) and len(errors) >= 6, errors
+    for name, message in errors.items():
+        assert message.startswith(SPLIT_ERRORS[name].format(R=replicas)), (name, message)
+        assert "\n" not in message, (name, message)
+
+
 def test_torch_errors(results):
     if BACKEND != "torch":
         pytest.skip("torch.distributed only")
@@ -127,3 +176,30 @@ def test_data_parallel_is_for_torch_only():
         pytest.skip("the torch case is checked in the subprocess")
     with pytest.raises(ValueError, match="is for the PyTorch backend"):
         data_parallel(model)
+
+
+def test_fit_data_checks():
+    """`check_fit_data` on in-memory arrays: every batch, the last one included."""
+    x = np.zeros((30, 3), "float32")
+    assert distributed.check_fit_data(x, 8, 1) is x  # one replica: nothing to check
+    assert distributed.check_fit_data(x[:24], 8, 4) is not None
+    with pytest.raises(ValueError, match=r"^The last batch holds 6 rows \(30 rows in batches of 8\)"):
+        distributed.check_fit_data(x, 8, 4)
+    distributed.check_fit_data(x, 8, 4, steps=3)  # the epoch stops before the partial batch
+    with pytest.raises(ValueError, match=r"slice of 6 rows must hold whole classes \(a multiple of K=4\)"):
+        distributed.check_fit_data((x[:24], x[:24]), 12, 2, samples_per_class=4)
+    generator = (batch for batch in [])
+    assert distributed.check_fit_data(generator, None, 4) is generator  # sizes unknown
+
+
+def test_data_parallel_needs_a_process_group():
+    if BACKEND != "torch":
+        pytest.skip("torch.distributed only")
+    model = TripletModel(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+    with pytest.raises(RuntimeError) as error:
+        data_parallel(model)
+    assert str(error.value) == (
+        "torch.distributed's process group is not initialised: launch with torchrun and call "
+        "torch.distributed.init_process_group('gloo' or 'nccl') before "
+        "keras_triplet.models.data_parallel(model)."
+    )

@@ -6,6 +6,24 @@ the global loss is one device's gradient. Nothing is gathered and nothing is res
 """
 
 
+def process_count():
+    """How many processes each feed their own part of every global batch (JAX's
+    multi-process `keras.distribution`, after `keras.distribution.initialize()`)."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return 1
+    import jax
+
+    return jax.process_count()
+
+
+def strategy_replica_count(model):
+    """Replicas that split each batch `model.fit` receives by a strategy of their own
+    (`tf.distribute`); none here."""
+    return 1
+
+
 def replica_count():
     """How many replicas each hold a slice of this step's batch that this code cannot see."""
     return 1

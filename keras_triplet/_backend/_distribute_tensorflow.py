@@ -29,6 +29,19 @@ def replica_count():
     return int(context.num_replicas_in_sync)
 
 
+def process_count():
+    """1: under `MultiWorkerMirroredStrategy` every worker's `fit` receives *global*
+    batches (tf.data shards the data, not the batches)."""
+    return 1
+
+
+def strategy_replica_count(model):
+    """The replicas of the strategy `model` was built under, which split every batch that
+    `model.fit` receives (Keras keeps that strategy as `model.distribute_strategy`)."""
+    strategy = getattr(model, "distribute_strategy", None)
+    return 1 if strategy is None else int(strategy.num_replicas_in_sync)
+
+
 def all_gather(x):
     """The replicas' `x` concatenated along axis 0 in replica order (differentiable)."""
     return tf.distribute.get_replica_context().all_gather(x, axis=0)

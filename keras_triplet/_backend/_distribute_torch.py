@@ -54,6 +54,17 @@ def _average(grad, world):
     return grad / world
 
 
+def process_count():
+    """1: under `data_parallel` each rank's `fit` already receives its own slice (what
+    the slices must hold is checked by the gather, `_AllGather`)."""
+    return 1
+
+
+def strategy_replica_count(model):
+    """1: no strategy splits the batches `fit` receives (see `process_count`)."""
+    return 1
+
+
 def replica_count():
     """The number of ranks once `activate` ran, else 1."""
     if not _ACTIVE[0]:

@@ -25,6 +25,7 @@ cross-batch memory is one global queue in both modes: every replica pushes the w
 global batch, so all hold the same queue.
 """
 
+import re
 from typing import NamedTuple
 
 import keras
@@ -111,6 +112,126 @@ def check_batch_split(batch_size, num_replicas, samples_per_class=None):
             )
 
 
+def fed_replicas(model):
+    """How many replicas split each batch that `model.fit` receives in this process.
+
+    `tf.distribute`: the strategy's replicas (every worker's `fit` receives global
+    batches). JAX's `keras.distribution`: the devices along the batch axis of this
+    process (each process feeds its own part of the global batch). Under
+    `torch.distributed` each rank's `fit` already receives its own slice: 1.
+
+    Example:
+
+    >>> import keras
+    >>> fed_replicas(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))  # one device
+    1
+    """
+    count = _backend.distribute.strategy_replica_count(model)
+    if count > 1:
+        return count
+    if _backend.distribute.replica_count() > 1:  # torch.distributed: slices are fed
+        return 1
+    return max(1, replicas().count // _backend.distribute.process_count())
+
+
+def samples_per_class_of(x):
+    """`K` of the P×K batches `x` yields when it says so (a `PKPyDataset`), else None."""
+    sampler = getattr(x, "sampler", None)
+    k = getattr(sampler, "samples_per_class", None)
+    return int(k) if isinstance(k, (int, np.integer)) else None
+
+
+def check_fit_data(x, batch_size, num_replicas, samples_per_class=None, steps=None):
+    """The batches `fit` / `evaluate` will cut from `x`, checked against the replicas
+    before the framework sees them: one-line ValueErrors (see `check_batch_split`) for a
+    batch, the last, partial one included, that does not split evenly over
+    `num_replicas`, or (`samples_per_class=K`, P×K batches under per-replica mining)
+    whose replicas' slices would cut classes.
+
+    Checked: in-memory arrays (or a tuple / dict of them) cut into `batch_size` rows
+    (Keras' default 32; `steps` batches when given), a `PKPyDataset` (every batch full),
+    a `tf.data.Dataset` whose batch size is static (`drop_remainder=True`, or
+    `PKSampler.as_dataset`). A `tf.data.Dataset` whose last batch may be partial comes
+    back with a check of each batch's rows in its pipeline, which fails, with the same
+    message, on the batch that does not split (before any step sees it). Any other input
+    (a generator, a `PyDataset`) comes back unchecked.
+
+    Returns:
+        `x`, or the checked `tf.data.Dataset`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> x = check_fit_data(np.ones((32, 3)), 8, 4)  # 4 batches of 8, 2 rows per replica
+    >>> x = check_fit_data(np.ones((30, 3)), 8, 4)
+    Traceback (most recent call last):
+    ...
+    ValueError: The last batch holds 6 rows (30 rows in batches of 8) and does not split evenly over 4 replicas: keep a multiple of the batch size (the first 24 rows), or pad the data to one.
+    """
+    if num_replicas <= 1 or x is None:
+        return x
+    k = samples_per_class
+    if samples_per_class_of(x) is not None:  # PKPyDataset: every batch is full
+        check_batch_split(x.sampler.batch_size, num_replicas, k)
+        return x
+    if type(x).__module__.startswith("tensorflow") and hasattr(x, "element_spec"):
+        return _check_dataset(x, num_replicas, k)
+    leaves = keras.tree.flatten(x)
+    if not leaves or not all(isinstance(v, np.ndarray) and v.ndim for v in leaves):
+        return x
+    n, batch_size = len(leaves[0]), int(batch_size or 32)
+    check_batch_split(min(batch_size, n), num_replicas, k)
+    last = n % batch_size
+    if last and n > batch_size and (steps is None or steps * batch_size > n - last):
+        try:
+            check_batch_split(last, num_replicas, k)
+        except ValueError:
+            raise ValueError(
+                f"The last batch holds {last} rows ({n} rows in batches of {batch_size}) and "
+                f"does not split evenly over {num_replicas} replicas"
+                + (f" in slices of whole classes of K={k}" if k else "")
+                + f": keep a multiple of the batch size (the first {n - last} rows), or pad "
+                "the data to one."
+            ) from None
+    return x
+
+
+def _check_dataset(dataset, num_replicas, samples_per_class):
+    """`check_fit_data` of a `tf.data.Dataset` (see there)."""
+    import tensorflow as tf
+
+    leaves = tf.nest.flatten(dataset.element_spec)
+    rows = leaves[0].shape[0] if leaves and leaves[0].shape.rank else None
+    if rows is not None:
+        check_batch_split(rows, num_replicas, samples_per_class)
+        return dataset
+    multiple = num_replicas * (samples_per_class or 1)
+    message = (
+        f"A batch of the tf.data.Dataset does not split evenly over {num_replicas} replicas"
+        + (f" in slices of whole classes of K={samples_per_class}" if samples_per_class else "")
+        + f" (the last, partial batch?): batch with drop_remainder=True and a batch size "
+        f"that is a multiple of {multiple}."
+    )
+
+    def check(*batch):
+        size = tf.shape(tf.nest.flatten(batch)[0])[0]
+        with tf.control_dependencies([tf.debugging.assert_equal(size % multiple, 0, message=message)]):
+            return tf.nest.map_structure(tf.identity, batch if len(batch) > 1 else batch[0])
+
+    return dataset.map(check)
+
+
+_DATASET_SPLIT = re.compile(r"A batch of the tf\.data\.Dataset does not split evenly[^\]\n]*?of \d+\.")
+
+
+def raise_split_error_of(error):
+    """The one-line ValueError of `_check_dataset`'s check when `error` (what the
+    framework raised out of the input pipeline) carries it; nothing otherwise."""
+    found = _DATASET_SPLIT.search(str(error))
+    if found:
+        raise ValueError(found.group(0)) from None
+
+
 def pad_for_replicas(x, batch_size):
     """`(x, batch_size, n)` for a prediction over global arrays: JAX's `keras.distribution`
     shards every batch over the devices, so the last, partial batch of `n` rows must be
@@ -170,7 +291,10 @@ def data_parallel(model):
 
     * every rank starts from rank 0's weights (a broadcast);
     * each step gathers all ranks' labels and embeddings before mining (differentiable:
-      each rank's rows keep their own gradient path);
+      each rank's rows keep their own gradient path). The gather is turned on for the
+      whole process, not for `model` alone: from this call on, every `TripletModel`
+      step (and `step.batch_loss_and_statistics`) in this process gathers across the
+      ranks, so every rank must run the same steps in the same order;
     * each trainable parameter's gradient is averaged over the ranks (hooks, as
       `torch.nn.parallel.DistributedDataParallel` does), which with the gather's
       backward gives one process's gradient.

@@ -110,7 +110,13 @@ def mean_norm(x):
 
 
 def batch_loss_and_statistics(
-    loss_fn, labels, embeddings, memory_state=None, training=False, mining="global"
+    loss_fn,
+    labels,
+    embeddings,
+    memory_state=None,
+    training=False,
+    mining="global",
+    samples_per_class=None,
 ):
     """Loss, statistics and the next memory state of one batch, from its labels and
     (normalised) embeddings: everything the metric loss sees starts here.
@@ -127,7 +133,9 @@ def batch_loss_and_statistics(
     it). With `mining="per_replica"` each replica's slice is mined alone and the loss and
     statistics are the means over the replicas. Either way the memory receives the whole
     global batch. The loss returned is not yet scaled for the framework's gradient
-    aggregation (`distributed.loss_scale`, applied by the model).
+    aggregation (`distributed.loss_scale`, applied by the model). `samples_per_class`
+    (`K` of P×K batches, when known) is checked against the replicas' slices under
+    per-replica mining, where the shapes are static: each slice must hold whole classes.
 
     Returns:
         `(loss, statistics, new_memory_state)`: the float32 loss; a dict with the
@@ -150,8 +158,12 @@ def batch_loss_and_statistics(
     distributed.check_mining(mining)
     replicas = distributed.replicas()
     with_memory = training and memory_state is not None
+    # Per replica, a slice that cuts a class in two mines it as two smaller classes.
+    k = samples_per_class if mining == "per_replica" else None
     mapped = False  # whether `part` holds an axis of replicas' slices
     if replicas.sliced:  # tf.distribute / torch.distributed: this replica's slice only
+        if embeddings.shape[0] is not None:  # static: checked when the step is traced
+            distributed.check_batch_split(embeddings.shape[0] * replicas.count, replicas.count, k)
         global_batch = None
         if mining == "global" or with_memory:
             # Per replica, the memory still takes the global batch (detached by `push`).
@@ -160,7 +172,7 @@ def batch_loss_and_statistics(
         part = global_batch if mining == "global" else (labels, embeddings)
     else:
         global_batch = part = (labels, embeddings)
-        distributed.check_batch_split(embeddings.shape[0], replicas.count)
+        distributed.check_batch_split(embeddings.shape[0], replicas.count, k)
         if mining == "per_replica" and replicas.count > 1:
             # JAX's global arrays: the replicas' slices as one mapped axis (one traced
             # loss whatever the number of replicas, rather than a Python loop).

@@ -6,6 +6,7 @@ and `compute_loss`, the documented Keras hook through which Keras' own `train_st
 computes lives in `step.py`; the cross-batch memory's queue in `memory.py`.
 """
 
+import inspect
 import weakref
 
 import keras
@@ -19,6 +20,9 @@ from keras_triplet.models import distributed, step
 from keras_triplet.models import memory as memory_module
 from keras_triplet.models.similarity import SimilarityMixin
 from keras_triplet.models.step import RECALL_NAME, STATISTICS
+
+_FIT_SIGNATURE = inspect.signature(keras.Model.fit)
+_EVALUATE_SIGNATURE = inspect.signature(keras.Model.evaluate)
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")
@@ -225,6 +229,55 @@ class TripletModel(SimilarityMixin, keras.Model):
         embeddings = self.predict(x, batch_size=batch_size, verbose=verbose)
         return np.asarray(ops.convert_to_numpy(embeddings), dtype="float32")[:n]
 
+    # ------------------------------------------------------------------ fit / evaluate: the data's split
+
+    def fit(self, *args, samples_per_class=None, **kwargs):
+        """Keras' `fit`, after checking the batches against the replicas (one-line
+        ValueErrors before any framework error, `distributed.check_fit_data`): under
+        data parallelism every batch, the last one included, must split evenly over the
+        replicas, and with `mining="per_replica"` each replica's slice of a P×K batch
+        must hold whole classes. `samples_per_class`: `K` of the P×K batches, for that
+        check; read from a `PKPyDataset` when it feeds `fit`.
+        """
+        call = _FIT_SIGNATURE.bind(self, *args, **kwargs)
+        bound = call.arguments
+        count = distributed.fed_replicas(self)
+        if count > 1:
+            k = samples_per_class or distributed.samples_per_class_of(bound.get("x"))
+            k = k if self.mining == "per_replica" else None
+            bound["x"] = distributed.check_fit_data(
+                bound.get("x"), bound.get("batch_size"), count, k, bound.get("steps_per_epoch")
+            )
+            validation = bound.get("validation_data")
+            if isinstance(validation, (tuple, list)) and validation:
+                validation_batch = bound.get("validation_batch_size") or bound.get("batch_size")
+                distributed.check_fit_data(validation[0], validation_batch, count)
+            elif validation is not None:
+                bound["validation_data"] = distributed.check_fit_data(validation, None, count)
+        self._samples_per_class = samples_per_class or distributed.samples_per_class_of(bound.get("x"))
+        try:
+            return super().fit(*call.args[1:], **call.kwargs)
+        except Exception as error:  # the check of a tf.data pipeline's batches, in one line
+            distributed.raise_split_error_of(error)
+            raise
+        finally:
+            self._samples_per_class = None
+
+    def evaluate(self, *args, **kwargs):
+        """Keras' `evaluate`, after the same check of the batches as `fit`."""
+        call = _EVALUATE_SIGNATURE.bind(self, *args, **kwargs)
+        bound = call.arguments
+        count = distributed.fed_replicas(self)
+        if count > 1:
+            bound["x"] = distributed.check_fit_data(
+                bound.get("x"), bound.get("batch_size"), count, steps=bound.get("steps")
+            )
+        try:
+            return super().evaluate(*call.args[1:], **call.kwargs)
+        except Exception as error:
+            distributed.raise_split_error_of(error)
+            raise
+
     # ------------------------------------------------------------------ the step, through Keras' hooks
 
     def compile(self, *args, **kwargs):
@@ -305,7 +358,13 @@ class TripletModel(SimilarityMixin, keras.Model):
             # JAX, whose tensors are immutable).
             memory_state = tuple(ops.copy(value) for value in self.memory.state())
         loss, stats, new_memory = step.batch_loss_and_statistics(
-            loss_fn, y, y_pred, memory_state=memory_state, training=training, mining=self.mining
+            loss_fn,
+            y,
+            y_pred,
+            memory_state=memory_state,
+            training=training,
+            mining=self.mining,
+            samples_per_class=getattr(self, "_samples_per_class", None),
         )
         extra = [ops.sum(ops.cast(value, "float32")) for value in self.losses]
         if extra:  # add_loss and regularisation losses

@@ -166,3 +166,41 @@ def run_example(backend, **kwargs):
 
 def emit(results):
     print("RESULTS " + json.dumps(results))
+
+
+def bad_setup_errors(x, y):
+    """What `fit` / `evaluate` raise for set-ups that cannot be split over the replicas
+    (2 or 4): `{case: "ValueError: <message>"}`, any other outcome spelled out."""
+    import tensorflow as tf
+
+    from keras_triplet import PKPyDataset
+
+    # 6 classes of 8; P = 3 classes × K = 4 = 12 rows: 2 replicas get 6 rows, 4 get 3,
+    # neither whole classes of 4.
+    px, py = x[:48], np.repeat(np.arange(6), 8).astype("int32")
+    cases = {
+        "last_batch": lambda m: m.fit(x[:91], y[:91], batch_size=32, verbose=0),
+        "batch_size": lambda m: m.fit(x[:62], y[:62], batch_size=31, verbose=0),
+        # Only a partial batch: the check fails before any step is compiled.
+        "dataset_last_batch": lambda m: m.fit(
+            tf.data.Dataset.from_tensor_slices((x[:27], y[:27])).batch(32), verbose=0
+        ),
+        "evaluate_last_batch": lambda m: m.evaluate(x[:91], y[:91], batch_size=32, verbose=0),
+        "pk_dataset": lambda m: m.fit(
+            PKPyDataset(px, py, classes_per_batch=3, samples_per_class=4), verbose=0
+        ),
+        "pk_hint": lambda m: m.fit(px, py, batch_size=12, samples_per_class=4, verbose=0),
+    }
+    if keras.backend.backend() == "jax":  # the step's own check, at trace time
+        cases["pk_step"] = lambda m: m.fit(
+            (batch for batch in [(px[:12], py[:12])]), steps_per_epoch=1, samples_per_class=4, verbose=0
+        )
+    errors = {}
+    for name, call in cases.items():
+        mining = "per_replica" if name.startswith("pk") else "global"
+        try:
+            call(model({"miner": "batch-all"}, mining=mining))
+            errors[name] = "no error"
+        except Exception as error:  # noqa: BLE001 - what is raised is the result
+            errors[name] = f"{type(error).__name__}: {error}"
+    return errors

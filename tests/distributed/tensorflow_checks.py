@@ -1,4 +1,5 @@
-"""`tf.distribute.MirroredStrategy` on 2 logical CPUs against one device (see `_common.py`)."""
+"""`tf.distribute.MirroredStrategy` on 2 logical CPUs against one device, and the one-line
+errors of bad set-ups (see `_common.py`)."""
 
 import os
 import sys
@@ -28,5 +29,7 @@ for name, loss_kwargs, memory_size, mining in _common.CASES:
     with strategy.scope():
         parallel = _common.model(loss_kwargs, memory_size, mining)
     results[name] = _common.compare(reference, _common.train(parallel, x, y))
+with strategy.scope():  # the models of the bad set-ups are built under the strategy
+    results["errors"] = _common.bad_setup_errors(x, y)
 results["example_map@r"] = _common.run_example("tensorflow", strategy=strategy)
 _common.emit(results)
