@@ -373,6 +373,14 @@ def load_results(path):
     return rows
 
 
+def unique(rows):
+    """The first row of each run (two processes sharing a run may both finish one)."""
+    seen = {}
+    for r in rows:
+        seen.setdefault(_key(r), r)
+    return list(seen.values())
+
+
 def _key(r):
     return (r["task"], r["loss"], r["lr"], r["seed"])
 
@@ -412,12 +420,38 @@ def run(tasks, losses, lrs, seeds, steps, path, log, run_eagerly=False):
             append(dict(task=task.name, loss="baseline", name=name, lr=0.0, seed=0, test=figures))
         for seed in seeds:
             record(task, "untrained", 0.0, seed)
+    claims = os.path.join(os.path.dirname(path), "claims")
     for loss_name in losses:
         for task in tasks:
+            if not _claim(claims, f"{task.name}-{loss_name}"):
+                continue  # another process (`--reverse`) trains this one
+            done.update((_key(r), r) for r in load_results(path))
             sweep = [record(task, loss_name, lr, seeds[0]) for lr in lrs]
             best = choose(sweep, task.higher_is_better)
             for seed in seeds[1:]:
                 record(task, loss_name, best, seed)
+
+
+def _claim(folder, name):
+    """Whether this process may train `name` (a task and loss): true unless a live other
+    process claimed it first. Two processes (one with `--reverse`) can so share a run."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name.replace(" ", "_").replace("+", "and"))
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            with open(path, encoding="utf-8") as f:
+                pid = int(f.read().strip() or 0)
+            os.kill(pid, 0)  # raises if no such process
+            if pid != os.getpid():
+                return False
+        except (OSError, ValueError):
+            pass  # the claimant is gone: take it over
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    return True
 
 
 def choose(sweep, higher_is_better):
@@ -435,6 +469,7 @@ def choose(sweep, higher_is_better):
 def tables(rows, lrs=LRS, seeds=SEEDS):
     """Markdown tables (one per task) of the rows found."""
     out = []
+    rows = unique(rows)
     for task_cls in (AudioTask, SignatureTask):
         task_rows = [r for r in rows if r["task"] == task_cls.name]
         if not task_rows:
@@ -493,6 +528,7 @@ def main(argv=None):
     p.add_argument("--results", default=os.path.join(ROOT, "benchmarks", "results", "loss_zoo"))
     p.add_argument("--cache-dir", default=os.path.join(ROOT, ".cache", "loss_zoo"))
     p.add_argument("--smoke", action="store_true", help="2 losses, a few steps, tiny data (seconds)")
+    p.add_argument("--reverse", action="store_true", help="the losses in reverse order (a second process)")
     p.add_argument("--table", action="store_true", help="only print the tables of the results found")
     args = p.parse_args(argv)
 
@@ -503,6 +539,7 @@ def main(argv=None):
 
         cfgs = SMOKE if args.smoke else TASKS
         losses = args.losses or (SMOKE_LOSSES if args.smoke else LOSSES)
+        losses = losses[::-1] if args.reverse else losses
         steps = args.steps or (3 if args.smoke else STEPS)
         seeds = SEEDS[:1] if args.smoke else SEEDS
         lrs = LRS[:1] if args.smoke else LRS
