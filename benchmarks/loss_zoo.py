@@ -210,6 +210,7 @@ def signature_data(cfg, cache_dir):
 class AudioTask:
     name = "audio"
     higher_is_better = True  # of the validation figure (MAP@R)
+    val_title = "val MAP@R"
     columns = (("map@r", "MAP@R", 1), ("recall@1", "Recall@1", 1), ("eer", "EER", -1))
 
     def __init__(self, cfg, cache_dir):
@@ -263,6 +264,7 @@ class AudioTask:
 class SignatureTask:
     name = "signature"
     higher_is_better = False  # of the validation figure (EER against skilled forgeries)
+    val_title = "val EER skilled"
     columns = (("eer_skilled", "EER skilled", -1), ("eer_random", "EER random", -1))
 
     def __init__(self, cfg, cache_dir):
@@ -477,7 +479,7 @@ def tables(rows, lrs=LRS, seeds=SEEDS):
         cols = task_cls.columns
         head = "| loss | " + " | ".join(f"{title} {'↑' if sign > 0 else '↓'}" for _, title, sign in cols)
         out.append(f"**{task_cls.name}** (held-out classes; mean ± std over the seeds)\n")
-        out.append(head + " | chosen LR | val | s/step | seeds |")
+        out.append(head + f" | chosen LR | {task_cls.val_title} | s/step | seeds |")
         out.append("|---" * (len(cols) + 5) + "|")
 
         def line(label, runs, lr="", s_step=""):
