@@ -42,6 +42,7 @@ Markdown tables from whatever is there.
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -432,6 +433,7 @@ def run(tasks, losses, lrs, seeds, steps, path, log, run_eagerly=False):
             best = choose(sweep, task.higher_is_better)
             for seed in seeds[1:]:
                 record(task, loss_name, best, seed)
+    shutil.rmtree(claims, ignore_errors=True)  # all done or being done: a rerun needs none
 
 
 def _claim(folder, name):
