@@ -34,7 +34,8 @@ cached under `--cache-dir`; every run appends one JSON line to `--results` and a
 skips the runs already there, so an interrupted run resumes; `--table` prints the
 Markdown tables from whatever is there.
 
-    OMP_NUM_THREADS=1 KERAS_BACKEND=jax python benchmarks/loss_zoo.py          # full run
+    OMP_NUM_THREADS=1 KERAS_BACKEND=tensorflow python benchmarks/loss_zoo.py   # full run
+    ... python benchmarks/loss_zoo.py --reverse   # optional: a second process sharing it
     python benchmarks/loss_zoo.py --table                                     # the tables
     python benchmarks/loss_zoo.py --smoke --results /tmp/zoo                  # seconds
 """
