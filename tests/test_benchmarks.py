@@ -29,3 +29,28 @@ def test_gpu_benchmark_smoke(tmp_path):
         assert f"| {backend} | {app} | float32 |" in table, table
         assert f"| {backend} | {app} | mixed_bfloat16 |" in table, table
     assert "FAILED" not in table, table
+
+
+def test_loss_zoo_smoke(tmp_path):
+    """`benchmarks/loss_zoo.py --smoke`: two losses on both tasks (tiny data, a few eager
+    steps), every row of the tables there, and a rerun resumes (it trains nothing)."""
+    backend = keras.backend.backend()
+    command = [
+        sys.executable, "benchmarks/loss_zoo.py", "--smoke",
+        "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "FAILED" not in done.stdout, done.stdout
+    for task, baseline in (("audio", "MFCC mean+std"), ("signature", "HOG")):
+        assert f"**{task}**" in done.stdout, done.stdout
+        assert f"| *baseline: {baseline}" in done.stdout, done.stdout
+    assert done.stdout.count("| *untrained network* |") == 2, done.stdout
+    for loss in ("triplet batch-hard", "proxy-anchor"):
+        assert done.stdout.count(f"| {loss} | ") == 2, done.stdout
+    runs = (tmp_path / "results" / "runs.jsonl").read_text().splitlines()
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert (tmp_path / "results" / "runs.jsonl").read_text().splitlines() == runs
+    assert ": val " not in again.stdout  # no run logged: every run was found
