@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import keras
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,6 +32,11 @@ def test_gpu_benchmark_smoke(tmp_path):
     assert "FAILED" not in table, table
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch",
+    reason="the loss zoo's smoke run is backend-agnostic Keras code: it runs once, in the "
+    "PyTorch pass (the shortest; JAX compiles every fresh network, ~2 min)",
+)
 def test_loss_zoo_smoke(tmp_path):
     """`benchmarks/loss_zoo.py --smoke`: two losses on both tasks (tiny data, a few eager
     steps), every row of the tables there, and a rerun resumes (it trains nothing)."""
