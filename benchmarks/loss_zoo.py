@@ -411,11 +411,15 @@ def run(tasks, losses, lrs, seeds, steps, path, log, run_eagerly=False):
         except Exception as e:  # one broken loss must not stop the others; rerun to retry it
             log(f"{task.name:9s} {loss_name:24s} lr {lr:g} seed {seed}: FAILED {type(e).__name__}: {e}")
             return dict(task=task.name, loss=loss_name, lr=lr, seed=seed, val=float("nan"), finite=False)
-        row = dict(task=task.name, loss=loss_name, lr=lr, seed=seed, steps=steps, batch=task.cfg["P"] * K, **res)
+        row = dict(
+            task=task.name, loss=loss_name, lr=lr, seed=seed, steps=steps, batch=task.cfg["P"] * K, **res
+        )
         row["run_s"] = time.perf_counter() - t
         append(row)
         test = ", ".join(f"{k} {v:.3f}" for k, v in row["test"].items())
-        log(f"{task.name:9s} {loss_name:24s} lr {lr:g} seed {seed}: val {row['val']:.3f}; {test} ({row['run_s']:.0f} s)")
+        log(
+            f"{task.name:9s} {loss_name:24s} lr {lr:g} seed {seed}: val {row['val']:.3f}; {test} ({row['run_s']:.0f} s)"
+        )
         return row
 
     for task in tasks:
@@ -461,8 +465,15 @@ def _claim(folder, name):
 
 def choose(sweep, higher_is_better):
     """The learning rate of the best validation score (a diverged run never wins)."""
+
     def score(r):
-        v = r["val"] if r.get("finite", True) and np.isfinite(r["val"]) else -np.inf if higher_is_better else np.inf
+        v = (
+            r["val"]
+            if r.get("finite", True) and np.isfinite(r["val"])
+            else -np.inf
+            if higher_is_better
+            else np.inf
+        )
         return v if higher_is_better else -v
 
     return max(sweep, key=score)["lr"]
