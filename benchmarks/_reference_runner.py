@@ -29,7 +29,22 @@ import time
 
 import numpy as np
 
-LOSSES = ("semi-hard", "batch-hard", "batch-all")
+# Every loss the benchmark knows, by family. The triplet losses take a margin (--margin);
+# the others run with pytorch-metric-learning 2.9's defaults, which are also ours.
+TRIPLET_LOSSES = ("semi-hard", "batch-hard", "batch-all")
+PAIR_LOSSES = (
+    "contrastive",
+    "multi-similarity",  # with its miner, MultiSimilarityMiner(epsilon=0.1)
+    "circle",
+    "lifted",
+    "generalized-lifted",
+    "npairs",
+    "ntxent",
+    "supcon",
+)
+# One trainable weight per class (C = --num-classes): the gradient covers them too.
+CLASS_WEIGHT_LOSSES = ("proxy-anchor", "proxy-nca", "arcface", "cosface")
+LOSSES = TRIPLET_LOSSES + PAIR_LOSSES + CLASS_WEIGHT_LOSSES
 
 
 # --------------------------------------------------------------------------- inputs
@@ -48,6 +63,20 @@ def make_inputs(batch_size, dim, k=4, seed=0):
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     labels = (np.arange(batch_size) // k).astype(np.int32)
     return labels, x
+
+
+def class_labels(labels, num_classes):
+    """The P×K labels folded into ``[0, num_classes)`` (B = 4096 has 1024 classes of 4)."""
+    return (labels % num_classes).astype(labels.dtype)
+
+
+def class_weights(loss, num_classes, dim, seed=0):
+    """The class weights of a class-weight loss in pytorch-metric-learning's layout
+    (proxies ``[C, D]``, ArcFace / CosFace ``W`` ``[D, C]``), standard normal from ``seed``,
+    so that both implementations start from the same values."""
+    rng = np.random.default_rng(seed + 1)
+    w = rng.standard_normal((num_classes, dim)).astype(np.float32)
+    return w if loss in ("proxy-anchor", "proxy-nca") else np.ascontiguousarray(w.T)
 
 
 # --------------------------------------------------------------------------- memory
@@ -144,6 +173,7 @@ def common_args(description):
     parser.add_argument("--k", type=int, default=4, help="samples per class")
     parser.add_argument("--margin", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-classes", type=int, default=1000, help="C of the class-weight losses")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument(
@@ -161,6 +191,7 @@ def base_result(args, impl):
         "k": args.k,
         "margin": args.margin,
         "seed": args.seed,
+        "num_classes": args.num_classes if args.loss in CLASS_WEIGHT_LOSSES else None,
         "python": platform.python_version(),
         "cores": len(os.sched_getaffinity(0)),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
@@ -209,29 +240,64 @@ def tfa_step(args):
 # --------------------------------------------------------------------------- pml
 
 
-def pml_step(args):
-    """pytorch-metric-learning: ``TripletMarginMiner(semihard | all)`` or
-    ``BatchHardMiner``, then ``TripletMarginLoss`` on the mined triplets, eager, with
-    ``loss.backward()``."""
-    import pytorch_metric_learning
-    import torch
+def _pml_loss(name, args):
+    """``(loss, miner)``: pytorch-metric-learning's module for one of our loss names, with
+    its defaults (the miner is None but for multi-similarity and the triplet losses)."""
     from pytorch_metric_learning import losses, miners
 
-    if args.loss == "semi-hard":
-        miner = miners.TripletMarginMiner(margin=args.margin, type_of_triplets="semihard")
-    elif args.loss == "batch-hard":
-        miner = miners.BatchHardMiner()
-    else:
-        miner = miners.TripletMarginMiner(margin=args.margin, type_of_triplets="all")
-    loss_fn = losses.TripletMarginLoss(margin=args.margin)
+    if name in TRIPLET_LOSSES:
+        if name == "semi-hard":
+            miner = miners.TripletMarginMiner(margin=args.margin, type_of_triplets="semihard")
+        elif name == "batch-hard":
+            miner = miners.BatchHardMiner()
+        else:
+            miner = miners.TripletMarginMiner(margin=args.margin, type_of_triplets="all")
+        return losses.TripletMarginLoss(margin=args.margin), miner
+    c, d = args.num_classes, args.dim
+    make = {
+        "contrastive": lambda: losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0),
+        "multi-similarity": lambda: losses.MultiSimilarityLoss(alpha=2.0, beta=50.0, base=0.5),
+        "circle": lambda: losses.CircleLoss(m=0.4, gamma=80),
+        "lifted": lambda: losses.LiftedStructureLoss(neg_margin=1.0, pos_margin=0.0),
+        "generalized-lifted": lambda: losses.GeneralizedLiftedStructureLoss(neg_margin=1.0, pos_margin=0.0),
+        "npairs": lambda: losses.NPairsLoss(),
+        "ntxent": lambda: losses.NTXentLoss(temperature=0.07),
+        "supcon": lambda: losses.SupConLoss(temperature=0.1),
+        "proxy-anchor": lambda: losses.ProxyAnchorLoss(c, d, margin=0.1, alpha=32),
+        "proxy-nca": lambda: losses.ProxyNCALoss(c, d, softmax_scale=1),
+        "arcface": lambda: losses.ArcFaceLoss(c, d, margin=28.6, scale=64),
+        "cosface": lambda: losses.CosFaceLoss(c, d, margin=0.35, scale=64),
+    }
+    miner = miners.MultiSimilarityMiner(epsilon=0.1) if name == "multi-similarity" else None
+    return make[name](), miner
 
+
+def pml_step(args):
+    """pytorch-metric-learning 2.9, eager, with ``loss.backward()``: for the triplet losses
+    ``TripletMarginMiner(semihard | all)`` or ``BatchHardMiner``, then ``TripletMarginLoss``
+    on the mined triplets; otherwise the loss of that name (multi-similarity with its
+    ``MultiSimilarityMiner``), the class-weight losses from ``class_weights`` (whose
+    gradient is computed too: they are parameters)."""
+    import pytorch_metric_learning
+    import torch
+
+    loss_fn, miner = _pml_loss(args.loss, args)
     labels_np, x_np = make_inputs(args.batch_size, args.dim, args.k, args.seed)
+    params = []
+    if args.loss in CLASS_WEIGHT_LOSSES:
+        labels_np = class_labels(labels_np, args.num_classes)
+        param = loss_fn.proxies if args.loss in ("proxy-anchor", "proxy-nca") else loss_fn.W
+        with torch.no_grad():
+            param.copy_(torch.from_numpy(class_weights(args.loss, args.num_classes, args.dim, args.seed)))
+        params = [param]
     labels = torch.from_numpy(labels_np.astype(np.int64))
     x = torch.from_numpy(x_np).requires_grad_(True)
 
     def step():
         x.grad = None
-        indices = miner(x, labels)
+        for param in params:
+            param.grad = None
+        indices = miner(x, labels) if miner is not None else None
         loss = loss_fn(x, labels, indices)
         loss.backward()
         return loss.item(), x.grad.norm().item()

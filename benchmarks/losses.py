@@ -1,29 +1,38 @@
-"""Speed and memory of our triplet losses beside tensorflow-addons and pytorch-metric-learning.
+"""Speed and memory of our losses beside tensorflow-addons and pytorch-metric-learning.
 
 For every (implementation, loss, batch size) the loss **and its gradient** with respect to
-the embeddings are computed in a fresh subprocess, so that peak memory is measured
-cleanly. A cell of the table reads ``median ms / peak extra MB``:
+the embeddings (and to the class weights of the proxy and margin-softmax losses) are
+computed in a fresh subprocess, so that peak memory is measured cleanly. A cell of the
+table reads ``median ms / peak extra MB``:
 
 * time: the median over the timed calls of one forward + backward pass, after warm-up
   (the first call, which traces / compiles, is not timed; its time is reported apart);
 * memory: the peak resident set size during all calls minus the resident set size just
   before the first call (imports and inputs excluded, compilation included).
 
+Losses (``--losses``): the triplet losses ``semi-hard``, ``batch-hard``, ``batch-all``
+(``triplet_loss`` with that miner); the pair losses ``contrastive``, ``multi-similarity``
+(with ``MultiSimilarityMiner``), ``circle``, ``lifted``, ``generalized-lifted``, ``npairs``,
+``ntxent``, ``supcon``; the class-weight losses ``proxy-anchor``, ``proxy-nca``, ``arcface``,
+``cosface`` (``--num-classes`` C, default 1000). Each through its public function with
+pytorch-metric-learning 2.9's defaults, which are also ours.
+
 Implementations (``--impls``):
 
 ==============  ===========================================================================
-``ours-tf``     ``keras_triplet.losses.triplet_loss`` on TensorFlow,
+``ours-tf``     ``keras_triplet.losses`` on TensorFlow,
                 ``tf.function(jit_compile=True)`` + ``tf.GradientTape``
 ``ours-jax``    the same on JAX, ``jax.jit(jax.value_and_grad(...))``
 ``ours-torch``  the same on PyTorch, eager, ``loss.backward()``
 ``tfa``         tensorflow-addons 0.23 ``TripletSemiHardLoss`` / ``TripletHardLoss`` in a
-                ``tf.function`` (run in ``.venv-tfa``; it has no batch-all loss)
-``pml``         pytorch-metric-learning ``TripletMarginMiner("semihard" | "all")`` or
-                ``BatchHardMiner``, then ``TripletMarginLoss``, eager (run in ``.venv-pml``)
+                ``tf.function`` (run in ``.venv-tfa``; the two triplet losses only)
+``pml``         pytorch-metric-learning: ``TripletMarginMiner("semi-hard" | "all")`` or
+                ``BatchHardMiner`` then ``TripletMarginLoss``; the loss of the same name
+                otherwise; eager (run in ``.venv-pml``)
 ==============  ===========================================================================
 
 Inputs: P×K labels with K = 4 samples per class and standard-normal embeddings
-normalised to unit length, from a fixed seed; the same margin (0.2) everywhere.
+normalised to unit length, from a fixed seed; the same margin (0.2) for every triplet loss.
 
 Runs whose predicted memory exceeds ``--memory-limit-gb`` are not started (the cell says
 ``cannot run (needs ~N GB)``); a watchdog also kills any run whose resident memory
@@ -32,6 +41,8 @@ grows past the limit plus 1 GB, and runs longer than ``--timeout`` seconds are s
 Usage (from the repository root)::
 
     .venv/bin/python benchmarks/losses.py --quick
+    .venv/bin/python benchmarks/losses.py --threads 1 --impls ours-torch pml \
+        --losses contrastive supcon --batch-sizes 256 1024
     .venv/bin/python benchmarks/losses.py --output benchmarks/results/losses_cpu.md
 
 The reference environments are built by ``tools/make_reference_envs.sh``.
@@ -121,6 +132,11 @@ def predicted_bytes(impl, loss, b, d=128, k=4):
         triplets = b * (k - 1) * max(b - k, 0)
         cubic = 1.6 * b**3 if b**3 < INT32_MAX else 0.0
         return cubic + 120.0 * triplets + quadratic
+    if impl == "pml" and loss in ("lifted", "ntxent"):
+        # Its LiftedStructureLoss and NTXentLoss compare every positive pair with every
+        # negative pair: a few [positive pairs, negative pairs] bool and float tensors
+        # (B = 256: 768 × 64 512), ~30 bytes per entry (measured at B = 256).
+        return 30.0 * (b * (k - 1)) * (b * max(b - k, 0)) + quadratic
     return quadratic
 
 
@@ -147,6 +163,8 @@ def _command(impl, loss, b, repeats, args):
         str(args.margin),
         "--seed",
         str(args.seed),
+        "--num-classes",
+        str(args.num_classes),
         "--warmup",
         str(args.warmup),
         "--repeats",
@@ -157,6 +175,8 @@ def _command(impl, loss, b, repeats, args):
     python = _python_for(spec, args)
     if spec["backend"]:
         cmd = [python, os.path.join(HERE, "losses.py"), "--worker", impl] + common
+        if args.no_floor:
+            cmd.append("--no-floor")
     else:
         cmd = [python, os.path.join(HERE, "_reference_runner.py"), "--impl", impl] + common
     env = dict(os.environ)
@@ -270,17 +290,48 @@ def _floor_loss(labels, x):
     return ops.sum(pairwise_distances(x, metric="euclidean"))
 
 
+def _our_loss(name, args):
+    """``fn(labels, x, *weights)``: our loss of that name through its public function, with
+    pytorch-metric-learning's defaults (the same as ours; the triplet losses with
+    ``--margin``). The class-weight losses take their weights as an argument, so that the
+    gradient covers them as pytorch-metric-learning's parameters."""
+    from keras_triplet import losses, miners
+
+    if name in runner.TRIPLET_LOSSES:
+        return lambda labels, x: losses.triplet_loss(labels, x, margin=args.margin, miner=name)
+    if name == "multi-similarity":
+        miner = miners.MultiSimilarityMiner(epsilon=0.1)
+        return lambda labels, x: losses.multi_similarity_loss(labels, x, miner=miner)
+    return {
+        "contrastive": losses.contrastive_loss,
+        "circle": losses.circle_loss,
+        "lifted": losses.lifted_structure_loss,
+        "generalized-lifted": losses.generalized_lifted_structure_loss,
+        "npairs": losses.npairs_loss,
+        "ntxent": losses.ntxent_loss,
+        "supcon": losses.supcon_loss,
+        "proxy-anchor": losses.proxy_anchor_loss,
+        "proxy-nca": losses.proxy_nca_loss,
+        "arcface": losses.arcface_loss,
+        "cosface": losses.cosface_loss,
+    }[name]
+
+
 def _ours_step(impl, args, floor=False):
-    """forward + backward of ``keras_triplet.losses.triplet_loss`` on one backend (of the
-    distance matrix alone, summed, with ``floor=True``)."""
+    """forward + backward of our loss ``args.loss`` on one backend (of the distance matrix
+    alone, summed, with ``floor=True``): the gradient with respect to the embeddings, and
+    to the class weights for the losses that have them."""
     import keras
 
-    from keras_triplet.losses import triplet_loss
-
     labels_np, x_np = runner.make_inputs(args.batch_size, args.dim, args.k, args.seed)
-    kwargs = {"margin": args.margin, "miner": args.loss}
+    weights_np = ()
     if floor:
-        triplet_loss = lambda labels, x, **kwargs: _floor_loss(labels, x)  # noqa: E731
+        loss_fn = _floor_loss
+    else:
+        loss_fn = _our_loss(args.loss, args)
+        if args.loss in runner.CLASS_WEIGHT_LOSSES:
+            labels_np = runner.class_labels(labels_np, args.num_classes)
+            weights_np = (runner.class_weights(args.loss, args.num_classes, args.dim, args.seed),)
     backend = keras.backend.backend()
     versions = {"keras": keras.__version__}
 
@@ -289,16 +340,19 @@ def _ours_step(impl, args, floor=False):
 
         versions["tensorflow"] = tf.__version__
         labels, x = tf.constant(labels_np), tf.constant(x_np)
+        weights = tuple(tf.constant(w) for w in weights_np)
 
         @tf.function(jit_compile=True)
-        def loss_and_grad(labels, x):
+        def loss_and_grad(labels, x, *weights):
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                loss = triplet_loss(labels, x, **kwargs)
-            return loss, tf.norm(tape.gradient(loss, x))
+                tape.watch(weights)
+                loss = loss_fn(labels, x, *weights)
+            grads = tape.gradient(loss, (x,) + weights)
+            return loss, tf.norm(grads[0])
 
         def step():
-            loss, gnorm = loss_and_grad(labels, x)
+            loss, gnorm = loss_and_grad(labels, x, *weights)
             return loss.numpy(), gnorm.numpy()
 
     elif backend == "jax":
@@ -307,10 +361,13 @@ def _ours_step(impl, args, floor=False):
 
         versions["jax"] = jax.__version__
         labels, x = jnp.asarray(labels_np), jnp.asarray(x_np)
-        value_and_grad = jax.jit(jax.value_and_grad(lambda x, labels: triplet_loss(labels, x, **kwargs)))
+        weights = tuple(jnp.asarray(w) for w in weights_np)
+        value_and_grad = jax.jit(
+            jax.value_and_grad(lambda x, weights, labels: loss_fn(labels, x, *weights), argnums=(0, 1))
+        )
 
         def step():
-            loss, grad = jax.block_until_ready(value_and_grad(x, labels))
+            loss, (grad, _) = jax.block_until_ready(value_and_grad(x, weights, labels))
             return float(loss), float(jnp.linalg.norm(grad))
 
     elif backend == "torch":
@@ -319,10 +376,12 @@ def _ours_step(impl, args, floor=False):
         versions["torch"] = torch.__version__
         labels = torch.from_numpy(labels_np)
         x = torch.from_numpy(x_np).requires_grad_(True)
+        weights = tuple(torch.from_numpy(w).requires_grad_(True) for w in weights_np)
 
         def step():
-            x.grad = None
-            loss = triplet_loss(labels, x, **kwargs)
+            for tensor in (x,) + weights:
+                tensor.grad = None
+            loss = loss_fn(labels, x, *weights)
             loss.backward()
             return loss.item(), x.grad.norm().item()
 
@@ -332,13 +391,17 @@ def _ours_step(impl, args, floor=False):
 
 
 def worker_main(argv):
-    parser = runner.common_args("one measurement of keras_triplet's triplet loss")
+    parser = runner.common_args("one measurement of one of keras_triplet's losses")
     parser.add_argument("--worker", choices=[i for i in IMPLS if IMPLS[i]["backend"]], required=True)
+    parser.add_argument("--no-floor", action="store_true", help="do not measure the floor")
     args = parser.parse_args(argv)
     step, versions = _ours_step(args.worker, args)
     result = runner.base_result(args, args.worker)
     result["versions"] = versions
     result.update(runner.measure(step, args.warmup, args.repeats, args.budget))
+    if args.no_floor:
+        runner.emit(result)
+        return
     # The floor, in the same process on the same backend, after the loss (so that its
     # memory does not count in the loss's peak): the time of the distance matrix alone.
     floor_step, _ = _ours_step(args.worker, args, floor=True)
@@ -426,7 +489,7 @@ def make_details(results):
     return "\n".join(lines)
 
 
-def summarize(results, impls, batch_sizes):
+def summarize(results, impls, batch_sizes, losses=LOSSES):
     """Speed-ups and the issue's targets, as Markdown bullet lines."""
     ok = {(r["impl"], r["loss_name"], r["batch_size"]): r for r in results if r["status"] == "ok"}
     ours = [i for i in impls if IMPLS[i]["backend"]]
@@ -479,7 +542,7 @@ def summarize(results, impls, batch_sizes):
     big = max(batch_sizes)
     if big >= 4096:
         for impl in ours:
-            for loss in LOSSES:
+            for loss in losses:
                 r = ok.get((impl, loss, big))
                 if r is None:
                     res = [
@@ -506,9 +569,9 @@ def summarize(results, impls, batch_sizes):
             if r:
                 lines.append(f"- B = {big}, semi-hard, tensorflow-addons: {_cell(r[0])}")
 
-    # 3. issue 16: forward + backward within 3x of the distance matrix alone.
+    # 3. issue 16: the triplet losses' forward + backward within 3x of the distance matrix alone.
     for impl in ours:
-        for loss in LOSSES:
+        for loss in [name for name in losses if name in runner.TRIPLET_LOSSES]:
             for b in batch_sizes:
                 r = ok.get((impl, loss, b))
                 if r is None or not r.get("floor_ms"):
@@ -522,9 +585,17 @@ def summarize(results, impls, batch_sizes):
 
     # 4. torch backend vs pytorch-metric-learning.
     if "ours-torch" in impls and "pml" in impls:
-        for loss in LOSSES:
+        everything = {(r["impl"], r["loss_name"], r["batch_size"]): r for r in results}
+        for loss in losses:
             for b in batch_sizes:
                 o, p = ok.get(("ours-torch", loss, b)), ok.get(("pml", loss, b))
+                failed = everything.get(("pml", loss, b))
+                if o is not None and p is None and failed is not None:
+                    lines.append(
+                        f"- torch, {loss}, B = {b}: ours {o['ms']:.1f} ms; pytorch-metric-learning "
+                        f"{failed['reason']} — target ≤: **met**"
+                    )
+                    continue
                 if o is None or p is None:
                     continue
                 verdict = "met" if o["ms"] <= p["ms"] else "NOT met"
@@ -582,14 +653,17 @@ def report(results, args, impls, batch_sizes, losses, started, elapsed):
         + sys.argv[1:]
     )
     parts = [
-        "# Triplet losses: forward + backward time and peak extra memory (CPU)",
+        "# Metric-learning losses: forward + backward time and peak extra memory (CPU)",
         "",
         f"- command: `{cmd}`",
         f"- date: {started:%Y-%m-%d %H:%M} UTC, total {elapsed / 60:.1f} min; repository commit {git_commit() or '?'} (with uncommitted work)",
         f"- machine: {machine_info()}",
         f"- versions: {versions_line(results)}",
         f"- inputs: D = {args.dim}, K = {args.k} samples per class (P = B/K), unit-length "
-        f"standard-normal embeddings, seed {args.seed}, margin {args.margin}, float32",
+        f"standard-normal embeddings, seed {args.seed}, float32; triplet margin {args.margin}; "
+        f"the other losses with pytorch-metric-learning 2.9's defaults (multi-similarity with "
+        f"its miner); proxy and margin-softmax losses with C = {args.num_classes} classes "
+        f"(labels mod C), standard-normal class weights, their gradient included",
         "- cell: median time of one forward + backward pass after "
         f"{args.warmup} untimed warm-up call(s) / peak RSS during all calls minus RSS before "
         f"the first (compilation included); each cell is a fresh process; runs predicted "
@@ -600,7 +674,7 @@ def report(results, args, impls, batch_sizes, losses, started, elapsed):
         "",
         "## Targets (issues 2 and 16)",
         "",
-        summarize(results, impls, batch_sizes) or "- (not enough implementations run to compare)",
+        summarize(results, impls, batch_sizes, losses) or "- (not enough implementations run to compare)",
         "",
         "## Details",
         "",
@@ -626,7 +700,7 @@ def report(results, args, impls, batch_sizes, losses, started, elapsed):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        description="Speed and memory of triplet losses: ours on three backends beside "
+        description="Speed and memory of metric-learning losses: ours on three backends beside "
         "tensorflow-addons and pytorch-metric-learning.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -635,6 +709,14 @@ def parse_args(argv):
     parser.add_argument("--k", type=int, default=4, help="samples per class")
     parser.add_argument("--margin", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--num-classes", type=int, default=1000, help="C of the proxy and margin-softmax losses"
+    )
+    parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="do not measure the distance-matrix floor beside our losses (halves their runs)",
+    )
     parser.add_argument(
         "--repeats",
         type=int,

@@ -77,6 +77,64 @@ def _cosine(x, y):
     return 1.0 - ops.matmul(l2_normalize(x), ops.transpose(l2_normalize(y)))
 
 
+# --------------------------------------------------------------------------- x against itself
+#
+# The square matrices every batch loss starts from have a hand-written gradient. Autodiff
+# of the matmul expansion walks back through every [B, B] step of the forward pass (the
+# masks of `safe_sqrt`, the `maximum`, the division of sqrt's derivative, the zeroed
+# diagonal), keeping each step's input alive for it. For a matrix of x against itself, with
+# G the upstream gradient and d symmetric, the derivative is two products and at most one
+# [B, B] step:
+#
+#     ∂L/∂x_k = Σ_j (H_kj + H_jk) (x_k − x_j),  H = G / d where d > 0, else 0   (Euclidean)
+#     ∂L/∂x̂_k = −Σ_{j ≠ k} (G_kj + G_jk) x̂_j                                  (cosine)
+#
+# the same derivative as autodiff's (to float32 rounding), with one [B, B] array kept for
+# the backward pass (the distances) instead of about ten. `H + Hᵀ` is never formed: adding
+# a transposed [B, B] array strides through memory and costs more than a second product,
+# whose transpose the matrix product reads for free.
+def _upstream(args, upstream):
+    # keras.ops.custom_gradient passes it positionally (TensorFlow, JAX) or as a keyword (PyTorch).
+    return args[0] if upstream is None else upstream
+
+
+def _off_diagonal(n):
+    idx = ops.arange(n)
+    return ops.expand_dims(idx, 1) != ops.expand_dims(idx, 0)
+
+
+@ops.custom_gradient
+def _self_euclidean(x):
+    squared = _squared_euclidean(x, x, clip=False)
+    # safe_sqrt with the diagonal zeroed, in one `where`: the same values.
+    kept = ops.logical_and(squared > 0, _off_diagonal(ops.shape(x)[0]))
+    distances = ops.where(kept, ops.sqrt(ops.maximum(squared, _SQRT_FLOOR)), 0.0)
+
+    def grad(*args, upstream=None):
+        g = _upstream(args, upstream)
+        # safe_sqrt's gradient is 0 at and below its floor (d ≤ sqrt(_SQRT_FLOOR)), so on
+        # the diagonal (d = 0) and between duplicates; the division is not taken there.
+        h = ops.where(distances > _SQRT_FLOOR**0.5, g / distances, 0.0)
+        weight = ops.sum(h, axis=1, keepdims=True) + ops.expand_dims(ops.sum(h, axis=0), 1)
+        return x * weight - ops.matmul(h, x) - ops.matmul(ops.transpose(h), x)
+
+    return distances, grad
+
+
+@ops.custom_gradient
+def _self_cosine(normalized):
+    off_diagonal = _off_diagonal(ops.shape(normalized)[0])
+    distances = ops.where(off_diagonal, 1.0 - ops.matmul(normalized, ops.transpose(normalized)), 0.0)
+
+    def grad(*args, upstream=None):
+        g = _upstream(args, upstream)
+        # (G + Gᵀ) x̂ less its diagonal terms 2 G_kk x̂_k: the diagonal is constant (0).
+        products = ops.matmul(g, normalized) + ops.matmul(ops.transpose(g), normalized)
+        return 2.0 * ops.expand_dims(ops.diagonal(g), 1) * normalized - products
+
+    return distances, grad
+
+
 def _minkowski(x, y, p):
     if float(p) == 2.0:
         return safe_sqrt(_squared_euclidean(x, y, clip=False))
@@ -124,6 +182,10 @@ def pairwise_distances(x, y=None, metric="euclidean", p=None):
             )
         y = ops.cast(as_float(y), x.dtype)
 
+    if square and metric == "euclidean":
+        return _self_euclidean(x)
+    if square and metric == "cosine":
+        return _self_cosine(l2_normalize(x))
     if metric == "euclidean":
         d = safe_sqrt(_squared_euclidean(x, y, clip=False))
     elif metric == "squared_euclidean":

@@ -1,6 +1,6 @@
-"""The benchmark scripts run: `benchmarks/gpu.py --smoke` on this backend, on the CPU, so
-that the GPU benchmark is known to work before a GPU is at hand (its figures are not checked:
-timings never go in assertions)."""
+"""The benchmark scripts run: `benchmarks/gpu.py --smoke` and a tiny `benchmarks/losses.py` on
+this backend, on the CPU, so that the GPU benchmark is known to work before a GPU is at hand
+(their figures are not checked: timings never go in assertions)."""
 
 import os
 import subprocess
@@ -60,3 +60,46 @@ def test_loss_zoo_smoke(tmp_path):
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     assert (tmp_path / "results" / "runs.jsonl").read_text().splitlines() == runs
     assert ": val " not in again.stdout  # no run logged: every run was found
+
+
+def test_loss_benchmark_smoke(tmp_path):
+    """`benchmarks/losses.py` runs a pair loss (with its miner) and a class-weight loss on
+    this backend, selected with `--losses`, `--impls` and `--batch-sizes`, tiny."""
+    backend = keras.backend.backend()
+    impl = {"tensorflow": "ours-tf", "jax": "ours-jax", "torch": "ours-torch"}[backend]
+    output = tmp_path / "losses.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/losses.py",
+            "--python",
+            sys.executable,
+            "--impls",
+            impl,
+            "--losses",
+            "multi-similarity",
+            "proxy-anchor",
+            "--batch-sizes",
+            "8",
+            "--dim",
+            "4",
+            "--num-classes",
+            "3",
+            "--warmup",
+            "1",
+            "--repeats",
+            "1",
+            "--no-floor",
+            "--output",
+            str(output),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    table = output.read_text()
+    for loss in ("multi-similarity", "proxy-anchor"):
+        assert f"| {loss} | 8 | " in table and " ms / " in table, table
+    assert "error" not in table, table

@@ -16,12 +16,13 @@ def circle_loss_from_distances(labels, distances, m=0.4, gamma=80.0, miner=None,
     positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
     s = 1.0 - distances  # cosine similarity
     fixed = ops.stop_gradient(s)  # the paper's weights α are not differentiated
-    # Logits of order γ (up to ~300 at γ = 80): masked_logsumexp subtracts each row's max.
-    positive_logits = -gamma * ops.relu(1.0 + m - fixed) * (s - (1.0 - m))
-    negative_logits = gamma * ops.relu(fixed + m) * (s - m)
-    row = ops.softplus(
-        masked_logsumexp(positive_logits, positive) + masked_logsumexp(negative_logits, negative)
-    )
+    # Positive and negative pairs are disjoint: one [B, R] matrix of logits holds both,
+    # −γ α_p (s − (1 − m)) on the positives and γ α_n (s − m) elsewhere (one array for the
+    # gradient to keep instead of two). Logits of order γ (up to ~300 at γ = 80):
+    # masked_logsumexp subtracts each row's max.
+    weight = ops.where(positive, -gamma * ops.relu(1.0 + m - fixed), gamma * ops.relu(fixed + m))
+    logits = weight * (s - ops.where(positive, 1.0 - m, m))
+    row = ops.softplus(masked_logsumexp(logits, positive) + masked_logsumexp(logits, negative))
     used = ops.logical_and(ops.any(positive, axis=1), ops.any(negative, axis=1))
     return mean_of_nonzero(ops.where(used, row, 0.0))
 

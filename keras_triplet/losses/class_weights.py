@@ -23,6 +23,7 @@ from keras import ops
 
 from keras_triplet._validation import _concrete_values, check_embeddings, check_int, check_labels
 from keras_triplet.losses.base import MetricLoss, propagate_nonfinite
+from keras_triplet.losses.reductions import lowest
 
 
 class ClassWeights(keras.layers.Layer):
@@ -96,11 +97,11 @@ def class_mask(labels, num_classes):
 def masked_log1p_sum_exp(z, mask, axis):
     """`log(1 + Σ_{mask} exp(z))` along `axis` (0 where the mask is empty), stable for
     large `z`, with finite gradients (0 outside the mask)."""
-    lowest = ops.min(z)
-    shift = ops.maximum(ops.max(ops.where(mask, z, lowest), axis=axis, keepdims=True), 0.0)
-    shift = ops.stop_gradient(shift)
-    terms = ops.where(mask, ops.exp(ops.where(mask, z - shift, 0.0)), 0.0)
-    total = ops.exp(-shift) + ops.sum(terms, axis=axis, keepdims=True)
+    # Masked-out entries at the lowest float: exp(lowest − shift) is exactly 0, value and
+    # gradient (see `reductions.masked_logsumexp`).
+    shifted = ops.where(mask, z, lowest(z.dtype))
+    shift = ops.stop_gradient(ops.maximum(ops.max(shifted, axis=axis, keepdims=True), 0.0))
+    total = ops.exp(-shift) + ops.sum(ops.exp(shifted - shift), axis=axis, keepdims=True)
     return ops.squeeze(shift + ops.log(total), axis=axis)
 
 

@@ -12,12 +12,12 @@ from keras_triplet.miners.pair_miner import check_pair_miner
 AVERAGES = ("nonzero", "pairs")
 
 
-def _masked_mean(values, mask, average):
-    """Σ values over `mask`, over the number of masked pairs (`"pairs"`) or of masked
-    pairs with a loss > 0 (`"nonzero"`); 0 when there are none."""
-    values = ops.where(mask, values, 0.0)
-    counted = ops.logical_and(mask, values > 0) if average == "nonzero" else mask
-    return ops.sum(values) / ops.maximum(ops.sum(ops.cast(counted, values.dtype)), 1.0)
+def _hinge_mean(hinge, active, mask, average):
+    """Σ hinge over the `active` pairs (those of `mask` with a hinge > 0), over the number
+    of active pairs (`"nonzero"`) or of masked pairs (`"pairs"`); 0 when there are none."""
+    total = ops.sum(ops.where(active, hinge, 0.0))
+    counted = active if average == "nonzero" else mask
+    return total / ops.maximum(ops.cast(ops.sum(counted), total.dtype), 1.0)
 
 
 def contrastive_loss_from_distances(
@@ -25,9 +25,14 @@ def contrastive_loss_from_distances(
 ):
     """The contrastive loss from a `[B, R]` distance matrix; see `contrastive_loss`."""
     positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
-    positive_loss = ops.relu(distances - pos_margin)
-    negative_loss = ops.relu(neg_margin - distances)
-    return _masked_mean(positive_loss, positive, average) + _masked_mean(negative_loss, negative, average)
+    # max(d − m, 0) summed over the pairs where d > m (where the hinge is > 0: for floats
+    # d − m > 0 iff d > m): the hinge itself is never formed, nor its gradient's mask.
+    positive_active = ops.logical_and(positive, distances > pos_margin)
+    negative_active = ops.logical_and(negative, distances < neg_margin)
+    positive_hinge = distances - pos_margin if pos_margin else distances
+    return _hinge_mean(positive_hinge, positive_active, positive, average) + _hinge_mean(
+        neg_margin - distances, negative_active, negative, average
+    )
 
 
 def contrastive_loss(

@@ -9,7 +9,7 @@ from keras import ops
 
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
 from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_finite
-from keras_triplet.losses.reductions import masked_logsumexp, mean_over
+from keras_triplet.losses.reductions import lowest, masked_logsumexp, mean_over
 from keras_triplet.miners.pair_miner import check_pair_miner
 
 
@@ -29,28 +29,22 @@ def lifted_structure_loss_from_distances(
     positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
     b = ops.shape(distances)[0]
     r = ops.shape(distances)[1]
-    # Each row's log Σ_n exp(neg_margin − d(i, n)) over its negatives: [B].
-    row = masked_logsumexp(neg_margin - distances, negative)
-    has = ops.any(negative, axis=1)
+    # Each row's log Σ_n exp(neg_margin − d(i, n)) over its negatives: [B]; the lowest
+    # float for a row without negatives (it then adds nothing: exp(lowest − top) = 0).
+    row = ops.where(
+        ops.any(negative, axis=1), masked_logsumexp(neg_margin - distances, negative), lowest(distances.dtype)
+    )
     # A positive pair (a, j) pools a's negatives and, when j is in the batch (the first B
-    # columns), j's: log(Σ_a + Σ_j) = logaddexp of the two rows' log-sums.
-    pad = ops.zeros((r - b,), row.dtype)
-    column_row = ops.concatenate([row, pad], axis=0)
-    column_has = ops.concatenate([has, ops.zeros((r - b,), "bool")], axis=0)
-    anchor_row, anchor_has = ops.expand_dims(row, 1), ops.expand_dims(has, 1)
-    other_row, other_has = ops.expand_dims(column_row, 0), ops.expand_dims(column_has, 0)
-    both = ops.logical_and(anchor_has, other_has)
-    top = ops.stop_gradient(
-        ops.where(both, ops.maximum(anchor_row, other_row), ops.where(anchor_has, anchor_row, other_row))
-    )
-    pooled = ops.where(anchor_has, ops.exp(anchor_row - top), 0.0) + ops.where(
-        other_has, ops.exp(other_row - top), 0.0
-    )
-    found = ops.logical_or(anchor_has, other_has)
-    negative_term = ops.where(found, top + ops.log(ops.where(found, pooled, 1.0)), 0.0)
-    pair_loss = ops.square(ops.relu(negative_term + distances - pos_margin)) / 2.0
-    pair_loss = ops.where(positive, pair_loss, 0.0)
-    value = mean_over(pair_loss, positive)
+    # columns), j's: log(Σ_a + Σ_j) = logaddexp of the two rows' log-sums, [B, R].
+    column_row = ops.concatenate([row, ops.full((r - b,), lowest(row.dtype), row.dtype)], axis=0)
+    anchor_row, other_row = ops.expand_dims(row, 1), ops.expand_dims(column_row, 0)
+    top = ops.stop_gradient(ops.maximum(anchor_row, other_row))
+    found = top > lowest(row.dtype)  # a or j has negatives
+    pooled = ops.exp(anchor_row - top) + ops.exp(other_row - top)
+    negative_term = ops.where(found, top + ops.log(pooled), 0.0)
+    # ½ [·]₊² summed: the ½ is taken after the sum (exact: halving commutes with rounding).
+    pair_loss = ops.where(positive, ops.square(ops.relu(negative_term + distances - pos_margin)), 0.0)
+    value = mean_over(pair_loss, positive) / 2.0
     return ops.where(_any_pairs(positive, negative), value, 0.0)
 
 

@@ -34,9 +34,16 @@ def _cosine(embeddings, weights, sub_centers=1):
     return ops.max(ops.reshape(cosine, (-1, num_classes, sub_centers)), axis=2)
 
 
-def _cross_entropy(logits, target):
-    """Mean over the batch of `−log softmax(logits)[target]` (target: `[B, C]` mask)."""
-    target_logit = ops.sum(ops.where(target, logits, 0.0), axis=1)
+def _at_labels(matrix, labels):
+    """`[B]`: `matrix[i, labels[i]]`, gathered (a masked sum would pass over all of
+    `[B, C]`, and its gradient again). Labels are clipped into range: the loss of a batch
+    with an out-of-range label is NaN (`nan_if_out_of_range`) whatever this reads."""
+    index = ops.expand_dims(ops.clip(labels, 0, matrix.shape[1] - 1), 1)
+    return ops.squeeze(ops.take_along_axis(matrix, index, axis=1), 1)
+
+
+def _cross_entropy(logits, target_logit):
+    """Mean over the batch of `−log softmax(logits)[y]`, given `target_logit` = `logits[i, y_i]`."""
     return ops.mean(ops.logsumexp(logits, axis=1) - target_logit)
 
 
@@ -46,7 +53,7 @@ def arcface_from_weights(labels, embeddings, weights, margin=28.6, scale=64.0, s
     m = math.radians(margin)
     cosine = _cosine(embeddings, weights, sub_centers)
     target = class_mask(labels, cosine.shape[1])
-    cos_t = ops.sum(ops.where(target, cosine, 0.0), axis=1, keepdims=True)
+    cos_t = ops.expand_dims(_at_labels(cosine, labels), 1)
     # cos(θ + m) = cos θ cos m − sin θ sin m: no arccos, whose gradient is infinite at
     # cos θ = ±1 (safe_sqrt's gradient is 0 at sin θ = 0). Beyond θ = π − m
     # (cos θ < −cos m) the curve continues as cos θ − m sin m, monotonic, as in PML.
@@ -55,7 +62,7 @@ def arcface_from_weights(labels, embeddings, weights, margin=28.6, scale=64.0, s
         cos_t >= -math.cos(m), cos_t * math.cos(m) - sin_t * math.sin(m), cos_t - m * math.sin(m)
     )
     logits = scale * ops.where(target, with_margin, cosine)
-    return _cross_entropy(logits, target)
+    return _cross_entropy(logits, scale * ops.squeeze(with_margin, 1))
 
 
 def cosface_from_weights(labels, embeddings, weights, margin=0.35, scale=64.0):
@@ -63,8 +70,9 @@ def cosface_from_weights(labels, embeddings, weights, margin=0.35, scale=64.0):
     `weights` `[D, C]`. See `cosface_loss`."""
     cosine = _cosine(embeddings, weights)
     target = class_mask(labels, cosine.shape[1])
-    logits = scale * (cosine - margin * ops.cast(target, cosine.dtype))
-    return _cross_entropy(logits, target)
+    # s (cos θ − m [c = y]), the margin taken where it applies: the same values.
+    logits = scale * ops.where(target, cosine - margin, cosine)
+    return _cross_entropy(logits, scale * (_at_labels(cosine, labels) - margin))
 
 
 def _weights_checker(sub_centers):

@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
 from keras_triplet.losses.mined_pair_loss import MinedPairLoss
+from keras_triplet.losses.reductions import lowest
 from keras_triplet.miners.pair_miner import check_pair_miner
 
 # Metrics that are `1 − similarity`: the loss's `base` is a threshold on the similarity.
@@ -22,9 +23,12 @@ def _check_positive(value, name):
 def _log1p_sum_exp(z, mask):
     """Per row, `log(1 + Σ_{mask} exp(z))` (0 for a row without masked entries), with
     the row's largest exponent (or 0) factored out so nothing overflows."""
-    shift = ops.maximum(ops.max(ops.where(mask, z, 0.0), axis=1, keepdims=True), 0.0)
-    terms = ops.where(mask, ops.exp(ops.where(mask, z - shift, 0.0)), 0.0)
-    total = ops.exp(-shift) + ops.sum(terms, axis=1, keepdims=True)
+    # Masked-out entries at the lowest float: exp(lowest − shift) is exactly 0, value and
+    # gradient (see `reductions.masked_logsumexp`). The result does not depend on the
+    # shift, so no gradient flows through it.
+    shifted = ops.where(mask, z, lowest(z.dtype))
+    shift = ops.stop_gradient(ops.maximum(ops.max(shifted, axis=1, keepdims=True), 0.0))
+    total = ops.exp(-shift) + ops.sum(ops.exp(shifted - shift), axis=1, keepdims=True)
     return ops.squeeze(shift + ops.log(total), 1)
 
 

@@ -56,13 +56,14 @@ def npairs_loss_from_distances(labels, distances, miner=None, ref_labels=None):
     )
     first_positive = ops.min(ops.where(positive, ops.expand_dims(index, 0), b), axis=1)
     first_positive = ops.minimum(first_positive, b - 1)  # rows without one are not anchors
-    # logits[a, a'] = −d(a, p(a')) = x_a·x_{p(a')}: anchor a against every anchor's positive.
-    logits = -ops.take(distances, first_positive, axis=1)
-    columns = ops.expand_dims(anchor, 0)
-    own = ops.sum(ops.where(ops.expand_dims(index, 1) == ops.expand_dims(index, 0), logits, 0.0), axis=1)
-    row_loss = ops.where(
-        anchor, masked_logsumexp(logits, ops.logical_and(columns, ops.expand_dims(anchor, 1))) - own, 0.0
-    )
+    # Anchor a against every anchor's positive: the logits −d(a, p(a')), read transposed as
+    # rows of the (symmetric) matrix, −d(p(a'), a) at [a', a], and reduced over a'. (A row
+    # gather is contiguous, and so is its gradient's scatter; gathering columns strides
+    # through the whole [B, B] matrix twice.)
+    transposed_logits = -ops.take(distances, first_positive, axis=0)
+    own = -ops.squeeze(ops.take_along_axis(distances, ops.expand_dims(first_positive, 1), axis=1), 1)
+    both = ops.logical_and(ops.expand_dims(anchor, 1), ops.expand_dims(anchor, 0))
+    row_loss = ops.where(anchor, masked_logsumexp(transposed_logits, both, axis=0) - own, 0.0)
     return mean_over(row_loss, anchor)
 
 
