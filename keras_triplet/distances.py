@@ -154,7 +154,10 @@ def pairwise_distances(x, y=None, metric="euclidean", p=None):
     Args:
         x: `[N, D]` embeddings.
         y: `[M, D]` embeddings, or None for `x` against itself. With `y=None` the result is
-            square and its diagonal is exactly 0 for every metric.
+            square and its diagonal is exactly 0 for every metric; its "euclidean" and
+            "cosine" matrices then have a hand-written first derivative (see above), so
+            they support reverse-mode gradients only (no second derivatives on PyTorch,
+            no forward mode on JAX); pass `y=x` for plain autodiff.
         metric: one of `keras_triplet.distances.METRICS` (see the module docstring).
         p: the order of the `"minkowski"` metric (`p >= 1`).
 
