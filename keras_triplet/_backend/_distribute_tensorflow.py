@@ -66,11 +66,13 @@ def replica_mean(x):
 
 
 # ---------------------------------------------------------------------------------------
-# Keras 3.15 under `MultiWorkerMirroredStrategy`: two workarounds, for any Keras model.
-# Remove both (and their callers, `TripletModel._maybe_symbolic_build` and
-# `TripletModel.compute_metrics`' call of `step_logs`) once Keras' TensorFlow trainer runs
-# a plain `keras.Sequential`'s `fit` (`loss="mse"`) under `MultiWorkerMirroredStrategy`
-# on two localhost workers (`tests/distributed/tensorflow_multiworker.py` sets them up).
+# Keras 3.15 under `MultiWorkerMirroredStrategy`: two workarounds of Keras' TensorFlow
+# trainer, whose code fails there for any Keras model (the first failure was seen with a
+# plain `keras.Sequential` and `loss="mse"`; the second is in the same code path, after
+# every step). Remove both (and their callers, `TripletModel._maybe_symbolic_build` and
+# `TripletModel.compute_metrics`' call of `step_logs`) once a plain model's `fit` runs
+# under `MultiWorkerMirroredStrategy` on two localhost workers (set up as in
+# `tests/distributed/tensorflow_multiworker.py`).
 
 
 def _multi_worker(strategy):
