@@ -21,7 +21,10 @@ here too, as its own module chosen below.
   each replica's step sees only its slice of the global batch, and only the framework can
   reach the others: `replica_count()`, a differentiable `all_gather(x)` (gradient: the
   sum over replicas of the upstream gradients, own rows), `loss_scale(count)` (what the
-  framework's gradient aggregation needs) and `replica_mean(x)` (what a replica logs).
+  framework's gradient aggregation needs) and `replica_mean(x)` (what a replica logs);
+  `step_logs(logs)` (the identity but under TensorFlow's `MultiWorkerMirroredStrategy`,
+  where Keras 3.15 needs `[1]` logs; `_distribute_tensorflow.py` also holds
+  `local_build_batch`, the other Keras 3.15 workaround there).
   JAX's `keras.distribution` traces the step over global arrays: nothing to gather.
   `keras_triplet/models/distributed.py` is the backend-free side.
 

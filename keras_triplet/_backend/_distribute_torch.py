@@ -119,3 +119,8 @@ def replica_mean(x):
     dist.all_reduce(mean)
     mean = mean / dist.get_world_size()
     return x + (mean - x.detach())
+
+
+def step_logs(logs):
+    """A step's logs, as they are (a Keras 3.15 workaround under `tf.distribute` only)."""
+    return logs

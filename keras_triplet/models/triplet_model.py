@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_triplet import _backend
 from keras_triplet import distances as distances_module
 from keras_triplet.losses import ClassWeightLoss, MetricLoss
 from keras_triplet.losses.class_weights import reject_memory
@@ -231,6 +232,18 @@ class TripletModel(SimilarityMixin, keras.Model):
 
     # ------------------------------------------------------------------ fit / evaluate: the data's split
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras' TensorFlow hook that builds the model on the first batch under a
+        strategy (the only backend that calls it). Under `MultiWorkerMirroredStrategy`
+        Keras 3.15 cannot take that batch (`_backend/_distribute_tensorflow.py`,
+        `local_build_batch`, says which bug and when to remove this): the build takes
+        this worker's first replica's values instead."""
+        local = _backend.distribute.local_build_batch(self, iterator)
+        if local is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=local)
+
     def fit(self, *args, samples_per_class=None, **kwargs):
         """Keras' `fit`, after checking the batches against the replicas (one-line
         ValueErrors before any framework error, `distributed.check_fit_data`): under
@@ -392,7 +405,9 @@ class TripletModel(SimilarityMixin, keras.Model):
         logs = super().compute_metrics(x, y, y_pred, sample_weight)
         if self._metric_loss() is not None and not self._logs_recall:
             logs.pop(RECALL_NAME, None)
-        return logs
+        # Keras 3.15 cannot reduce scalar logs under MultiWorkerMirroredStrategy
+        # (`_backend/_distribute_tensorflow.py`, `step_logs`); elsewhere unchanged.
+        return _backend.distribute.step_logs(logs)
 
     @property
     def metrics(self):
