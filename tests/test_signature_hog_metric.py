@@ -70,9 +70,13 @@ def test_cli_default_train_is_the_hog_metric(transfer_data, tmp_path, capsys):
     assert "init: a new learned HOG metric" in printed and "trained 2 epochs" in printed, printed
     meta = json.loads(open(out + ".json").read())
     assert meta["network"] == "hog" and meta["features"] == "hog" and meta["init"] is None
-    assert meta["settings"]["embedding_dim"] == 3780 and meta["settings"]["margin"] == 0.1
+    assert meta["settings"]["embedding_dim"] == 3780 and meta["settings"]["margin"] == 0.2
     assert 0 <= meta["training"]["best_epoch"] <= 2 and meta["threshold"] > 0
     model, _ = load_model(out)
+    # Saved with the trained weights: the embeddings `train` recorded come back.
+    from apps.signature_verification.training import check_inputs
+
+    np.testing.assert_allclose(model.embed(check_inputs((64, 128))), meta["check_embeddings"], atol=1e-4)
     x = np.zeros((1, 64, 128, 1), np.float32)
     x[0, 20:40, 30:90] = 1.0
     assert model.embed(x).shape == (1, 3780)

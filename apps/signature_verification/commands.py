@@ -448,7 +448,11 @@ def demo(args):
         print(f"== reuse the generated data in {data}")
     model_path = os.path.join(out, "model.keras")
     print(f"== train -> {model_path}", flush=True)
-    main(["train", data, "--out", model_path, "--epochs", str(args.epochs), "--seed", str(args.seed)])
+    # The SigNet CNN, as the shipped model was trained (`train`'s default is the HOG metric).
+    main(
+        ["train", data, "--out", model_path, "--network", "signet"]
+        + ["--epochs", str(args.epochs), "--seed", str(args.seed)]
+    )
     print("== evaluate on held-out writers", flush=True)
     result = run(data, model_path, plots=out, verbose=False)
     write_json(os.path.join(out, "metrics.json"), result, indent=1)

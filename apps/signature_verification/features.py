@@ -30,11 +30,11 @@ HOG_SETTINGS = {"orientations": 9, "pixels_per_cell": [8, 8], "cells_per_block":
 # here, not in `training`, so that the command line's --help needs no Keras).
 NETWORKS = ("hog", "signet")
 DEFAULT_NETWORK = "hog"
-HOG_HIDDEN = 512
-HOG_DROPOUT = 0.3
-HOG_LEARNING_RATE = 1e-3
-HOG_MARGIN = 0.1
-HOG_EPOCHS = 12
+HOG_HIDDEN = 256
+HOG_DROPOUT = 0.5
+HOG_LEARNING_RATE = 3e-4
+HOG_MARGIN = 0.2
+HOG_EPOCHS = 15
 
 
 def hog_size(image_size, settings=None):

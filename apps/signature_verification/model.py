@@ -83,7 +83,7 @@ def build_model(input_shape=(64, 128, 1), embedding_dim=64, width=1.0, dropout=0
     )
 
 
-def build_hog_embedder(input_dim, hidden=512, dropout=0.3, seed=0):
+def build_hog_embedder(input_dim, hidden=256, dropout=0.5, seed=0):
     """The learned HOG metric: `[B, D]` HOG descriptors to `[B, D]` embeddings,
 
         f(x) = x + W₂ relu(W₁ dropout(x)),   W₂ = 0 at the start,
@@ -98,7 +98,7 @@ def build_hog_embedder(input_dim, hidden=512, dropout=0.3, seed=0):
         input_dim: length of the descriptor (`features.hog_size`).
         hidden: units of the hidden layer.
         dropout: dropout rate on the descriptor and on the hidden layer (a few dozen
-            writers are few for ~4 M weights).
+            writers are few for ~2 M weights).
         seed: seed of the initialiser and the dropout.
     """
     inputs = keras.Input(shape=(int(input_dim),), name="hog")
@@ -112,7 +112,7 @@ def build_hog_embedder(input_dim, hidden=512, dropout=0.3, seed=0):
     return keras.Model(inputs, outputs, name="hog_metric")
 
 
-def build_hog_model(input_dim, hidden=512, dropout=0.3, seed=0):
+def build_hog_model(input_dim, hidden=256, dropout=0.5, seed=0):
     """`keras_triplet.TripletModel` around `build_hog_embedder(...)` (L2-normalised outputs)."""
     from keras_triplet import TripletModel
 

@@ -364,7 +364,14 @@ def check_inputs(size):
 def save_model(model, path, metadata):
     """Saves `model` to `path` (.keras) and `metadata` (a JSON-able dict) to the side
     file `MODEL.keras.json`, both atomically."""
-    write_model(model.network if isinstance(model, DescriptorModel) else model, path)
+    if isinstance(model, DescriptorModel):
+        # The network alone, without the optimizer's state (twice the weights again): a
+        # later `--init` fine-tuning compiles it afresh anyway.
+        from keras_triplet import TripletModel
+
+        model = TripletModel(model.embedder, normalize=True, name="signature_verifier")
+        model(np.zeros((1, *model.embedder.input_shape[1:]), np.float32))  # built: saved with its weights
+    write_model(model, path)
     write_json(side_path(path), {**metadata, "format": METADATA_FORMAT}, indent=1)
 
 
