@@ -43,6 +43,11 @@ as ink over a paper-like background (a smooth uneven tone plus pixel noise), giv
 Everything is a function of `seed` and the writer's index: writer `w` is the same image
 set whatever the number of writers generated.
 
+**Two configurations** (`GENERATORS`, `generator=` / `generate --generator`): `"default"`,
+everything above, and `"transfer"`, a differently parameterised population that no model
+is trained on (other resolution, pens, hands, forgers and paper; see `GENERATORS`), so that
+transfer to writers, forgers and scans a model never saw can be measured honestly.
+
 Example:
 
 >>> data = generate_signatures(num_writers=2, genuine_per_writer=2, forgeries_per_writer=2, seed=0)
