@@ -99,5 +99,7 @@ def test_cli_default_train_is_the_hog_metric(transfer_data, tmp_path, capsys):
     assert json.loads(open(tuned + ".json").read())["network"] == "hog"
     with pytest.raises(SystemExit, match="^error: --network signet: .* is a hog model"):
         _train(transfer_data, str(tmp_path / "x.keras"), "--init", out, "--network", "signet")
+    with pytest.raises(SystemExit, match="^error: --hidden sets the network trained from scratch"):
+        _train(transfer_data, str(tmp_path / "x.keras"), "--init", out, "--hidden", "64")
     with pytest.raises(SystemExit, match="^error: --width set the SigNet CNN"):
         _train(transfer_data, str(tmp_path / "x.keras"), "--network", "hog", "--width", "0.5")

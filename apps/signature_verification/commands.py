@@ -120,7 +120,7 @@ def _initial_model(args, num_writers):
         return None, {}, None, network
     else:
         print(f"init: fine-tuning {choice}")
-    for name in ("width", "embedding_dim"):
+    for name in ("width", "embedding_dim", "hidden"):
         if getattr(args, name) is not None:
             fail(
                 f"--{name.replace('_', '-')} sets the network trained from scratch; fine-tuning keeps "
@@ -154,7 +154,7 @@ def train(args):
     margin = args.margin if args.margin is not None else (HOG_MARGIN if hog else 0.3)
     epochs = args.epochs if args.epochs is not None else (HOG_EPOCHS if hog else 8)
     hidden = args.hidden or HOG_HIDDEN
-    if hog and init is not None:
+    if hog and init is not None:  # the model's own (`--hidden` is refused with --init MODEL)
         hidden = init_meta.get("settings", {}).get("hidden", hidden)
     if init is None:
         size = tuple(args.size or DEFAULT_SIZE)
