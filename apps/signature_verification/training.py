@@ -35,6 +35,13 @@ decays (14.7 % after the first epoch, 9.0 % after the 7th). Batch-hard and batch
 mining, or a network twice as wide, did no better at equal time on a CPU (see
 `apps/signature_verification/README.md`).
 
+**Two networks.** `network="signet"`, the CNN on images (everything above), or
+`network="hog"` (`train`'s default), the learned HOG metric of `model.build_hog_model`,
+trained the same way on the images' HOG descriptors (`features.hog_descriptors`); it starts
+as HOG itself, and that starting point competes as epoch 0 in the model selection below.
+Saved, it comes back from `load_model` as a `model.DescriptorModel`, whose `embed` takes
+images.
+
 **Model selection.** After every epoch, `ValidationEER` embeds the validation writers,
 computes the protocol's EER against skilled forgeries (`protocol`) and keeps the
 weights of the best epoch, restored at the end of training.
