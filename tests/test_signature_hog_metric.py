@@ -2,8 +2,9 @@
 
 `train` without `--network` trains `model.build_hog_model`: a residual MLP on
 scikit-image HOG descriptors whose correction starts at zero, so before training its
-embeddings are the HOG baseline's; `evaluate`, `enroll` and `verify` take it like the CNN
-(its `embed` takes images). `generate --generator transfer` writes a differently
+embeddings are the HOG baseline's (`--init none`); on small data it fine-tunes the shipped
+one (`--init auto`); `evaluate`, `enroll` and `verify` take it like the CNN (its `embed`
+takes images). `generate --generator transfer` writes a differently
 parameterised population (tiny data here: seconds per backend).
 """
 
@@ -48,29 +49,34 @@ def transfer_data(tmp_path_factory):
     return data
 
 
-def _train(data, out, *extra):
+def _train(data, out, *extra, epochs=1):
     from apps.signature_verification.__main__ import main
 
+    # One short run: tiny batches, few epochs (tests time the commands, not the learning).
     return main(
-        ["train", data, "--out", out, "--epochs", "2", "--classes-per-batch", "2", "--samples-per-class", "2"]
-        + ["--val-fraction", "0.34", "--test-fraction", "0.34", "--references", "3", "--verbose", "0", *extra]
+        ["train", data, "--out", out, "--epochs", str(epochs), "--classes-per-batch", "2"]
+        + ["--samples-per-class", "2", "--val-fraction", "0.34", "--test-fraction", "0.34"]
+        + ["--references", "3", "--verbose", "0", *extra]
     )
 
 
-def test_cli_default_train_is_the_hog_metric(transfer_data, tmp_path, capsys):
-    """No --network: the HOG metric, from scratch; its side file says so; the model as it
-    started (HOG itself) competes with the epochs; evaluate / enroll / verify take it."""
+def test_cli_hog_metric_from_hog(transfer_data, tmp_path, capsys):
+    """`--init none`: a new HOG metric (the default network), which starts as HOG itself;
+    its side file says so; the model as it started (HOG itself) competes with the epochs;
+    evaluate / enroll / verify take it."""
     from apps.signature_verification.__main__ import main
     from apps.signature_verification.training import load_model
 
     out = str(tmp_path / "hog.keras")
     capsys.readouterr()
-    assert _train(transfer_data, out) == 0
+    # A small hidden layer: what is checked is the command, not the capacity.
+    assert _train(transfer_data, out, "--init", "none", "--hidden", "8", epochs=2) == 0
     printed = capsys.readouterr().out
-    assert "init: a new learned HOG metric" in printed and "trained 2 epochs" in printed, printed
+    assert "a new learned HOG metric" in printed and "trained 2 epochs" in printed, printed
     meta = json.loads(open(out + ".json").read())
     assert meta["network"] == "hog" and meta["features"] == "hog" and meta["init"] is None
     assert meta["settings"]["embedding_dim"] == 3780 and meta["settings"]["margin"] == 0.2
+    assert meta["settings"]["hidden"] == 8
     assert 0 <= meta["training"]["best_epoch"] <= 2 and meta["threshold"] > 0
     model, _ = load_model(out)
     # Saved with the trained weights: the embeddings `train` recorded come back.
@@ -96,10 +102,30 @@ def test_cli_default_train_is_the_hog_metric(transfer_data, tmp_path, capsys):
     # --init MODEL fine-tunes a HOG metric (its network: --network signet is refused).
     tuned = str(tmp_path / "tuned.keras")
     assert _train(transfer_data, tuned, "--init", out) == 0
-    assert json.loads(open(tuned + ".json").read())["network"] == "hog"
+    tuned_meta = json.loads(open(tuned + ".json").read())
+    assert tuned_meta["network"] == "hog" and tuned_meta["settings"]["hidden"] == 8
     with pytest.raises(SystemExit, match="^error: --network signet: .* is a hog model"):
         _train(transfer_data, str(tmp_path / "x.keras"), "--init", out, "--network", "signet")
     with pytest.raises(SystemExit, match="^error: --hidden sets the network trained from scratch"):
         _train(transfer_data, str(tmp_path / "x.keras"), "--init", out, "--hidden", "64")
     with pytest.raises(SystemExit, match="^error: --width set the SigNet CNN"):
         _train(transfer_data, str(tmp_path / "x.keras"), "--network", "hog", "--width", "0.5")
+
+
+def test_cli_default_train_fine_tunes_the_shipped_hog_metric(transfer_data, tmp_path, capsys):
+    """`train` with no --network and no --init on small data (fewer than 100 writers)
+    fine-tunes the shipped, pretrained HOG metric, and says so."""
+    from apps._common import sha256
+    from apps.signature_verification.training import SHIPPED_HOG_MODEL
+
+    out = str(tmp_path / "auto.keras")
+    capsys.readouterr()
+    assert _train(transfer_data, out) == 0
+    printed = capsys.readouterr().out
+    assert "fine-tuning the shipped HOG metric" in printed and "signature_hog_metric.keras" in printed, printed
+    assert "fine-tuned 1 epochs" in printed, printed
+    meta = json.loads(open(out + ".json").read())
+    shipped = json.loads(open(SHIPPED_HOG_MODEL + ".json").read())
+    assert meta["network"] == "hog" and meta["features"] == "hog"
+    assert meta["init"] == {"model": SHIPPED_HOG_MODEL, "sha256": sha256(SHIPPED_HOG_MODEL)}
+    assert meta["settings"]["hidden"] == shipped["settings"]["hidden"]

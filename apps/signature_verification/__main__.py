@@ -111,8 +111,10 @@ def build_parser():
         default="auto",
         metavar="MODEL",
         help="fine-tune MODEL (.keras, with its side file) instead of training a new network; "
-        "'none': from scratch; 'auto' (default): the shipped saved_models/signature_verification.keras "
-        f"when DATA has fewer than {SMALL_DATA_WRITERS} writers, else from scratch (a line says which)",
+        "'none': from scratch (the HOG metric starts as HOG itself); 'auto' (default): when DATA has "
+        f"fewer than {SMALL_DATA_WRITERS} writers, the shipped model of the network "
+        "(saved_models/signature_hog_metric.keras or signature_verification.keras), else from scratch "
+        "(a line says which)",
     )
     t.add_argument(
         "--size",

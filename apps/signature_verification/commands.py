@@ -27,6 +27,7 @@ from apps.signature_verification.training import (
     HOG_LEARNING_RATE,
     HOG_MARGIN,
     SCRATCH_LEARNING_RATE,
+    SHIPPED_HOG_MODEL,
     SHIPPED_MODEL,
     check_inputs,
     load_model,
@@ -83,11 +84,27 @@ def _initial_model(args, num_writers):
     choice = args.init
     network = _network(args) if choice in ("auto", "none") else None
     if choice == "auto" and network == "hog":
-        print(
-            "init: a new learned HOG metric (it starts as the HOG descriptor and learns a correction; "
-            "--network signet trains the CNN)"
-        )
-        return None, {}, None, network
+        # Like the CNN's options, --hidden or another --size under `auto` mean a new network.
+        new_network = ["--hidden"] if args.hidden is not None else []
+        if args.size is not None and list(args.size) != read_side_file(SHIPPED_HOG_MODEL).get("image_size"):
+            new_network.append("--size")
+        if num_writers < SMALL_DATA_WRITERS and not new_network:
+            print(
+                f"init: {num_writers} writers (fewer than {SMALL_DATA_WRITERS}): fine-tuning the shipped "
+                f"HOG metric {os.path.relpath(SHIPPED_HOG_MODEL)} (--init none starts from HOG itself)"
+            )
+            choice = SHIPPED_HOG_MODEL
+        else:
+            reason = (
+                f"{num_writers} writers (at least {SMALL_DATA_WRITERS})"
+                if num_writers >= SMALL_DATA_WRITERS
+                else f"{' and '.join(new_network)} given"
+            )
+            print(
+                f"init: {reason}: a new learned HOG metric (it starts as the HOG descriptor and learns "
+                "a correction; --network signet trains the CNN)"
+            )
+            return None, {}, None, network
     if choice == "auto":
         network_options = [
             f"--{name.replace('_', '-')}"
@@ -115,10 +132,10 @@ def _initial_model(args, num_writers):
     elif choice.lower() == "none":
         print(
             "init: training from scratch (--init none)"
-            + (": a new learned HOG metric" if network == "hog" else "")
+            + (": a new learned HOG metric (it starts as HOG itself)" if network == "hog" else "")
         )
         return None, {}, None, network
-    else:
+    elif choice == args.init:  # --init MODEL (under `auto`, a line above named the shipped one)
         print(f"init: fine-tuning {choice}")
     for name in ("width", "embedding_dim", "hidden"):
         if getattr(args, name) is not None:

@@ -80,6 +80,9 @@ SHIPPED_MODEL = os.path.join(
     "saved_models",
     "signature_verification.keras",
 )
+# The shipped learned HOG metric: pretrained on generated writers (see README.md), what
+# `train --init auto` fine-tunes when the network is the HOG metric and the data is small.
+SHIPPED_HOG_MODEL = os.path.join(os.path.dirname(SHIPPED_MODEL), "signature_hog_metric.keras")
 # `train`'s defaults. Fine-tuning adapts a trained model rather than learning one: a 10x
 # lower learning rate, and batch normalisation frozen (see `train_model`).
 DEFAULT_EMBEDDING_DIM = 64
