@@ -76,6 +76,12 @@ def _network(args):
     return args.network or ("signet" if cnn else DEFAULT_NETWORK)
 
 
+def _shown(path):
+    """`path` relative to the working directory when it is below it, else absolute."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def _initial_model(args, num_writers):
     """`(model or None, its metadata, the path, the network)` that `train` starts from
     (see `--init` and `--network`)."""
@@ -91,7 +97,7 @@ def _initial_model(args, num_writers):
         if num_writers < SMALL_DATA_WRITERS and not new_network:
             print(
                 f"init: {num_writers} writers (fewer than {SMALL_DATA_WRITERS}): fine-tuning the shipped "
-                f"HOG metric {os.path.relpath(SHIPPED_HOG_MODEL)} (--init none starts from HOG itself)"
+                f"HOG metric {_shown(SHIPPED_HOG_MODEL)} (--init none starts from HOG itself)"
             )
             choice = SHIPPED_HOG_MODEL
         else:
@@ -121,7 +127,7 @@ def _initial_model(args, num_writers):
             choice = SHIPPED_MODEL
             print(
                 f"init: {num_writers} writers (fewer than {SMALL_DATA_WRITERS}): fine-tuning the shipped "
-                f"model {os.path.relpath(SHIPPED_MODEL)} (--init none trains from scratch)"
+                f"model {_shown(SHIPPED_MODEL)} (--init none trains from scratch)"
             )
         else:
             print(
