@@ -129,3 +129,8 @@ def test_cli_default_train_fine_tunes_the_shipped_hog_metric(transfer_data, tmp_
     assert meta["network"] == "hog" and meta["features"] == "hog"
     assert meta["init"] == {"model": SHIPPED_HOG_MODEL, "sha256": sha256(SHIPPED_HOG_MODEL)}
     assert meta["settings"]["hidden"] == shipped["settings"]["hidden"]
+    # The shipped metric loads on this backend with the embeddings recorded when it was saved.
+    from apps.signature_verification.training import check_inputs, load_model
+
+    model, _ = load_model(SHIPPED_HOG_MODEL)
+    np.testing.assert_allclose(model.embed(check_inputs((64, 128))), shipped["check_embeddings"], atol=1e-4)
