@@ -156,7 +156,7 @@ def small_data(tmp_path_factory):
 
 
 def test_cli_train_fine_tunes_the_shipped_model_on_small_data(small_data, tmp_path, capsys):
-    """`train` on 6 writers, no --init: it says it fine-tunes the shipped model, and does
+    """`train --network signet` on 6 writers, no --init: it says it fine-tunes the shipped model, and does
     (the shipped model's input size and embedding size, changed weights, `init` in the
     metadata)."""
     import keras
@@ -167,7 +167,8 @@ def test_cli_train_fine_tunes_the_shipped_model_on_small_data(small_data, tmp_pa
 
     out = str(tmp_path / "tuned.keras")
     capsys.readouterr()
-    assert main(_train_args(small_data, out)) == 0
+    # The CNN (the default network is the learned HOG metric: test_signature_hog_metric.py).
+    assert main(_train_args(small_data, out, "--network", "signet")) == 0
     printed = capsys.readouterr().out
     assert "init: 6 writers (fewer than 100): fine-tuning the shipped model" in printed, printed
     assert "fine-tuned 1 epochs" in printed, printed

@@ -7,11 +7,15 @@ EER against skilled and random forgeries on writers never seen in training.
 Modules:
 
 - `synthetic`: a seeded generator of signatures (sigma-lognormal pen trajectories,
-  genuine variation, skilled forgeries) rendered as scans; writes the CEDAR layout.
+  genuine variation, skilled forgeries) rendered as scans; writes the CEDAR layout; a
+  second configuration (`transfer`) for a held-out population.
 - `loaders`: CEDAR, BHSig260 and a generic `<writer>/genuine|forged/` layout.
 - `preprocessing`: grayscale, Otsu background removal, crop, aspect-preserving resize
   and pad, invert, normalise (scikit-image / Pillow).
-- `model`: the SigNet-style CNN embedder (Dey et al., 2017), scaled down for CPUs.
+- `features`: HOG descriptors (scikit-image), the `--baseline hog` embeddings and the
+  input of the learned HOG metric.
+- `model`: the SigNet-style CNN embedder (Dey et al., 2017), scaled down for CPUs, and the
+  learned HOG metric (a residual MLP on HOG descriptors, `train`'s default network).
 - `training`: writer-independent training with `TripletModel`, `PKSampler` and
   `TripletLoss`, skilled forgeries as hard negatives; the model and its side file.
 - `protocol`: writer splits, the decision rule (smallest, mean or writer-normalised

@@ -19,7 +19,15 @@ from apps._common import (
     select_backend,
 )
 from apps._web import add_server_arguments
+from apps.signature_verification.features import (
+    HOG_EPOCHS,
+    HOG_HIDDEN,
+    HOG_LEARNING_RATE,
+    HOG_MARGIN,
+    NETWORKS,
+)
 from apps.signature_verification.protocol import RULES  # NumPy and Pillow only: --help stays fast
+from apps.signature_verification.synthetic import GENERATORS
 
 DEFAULT_DEMO_OUT = os.path.join("runs", "signature_verification")
 DEFAULT_DEMO_DATA = os.path.join(".cache", "signature_verification")
@@ -64,6 +72,13 @@ def build_parser():
         default="cedar",
         help="file layout (default cedar)",
     )
+    g.add_argument(
+        "--generator",
+        choices=tuple(GENERATORS),
+        default="default",
+        help="generator configuration: default, or transfer (other pens, hands, forgers, resolution "
+        "and paper, never used for training: a held-out population; see synthetic.py)",
+    )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--workers", type=int, default=1, help="processes (the output does not depend on it)")
     add_backend_argument(g)
@@ -78,14 +93,28 @@ def build_parser():
     t.add_argument("data", metavar="DATA", help="data folder (CEDAR, BHSig260 or generic layout)")
     t.add_argument("--out", required=True, metavar="MODEL.keras")
     t.add_argument("--layout", default="auto", choices=("auto", "cedar", "bhsig260", "generic"))
-    t.add_argument("--epochs", type=int, default=8)
+    t.add_argument(
+        "--network",
+        choices=NETWORKS,
+        default=None,
+        help="hog (default): a metric learned on scikit-image HOG descriptors (a residual MLP that "
+        "starts as HOG); signet: the SigNet-style CNN on images (the default when --width or "
+        "--embedding-dim is given; fine-tunes the shipped CNN under --init auto on small data). "
+        "With --init MODEL: MODEL's",
+    )
+    t.add_argument(
+        "--hidden", type=int, default=None, help=f"hidden units of the HOG metric (default {HOG_HIDDEN})"
+    )
+    t.add_argument("--epochs", type=int, default=None, help=f"default {HOG_EPOCHS} (hog), 8 (signet)")
     t.add_argument(
         "--init",
         default="auto",
         metavar="MODEL",
         help="fine-tune MODEL (.keras, with its side file) instead of training a new network; "
-        "'none': from scratch; 'auto' (default): the shipped saved_models/signature_verification.keras "
-        f"when DATA has fewer than {SMALL_DATA_WRITERS} writers, else from scratch (a line says which)",
+        "'none': from scratch (the HOG metric starts as HOG itself); 'auto' (default): when DATA has "
+        f"fewer than {SMALL_DATA_WRITERS} writers, the shipped model of the network "
+        "(saved_models/signature_hog_metric.keras or signature_verification.keras), else from scratch "
+        "(a line says which)",
     )
     t.add_argument(
         "--size",
@@ -102,13 +131,16 @@ def build_parser():
         default=4,
         help="K genuine signatures (and K forgeries) per writer in a batch (default 4)",
     )
-    t.add_argument("--margin", type=float, default=0.3, help="triplet margin (default 0.3)")
+    t.add_argument(
+        "--margin", type=float, default=None, help=f"triplet margin (default {HOG_MARGIN} hog, 0.3 signet)"
+    )
     t.add_argument("--miner", default="semi-hard", choices=("semi-hard", "batch-hard", "batch-all"))
     t.add_argument(
         "--learning-rate",
         type=float,
         default=None,
-        help="Adam, cosine decay (default 3e-3 from scratch, 1e-3 when fine-tuning)",
+        help=f"Adam, cosine decay (default {HOG_LEARNING_RATE:g} hog; signet: 3e-3 from scratch, "
+        "3e-4 when fine-tuning)",
     )
     t.add_argument("--embedding-dim", type=int, default=None, help="from scratch only (default 64)")
     t.add_argument(

@@ -13,13 +13,21 @@ import time
 from apps._common import SkipReport, fail, log, read_side_file, sha256, write_json
 from apps.signature_verification import enrollment, protocol
 from apps.signature_verification.evaluation import FEW_WRITERS, load_split_images, percent
+from apps.signature_verification.features import HOG_SETTINGS, hog_size
 from apps.signature_verification.loaders import load_dataset
 from apps.signature_verification.preprocessing import DEFAULT_SIZE
 from apps.signature_verification.training import (
     DEFAULT_EMBEDDING_DIM,
+    DEFAULT_NETWORK,
     DEFAULT_WIDTH,
     FINE_TUNE_LEARNING_RATE,
+    HOG_DROPOUT,
+    HOG_EPOCHS,
+    HOG_HIDDEN,
+    HOG_LEARNING_RATE,
+    HOG_MARGIN,
     SCRATCH_LEARNING_RATE,
+    SHIPPED_HOG_MODEL,
     SHIPPED_MODEL,
     check_inputs,
     load_model,
@@ -43,49 +51,99 @@ def generate(args):
         forgers_per_writer=args.forgers,
         forgery_skill=args.skill,
         workers=args.workers,
+        generator=args.generator,
     )
     print(
-        f"wrote {n} images of {args.writers} writers ({args.layout} layout) to {args.out} "
+        f"wrote {n} images of {args.writers} writers ({args.layout} layout, {args.generator} generator) to {args.out} "
         f"in {time.perf_counter() - t:.1f} s"
     )
     return 0
 
 
+def _network(args):
+    """The network `train` builds when it starts from scratch: `--network`, else the
+    SigNet CNN when an option of the CNN (`--width`, `--embedding-dim`) is given, else
+    the default, the learned HOG metric."""
+    cnn = [
+        f"--{name.replace('_', '-')}"
+        for name in ("width", "embedding_dim")
+        if getattr(args, name) is not None
+    ]
+    if args.network == "hog" and cnn:
+        fail(
+            f"{' and '.join(cnn)} set the SigNet CNN; --network hog takes --hidden (or leave --network out)."
+        )
+    return args.network or ("signet" if cnn else DEFAULT_NETWORK)
+
+
+def _shown(path):
+    """`path` relative to the working directory when it is below it, else absolute."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
 def _initial_model(args, num_writers):
-    """`(model or None, its metadata, the path)` that `train` starts from (see `--init`)."""
+    """`(model or None, its metadata, the path, the network)` that `train` starts from
+    (see `--init` and `--network`)."""
     from apps.signature_verification.__main__ import SMALL_DATA_WRITERS
 
     choice = args.init
+    network = _network(args) if choice in ("auto", "none") else None
+    if choice == "auto" and network == "hog":
+        # Like the CNN's options, --hidden or another --size under `auto` mean a new network.
+        new_network = ["--hidden"] if args.hidden is not None else []
+        if args.size is not None and list(args.size) != read_side_file(SHIPPED_HOG_MODEL).get("image_size"):
+            new_network.append("--size")
+        if num_writers < SMALL_DATA_WRITERS and not new_network:
+            print(
+                f"init: {num_writers} writers (fewer than {SMALL_DATA_WRITERS}): fine-tuning the shipped "
+                f"HOG metric {_shown(SHIPPED_HOG_MODEL)} (--init none starts from HOG itself)"
+            )
+            choice = SHIPPED_HOG_MODEL
+        else:
+            reason = (
+                f"{num_writers} writers (at least {SMALL_DATA_WRITERS})"
+                if num_writers >= SMALL_DATA_WRITERS
+                else f"{' and '.join(new_network)} given"
+            )
+            print(
+                f"init: {reason}: a new learned HOG metric (it starts as the HOG descriptor and learns "
+                "a correction; --network signet trains the CNN)"
+            )
+            return None, {}, None, network
     if choice == "auto":
-        network = [
+        network_options = [
             f"--{name.replace('_', '-')}"
             for name in ("width", "embedding_dim")
             if getattr(args, name) is not None
         ]
         shipped_size = read_side_file(SHIPPED_MODEL).get("image_size")
         if args.size is not None and list(args.size) != shipped_size:
-            network.append("--size")
-        if network:
-            print(f"init: {' and '.join(network)} given: training a new network from scratch")
-            return None, {}, None
+            network_options.append("--size")
+        if network_options:
+            print(f"init: {' and '.join(network_options)} given: training a new network from scratch")
+            return None, {}, None, "signet"
         if num_writers < SMALL_DATA_WRITERS:
             choice = SHIPPED_MODEL
             print(
                 f"init: {num_writers} writers (fewer than {SMALL_DATA_WRITERS}): fine-tuning the shipped "
-                f"model {os.path.relpath(SHIPPED_MODEL)} (--init none trains from scratch)"
+                f"model {_shown(SHIPPED_MODEL)} (--init none trains from scratch)"
             )
         else:
             print(
                 f"init: {num_writers} writers (at least {SMALL_DATA_WRITERS}): training from scratch "
                 "(--init MODEL fine-tunes MODEL)"
             )
-            return None, {}, None
+            return None, {}, None, "signet"
     elif choice.lower() == "none":
-        print("init: training from scratch (--init none)")
-        return None, {}, None
-    else:
+        print(
+            "init: training from scratch (--init none)"
+            + (": a new learned HOG metric (it starts as HOG itself)" if network == "hog" else "")
+        )
+        return None, {}, None, network
+    elif choice == args.init:  # --init MODEL (under `auto`, a line above named the shipped one)
         print(f"init: fine-tuning {choice}")
-    for name in ("width", "embedding_dim"):
+    for name in ("width", "embedding_dim", "hidden"):
         if getattr(args, name) is not None:
             fail(
                 f"--{name.replace('_', '-')} sets the network trained from scratch; fine-tuning keeps "
@@ -95,7 +153,12 @@ def _initial_model(args, num_writers):
         model, meta = load_model(choice)
     except FileNotFoundError as e:
         fail(str(e))
-    return model, meta, choice
+    network = "hog" if meta.get("features") == "hog" else "signet"
+    if args.network is not None and args.network != network:
+        fail(
+            f"--network {args.network}: {choice} is a {network} model (leave --network out to fine-tune it)."
+        )
+    return model, meta, choice, network
 
 
 def train(args):
@@ -109,10 +172,16 @@ def train(args):
         f"writers: {len(split['train'])} train, {len(split['val'])} validation, "
         f"{len(split['test'])} test (held out, not loaded)"
     )
-    init, init_meta, init_path = _initial_model(args, len(dataset.writers))
+    init, init_meta, init_path, network = _initial_model(args, len(dataset.writers))
+    hog = network == "hog"
+    margin = args.margin if args.margin is not None else (HOG_MARGIN if hog else 0.3)
+    epochs = args.epochs if args.epochs is not None else (HOG_EPOCHS if hog else 8)
+    hidden = args.hidden or HOG_HIDDEN
+    if hog and init is not None:  # the model's own (`--hidden` is refused with --init MODEL)
+        hidden = init_meta.get("settings", {}).get("hidden", hidden)
     if init is None:
         size = tuple(args.size or DEFAULT_SIZE)
-        learning_rate = args.learning_rate or SCRATCH_LEARNING_RATE
+        learning_rate = args.learning_rate or (HOG_LEARNING_RATE if hog else SCRATCH_LEARNING_RATE)
         embedding_dim = args.embedding_dim or DEFAULT_EMBEDDING_DIM
         width = args.width or DEFAULT_WIDTH
     else:
@@ -122,7 +191,7 @@ def train(args):
                 f"--size {args.size[0]} {args.size[1]}: {init_path} takes {size[0]}x{size[1]} images "
                 "(leave --size out, or add --init none to train a new network)."
             )
-        learning_rate = args.learning_rate or FINE_TUNE_LEARNING_RATE
+        learning_rate = args.learning_rate or (HOG_LEARNING_RATE if hog else FINE_TUNE_LEARNING_RATE)
         embedding_dim = int(init.embedder.output_shape[-1])
         width = init_meta.get("settings", {}).get("width")
     t = time.perf_counter()
@@ -140,10 +209,10 @@ def train(args):
         vx,
         vw,
         vg,
-        epochs=args.epochs,
+        epochs=epochs,
         classes_per_batch=args.classes_per_batch,
         samples_per_class=args.samples_per_class,
-        margin=args.margin,
+        margin=margin,
         miner=args.miner,
         learning_rate=learning_rate,
         embedding_dim=embedding_dim,
@@ -153,6 +222,9 @@ def train(args):
         seed=args.seed,
         verbose=args.verbose,
         init=init,
+        network=network,
+        hidden=hidden,
+        dropout=HOG_DROPOUT,
     )
     threshold = info.get("threshold")
     if threshold is None:
@@ -180,14 +252,18 @@ def train(args):
             "init": None
             if init_path is None
             else {"model": os.path.abspath(init_path), "sha256": sha256(init_path)},
+            "network": network,
+            **({"features": "hog", "hog": HOG_SETTINGS} if hog else {}),
             "settings": {
-                **{
-                    k: getattr(args, k)
-                    for k in ("epochs", "classes_per_batch", "samples_per_class", "margin", "miner")
-                },
+                **{k: getattr(args, k) for k in ("classes_per_batch", "samples_per_class", "miner")},
+                "epochs": epochs,
+                "margin": margin,
                 "learning_rate": learning_rate,
-                "embedding_dim": embedding_dim,
-                "width": width,
+                **(
+                    {"hidden": hidden, "dropout": HOG_DROPOUT, "embedding_dim": hog_size(size)}
+                    if hog
+                    else {"embedding_dim": embedding_dim, "width": width}
+                ),
             },
             "validation": info.get("val"),
             "check_embeddings": model.embed(check_inputs(size)).round(6).tolist(),
@@ -395,7 +471,11 @@ def demo(args):
         print(f"== reuse the generated data in {data}")
     model_path = os.path.join(out, "model.keras")
     print(f"== train -> {model_path}", flush=True)
-    main(["train", data, "--out", model_path, "--epochs", str(args.epochs), "--seed", str(args.seed)])
+    # The SigNet CNN, as the shipped model was trained (`train`'s default is the HOG metric).
+    main(
+        ["train", data, "--out", model_path, "--network", "signet"]
+        + ["--epochs", str(args.epochs), "--seed", str(args.seed)]
+    )
     print("== evaluate on held-out writers", flush=True)
     result = run(data, model_path, plots=out, verbose=False)
     write_json(os.path.join(out, "metrics.json"), result, indent=1)

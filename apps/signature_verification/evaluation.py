@@ -118,24 +118,15 @@ BASELINES = ("pixels", "hog")
 def baseline_embeddings(images, kind):
     """Non-learned embeddings of preprocessed images `[N, H, W, 1]`, L2-normalised:
     `"pixels"` (the raw pixels) or `"hog"` (scikit-image's histograms of oriented
-    gradients: 9 orientations, 8×8-pixel cells, 2×2-cell blocks). They are what a learned
-    model has to beat."""
+    gradients: 9 orientations, 8×8-pixel cells, 2×2-cell blocks; `features.hog_descriptors`).
+    They are what a learned model has to beat."""
     images = np.asarray(images, np.float32)
     if kind == "pixels":
         x = images.reshape(len(images), -1)
     elif kind == "hog":
-        from skimage.feature import hog
+        from apps.signature_verification.features import hog_descriptors
 
-        x = (
-            np.stack(
-                [
-                    hog(im[..., 0], orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2))
-                    for im in images
-                ]
-            )
-            if len(images)
-            else np.zeros((0, 1), np.float32)
-        )
+        return hog_descriptors(images)
     else:
         raise ValueError(f"baseline must be one of {BASELINES}; got {kind!r}.")
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

@@ -81,3 +81,58 @@ def build_model(input_shape=(64, 128, 1), embedding_dim=64, width=1.0, dropout=0
         normalize=True,
         name="signature_verifier",
     )
+
+
+def build_hog_embedder(input_dim, hidden=256, dropout=0.5, seed=0):
+    """The learned HOG metric: `[B, D]` HOG descriptors to `[B, D]` embeddings,
+
+        f(x) = x + W₂ relu(W₁ dropout(x)),   W₂ = 0 at the start,
+
+    a residual MLP whose correction starts at zero: before training, the embedding is the
+    HOG descriptor itself (its distances are `--baseline hog`'s), and training learns,
+    from the training writers' genuine signatures and skilled forgeries, which cells and
+    orientations to stretch or shrink, and which combinations of them to add. (The
+    metric is learned; the descriptor is scikit-image's, `features.hog_descriptors`.)
+
+    Args:
+        input_dim: length of the descriptor (`features.hog_size`).
+        hidden: units of the hidden layer.
+        dropout: dropout rate on the descriptor and on the hidden layer (a few dozen
+            writers are few for ~2 M weights).
+        seed: seed of the initialiser and the dropout.
+    """
+    inputs = keras.Input(shape=(int(input_dim),), name="hog")
+    h = layers.Dropout(dropout, seed=seed, name="dropout1")(inputs)
+    h = layers.Dense(
+        hidden, activation="relu", kernel_initializer=keras.initializers.HeNormal(seed=seed), name="fc1"
+    )(h)
+    h = layers.Dropout(dropout, seed=seed + 1, name="dropout2")(h)
+    correction = layers.Dense(int(input_dim), kernel_initializer="zeros", name="correction")(h)
+    outputs = layers.Add(name="embedding")([inputs, correction])
+    return keras.Model(inputs, outputs, name="hog_metric")
+
+
+def build_hog_model(input_dim, hidden=256, dropout=0.5, seed=0):
+    """`keras_triplet.TripletModel` around `build_hog_embedder(...)` (L2-normalised outputs)."""
+    from keras_triplet import TripletModel
+
+    return TripletModel(
+        build_hog_embedder(input_dim, hidden, dropout, seed), normalize=True, name="signature_verifier"
+    )
+
+
+class DescriptorModel:
+    """A model whose network takes descriptors, not images: `embed(images)` computes the
+    descriptors (`features.hog_descriptors`) and embeds them, so evaluation, enrolment,
+    verification and the web page use it as they use the CNN. `network` is the Keras
+    `TripletModel`, `embedder` its embedder."""
+
+    def __init__(self, network, settings=None):
+        self.network = network
+        self.embedder = network.embedder
+        self.settings = settings
+
+    def embed(self, images, batch_size=256):
+        from apps.signature_verification.features import hog_descriptors
+
+        return self.network.embed(hog_descriptors(images, self.settings), batch_size=batch_size)

@@ -43,6 +43,11 @@ as ink over a paper-like background (a smooth uneven tone plus pixel noise), giv
 Everything is a function of `seed` and the writer's index: writer `w` is the same image
 set whatever the number of writers generated.
 
+**Two configurations** (`GENERATORS`, `generator=` / `generate --generator`): `"default"`,
+everything above, and `"transfer"`, a differently parameterised population that no model
+is trained on (other resolution, pens, hands, forgers and paper; see `GENERATORS`), so that
+transfer to writers, forgers and scans a model never saw can be measured honestly.
+
 Example:
 
 >>> data = generate_signatures(num_writers=2, genuine_per_writer=2, forgeries_per_writer=2, seed=0)
@@ -61,6 +66,32 @@ _DT = 0.005  # seconds per trajectory sample (200 Hz)
 _SUPERSAMPLE = 2
 PX_PER_UNIT = 2.0  # default scan resolution: pixels per trajectory unit (about a millimetre)
 WRITTEN_LAYOUTS = ("cedar", "generic", "bhsig260")  # what `write_signatures` writes
+
+# Generator configurations (`generate --generator`). "default" is the generator the shipped
+# models and every figure of the README were made with; "transfer" is a differently
+# parameterised population that training never sees, to measure transfer honestly: other
+# pens (widths from a fine ballpoint to a felt tip), rounder and more slanted hands that
+# vary more from one signature to the next, forgers who copy more closely with a light
+# hand (no heavier line, little tremor, rare pen lifts), a higher scan resolution, and
+# noisier, darker paper with a slight blur. Each value is a factor or range applied on top
+# of the default draws (see `_vary_writer`, `_vary_forger`), so "default" is unchanged.
+GENERATORS = {
+    "default": {},
+    "transfer": {
+        "px_per_unit": 3.0,  # scan resolution (default 2.0)
+        "variation": 1.35,  # genuine signature-to-signature variation (x default)
+        "pen_width": (0.45, 1.7),  # factor on the writer's pen width
+        "curvature": 1.35,  # rounder strokes, more loops
+        "extra_slant": 0.2,  # sd of a slant added to the writer's
+        "forger_skill": (1.2, 1.8),  # per forger: smaller persistent deviations (harder)
+        "forger_pressure": (0.85, 1.2),  # pen width factor of forgers (default 1.3-1.7)
+        "forger_tremor": 0.4,  # factor on tremor amplitude
+        "forger_lifts": 2.0,  # factor on the time between hesitations (rarer lifts)
+        "paper_noise": 6.0,  # pixel noise sd (default 3)
+        "paper": (175.0, 235.0),  # paper tone
+        "blur": 0.8,  # Gaussian blur of the scan (pixels)
+    },
+}
 
 
 @dataclass
@@ -199,9 +230,9 @@ def _trajectory(strokes, drift):
     return pos, np.hypot(vx, vy)
 
 
-def _sample(writer, rng, forger=None, px_per_unit=PX_PER_UNIT):
+def _sample(writer, rng, forger=None, px_per_unit=PX_PER_UNIT, variation=1.0):
     """The pen-down pieces of one signature: a list of (points [T, 2] in pixels, widths [T])."""
-    scale = 1.5 if forger is not None else 1.0
+    scale = (1.5 if forger is not None else 1.0) * variation
     pieces = []
     x0 = 0.0
     for comp in writer["components"]:
@@ -273,8 +304,9 @@ def _smooth_noise(rng, n, sigma, correlation):
     return np.stack([np.interp(xs, np.arange(knots), values[:, i]) for i in range(2)], axis=1)
 
 
-def _render(pieces, writer, rng):
+def _render(pieces, writer, rng, preset=None):
     """Draws the pieces as an anti-aliased grayscale scan, `uint8 [H, W]`."""
+    preset = preset or {}
     allpts = np.concatenate([p for p, _ in pieces])
     lo, hi = allpts.min(axis=0), allpts.max(axis=0)
     margin = rng.uniform(6, 20, 4) * (1 + 0.5 * rng.random())
@@ -304,9 +336,13 @@ def _render(pieces, writer, rng):
     coarse = rng.normal(0.0, 5.0, (4, 6)).astype(np.float32)
     tone = np.asarray(Image.fromarray(coarse, mode="F").resize((wpx, hpx), Image.Resampling.BICUBIC))
     noise = rng.standard_normal((hpx, wpx), dtype=np.float32)
-    background = tone + np.float32(paper) + np.float32(3.0) * noise
+    background = tone + np.float32(paper) + np.float32(preset.get("paper_noise", 3.0)) * noise
     ink = np.float32(writer["ink"] + rng.normal(0.0, 6.0)) + np.float32(4.0) * noise[::-1, ::-1]
     image = background + (ink - background) * alpha
+    if preset.get("blur"):
+        from skimage.filters import gaussian
+
+        image = gaussian(image, sigma=preset["blur"], preserve_range=True)
     return np.clip(image + np.float32(0.5), 0, 255).astype(np.uint8)
 
 
@@ -317,36 +353,78 @@ def generate_writer(
     seed=0,
     forgers_per_writer=3,
     forgery_skill=1.0,
-    px_per_unit=PX_PER_UNIT,
+    px_per_unit=None,
+    generator="default",
 ):
     """The images of writer `writer_index` (0-based): a list of `GeneratedSignature`.
 
     Genuine signatures first (`index` 1..G), then skilled forgeries (1..F) made by
-    `forgers_per_writer` forgers in turn. Deterministic in `(seed, writer_index)`.
-    `px_per_unit` is the scan resolution (2.0 gives images of roughly 100×250 pixels).
+    `forgers_per_writer` forgers in turn. Deterministic in `(seed, writer_index,
+    generator)`. `px_per_unit` is the scan resolution (default: the generator's; 2.0
+    gives images of roughly 100×250 pixels). `generator` names a configuration of
+    `GENERATORS`.
     """
+    preset = _preset(generator)
+    if px_per_unit is None:
+        px_per_unit = preset.get("px_per_unit", PX_PER_UNIT)
     root = np.random.SeedSequence([int(seed), int(writer_index)])
     model_seq, genuine_seq, forgery_seq = root.spawn(3)
     writer = _writer_model(np.random.default_rng(model_seq))
+    if preset:
+        # A stream of its own (spawned after the default three), so "default" is untouched.
+        writer = _vary_writer(writer, np.random.default_rng(root.spawn(1)[0]), preset)
+    variation = preset.get("variation", 1.0)
     name = str(writer_index + 1)
     out = []
     g_rng = np.random.default_rng(genuine_seq)
     for i in range(genuine_per_writer):
-        out.append(
-            GeneratedSignature(
-                name, True, i + 1, -1, _render(_sample(writer, g_rng, None, px_per_unit), writer, g_rng)
-            )
-        )
+        pieces = _sample(writer, g_rng, None, px_per_unit, variation)
+        out.append(GeneratedSignature(name, True, i + 1, -1, _render(pieces, writer, g_rng, preset)))
     f_rng = np.random.default_rng(forgery_seq)
     forgers = [_forger_model(f_rng, forgery_skill) for _ in range(max(1, forgers_per_writer))]
+    if preset:
+        forgers = [_vary_forger(f, np.random.default_rng([f["seed"], 1]), preset) for f in forgers]
     for i in range(forgeries_per_writer):
         k = i % len(forgers)
-        out.append(
-            GeneratedSignature(
-                name, False, i + 1, k, _render(_sample(writer, f_rng, forgers[k], px_per_unit), writer, f_rng)
-            )
-        )
+        pieces = _sample(writer, f_rng, forgers[k], px_per_unit, variation)
+        out.append(GeneratedSignature(name, False, i + 1, k, _render(pieces, writer, f_rng, preset)))
     return out
+
+
+def _preset(generator):
+    if generator not in GENERATORS:
+        raise ValueError(f"generator must be one of {tuple(GENERATORS)}; got {generator!r}.")
+    return GENERATORS[generator]
+
+
+def _vary_writer(writer, rng, preset):
+    """The writer drawn by `_writer_model`, changed as `preset` says (see `GENERATORS`)."""
+    writer = dict(writer)
+    writer["width"] = writer["width"] * rng.uniform(*preset["pen_width"])
+    writer["slant"] = writer["slant"] + rng.normal(0.0, preset["extra_slant"])
+    writer["paper"] = rng.uniform(*preset["paper"])
+    components = []
+    for comp in writer["components"]:
+        strokes = dict(comp["strokes"])
+        strokes["theta_e"] = (
+            strokes["theta_s"] + (strokes["theta_e"] - strokes["theta_s"]) * preset["curvature"]
+        )
+        components.append({**comp, "strokes": strokes})
+    writer["components"] = components
+    return writer
+
+
+def _vary_forger(forger, rng, preset):
+    """A forger drawn by `_forger_model`, changed as `preset` says (see `GENERATORS`)."""
+    forger = dict(forger)
+    closer = 1.0 / rng.uniform(*preset["forger_skill"])
+    for key in ("slant", "D", "theta", "tremor"):
+        forger[key] = forger[key] * closer
+    forger["aspect"] = float(forger["aspect"] ** closer)
+    forger["tremor"] *= preset["forger_tremor"]
+    forger["pressure"] = rng.uniform(*preset["forger_pressure"])
+    forger["lift_every"] *= preset["forger_lifts"]
+    return forger
 
 
 def generate_signatures(
@@ -357,8 +435,9 @@ def generate_signatures(
     forgers_per_writer=3,
     forgery_skill=1.0,
     first_writer=0,
-    px_per_unit=PX_PER_UNIT,
+    px_per_unit=None,
     workers=1,
+    generator="default",
 ):
     """Images of writers `first_writer .. first_writer + num_writers - 1` (see the module
     docstring): a list of `GeneratedSignature`, writer by writer.
@@ -373,7 +452,9 @@ def generate_signatures(
         first_writer: index of the first writer (to generate disjoint sets of writers).
         px_per_unit: scan resolution (see `generate_writer`).
         workers: processes to use (the result does not depend on it).
+        generator: a configuration of `GENERATORS` ("default" or "transfer").
     """
+    _preset(generator)
     if num_writers < 1:
         raise ValueError(f"num_writers must be >= 1; got {num_writers}.")
     if genuine_per_writer < 1 or forgeries_per_writer < 0:
@@ -382,7 +463,16 @@ def generate_signatures(
             f"{genuine_per_writer} and {forgeries_per_writer}."
         )
     args = [
-        (w, genuine_per_writer, forgeries_per_writer, seed, forgers_per_writer, forgery_skill, px_per_unit)
+        (
+            w,
+            genuine_per_writer,
+            forgeries_per_writer,
+            seed,
+            forgers_per_writer,
+            forgery_skill,
+            px_per_unit,
+            generator,
+        )
         for w in range(first_writer, first_writer + num_writers)
     ]
     out = []
@@ -452,13 +542,16 @@ def generate_dataset(
     layout="cedar",
     forgers_per_writer=3,
     forgery_skill=1.0,
-    px_per_unit=PX_PER_UNIT,
+    px_per_unit=None,
     workers=1,
+    generator="default",
 ):
-    """Generates writers and writes them as PNG files under `out` (see `write_signatures`).
+    """Generates writers and writes them as PNG files under `out` (see `write_signatures`;
+    `generator`: a configuration of `GENERATORS`).
 
     Returns the number of images written.
     """
+    _preset(generator)
     args = [
         (
             w,
@@ -468,6 +561,7 @@ def generate_dataset(
             forgers_per_writer,
             forgery_skill,
             px_per_unit,
+            generator,
             os.fspath(out),
             layout,
         )

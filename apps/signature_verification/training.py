@@ -35,6 +35,13 @@ decays (14.7 % after the first epoch, 9.0 % after the 7th). Batch-hard and batch
 mining, or a network twice as wide, did no better at equal time on a CPU (see
 `apps/signature_verification/README.md`).
 
+**Two networks.** `network="signet"`, the CNN on images (everything above), or
+`network="hog"` (`train`'s default), the learned HOG metric of `model.build_hog_model`,
+trained the same way on the images' HOG descriptors (`features.hog_descriptors`); it starts
+as HOG itself, and that starting point competes as epoch 0 in the model selection below.
+Saved, it comes back from `load_model` as a `model.DescriptorModel`, whose `embed` takes
+images.
+
 **Model selection.** After every epoch, `ValidationEER` embeds the validation writers,
 computes the protocol's EER against skilled forgeries (`protocol`) and keeps the
 weights of the best epoch, restored at the end of training.
@@ -54,7 +61,16 @@ import numpy as np
 
 from apps._common import epoch_progress, load_keras_model, read_side_file, side_path, write_json, write_model
 from apps.signature_verification import protocol
-from apps.signature_verification.model import build_model
+from apps.signature_verification.features import (  # noqa: F401  (train's defaults, for commands.py)
+    DEFAULT_NETWORK,
+    HOG_DROPOUT,
+    HOG_EPOCHS,
+    HOG_HIDDEN,
+    HOG_LEARNING_RATE,
+    HOG_MARGIN,
+    NETWORKS,
+)
+from apps.signature_verification.model import DescriptorModel, build_hog_model, build_model
 from keras_triplet.data import PKSampler
 from keras_triplet.losses import TripletLoss
 
@@ -64,6 +80,9 @@ SHIPPED_MODEL = os.path.join(
     "saved_models",
     "signature_verification.keras",
 )
+# The shipped learned HOG metric: pretrained on generated writers (see README.md), what
+# `train --init auto` fine-tunes when the network is the HOG metric and the data is small.
+SHIPPED_HOG_MODEL = os.path.join(os.path.dirname(SHIPPED_MODEL), "signature_hog_metric.keras")
 # `train`'s defaults. Fine-tuning adapts a trained model rather than learning one: a 10x
 # lower learning rate, and batch normalisation frozen (see `train_model`).
 DEFAULT_EMBEDDING_DIM = 64
@@ -215,8 +234,11 @@ def train_model(
     seed=0,
     verbose=1,
     init=None,
+    network="signet",
+    hidden=HOG_HIDDEN,
+    dropout=HOG_DROPOUT,
 ):
-    """Trains a SigNet-style `TripletModel` on preprocessed images.
+    """Trains a SigNet-style `TripletModel` (or the learned HOG metric) on preprocessed images.
 
     Args:
         images: `float32 [N, H, W, 1]` preprocessed training images.
@@ -230,24 +252,43 @@ def train_model(
             size must be the images'; `embedding_dim` and `width` are then ignored), or
             `None` to train a new network from scratch. Its batch-normalisation layers
             stay frozen (inference mode: their statistics and scales are those learned on
-            the large data set, not re-estimated on a few writers' batches).
+            the large data set, not re-estimated on a few writers' batches). A
+            `DescriptorModel` (a HOG metric) is fine-tuned on descriptors.
+        network: `"signet"` (the CNN on images) or `"hog"` (`model.build_hog_model`, a
+            residual MLP on the images' HOG descriptors, `hidden` units, `dropout`);
+            ignored when `init` is given. The HOG metric starts as the descriptor itself,
+            and that starting point competes with every epoch on the validation writers
+            (as a fine-tuned model does), so a run that only makes it worse gives HOG back.
 
     Returns:
-        `(model, info)`: the trained `TripletModel` and a dict with `seconds_per_epoch`,
+        `(model, info)`: the trained `TripletModel` (a `DescriptorModel` around it for
+        the HOG metric: its `embed` takes images) and a dict with `seconds_per_epoch`,
         `epochs`, `best_epoch` (0: `init` as it was), `threshold` and `val` (validation
         metrics, if any).
     """
     keras.utils.set_random_seed(seed)
+    descriptors = isinstance(init, DescriptorModel) or (init is None and network == "hog")
+    if descriptors:
+        from apps.signature_verification.features import hog_descriptors
+
+        settings = init.settings if init is not None else None
+        images = hog_descriptors(images, settings)
+        if val_images is not None:
+            val_images = hog_descriptors(val_images, settings)
+    elif network not in NETWORKS:
+        raise ValueError(f"network must be one of {NETWORKS}; got {network!r}.")
     ds, steps = pair_dataset(images, writers, genuine, classes_per_batch, samples_per_class, seed)
-    if init is None:
+    if init is None and descriptors:
+        model = build_hog_model(images.shape[1], hidden=hidden, dropout=dropout, seed=seed)
+    elif init is None:
         model = build_model(images.shape[1:], embedding_dim=embedding_dim, width=width, seed=seed)
     else:
-        model = init
+        model = init.network if descriptors else init
         expected = tuple(model.embedder.input_shape[1:])
         if expected != tuple(images.shape[1:]):
             raise ValueError(
-                f"the model to fine-tune takes images of shape {expected}; got {tuple(images.shape[1:])} "
-                "(preprocess to the model's size)."
+                f"the model to fine-tune takes {'descriptors' if descriptors else 'images'} of shape {expected}; "
+                f"got {tuple(images.shape[1:])} (preprocess to the model's size)."
             )
     schedule = keras.optimizers.schedules.CosineDecay(
         learning_rate, decay_steps=max(1, epochs * steps), alpha=0.05
@@ -279,7 +320,7 @@ def train_model(
             rule,
             seed,
             verbose,
-            include_initial=init is not None,
+            include_initial=init is not None or descriptors,
         )
         callbacks.append(validation)
     if verbose == 1:  # one line per epoch that fits the terminal; 2: Keras' own output
@@ -312,6 +353,8 @@ def train_model(
         info["best_epoch"] = validation.best_epoch + 1
         info["val"] = validation.best_summary
         info["threshold"] = validation.best_summary["threshold"]
+    if descriptors:
+        model = DescriptorModel(model, init.settings if init is not None else None)
     return model, info
 
 
@@ -331,13 +374,21 @@ def check_inputs(size):
 def save_model(model, path, metadata):
     """Saves `model` to `path` (.keras) and `metadata` (a JSON-able dict) to the side
     file `MODEL.keras.json`, both atomically."""
+    if isinstance(model, DescriptorModel):
+        # The network alone, without the optimizer's state (twice the weights again): a
+        # later `--init` fine-tuning compiles it afresh anyway.
+        from keras_triplet import TripletModel
+
+        model = TripletModel(model.embedder, normalize=True, name="signature_verifier")
+        model(np.zeros((1, *model.embedder.input_shape[1:]), np.float32))  # built: saved with its weights
     write_model(model, path)
     write_json(side_path(path), {**metadata, "format": METADATA_FORMAT}, indent=1)
 
 
 def load_model(path):
     """Loads a `.keras` model and its metadata (an empty dict when there is no side file;
-    `MODEL.json`, the older name, is read too).
+    `MODEL.json`, the older name, is read too). A HOG metric (`"features": "hog"` in the
+    metadata) comes back as a `DescriptorModel`, whose `embed` takes images too.
 
     The image size is read from the model's input shape when the metadata lacks it.
     """
@@ -346,6 +397,8 @@ def load_model(path):
     path = os.fspath(path)
     model = load_keras_model(path, hint=f"Train one with `train DATA --out {path}`.")
     meta = read_side_file(path)
+    if meta.get("features") == "hog":  # the learned HOG metric: it embeds descriptors of images
+        return DescriptorModel(model, meta.get("hog")), meta
     if "image_size" not in meta:
         shape = model.embedder.input_shape if hasattr(model, "embedder") else model.input_shape
         meta["image_size"] = [int(shape[1]), int(shape[2])]
