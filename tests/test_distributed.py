@@ -100,7 +100,9 @@ def test_several_processes_equal_one_device(results):
     each feeding its half of every global batch. TensorFlow: 2 workers on localhost under
     `MultiWorkerMirroredStrategy` (`TF_CONFIG`, one CPU replica each), semi-hard."""
     if BACKEND == "torch":
-        pytest.skip("torch.distributed's ranks are processes already: test_data_parallel_training_equals_one_device")
+        pytest.skip(
+            "torch.distributed's ranks are processes already: test_data_parallel_training_equals_one_device"
+        )
     r = results["multi-process" if BACKEND == "jax" else "multi-worker"]
     if "skipped" in r:
         pytest.skip(f"the workers could not start: {r['skipped']}")

@@ -122,7 +122,9 @@ def test_cli_default_train_fine_tunes_the_shipped_hog_metric(transfer_data, tmp_
     capsys.readouterr()
     assert _train(transfer_data, out) == 0
     printed = capsys.readouterr().out
-    assert "fine-tuning the shipped HOG metric" in printed and "signature_hog_metric.keras" in printed, printed
+    assert "fine-tuning the shipped HOG metric" in printed and "signature_hog_metric.keras" in printed, (
+        printed
+    )
     assert "fine-tuned 1 epochs" in printed, printed
     meta = json.loads(open(out + ".json").read())
     shipped = json.loads(open(SHIPPED_HOG_MODEL + ".json").read())

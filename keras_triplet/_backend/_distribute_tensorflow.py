@@ -98,9 +98,11 @@ def local_build_batch(model, iterator):
     for _, _, it in iterator:
         batch = next(it)
         return tf.nest.map_structure(
-            lambda x: strategy.experimental_local_results(x)[0]
-            if isinstance(x, tf.distribute.DistributedValues)
-            else x,
+            lambda x: (
+                strategy.experimental_local_results(x)[0]
+                if isinstance(x, tf.distribute.DistributedValues)
+                else x
+            ),
             batch,
         )
     return None
