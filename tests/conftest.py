@@ -19,7 +19,7 @@ import keras  # noqa: E402
 # each sets up its devices before the framework starts, so pytest must not import them
 # (as --doctest-modules would). Ignored from here: a conftest.py of their own would
 # shadow this module for the tests' `from conftest import ...`.
-collect_ignore_glob = ["distributed/*_checks.py", "distributed/_common.py"]
+collect_ignore_glob = ["distributed/*.py"]
 
 # Deterministic, modest property-based testing: CI must not depend on luck.
 # No shrinking in CI: a failure reports its (non-minimal) example and a reproduce blob at
