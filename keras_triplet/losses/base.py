@@ -82,6 +82,15 @@ class MetricLoss(keras.losses.Loss):
         config.update({"distance": self.distance, "p": self.p})
         return config
 
+    @classmethod
+    def from_config(cls, config):
+        """The loss from `get_config()`'s dict; a miner given as a layer (`miner`, in
+        `TripletLoss` and the pair losses) comes back from its serialized form."""
+        config = dict(config)
+        if isinstance(config.get("miner"), dict):
+            config["miner"] = keras.saving.deserialize_keras_object(config["miner"])
+        return cls(**config)
+
     def __repr__(self):
         """The class and its configuration (`get_config`), as a call that rebuilds it;
         the name, reduction and dtype only when they are not the defaults.

@@ -1,6 +1,6 @@
 """`MinedPairLoss`: the base of the pair losses that take an optional pair miner
 (contrastive, multi-similarity, circle, lifted structure, N-pairs, NT-Xent, SupCon): the miner's check, and its
-serialization in `get_config` / `from_config`."""
+serialization in `get_config` (`MetricLoss.from_config` deserializes it)."""
 
 import math
 
@@ -38,10 +38,3 @@ class MinedPairLoss(MetricLoss):
         config = super().get_config()
         config["miner"] = None if self.miner is None else keras.saving.serialize_keras_object(self.miner)
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("miner"), dict):
-            config["miner"] = keras.saving.deserialize_keras_object(config["miner"])
-        return cls(**config)

@@ -189,10 +189,3 @@ class TripletLoss(MetricLoss):
             }
         )
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("miner"), dict):
-            config["miner"] = keras.saving.deserialize_keras_object(config["miner"])
-        return cls(**config)
