@@ -22,7 +22,7 @@ zero diagonal), for the losses defined on it (`losses.NPairsLoss(distance="dot")
 
 from keras import ops
 
-from keras_triplet._validation import as_float, check_choice, check_embeddings
+from keras_triplet._validation import check_choice, check_embeddings
 
 METRICS = ("euclidean", "squared_euclidean", "cosine", "angular", "minkowski")
 
@@ -173,17 +173,8 @@ def pairwise_distances(x, y=None, metric="euclidean", p=None):
     [[0.0, 5.0], [5.0, 0.0]]
     """
     check_metric(metric, p)
-    x = check_embeddings(x, name="x")
     square = y is None
-    if square:
-        y = x
-    else:
-        y = check_embeddings(y, name="y")
-        if x.shape[1] is not None and y.shape[1] is not None and x.shape[1] != y.shape[1]:
-            raise ValueError(
-                f"x and y must have the same embedding dimension; got {x.shape[1]} and {y.shape[1]}."
-            )
-        y = ops.cast(as_float(y), x.dtype)
+    x, y = _check_pair(x, y)
 
     if square and metric == "euclidean":
         return _self_euclidean(x)
@@ -202,8 +193,7 @@ def pairwise_distances(x, y=None, metric="euclidean", p=None):
 
     if square:
         # Rounding leaves small non-zero self-distances; self-pairs are exactly 0.
-        idx = ops.arange(ops.shape(x)[0])
-        d = ops.where(ops.expand_dims(idx, 1) == ops.expand_dims(idx, 0), 0.0, d)
+        d = ops.where(_off_diagonal(ops.shape(x)[0]), d, 0.0)
     return d
 
 
@@ -230,14 +220,19 @@ def pairwise_similarities(x, y=None):
     >>> ops.convert_to_numpy(pairwise_similarities(x)).tolist()
     [[5.0, 3.0], [3.0, 9.0]]
     """
+    x, y = _check_pair(x, y)
+    return ops.matmul(x, ops.transpose(y))
+
+
+def _check_pair(x, y):
+    """`(x, y)` as float `[N, D]` and `[M, D]` tensors of x's dtype (`y` is `x` when
+    None), or a ValueError that says which is wrong."""
     x = check_embeddings(x, name="x")
     if y is None:
-        y = x
-    else:
-        y = check_embeddings(y, name="y")
-        if x.shape[1] is not None and y.shape[1] is not None and x.shape[1] != y.shape[1]:
-            raise ValueError(
-                f"x and y must have the same embedding dimension; got {x.shape[1]} and {y.shape[1]}."
-            )
-        y = ops.cast(y, x.dtype)
-    return ops.matmul(x, ops.transpose(y))
+        return x, x
+    y = check_embeddings(y, name="y")
+    if x.shape[1] is not None and y.shape[1] is not None and x.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"x and y must have the same embedding dimension; got {x.shape[1]} and {y.shape[1]}."
+        )
+    return x, ops.cast(y, x.dtype)
