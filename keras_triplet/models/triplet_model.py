@@ -254,10 +254,10 @@ class TripletModel(SimilarityMixin, keras.Model):
         """
         call = _FIT_SIGNATURE.bind(self, *args, **kwargs)
         bound = call.arguments
+        samples_per_class = samples_per_class or distributed.samples_per_class_of(bound.get("x"))
         count = distributed.fed_replicas(self)
         if count > 1:
-            k = samples_per_class or distributed.samples_per_class_of(bound.get("x"))
-            k = k if self.mining == "per_replica" else None
+            k = samples_per_class if self.mining == "per_replica" else None
             bound["x"] = distributed.check_fit_data(
                 bound.get("x"), bound.get("batch_size"), count, k, bound.get("steps_per_epoch")
             )
@@ -267,7 +267,7 @@ class TripletModel(SimilarityMixin, keras.Model):
                 distributed.check_fit_data(validation[0], validation_batch, count)
             elif validation is not None:
                 bound["validation_data"] = distributed.check_fit_data(validation, None, count)
-        self._samples_per_class = samples_per_class or distributed.samples_per_class_of(bound.get("x"))
+        self._samples_per_class = samples_per_class
         try:
             return super().fit(*call.args[1:], **call.kwargs)
         except Exception as error:  # the check of a tf.data pipeline's batches, in one line
