@@ -145,6 +145,50 @@ def value_and_grad(fn, x, dtype=None):
     raise RuntimeError(f"unsupported backend {backend!r}")
 
 
+# --------------------------------------------------------------------------- saving
+# A loss's `.keras` round trip, the same for every loss file (test_saving*.py,
+# test_losses_pairs.py): a plain Keras model compiled with it, one step, saved, loaded.
+SAVE_X = np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
+SAVE_Y = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+
+
+def assert_config_round_trip(obj):
+    """A loss or miner of the kit round-trips through `get_config` / `from_config` and
+    Keras' generic serialization, by its registered name; returns the restored object."""
+    config = obj.get_config()
+    assert type(obj).from_config(config).get_config() == config
+    serialized = keras.saving.serialize_keras_object(obj)
+    assert serialized["registered_name"].startswith("keras_triplet>"), serialized["registered_name"]
+    restored = keras.saving.deserialize_keras_object(serialized)
+    assert type(restored) is type(obj) and restored.get_config() == config
+    return restored
+
+
+def assert_saved_and_loaded(loss, tmp_path):
+    """A model compiled with `loss`, after one step, saved to `.keras` and loaded (safe
+    mode): the same predictions, the same loss class, configuration and value, and the
+    same miner when the loss has one."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)])
+    model.compile(optimizer="sgd", loss=loss)
+    model.train_on_batch(SAVE_X, SAVE_Y)  # a real step, so the compiled loss is used once
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)  # safe_mode=True by default
+    emb = model.predict(SAVE_X, verbose=0)
+    np.testing.assert_allclose(to_numpy(loaded.predict(SAVE_X, verbose=0)), to_numpy(emb), rtol=1e-6)
+    restored = loaded.loss
+    assert type(restored) is type(loss), f"loaded loss is {type(restored)}"
+    assert restored.get_config() == loss.get_config()
+    assert float(to_numpy(restored(SAVE_Y, emb))) == pytest.approx(
+        float(to_numpy(loss(SAVE_Y, emb))), rel=1e-6, abs=1e-7
+    )
+    miner = getattr(loss, "miner", None)
+    if miner is not None:
+        assert type(restored.miner) is type(miner)
+        assert restored.miner.get_config() == miner.get_config()
+
+
 def compiled(fn):
     """``fn`` compiled as a training step would be: ``jax.jit`` on JAX,
     ``tf.function(jit_compile=True)`` on TensorFlow; PyTorch stays eager. Takes and

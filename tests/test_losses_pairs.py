@@ -7,7 +7,15 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
-from conftest import cast_input, compiled, make_batch, to_numpy, value_and_grad
+from conftest import (
+    assert_config_round_trip,
+    assert_saved_and_loaded,
+    cast_input,
+    compiled,
+    make_batch,
+    to_numpy,
+    value_and_grad,
+)
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from keras import ops
@@ -302,18 +310,12 @@ SAVED = {
         miner=miners.MultiSimilarityMiner(epsilon=0.2), distance="euclidean", base=1.0
     ),
 }
-X = np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
-Y = np.array([0, 0, 1, 1, 2, 2, 3, 3])
 
 
 @pytest.mark.parametrize("name", sorted(SAVED))
 def test_get_config_round_trip(name):
     loss = SAVED[name]()
-    config = loss.get_config()
-    clone = type(loss).from_config(config)
-    assert clone.get_config() == config
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
-    assert type(restored) is type(loss) and restored.get_config() == config
+    restored = assert_config_round_trip(loss)
     if loss.miner is not None:
         assert type(restored.miner) is type(loss.miner)
 
@@ -322,27 +324,12 @@ def test_get_config_round_trip(name):
     "make", [lambda: miners.PairMarginMiner(0.3, 0.6), lambda: miners.MultiSimilarityMiner(0.05)]
 )
 def test_miner_get_config_round_trip(make):
-    miner = make()
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(miner))
-    assert type(restored) is type(miner) and restored.get_config() == miner.get_config()
+    assert_config_round_trip(make())
 
 
 @pytest.mark.parametrize("name", sorted(SAVED))
 def test_model_save_and_load(name, tmp_path):
-    loss = SAVED[name]()
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)])
-    model.compile(optimizer="sgd", loss=loss)
-    model.train_on_batch(X, Y)
-    path = tmp_path / "model.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    restored = loaded.loss
-    assert type(restored) is type(loss) and restored.get_config() == loss.get_config()
-    emb = model.predict(X, verbose=0)
-    assert float(to_numpy(restored(Y, emb))) == pytest.approx(
-        float(to_numpy(loss(Y, emb))), rel=1e-6, abs=1e-7
-    )
+    assert_saved_and_loaded(SAVED[name](), tmp_path)
 
 
 # --------------------------------------------------------------------------- TripletModel

@@ -1,10 +1,8 @@
 """Models compiled with each loss survive a `.keras` save / load (safe_mode on), and
 losses and miners round-trip through get_config / from_config."""
 
-import keras
-import numpy as np
 import pytest
-from conftest import to_numpy
+from conftest import assert_config_round_trip, assert_saved_and_loaded
 
 from keras_triplet import losses, miners
 from keras_triplet.compat import tfa
@@ -25,55 +23,15 @@ LOSSES = {
     "tfa-hard": lambda: tfa.TripletHardLoss(margin=0.2, soft=True, distance_metric="squared-L2"),
 }
 
-X = np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
-Y = np.array([0, 0, 1, 1, 2, 2, 3, 3])
-
-
-def _model(loss):
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)])
-    model.compile(optimizer="sgd", loss=loss)
-    return model
-
-
-def _config(loss):
-    return keras.saving.serialize_keras_object(loss)
-
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_model_save_and_load(name, tmp_path):
-    loss = LOSSES[name]()
-    model = _model(loss)
-    model.train_on_batch(X, Y)  # a real step, so the compiled loss is used once
-    path = tmp_path / "model.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)  # safe_mode=True by default
-    np.testing.assert_allclose(
-        to_numpy(loaded.predict(X, verbose=0)), to_numpy(model.predict(X, verbose=0)), rtol=1e-6
-    )
-    restored = loaded.loss
-    assert type(restored) is type(loss), f"loaded loss is {type(restored)}"
-    assert restored.get_config() == loss.get_config()
-    # The restored loss computes the same value.
-    emb = model.predict(X, verbose=0)
-    assert float(to_numpy(restored(Y, emb))) == pytest.approx(
-        float(to_numpy(loss(Y, emb))), rel=1e-6, abs=1e-7
-    )
-    if isinstance(loss, losses.TripletLoss):
-        assert type(restored.miner) is type(loss.miner)
-        assert restored.miner.get_config() == loss.miner.get_config()
+    assert_saved_and_loaded(LOSSES[name](), tmp_path)
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_loss_get_config_from_config(name):
-    loss = LOSSES[name]()
-    config = loss.get_config()
-    clone = type(loss).from_config(config)
-    assert clone.get_config() == config
-    # Through Keras's generic serialization, by registered name.
-    restored = keras.saving.deserialize_keras_object(_config(loss))
-    assert type(restored) is type(loss) and restored.get_config() == config
-    assert _config(loss)["registered_name"].startswith("keras_triplet>")
+    assert_config_round_trip(LOSSES[name]())
 
 
 @pytest.mark.parametrize(
@@ -85,9 +43,4 @@ def test_loss_get_config_from_config(name):
     ],
 )
 def test_miner_get_config_from_config(make):
-    miner = make()
-    config = miner.get_config()
-    clone = type(miner).from_config(config)
-    assert clone.get_config() == config
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(miner))
-    assert type(restored) is type(miner) and restored.get_config() == config
+    assert_config_round_trip(make())
