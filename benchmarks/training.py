@@ -147,7 +147,22 @@ def main():
         "JAX, no XLA on TensorFlow's CPU) or true (XLA on TensorFlow too); PyTorch always "
         "runs eagerly",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads of TensorFlow's op pools / PyTorch (default: the framework's own)",
+    )
     args = parser.parse_args()
+    if args.threads and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    elif args.threads and keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
     args.jit_compile = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     if keras.backend.backend() == "torch" and args.jit_compile is True:
         args.jit_compile = False  # torch.compile: slower than eager here (see BENCHMARKS.md)
@@ -164,7 +179,7 @@ def main():
         f"backend={backend} keras={keras.__version__} B={args.batch_size} "
         f"(P={args.classes_per_batch} x K={args.batch_size // args.classes_per_batch}) "
         f"input={args.size}x{args.size}x1 dim={args.dim} steps={args.steps} "
-        f"repeats={args.repeats} (median) jit_compile={args.jit_compile}"
+        f"repeats={args.repeats} (median) jit_compile={args.jit_compile} threads={args.threads or 'default'}"
     )
     results, cpu = measure_all(kinds, args)
     for kind in kinds:
