@@ -218,7 +218,7 @@ def test_bad_arguments_raise_clear_errors(small_batch):
         TripletModel()
     with pytest.raises(ValueError, match="memory_size"):
         TripletModel(mlp(10, 4), memory_size=-1)
-    for bad in (0, -2, 1.5, True):
+    for bad in (0, -2, 1.5, True, "3"):
         with pytest.raises(ValueError, match="statistics_freq"):
             TripletModel(mlp(10, 4), statistics_freq=bad)
     conv = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3)])
