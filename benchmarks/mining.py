@@ -9,8 +9,13 @@ the direct search (`miners.search.DirectNegatives`, what P×K batches get on Ten
 JAX) and with the sorted one (`SortedNegatives`, the fallback, and PyTorch's choice),
 chosen with the `search=` argument of `miners.search.with_negatives` (in a compiled
 function "direct" is the normal choice: a class too large for its static size would
-still be sorted). The step is `models.triplet_model.loss_and_statistics` with that
-argument: one search shared by the loss and the statistics.
+still be sorted). The step is `models.step.loss_and_statistics` with that argument: one
+search shared by the loss and the statistics. Two more columns time the search the
+backend picks by itself with the statistics and without them (the steps that
+`TripletModel(statistics_freq=N)` skips): their difference is what the statistics cost.
+Times are medians of the process's CPU time (`time.process_time`, all threads), which
+other jobs on a shared machine inflate far less than the wall-clock time (`--clock wall`
+for that).
 
 Divide by the time of a training step of your network (BENCHMARKS.md has the small
 CNN's) to get the mining overhead without the run-to-run noise of whole `fit` runs.
@@ -34,12 +39,13 @@ from keras_triplet import losses  # noqa: E402
 from keras_triplet.models.step import loss_and_statistics  # noqa: E402
 
 
-def mining_step(loss_fn, search):
+def mining_step(loss_fn, search, statistics=True):
     """Loss and statistics from embeddings, as `TripletModel`'s step computes them
-    (`models.step.loss_and_statistics`), with the given search of the negatives."""
+    (`models.step.loss_and_statistics`), with the given search of the negatives (None:
+    the backend's own choice), with or without the statistics."""
 
     def step(x, y):
-        return loss_and_statistics(loss_fn, y, loss_fn.pairwise(x), search=search)
+        return loss_and_statistics(loss_fn, y, loss_fn.pairwise(x), search=search, statistics=statistics)
 
     return step
 
@@ -78,14 +84,14 @@ def runner(step, x, y, jit_compile):
     return run
 
 
-def measure(run, repeats):
+def measure(run, repeats, clock=time.process_time):
     for _ in range(3):  # compile / warm up
         run()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         run()
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return 1000 * float(np.median(times))
 
 
@@ -103,7 +109,18 @@ def main():
         default="true",
         help="TensorFlow: tf.function with XLA (true) or without",
     )
+    parser.add_argument(
+        "--clock",
+        choices=["cpu", "wall"],
+        default="cpu",
+        help="time.process_time (default: the process's CPU time, robust to other jobs) or "
+        "time.perf_counter",
+    )
+    parser.add_argument(
+        "--step-ms", type=float, default=None, help="a training step's time: adds the overhead in %%"
+    )
     args = parser.parse_args()
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     jit_compile = args.jit_compile == "true"
     backend = keras.backend.backend()
     if backend == "torch" and os.environ.get("OMP_NUM_THREADS"):
@@ -123,15 +140,28 @@ def main():
         f"backend={backend} ({compiled}) keras={keras.__version__} B={b} "
         f"(P={args.classes_per_batch} x K={args.samples_per_class}) D={args.dim} median of {args.repeats}"
     )
+    print(f"{args.clock} time, ms")
     print()
-    print("| backend | miner | direct (ms) | sorted (ms) |")
-    print("|---|---|---:|---:|")
+    overhead = "" if args.step_ms is None else f" overhead of {args.step_ms:g} ms: with / without |"
+    print(
+        "| backend | miner | direct (ms) | sorted (ms) | own choice, with statistics | without "
+        f"| statistics |{overhead}"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|" + ("---:|" if overhead else ""))
+    kinds = {"direct": ("direct", True), "sorted": ("sorted", True), "with": (None, True), "without": (None, False)}
     for miner in args.miners.split(","):
         loss_fn = losses.TripletLoss(margin=args.margin, miner=miner)
         row = {}
-        for kind in ("direct", "sorted"):
-            row[kind] = measure(runner(mining_step(loss_fn, kind), x, y, jit_compile), args.repeats)
-        print(f"| {backend} ({compiled}) | {miner} | {row['direct']:.1f} | {row['sorted']:.1f} |", flush=True)
+        for name, (search, statistics) in kinds.items():
+            run = runner(mining_step(loss_fn, search, statistics), x, y, jit_compile)
+            row[name] = measure(run, args.repeats, clock)
+        line = (
+            f"| {backend} ({compiled}) | {miner} | {row['direct']:.1f} | {row['sorted']:.1f} "
+            f"| {row['with']:.1f} | {row['without']:.1f} | {row['with'] - row['without']:+.1f} |"
+        )
+        if args.step_ms is not None:
+            line += f" {100 * row['with'] / args.step_ms:.1f} % / {100 * row['without'] / args.step_ms:.1f} % |"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,17 @@ P = 16 classes × K = 16) trained
 * `triplet-model-mse`: as a `TripletModel` compiled with a plain (non-metric) loss
   (MSE to a fixed target per class): the TripletModel step without any distance matrix;
 * `semi-hard` / `batch-hard` / `batch-all`: `TripletModel` with `TripletLoss` and that
-  miner (one distance matrix, the mining statistics logged every step).
+  miner (one distance matrix, the mining statistics logged every step); `semi-hard/10`
+  etc.: the same with `TripletModel(statistics_freq=10)` (the statistics every 10th step;
+  `--statistics-freq 1,10` adds those kinds for every miner).
 
 The mining overhead is the extra time per sample of a mining run over a plain-loss run,
 `plain samples/s / mining samples/s − 1`, against both plain baselines: the
 `TripletModel` trained with MSE (the same network and step, a loss that needs no
 mining) and the softmax classifier. The kinds take turns within each round of timed
-epochs, and the median over rounds is reported.
+epochs, and the median over rounds is reported: samples per second (wall clock) and the
+process's CPU time per step (`time.process_time`, all threads), which other jobs on a
+shared machine inflate far less; the overhead is given by both.
 
 Run once per backend (compiled as Keras compiles `fit` by default; `--jit-compile true`
 adds XLA on TensorFlow):
@@ -66,8 +70,9 @@ def make_model(kind, size, dim, classes, jit_compile):
         model = TripletModel(embedder)
         loss = "mse"
     else:
-        model = TripletModel(embedder)
-        loss = losses.TripletLoss(margin=0.2, miner=kind)
+        miner, _, freq = kind.partition("/")
+        model = TripletModel(embedder, statistics_freq=int(freq or 1))
+        loss = losses.TripletLoss(margin=0.2, miner=miner)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=jit_compile)
     return model
 
@@ -99,20 +104,23 @@ def prepare(kind, args, x, y, targets):
 
 
 def measure_all(kinds, args):
-    """Median samples/s per kind. The kinds take turns, one timed epoch each per round,
-    so that drifts of the machine's speed hit all of them alike."""
+    """Median samples/s and CPU ms per step, per kind. The kinds take turns, one timed
+    epoch each per round, so that drifts of the machine's speed hit all of them alike."""
     x, y, targets = data(
         args.steps, args.batch_size, args.classes_per_batch, args.size, args.dim, args.classes
     )
     models = {kind: prepare(kind, args, x, y, targets) for kind in kinds}
     rates = {kind: [] for kind in kinds}
+    cpu = {kind: [] for kind in kinds}
     for _ in range(args.repeats):
         for kind in kinds:
             model, target = models[kind]
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             model.fit(x, target, batch_size=args.batch_size, epochs=1, shuffle=False, verbose=0)
             rates[kind].append(len(x) / (time.perf_counter() - start))
-    return {kind: float(np.median(r)) for kind, r in rates.items()}
+            cpu[kind].append(1000 * (time.process_time() - start_cpu) / args.steps)
+    median = {kind: float(np.median(r)) for kind, r in rates.items()}
+    return median, {kind: float(np.median(c)) for kind, c in cpu.items()}
 
 
 def main():
@@ -126,6 +134,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds (median)")
     parser.add_argument("--kinds", default="softmax,triplet-model-mse,semi-hard,batch-hard,batch-all")
     parser.add_argument(
+        "--statistics-freq",
+        default="1",
+        help="comma-separated TripletModel(statistics_freq=...) values: each mining kind "
+        "runs once per value (e.g. 1,10)",
+    )
+    parser.add_argument(
         "--jit-compile",
         choices=["auto", "true", "false"],
         default="auto",
@@ -133,39 +147,64 @@ def main():
         "JAX, no XLA on TensorFlow's CPU) or true (XLA on TensorFlow too); PyTorch always "
         "runs eagerly",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads of TensorFlow's op pools / PyTorch (default: the framework's own)",
+    )
     args = parser.parse_args()
+    if args.threads and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    elif args.threads and keras.backend.backend() == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
     args.jit_compile = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
     if keras.backend.backend() == "torch" and args.jit_compile is True:
         args.jit_compile = False  # torch.compile: slower than eager here (see BENCHMARKS.md)
 
     backend = keras.backend.backend()
-    kinds = args.kinds.split(",")
+    freqs = [int(f) for f in args.statistics_freq.split(",")]
+    kinds = []
+    for kind in args.kinds.split(","):
+        if kind in ("softmax", "triplet-model-mse") or "/" in kind:
+            kinds.append(kind)
+        else:
+            kinds.extend(kind if f == 1 else f"{kind}/{f}" for f in freqs)
     print(
         f"backend={backend} keras={keras.__version__} B={args.batch_size} "
         f"(P={args.classes_per_batch} x K={args.batch_size // args.classes_per_batch}) "
         f"input={args.size}x{args.size}x1 dim={args.dim} steps={args.steps} "
-        f"repeats={args.repeats} (median) jit_compile={args.jit_compile}"
+        f"repeats={args.repeats} (median) jit_compile={args.jit_compile} threads={args.threads or 'default'}"
     )
-    results = measure_all(kinds, args)
+    results, cpu = measure_all(kinds, args)
     for kind in kinds:
-        print(f"  {kind:<18} {results[kind]:10.0f} samples/s", flush=True)
-    softmax, plain = results.get("softmax"), results.get("triplet-model-mse")
+        print(f"  {kind:<18} {results[kind]:10.0f} samples/s {cpu[kind]:8.1f} CPU ms/step", flush=True)
 
     def overhead(kind, base):
-        return (
-            ""
-            if base is None or kind in ("softmax", "triplet-model-mse")
-            else f"{100 * (base / results[kind] - 1):+.1f}%"
-        )
+        if base not in results or kind in ("softmax", "triplet-model-mse"):
+            return ""
+        return f"{100 * (results[base] / results[kind] - 1):+.1f}%"
+
+    def cpu_overhead(kind):
+        if "triplet-model-mse" not in cpu or kind in ("softmax", "triplet-model-mse"):
+            return ""
+        return f"{100 * (cpu[kind] / cpu['triplet-model-mse'] - 1):+.1f}%"
 
     print()
     print(
-        "| backend | training | samples/s | time per sample vs TripletModel + MSE | vs softmax classifier |"
+        "| backend | training | samples/s | time per sample vs TripletModel + MSE | vs softmax "
+        "classifier | CPU ms/step | CPU time vs TripletModel + MSE |"
     )
-    print("|---|---|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|")
     for kind in kinds:
         print(
-            f"| {backend} | {kind} | {results[kind]:.0f} | {overhead(kind, plain)} | {overhead(kind, softmax)} |"
+            f"| {backend} | {kind} | {results[kind]:.0f} | {overhead(kind, 'triplet-model-mse')} "
+            f"| {overhead(kind, 'softmax')} | {cpu[kind]:.1f} | {cpu_overhead(kind)} |"
         )
 
 

@@ -218,9 +218,48 @@ def test_bad_arguments_raise_clear_errors(small_batch):
         TripletModel()
     with pytest.raises(ValueError, match="memory_size"):
         TripletModel(mlp(10, 4), memory_size=-1)
+    for bad in (0, -2, 1.5, True, "3"):
+        with pytest.raises(ValueError, match="statistics_freq"):
+            TripletModel(mlp(10, 4), statistics_freq=bad)
     conv = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3)])
     with pytest.raises(ValueError, match="2-D embeddings"):
         TripletModel(conv).embed(np.zeros((2, 4, 4, 1), "float32"))
+
+
+@pytest.mark.parametrize("jit_compile", ["auto", True])
+def test_statistics_freq_computes_them_every_n_steps(jit_compile):
+    """With `statistics_freq=3` the statistics are those of steps 0 and 3 of the epoch
+    (the same values as with every step), the logs keep the last mean in between, and
+    the loss, the norm and the training itself do not change."""
+    if BACKEND == "torch" and jit_compile is True:
+        pytest.skip("jit_compile=True is for TensorFlow (XLA) and JAX")
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(80, 10)).astype("float32")
+    y = np.repeat(np.arange(20), 4).astype("int32")
+
+    def batch_logs(freq):
+        model = TripletModel(mlp(10, 8, hidden=16), statistics_freq=freq)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=losses.TripletLoss(margin=0.2), jit_compile=jit_compile)
+        records = []
+        record = keras.callbacks.LambdaCallback(
+            on_train_batch_end=lambda batch, logs: records.append({k: float(v) for k, v in logs.items()})
+        )
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[record])
+        return model, records
+
+    _, every = batch_logs(1)
+    model, sparse = batch_logs(3)
+    assert model.statistics_freq == 3 and len(every) == len(sparse) == 5
+    for name in ("loss", "embedding_norm"):
+        np.testing.assert_allclose([s[name] for s in sparse], [e[name] for e in every], rtol=1e-4)
+    for name in ("active_fraction", "hard_fraction", "positive_distance", "negative_distance"):
+        means = np.array([e[name] for e in every])
+        steps = means * np.arange(1, 6) - np.concatenate([[0.0], means[:-1] * np.arange(1, 5)])
+        expected = [steps[0]] * 3 + [np.mean(steps[[0, 3]])] * 2
+        np.testing.assert_allclose([s[name] for s in sparse], expected, rtol=1e-4, atol=1e-6)
+    config = model.get_config()
+    assert config["statistics_freq"] == 3
+    assert TripletModel.from_config(config).statistics_freq == 3
 
 
 @pytest.mark.skipif(BACKEND == "torch", reason="jit_compile=True is for TensorFlow (XLA) and JAX")

@@ -28,7 +28,7 @@ STATISTICS = (
 RECALL_NAME = "recall@1"
 
 
-def loss_and_statistics(loss_fn, labels, distances, search=None):
+def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True):
     """A metric loss's value and the mining statistics of one `[B, B]` distance matrix,
     as a training step computes them: `(loss, miners.triplet_statistics(...))`.
 
@@ -36,7 +36,9 @@ def loss_and_statistics(loss_fn, labels, distances, search=None):
     batches on TensorFlow and JAX, sorted otherwise) serves the loss's miner and the
     statistics; the statistics see the distances with gradients stopped. `search`
     (`"direct"` or `"sorted"`) forces one search, as `with_negatives` documents
-    (benchmarks); None leaves the choice to it.
+    (benchmarks); None leaves the choice to it. `statistics`: whether to compute the
+    statistics (`when_statistics`: True, False or a boolean scalar tensor); where they
+    are not computed they are zeros.
 
     Example:
 
@@ -54,8 +56,12 @@ def loss_and_statistics(loss_fn, labels, distances, search=None):
 
     def compute(negatives):
         value = loss_fn.compute_from_distances(labels, distances, negatives=negatives)
-        return value, _applicable(
-            loss_fn, triplet_statistics(labels, blocked, margin=_margin(loss_fn), negatives=negatives)
+        # The loss's questions to `negatives` are cached in it: the statistics reuse
+        # them, also from inside `when_statistics`' `ops.cond` (nothing asks it after).
+        return value, when_statistics(
+            statistics,
+            loss_fn,
+            lambda: triplet_statistics(labels, blocked, margin=_margin(loss_fn), negatives=negatives),
         )
 
     positive, negative = pair_masks(labels)
@@ -63,14 +69,46 @@ def loss_and_statistics(loss_fn, labels, distances, search=None):
     return with_negatives(distances, negative, positive, compute, **forced)
 
 
+def when_statistics(statistics, loss_fn, compute):
+    """The float32 statistics of `statistics_of(loss_fn)` (but `embedding_norm`) from
+    `compute()` (a dict of `triplet_statistics`) when `statistics`, else zeros.
+
+    `statistics` is a Python bool, or a boolean scalar tensor (a training step that logs
+    the statistics every N steps: `TripletModel(statistics_freq=N)`), then an `ops.cond`:
+    compiled, both branches are built and only one runs; eagerly (PyTorch), the one.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> from keras_triplet import losses
+    >>> loss_fn = losses.TripletLoss(margin=0.2)
+    >>> def compute():
+    ...     return {"hard_fraction": 0.5, "positive_distance": 1.0, "negative_distance": 2.0,
+    ...             "active_fraction": 0.75}
+    >>> float(when_statistics(ops.convert_to_tensor(False), loss_fn, compute)["hard_fraction"])
+    0.0
+    >>> float(when_statistics(True, loss_fn, compute)["hard_fraction"])
+    0.5
+    """
+    names = [name for name in statistics_of(loss_fn) if name != "embedding_norm"]
+
+    def computed():
+        stats = compute()
+        return {name: ops.cast(stats[name], "float32") for name in names}
+
+    def zeros():
+        return {name: ops.zeros((), "float32") for name in names}
+
+    if statistics is True:
+        return computed()
+    if statistics is False:
+        return zeros()
+    return ops.cond(statistics, computed, zeros)
+
+
 def _margin(loss_fn):
     return 0.0 if loss_fn.margin is None else loss_fn.margin
-
-
-def _applicable(loss_fn, stats):
-    """The statistics that apply to this loss: `active_fraction` (a non-zero hinge at
-    the loss's triplet margin) only for losses that have a triplet margin."""
-    return {name: value for name, value in stats.items() if name in statistics_of(loss_fn)}
 
 
 def statistics_of(loss_fn):
@@ -117,6 +155,7 @@ def batch_loss_and_statistics(
     training=False,
     mining="global",
     samples_per_class=None,
+    statistics=True,
 ):
     """Loss, statistics and the next memory state of one batch, from its labels and
     (normalised) embeddings: everything the metric loss sees starts here.
@@ -136,6 +175,9 @@ def batch_loss_and_statistics(
     aggregation (`distributed.loss_scale`, applied by the model). `samples_per_class`
     (`K` of P×K batches, when known) is checked against the replicas' slices under
     per-replica mining, where the shapes are static: each slice must hold whole classes.
+    `statistics` (True, False or a boolean scalar tensor): whether to compute the
+    statistics this step (`when_statistics`); zeros where not. `recall@1` (evaluation)
+    is computed either way.
 
     Returns:
         `(loss, statistics, new_memory_state)`: the float32 loss; a dict with the
@@ -184,7 +226,7 @@ def batch_loss_and_statistics(
             mapped = True
 
     def one_slice(part):
-        return _slice_loss_and_statistics(loss_fn, *part, memory_state, with_memory, training)
+        return _slice_loss_and_statistics(loss_fn, *part, memory_state, with_memory, training, statistics)
 
     if mapped:
         value, stats = ops.vectorized_map(one_slice, part)
@@ -200,7 +242,7 @@ def batch_loss_and_statistics(
     return value, stats, new_memory
 
 
-def _slice_loss_and_statistics(loss_fn, labels, embeddings, memory_state, with_memory, training):
+def _slice_loss_and_statistics(loss_fn, labels, embeddings, memory_state, with_memory, training, statistics):
     """The float32 loss and statistics of one batch (or one replica's slice of it)."""
     distances = loss_fn.pairwise(embeddings)  # [B, B], computed once per step
     blocked = ops.stop_gradient(distances)
@@ -212,7 +254,9 @@ def _slice_loss_and_statistics(loss_fn, labels, embeddings, memory_state, with_m
         if with_memory:
             reject_memory(loss_fn)
         value = from_embeddings(labels, embeddings)
-        stats = _applicable(loss_fn, triplet_statistics(labels, blocked, margin=_margin(loss_fn)))
+        stats = when_statistics(
+            statistics, loss_fn, lambda: triplet_statistics(labels, blocked, margin=_margin(loss_fn))
+        )
     elif with_memory:
         memory_embeddings, memory_labels = memory_state[0], memory_state[1]
         valid = memory_module.valid_mask(memory_state)
@@ -220,9 +264,11 @@ def _slice_loss_and_statistics(loss_fn, labels, embeddings, memory_state, with_m
         all_distances = ops.concatenate([distances, memory_distances], axis=1)
         ref_labels = ops.concatenate([labels, ops.where(valid, memory_labels, -1)], axis=0)
         value = loss_fn.compute_from_distances(labels, all_distances, ref_labels=ref_labels)
-        stats = _applicable(loss_fn, triplet_statistics(labels, blocked, margin=_margin(loss_fn)))
+        stats = when_statistics(
+            statistics, loss_fn, lambda: triplet_statistics(labels, blocked, margin=_margin(loss_fn))
+        )
     else:
-        value, stats = loss_and_statistics(loss_fn, labels, distances)
+        value, stats = loss_and_statistics(loss_fn, labels, distances, statistics=statistics)
     # A diverged network's NaN / inf embeddings give a NaN loss, never a finite one.
     value = propagate_nonfinite(value, embeddings)
 

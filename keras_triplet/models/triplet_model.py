@@ -47,6 +47,13 @@ class TripletModel(SimilarityMixin, keras.Model):
     * `embedding_norm`: mean norm of the embeddings *before* normalisation;
     * `recall@1` (in `evaluate` only): in-batch leave-one-out Recall@1.
 
+    Like Keras' metrics, each is the mean over the epoch's steps so far. With
+    `statistics_freq=N` the statistics over triplets and pairs (all but `embedding_norm`)
+    are computed in training on every N-th step of each epoch only (its first step
+    included): between those steps the logs and the progress bar keep the last mean, and
+    an epoch's value is the mean over the steps that computed them. `evaluate` computes
+    them on every batch.
+
     With any other loss the model falls back to Keras' usual loss computation (the
     targets `y` are then compared with the embeddings by that loss).
 
@@ -76,6 +83,11 @@ class TripletModel(SimilarityMixin, keras.Model):
             `"per_replica"` mines each replica's slice alone (what tensorflow-addons
             did; cheaper under `tf.distribute`) and averages the slices' losses. The
             same on one device. See `keras_triplet/models/distributed.py`.
+        statistics_freq: compute the mining statistics on every `statistics_freq`-th
+            training step (default 1: every step). They cost a few `[B, B]` passes per
+            step, which BENCHMARKS.md measured at 0.3–4 % of a small CNN's training step at
+            B = 256 on every backend; a larger value skips them on the other steps (for a
+            network whose step is small beside the `[B, B]` matrix).
         name, dtype, trainable: as for any Keras model.
 
     Example:
@@ -102,6 +114,7 @@ class TripletModel(SimilarityMixin, keras.Model):
         normalize=True,
         memory_size=0,
         mining="global",
+        statistics_freq=1,
         **kwargs,
     ):
         if outputs is not None:
@@ -135,11 +148,17 @@ class TripletModel(SimilarityMixin, keras.Model):
                 f"memory_size must be >= 0 (0 disables the cross-batch memory); got {memory_size}."
             )
         distributed.check_mining(mining)
+        if not isinstance(statistics_freq, (int, np.integer)) or isinstance(statistics_freq, bool) or statistics_freq < 1:
+            raise ValueError(
+                "statistics_freq must be an integer >= 1 (1 computes the mining statistics "
+                f"on every training step); got {statistics_freq!r}."
+            )
         super().__init__(**kwargs)
         self.embedder = embedder
         self.mining = mining
         self.normalize = bool(normalize)
         self.memory_size = memory_size
+        self.statistics_freq = int(statistics_freq)
         self.memory = (
             memory_module.CrossBatchMemory(memory_size, name="cross_batch_memory") if memory_size else None
         )
@@ -370,6 +389,7 @@ class TripletModel(SimilarityMixin, keras.Model):
             # loss reads a copy (M × D floats on PyTorch; compiled away on TensorFlow and
             # JAX, whose tensors are immutable).
             memory_state = tuple(ops.copy(value) for value in self.memory.state())
+        statistics = self._statistics_this_step(training)
         loss, stats, new_memory = step.batch_loss_and_statistics(
             loss_fn,
             y,
@@ -378,6 +398,7 @@ class TripletModel(SimilarityMixin, keras.Model):
             training=training,
             mining=self.mining,
             samples_per_class=getattr(self, "_samples_per_class", None),
+            statistics=statistics,
         )
         extra = [ops.sum(ops.cast(value, "float32")) for value in self.losses]
         if extra:  # add_loss and regularisation losses
@@ -390,15 +411,32 @@ class TripletModel(SimilarityMixin, keras.Model):
             self.memory.assign(new_memory)
         norm = step.mean_norm(self._embedder_output_of(y_pred))
         stats["embedding_norm"] = distributed.replica_mean(norm)  # of this replica's rows: averaged
+        # On a step without statistics (zeros) the trackers take them at weight 0: their
+        # means, hence the logs, stay as they were.
+        weight = None if statistics is True else ops.cast(statistics, "float32")
         for tracker in self._statistic_trackers:
-            if tracker.name in stats:  # statistics that apply to this loss (step.statistics_of)
+            if tracker.name == "embedding_norm":
                 tracker.update_state(stats[tracker.name])
+            elif tracker.name in stats:  # statistics that apply to this loss (step.statistics_of)
+                tracker.update_state(stats[tracker.name], sample_weight=weight)
         if not training:
             self._recall_tracker.update_state(stats[RECALL_NAME], sample_weight=ops.shape(y_pred)[0])
         # Read by compute_metrics, which Keras calls next without `training`: recall@1 is
         # logged by evaluate only. A Python value, fixed when the step is traced.
         self._logs_recall = not training
         return loss
+
+    def _statistics_this_step(self, training):
+        """Whether this step computes the mining statistics: True, or with
+        `statistics_freq=N` in training a boolean tensor, true on every N-th step of the
+        epoch from its first. The step's index in the epoch is the count of the
+        `embedding_norm` tracker (updated once a step, reset with the metrics at each
+        epoch): a metric variable, which Keras' JAX step carries in its state."""
+        if not training or self.statistics_freq == 1:
+            return True
+        norm = self._statistic_trackers[STATISTICS.index("embedding_norm")]
+        steps = ops.cast(ops.round(norm.count), "int32")
+        return ops.equal(ops.mod(steps, self.statistics_freq), 0)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Keras' compiled metrics, the loss and the statistics (recall@1 in evaluate only)."""
@@ -437,6 +475,7 @@ class TripletModel(SimilarityMixin, keras.Model):
             "normalize": self.normalize,
             "memory_size": self.memory_size,
             "mining": self.mining,
+            "statistics_freq": self.statistics_freq,
         }
         if self.dtype_policy is not None:
             config["dtype"] = keras.saving.serialize_keras_object(self.dtype_policy)
