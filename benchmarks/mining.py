@@ -113,8 +113,7 @@ def main():
         "--clock",
         choices=["cpu", "wall"],
         default="cpu",
-        help="time.process_time (default: the process's CPU time, robust to other jobs) or "
-        "time.perf_counter",
+        help="time.process_time (default: the process's CPU time, robust to other jobs) or time.perf_counter",
     )
     parser.add_argument(
         "--step-ms", type=float, default=None, help="a training step's time: adds the overhead in %%"
@@ -148,7 +147,12 @@ def main():
         f"| statistics |{overhead}"
     )
     print("|---|---|---:|---:|---:|---:|---:|" + ("---:|" if overhead else ""))
-    kinds = {"direct": ("direct", True), "sorted": ("sorted", True), "with": (None, True), "without": (None, False)}
+    kinds = {
+        "direct": ("direct", True),
+        "sorted": ("sorted", True),
+        "with": (None, True),
+        "without": (None, False),
+    }
     for miner in args.miners.split(","):
         loss_fn = losses.TripletLoss(margin=args.margin, miner=miner)
         row = {}
@@ -160,7 +164,9 @@ def main():
             f"| {row['with']:.1f} | {row['without']:.1f} | {row['with'] - row['without']:+.1f} |"
         )
         if args.step_ms is not None:
-            line += f" {100 * row['with'] / args.step_ms:.1f} % / {100 * row['without'] / args.step_ms:.1f} % |"
+            line += (
+                f" {100 * row['with'] / args.step_ms:.1f} % / {100 * row['without'] / args.step_ms:.1f} % |"
+            )
         print(line, flush=True)
 
 

@@ -239,7 +239,9 @@ def test_statistics_freq_computes_them_every_n_steps(jit_compile):
 
     def batch_logs(freq):
         model = TripletModel(mlp(10, 8, hidden=16), statistics_freq=freq)
-        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=losses.TripletLoss(margin=0.2), jit_compile=jit_compile)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1), loss=losses.TripletLoss(margin=0.2), jit_compile=jit_compile
+        )
         records = []
         record = keras.callbacks.LambdaCallback(
             on_train_batch_end=lambda batch, logs: records.append({k: float(v) for k, v in logs.items()})

@@ -148,7 +148,11 @@ class TripletModel(SimilarityMixin, keras.Model):
                 f"memory_size must be >= 0 (0 disables the cross-batch memory); got {memory_size}."
             )
         distributed.check_mining(mining)
-        if not isinstance(statistics_freq, (int, np.integer)) or isinstance(statistics_freq, bool) or statistics_freq < 1:
+        if (
+            not isinstance(statistics_freq, (int, np.integer))
+            or isinstance(statistics_freq, bool)
+            or statistics_freq < 1
+        ):
             raise ValueError(
                 "statistics_freq must be an integer >= 1 (1 computes the mining statistics "
                 f"on every training step); got {statistics_freq!r}."
