@@ -114,16 +114,24 @@ def masked_softmax(values, masks, with_zero=False):
     for mask in masks[1:]:
         union = ops.logical_or(union, mask)
     floor = lowest(values.dtype)
-    # Each mask's row maximum; the shift of an entry is that of its mask (of the last one
-    # outside every mask, where exp gives exactly 0 anyway: the entry is at `floor`).
-    maxima = [ops.max(ops.where(mask, values, floor), axis=1, keepdims=True) for mask in masks]
+    # (Each step rebinds or deletes what it no longer needs: on eager PyTorch every [B, R]
+    # step is a new array, and the peak is the number alive at once.)
+    shifted = ops.where(union, values, floor)
+    # Each mask's row maximum; an entry is shifted by that of its mask (by the last one's
+    # outside every mask, where it is at `floor` and exp gives 0 unless the row is empty).
+    if len(masks) == 1:
+        maxima = [ops.max(shifted, axis=1, keepdims=True)]
+    else:
+        maxima = [ops.max(ops.where(mask, shifted, floor), axis=1, keepdims=True) for mask in masks]
     if with_zero:
         maxima = [ops.maximum(c, 0.0) for c in maxima]
     shift = maxima[-1]
     for mask, c in zip(masks[:-1], maxima[:-1]):
         shift = ops.where(mask, c, shift)
-    exps = ops.exp(ops.where(union, values, floor) - shift)
+    shifted = shifted - shift
     del shift
+    exps = ops.exp(shifted)
+    del shifted
     if len(masks) == 1:
         totals = [ops.sum(exps, axis=1, keepdims=True)]
     else:
@@ -141,5 +149,7 @@ def masked_softmax(values, masks, with_zero=False):
     total = totals[-1]
     for mask, row_total in zip(masks[:-1], totals[:-1]):
         total = ops.where(mask, row_total, total)
-    weights = ops.where(union, exps / total, 0.0)
-    return lses, weights
+    exps = exps / total
+    del total
+    # An empty row's entries are exp(floor − floor) = 1 over a total of 0 or R: not weights.
+    return lses, ops.where(union, exps, 0.0)
