@@ -9,7 +9,7 @@ from keras import ops
 
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
 from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_finite
-from keras_triplet.losses.reductions import loss_with_matrix_gradient, lowest, masked_softmax
+from keras_triplet.losses.reductions import by_row_blocks, loss_with_matrix_gradient, lowest, masked_softmax
 from keras_triplet.miners.pair_miner import check_pair_miner
 
 
@@ -28,19 +28,21 @@ def lifted_structure_loss_from_distances(
     """The lifted structure loss from a `[B, R]` distance matrix; see `lifted_structure_loss`."""
     positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
 
-    def value_and_gradient(distances):
-        b = ops.shape(distances)[0]
-        r = ops.shape(distances)[1]
-        floor = lowest(distances.dtype)
-        # Each row's log Σ_n exp(neg_margin − d(i, n)) over its negatives: [B], and its
-        # softmax weights; the lowest float for a row without negatives (it then adds
-        # nothing: exp(lowest − top) = 0).
+    floor = lowest(distances.dtype)
+    # ∂ℓ/∂(negative_term + d) = hinge / count on each positive pair.
+    count = ops.maximum(ops.cast(ops.sum(positive), distances.dtype), 1.0)
+
+    def row_logsumexp(distances, negative):
+        # Each row's log Σ_n exp(neg_margin − d(i, n)) over its negatives, and its softmax
+        # weights; the lowest float for a row without negatives (it then adds nothing:
+        # exp(lowest − top) = 0).
         (row,), softmax = masked_softmax(neg_margin - distances, (negative,))
-        row = ops.where(ops.any(negative, axis=1), row, floor)
+        return ops.where(ops.any(negative, axis=1), row, floor), softmax
+
+    def pooled_rows(distances, positive, softmax, anchor_row, other_row):
         # A positive pair (a, j) pools a's negatives and, when j is in the batch (the first
-        # B columns), j's: log(Σ_a + Σ_j) = logaddexp of the two rows' log-sums, [B, R].
-        column_row = ops.concatenate([row, ops.full((r - b,), floor, row.dtype)], axis=0)
-        anchor_row, other_row = ops.expand_dims(row, 1), ops.expand_dims(column_row, 0)
+        # B columns), j's: log(Σ_a + Σ_j) = logaddexp of the two rows' log-sums, [b, R].
+        anchor_row = ops.expand_dims(anchor_row, 1)
         top = ops.maximum(anchor_row, other_row)
         found = top > floor  # a or j has negatives
         anchor_share = ops.exp(anchor_row - top)
@@ -52,20 +54,31 @@ def lifted_structure_loss_from_distances(
         del pooled
         hinge = ops.where(positive, ops.relu(negative_term + distances - pos_margin), 0.0)
         del negative_term
-        count = ops.maximum(ops.cast(ops.sum(positive), distances.dtype), 1.0)
-        # ½ [·]₊² summed: the ½ is taken after the sum (exact: halving commutes with rounding).
-        value = ops.sum(ops.square(hinge)) / count / 2.0
-        # ∂ℓ/∂(negative_term + d) = hinge / count on each positive pair; through the
-        # negative term it reaches both rows' log-sums, then their negatives' distances.
+        squares = ops.sum(ops.square(hinge), axis=1)
         hinge = hinge / count
         anchor_part = hinge * anchor_share
         to_anchor = ops.sum(anchor_part, axis=1)
-        to_other = ops.sum(ops.where(found, hinge - anchor_part, 0.0), axis=0)
-        del anchor_part, anchor_share
-        to_row = ops.expand_dims(to_anchor + to_other[:b], 1)
-        gradient = ops.where(positive, hinge, -to_row * softmax)
+        to_other = ops.sum(ops.where(found, hinge - anchor_part, 0.0), axis=0, keepdims=True)
+        # Positives and negatives are disjoint: one [b, R] block holds the hinges and the
+        # softmax weights.
+        return squares, to_anchor, to_other, ops.where(positive, hinge, softmax)
+
+    def value_and_gradient(distances):
+        b, r = ops.shape(distances)[0], ops.shape(distances)[1]
+        row, softmax = by_row_blocks(row_logsumexp, distances, negative)
+        other_row = ops.expand_dims(ops.concatenate([row, ops.full((r - b,), floor, row.dtype)], axis=0), 0)
+        squares, to_anchor, to_other, hinge_or_softmax = by_row_blocks(
+            lambda *blocks: pooled_rows(*blocks, other_row), distances, positive, softmax, row
+        )
+        del softmax
+        # ½ [·]₊² summed: the ½ is taken after the sum (exact: halving commutes with rounding).
+        value = ops.sum(squares) / count / 2.0
+        # Through the negative term, the hinges reach both rows' log-sums, then their
+        # negatives' distances.
+        to_row = -ops.expand_dims(to_anchor + ops.sum(to_other, axis=0)[:b], 1)
+        gradient = ops.where(positive, hinge_or_softmax, to_row * hinge_or_softmax)
         used = _any_pairs(positive, negative)
-        return ops.where(used, value, 0.0), ops.where(used, gradient, 0.0)
+        return ops.where(used, value, 0.0), gradient, ops.where(used, 1.0, 0.0)
 
     return loss_with_matrix_gradient(value_and_gradient, distances)
 
@@ -165,17 +178,21 @@ def generalized_lifted_structure_loss_from_distances(
     `generalized_lifted_structure_loss`."""
     positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
 
-    def value_and_gradient(distances):
-        # Positive and negative pairs are disjoint: one [B, R] matrix holds both exponents.
+    def rows(distances, positive, negative):
+        # Positive and negative pairs are disjoint: one [b, R] matrix holds both exponents.
         (positive_term, negative_term), softmax = masked_softmax(
             ops.where(positive, distances - pos_margin, neg_margin - distances), (positive, negative)
         )
         row = positive_term + negative_term
         # ∂ℓ_a/∂d: the softmax weights, + on the positives and − on the negatives, where
-        # the hinge is active; the mean over the B anchors (one without pairs has ℓ_a = 0).
-        scale = ops.where(row > 0, 1.0 / ops.cast(ops.shape(row)[0], row.dtype), 0.0)
-        gradient = ops.where(positive, softmax, -softmax) * ops.expand_dims(scale, 1)
-        return ops.mean(ops.relu(row)), gradient
+        # the hinge is active.
+        gradient = ops.where(ops.expand_dims(row > 0, 1), ops.where(positive, softmax, -softmax), 0.0)
+        return row, gradient
+
+    def value_and_gradient(distances):
+        row, gradient = by_row_blocks(rows, distances, positive, negative)
+        # The mean over the B anchors (one without pairs has ℓ_a = 0).
+        return ops.mean(ops.relu(row)), gradient, 1.0 / ops.cast(ops.shape(row)[0], row.dtype)
 
     return loss_with_matrix_gradient(value_and_gradient, distances)
 

@@ -77,26 +77,51 @@ def mean_of_nonzero(values):
 
 def loss_with_matrix_gradient(value_and_gradient, matrix):
     """`value_and_gradient(matrix)[0]`, a scalar whose gradient with respect to `matrix` is
-    `value_and_gradient(matrix)[1]` (times the upstream gradient).
+    `gradient · scale` (times the upstream gradient), where `value_and_gradient(matrix)`
+    returns `(value, gradient)` or `(value, gradient, scale)`.
 
     `value_and_gradient` runs without autodiff and returns the scalar and its `[B, R]`
-    derivative; only that derivative is kept for the backward pass. It may close over
-    tensors that need no gradient (masks, labels). The result supports reverse-mode
-    gradients only (as `distances.pairwise_distances(x)`).
+    derivative (with a scalar factor apart, applied in the backward pass, where it costs
+    nothing); only those are kept for the backward pass. It may close over tensors that
+    need no gradient (masks, labels). The result supports reverse-mode gradients only (as
+    `distances.pairwise_distances(x)`).
     """
 
     @ops.custom_gradient
     def loss(matrix):
-        value, gradient = value_and_gradient(matrix)
+        value, gradient, *scale = value_and_gradient(matrix)
 
         def grad(*args, upstream=None):
             # keras.ops.custom_gradient passes it positionally (TensorFlow, JAX) or as a
             # keyword (PyTorch).
-            return gradient * (args[0] if upstream is None else upstream)
+            upstream = args[0] if upstream is None else upstream
+            return gradient * (upstream * scale[0] if scale else upstream)
 
         return value, grad
 
     return loss(matrix)
+
+
+# Entries of a row block: its [rows, R] steps are 8 MB in float32. Above this, the losses
+# run in row blocks, so that the peak holds a few blocks and not a few [B, R] arrays.
+BLOCK_ENTRIES = 2**21
+
+
+def by_row_blocks(fn, *matrices):
+    """`fn(*matrices)`, computed on blocks of rows of the `[B, R]` `matrices` (at most
+    `BLOCK_ENTRIES` entries each) and concatenated along the first axis.
+
+    `fn` maps row blocks to a tuple of arrays whose first axis is the block's rows (row
+    statistics `[b]`, gradient blocks `[b, R]`); each row's result must depend on its own
+    rows only. The blocks are a Python loop (unrolled when compiled) over static shapes;
+    with a dynamic shape, or `B · R` within one block, `fn` runs once on the whole.
+    """
+    b, r = matrices[0].shape[0], matrices[0].shape[1]
+    if not isinstance(b, int) or not isinstance(r, int) or b * r <= BLOCK_ENTRIES:
+        return fn(*matrices)
+    rows = max(1, BLOCK_ENTRIES // r)
+    blocks = [fn(*(m[start : start + rows] for m in matrices)) for start in range(0, b, rows)]
+    return tuple(ops.concatenate(list(parts), axis=0) for parts in zip(*blocks))
 
 
 def masked_softmax(values, masks, with_zero=False):
