@@ -7,7 +7,7 @@ from keras import ops
 
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
 from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_finite, check_positive
-from keras_triplet.losses.reductions import loss_with_matrix_gradient, masked_softmax, mean_of_nonzero
+from keras_triplet.losses.reductions import by_row_blocks, loss_with_matrix_gradient, masked_softmax, mean_of_nonzero
 from keras_triplet.miners.pair_miner import check_pair_miner
 
 
@@ -15,9 +15,9 @@ def circle_loss_from_distances(labels, distances, m=0.4, gamma=80.0, miner=None,
     """The circle loss from a `[B, R]` cosine-distance matrix; see `circle_loss`."""
     positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
 
-    def value_and_gradient(distances):
+    def rows(distances, positive, negative):
         s = 1.0 - distances  # cosine similarity
-        # Positive and negative pairs are disjoint: one [B, R] matrix of logits holds both,
+        # Positive and negative pairs are disjoint: one [b, R] matrix of logits holds both,
         # −γ α_p (s − (1 − m)) on the positives and γ α_n (s − m) elsewhere. The paper's
         # weights α are not differentiated. Logits of order γ (up to ~300 at γ = 80):
         # masked_softmax subtracts each row's max.
@@ -29,12 +29,15 @@ def circle_loss_from_distances(labels, distances, m=0.4, gamma=80.0, miner=None,
         row = positive_term + negative_term
         used = ops.logical_and(ops.any(positive, axis=1), ops.any(negative, axis=1))
         kept = ops.where(used, ops.softplus(row), 0.0)
-        value = mean_of_nonzero(kept)
-        # ∂ℓ_a/∂logit = σ(row_a)·softmax (either mask's), the mean over the ℓ_a > 0, and
-        # ∂logit/∂d = −weight.
+        # ∂ℓ_a/∂logit = σ(row_a)·softmax (either mask's) and ∂logit/∂d = −weight.
+        factor = ops.where(kept > 0, -ops.sigmoid(row), 0.0)
+        return kept, weight * softmax * ops.expand_dims(factor, 1)
+
+    def value_and_gradient(distances):
+        kept, gradient = by_row_blocks(rows, distances, positive, negative)
+        # The mean over the ℓ_a > 0.
         nonzero = ops.maximum(ops.cast(ops.sum(kept > 0), kept.dtype), 1.0)
-        scale = ops.where(kept > 0, -ops.sigmoid(row) / nonzero, 0.0)
-        return value, weight * softmax * ops.expand_dims(scale, 1)
+        return mean_of_nonzero(kept), gradient, 1.0 / nonzero
 
     return loss_with_matrix_gradient(value_and_gradient, distances)
 

@@ -6,7 +6,7 @@ from keras import ops
 
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
 from keras_triplet.losses.mined_pair_loss import MinedPairLoss
-from keras_triplet.losses.reductions import loss_with_matrix_gradient, masked_softmax
+from keras_triplet.losses.reductions import by_row_blocks, loss_with_matrix_gradient, masked_softmax
 from keras_triplet.miners.pair_miner import check_pair_miner
 
 # Metrics that are `1 − similarity`: the loss's `base` is a threshold on the similarity.
@@ -30,17 +30,19 @@ def multi_similarity_loss_from_distances(
     # On a similarity s = 1 − d: α(base − s) = α(d − (1 − base)); on a distance: α(d − base).
     shift = 1.0 - base if similarity else base
 
-    def value_and_gradient(distances):
+    def rows(distances, positive, negative):
         # Per row, log(1 + Σ exp(z)) over the positives and over the negatives (0 without
         # any), each with its largest exponent (or 0) factored out so nothing overflows;
-        # the pairs are disjoint, so one [B, R] matrix holds both exponents.
+        # the pairs are disjoint, so one [b, R] matrix holds both exponents.
         exponents = ops.where(positive, alpha * (distances - shift), beta * (shift - distances))
         (positive_term, negative_term), softmax = masked_softmax(exponents, (positive, negative), with_zero=True)
         del exponents
-        value = ops.mean(positive_term / alpha + negative_term / beta)
         # ∂ℓ_a/∂d: the softmax weights (α and β cancel), + on positives, − on negatives.
-        scale = 1.0 / ops.cast(ops.shape(distances)[0], distances.dtype)
-        return value, ops.where(positive, softmax, -softmax) * scale
+        return positive_term / alpha + negative_term / beta, ops.where(positive, softmax, -softmax)
+
+    def value_and_gradient(distances):
+        row, gradient = by_row_blocks(rows, distances, positive, negative)
+        return ops.mean(row), gradient, 1.0 / ops.cast(ops.shape(row)[0], row.dtype)
 
     return loss_with_matrix_gradient(value_and_gradient, distances)
 

@@ -8,7 +8,7 @@ from keras import ops
 
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
 from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_positive
-from keras_triplet.losses.reductions import loss_with_matrix_gradient, masked_softmax, mean_over
+from keras_triplet.losses.reductions import by_row_blocks, loss_with_matrix_gradient, masked_softmax
 from keras_triplet.miners.pair_miner import check_pair_miner
 
 
@@ -16,7 +16,7 @@ def ntxent_loss_from_distances(labels, distances, temperature=0.07, miner=None, 
     """NT-Xent from a `[B, R]` distance matrix; see `ntxent_loss`."""
     positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
 
-    def value_and_gradient(distances):
+    def rows(distances, positive, negative):
         # Logits −d/τ: for the cosine distance, (s − 1)/τ, the paper's s/τ shifted by a
         # constant that the softmax cancels.
         logits = -distances / temperature
@@ -26,15 +26,18 @@ def ntxent_loss_from_distances(labels, distances, temperature=0.07, miner=None, 
         gap = ops.expand_dims(negative_term, 1) - logits
         del logits
         pairs = ops.logical_and(positive, ops.expand_dims(ops.any(negative, axis=1), 1))
-        value = mean_over(ops.where(pairs, ops.softplus(gap), 0.0), positive)
+        row = ops.sum(ops.where(pairs, ops.softplus(gap), 0.0), axis=1)
         # ∂ℓ_ap/∂x_ap = −σ(gap) and ∂ℓ_ap/∂x_an = σ(gap)·softmax_an; ∂x/∂d = −1/τ.
         pull = ops.where(pairs, ops.sigmoid(gap), 0.0)
         del gap
         push = ops.expand_dims(ops.sum(pull, axis=1), 1)
-        count = ops.maximum(ops.cast(ops.sum(positive), distances.dtype), 1.0)
-        gradient = ops.where(positive, pull, -push * softmax) / (temperature * count)
+        return row, ops.where(positive, pull, -push * softmax)
+
+    def value_and_gradient(distances):
+        row, gradient = by_row_blocks(rows, distances, positive, negative)
+        count = ops.maximum(ops.cast(ops.sum(positive), row.dtype), 1.0)
         used = ops.logical_and(ops.any(positive), ops.any(negative))
-        return ops.where(used, value, 0.0), ops.where(used, gradient, 0.0)
+        return ops.where(used, ops.sum(row) / count, 0.0), gradient, ops.where(used, 1.0 / (temperature * count), 0.0)
 
     return loss_with_matrix_gradient(value_and_gradient, distances)
 
