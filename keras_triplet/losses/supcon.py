@@ -7,7 +7,12 @@ from keras import ops
 
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
 from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_positive
-from keras_triplet.losses.reductions import by_row_blocks, loss_with_matrix_gradient, masked_softmax, mean_of_nonzero
+from keras_triplet.losses.reductions import (
+    by_row_blocks,
+    loss_with_matrix_gradient,
+    masked_softmax,
+    mean_of_nonzero,
+)
 from keras_triplet.miners.pair_miner import check_pair_miner
 
 
