@@ -38,13 +38,13 @@ def circle_loss_from_distances(labels, distances, m=0.4, gamma=80.0, miner=None,
         factor = ops.where(kept > 0, -ops.sigmoid(row), 0.0)
         return kept, weight * softmax * ops.expand_dims(factor, 1)
 
-    def value_and_gradient(distances):
+    def value_and_gradient(distances, positive, negative):
         kept, gradient = by_row_blocks(rows, distances, positive, negative)
         # The mean over the ℓ_a > 0.
         nonzero = ops.maximum(ops.cast(ops.sum(kept > 0), kept.dtype), 1.0)
         return mean_of_nonzero(kept), gradient, 1.0 / nonzero
 
-    return loss_with_matrix_gradient(value_and_gradient, distances)
+    return loss_with_matrix_gradient(value_and_gradient, distances, positive, negative)
 
 
 def circle_loss(y_true, y_pred, m=0.4, gamma=80.0, miner=None):

@@ -29,8 +29,6 @@ def lifted_structure_loss_from_distances(
     positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
 
     floor = lowest(distances.dtype)
-    # ∂ℓ/∂(negative_term + d) = hinge / count on each positive pair.
-    count = ops.maximum(ops.cast(ops.sum(positive), distances.dtype), 1.0)
 
     def row_logsumexp(distances, negative):
         # Each row's log Σ_n exp(neg_margin − d(i, n)) over its negatives, and its softmax
@@ -39,7 +37,7 @@ def lifted_structure_loss_from_distances(
         (row,), softmax = masked_softmax(neg_margin - distances, (negative,))
         return ops.where(ops.any(negative, axis=1), row, floor), softmax
 
-    def pooled_rows(distances, positive, softmax, anchor_row, other_row):
+    def pooled_rows(distances, positive, softmax, anchor_row, other_row, count):
         # A positive pair (a, j) pools a's negatives and, when j is in the batch (the first
         # B columns), j's: log(Σ_a + Σ_j) = logaddexp of the two rows' log-sums, [b, R].
         anchor_row = ops.expand_dims(anchor_row, 1)
@@ -55,6 +53,7 @@ def lifted_structure_loss_from_distances(
         hinge = ops.where(positive, ops.relu(negative_term + distances - pos_margin), 0.0)
         del negative_term
         squares = ops.sum(ops.square(hinge), axis=1)
+        # ∂ℓ/∂(negative_term + d) = hinge / count on each positive pair.
         hinge = hinge / count
         anchor_part = hinge * anchor_share
         to_anchor = ops.sum(anchor_part, axis=1)
@@ -63,12 +62,13 @@ def lifted_structure_loss_from_distances(
         # softmax weights.
         return squares, to_anchor, to_other, ops.where(positive, hinge, softmax)
 
-    def value_and_gradient(distances):
+    def value_and_gradient(distances, positive, negative):
         b, r = ops.shape(distances)[0], ops.shape(distances)[1]
+        count = ops.maximum(ops.cast(ops.sum(positive), distances.dtype), 1.0)
         row, softmax = by_row_blocks(row_logsumexp, distances, negative)
         other_row = ops.expand_dims(ops.concatenate([row, ops.full((r - b,), floor, row.dtype)], axis=0), 0)
         squares, to_anchor, to_other, hinge_or_softmax = by_row_blocks(
-            lambda *blocks: pooled_rows(*blocks, other_row), distances, positive, softmax, row
+            lambda *blocks: pooled_rows(*blocks, other_row, count), distances, positive, softmax, row
         )
         del softmax
         # ½ [·]₊² summed: the ½ is taken after the sum (exact: halving commutes with rounding).
@@ -80,7 +80,7 @@ def lifted_structure_loss_from_distances(
         used = _any_pairs(positive, negative)
         return ops.where(used, value, 0.0), gradient, ops.where(used, 1.0, 0.0)
 
-    return loss_with_matrix_gradient(value_and_gradient, distances)
+    return loss_with_matrix_gradient(value_and_gradient, distances, positive, negative)
 
 
 def lifted_structure_loss(
@@ -189,12 +189,12 @@ def generalized_lifted_structure_loss_from_distances(
         gradient = ops.where(ops.expand_dims(row > 0, 1), ops.where(positive, softmax, -softmax), 0.0)
         return row, gradient
 
-    def value_and_gradient(distances):
+    def value_and_gradient(distances, positive, negative):
         row, gradient = by_row_blocks(rows, distances, positive, negative)
         # The mean over the B anchors (one without pairs has ℓ_a = 0).
         return ops.mean(ops.relu(row)), gradient, 1.0 / ops.cast(ops.shape(row)[0], row.dtype)
 
-    return loss_with_matrix_gradient(value_and_gradient, distances)
+    return loss_with_matrix_gradient(value_and_gradient, distances, positive, negative)
 
 
 def generalized_lifted_structure_loss(

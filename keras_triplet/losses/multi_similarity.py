@@ -40,11 +40,11 @@ def multi_similarity_loss_from_distances(
         # ∂ℓ_a/∂d: the softmax weights (α and β cancel), + on positives, − on negatives.
         return positive_term / alpha + negative_term / beta, ops.where(positive, softmax, -softmax)
 
-    def value_and_gradient(distances):
+    def value_and_gradient(distances, positive, negative):
         row, gradient = by_row_blocks(rows, distances, positive, negative)
         return ops.mean(row), gradient, 1.0 / ops.cast(ops.shape(row)[0], row.dtype)
 
-    return loss_with_matrix_gradient(value_and_gradient, distances)
+    return loss_with_matrix_gradient(value_and_gradient, distances, positive, negative)
 
 
 def multi_similarity_loss(

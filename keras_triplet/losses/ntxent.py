@@ -33,13 +33,13 @@ def ntxent_loss_from_distances(labels, distances, temperature=0.07, miner=None, 
         push = ops.expand_dims(ops.sum(pull, axis=1), 1)
         return row, ops.where(positive, pull, -push * softmax)
 
-    def value_and_gradient(distances):
+    def value_and_gradient(distances, positive, negative):
         row, gradient = by_row_blocks(rows, distances, positive, negative)
         count = ops.maximum(ops.cast(ops.sum(positive), row.dtype), 1.0)
         used = ops.logical_and(ops.any(positive), ops.any(negative))
         return ops.where(used, ops.sum(row) / count, 0.0), gradient, ops.where(used, 1.0 / (temperature * count), 0.0)
 
-    return loss_with_matrix_gradient(value_and_gradient, distances)
+    return loss_with_matrix_gradient(value_and_gradient, distances, positive, negative)
 
 
 def ntxent_loss(y_true, y_pred, temperature=0.07, distance="cosine", miner=None, p=None):

@@ -75,31 +75,33 @@ def mean_of_nonzero(values):
 # forward pass and keeps only the derivative, so a loss's backward pass is one product.
 
 
-def loss_with_matrix_gradient(value_and_gradient, matrix):
-    """`value_and_gradient(matrix)[0]`, a scalar whose gradient with respect to `matrix` is
-    `gradient · scale` (times the upstream gradient), where `value_and_gradient(matrix)`
-    returns `(value, gradient)` or `(value, gradient, scale)`.
+def loss_with_matrix_gradient(value_and_gradient, matrix, *masks):
+    """`value_and_gradient(matrix, *masks)[0]`, a scalar whose gradient with respect to
+    `matrix` is `gradient · scale` (times the upstream gradient), where
+    `value_and_gradient(matrix, *masks)` returns `(value, gradient)` or
+    `(value, gradient, scale)`.
 
     `value_and_gradient` runs without autodiff and returns the scalar and its `[B, R]`
     derivative (with a scalar factor apart, applied in the backward pass, where it costs
-    nothing); only those are kept for the backward pass. It may close over tensors that
-    need no gradient (masks, labels). The result supports reverse-mode gradients only (as
-    `distances.pairwise_distances(x)`).
+    nothing); only those are kept for the backward pass. The tensors it reads besides
+    `matrix` (the boolean pair masks) must come in `masks`, not from its closure: JAX's
+    custom gradients cannot close over traced values (they leak out of a compiled step).
+    The result supports reverse-mode gradients only (as `distances.pairwise_distances(x)`).
     """
 
     @ops.custom_gradient
-    def loss(matrix):
-        value, gradient, *scale = value_and_gradient(matrix)
+    def loss(matrix, *masks):
+        value, gradient, *scale = value_and_gradient(matrix, *masks)
 
         def grad(*args, upstream=None):
             # keras.ops.custom_gradient passes it positionally (TensorFlow, JAX) or as a
             # keyword (PyTorch).
             upstream = args[0] if upstream is None else upstream
-            return gradient * (upstream * scale[0] if scale else upstream)
+            return (gradient * (upstream * scale[0] if scale else upstream),) + (None,) * len(masks)
 
         return value, grad
 
-    return loss(matrix)
+    return loss(matrix, *masks)
 
 
 # Entries of a row block: its [rows, R] steps are 8 MB in float32. Above this, the losses

@@ -35,14 +35,14 @@ def supcon_loss_from_distances(labels, distances, temperature=0.1, miner=None, r
         gradient = ops.where(positive, ops.expand_dims(factor, 1), 0.0) - ops.expand_dims(count * factor, 1) * softmax
         return row, gradient
 
-    def value_and_gradient(distances):
+    def value_and_gradient(distances, positive, negative):
         row, gradient = by_row_blocks(rows, distances, positive, negative)
         # The mean over the ℓ_a > 0.
         nonzero = ops.maximum(ops.cast(ops.sum(row > 0), row.dtype), 1.0)
         used = ops.logical_and(ops.any(positive), ops.any(negative))
         return ops.where(used, mean_of_nonzero(row), 0.0), gradient, ops.where(used, 1.0 / nonzero, 0.0)
 
-    return loss_with_matrix_gradient(value_and_gradient, distances)
+    return loss_with_matrix_gradient(value_and_gradient, distances, positive, negative)
 
 
 def supcon_loss(y_true, y_pred, temperature=0.1, distance="cosine", miner=None, p=None):
