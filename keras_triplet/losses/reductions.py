@@ -5,6 +5,8 @@ define (`MeanReducer`: over every term; `AvgNonZeroReducer`: over the terms > 0)
 import keras
 from keras import ops
 
+from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS
+
 
 def masked_logsumexp(values, mask, axis=1):
     """`log Σ_{j: mask} exp(values_j)` along `axis`, and 0 where the mask is empty.
@@ -105,7 +107,10 @@ def loss_with_matrix_gradient(value_and_gradient, matrix, *masks):
 
 
 # Entries of a row block: its [rows, R] steps are 8 MB in float32. Above this, the losses
-# run in row blocks, so that the peak holds a few blocks and not a few [B, R] arrays.
+# run in row blocks where each elementwise step is an array of its own (eager PyTorch), so
+# that the peak holds a few blocks and not a few [B, R] arrays. XLA (TensorFlow, JAX)
+# fuses the steps of the whole matrix already: there, blocks only cut its fusions apart
+# (more memory, B = 4096: 330 → 510 MB) and unroll the program (twice the compile time).
 BLOCK_ENTRIES = 2**21
 
 
@@ -116,10 +121,12 @@ def by_row_blocks(fn, *matrices):
     `fn` maps row blocks to a tuple of arrays whose first axis is the block's rows (row
     statistics `[b]`, gradient blocks `[b, R]`); each row's result must depend on its own
     rows only. The blocks are a Python loop (unrolled when compiled) over static shapes;
-    with a dynamic shape, or `B · R` within one block, `fn` runs once on the whole.
+    with a dynamic shape, `B · R` within one block, or where the backend fuses elementwise
+    steps (XLA), `fn` runs once on the whole.
     """
     b, r = matrices[0].shape[0], matrices[0].shape[1]
-    if not isinstance(b, int) or not isinstance(r, int) or b * r <= BLOCK_ENTRIES:
+    static = isinstance(b, int) and isinstance(r, int)
+    if FUSES_BROADCAST_COMPARISONS or not static or b * r <= BLOCK_ENTRIES:
         return fn(*matrices)
     rows = max(1, BLOCK_ENTRIES // r)
     blocks = [fn(*(m[start : start + rows] for m in matrices)) for start in range(0, b, rows)]
