@@ -37,7 +37,7 @@ def lifted_structure_loss_from_distances(
         (row,), softmax = masked_softmax(neg_margin - distances, (negative,))
         return ops.where(ops.any(negative, axis=1), row, floor), softmax
 
-    def pooled_rows(distances, positive, softmax, anchor_row, other_row, count):
+    def pooled_rows(distances, positive, negative, anchor_row, other_row, count):
         # A positive pair (a, j) pools a's negatives and, when j is in the batch (the first
         # B columns), j's: log(Σ_a + Σ_j) = logaddexp of the two rows' log-sums, [b, R].
         anchor_row = ops.expand_dims(anchor_row, 1)
@@ -53,6 +53,8 @@ def lifted_structure_loss_from_distances(
         hinge = ops.where(positive, ops.relu(negative_term + distances - pos_margin), 0.0)
         del negative_term
         squares = ops.sum(ops.square(hinge), axis=1)
+        # (The softmax again, rather than a [B, R] array kept from the first pass.)
+        _, softmax = row_logsumexp(distances, negative)
         # ∂ℓ/∂(negative_term + d) = hinge / count on each positive pair.
         hinge = hinge / count
         anchor_part = hinge * anchor_share
@@ -65,12 +67,11 @@ def lifted_structure_loss_from_distances(
     def value_and_gradient(distances, positive, negative):
         b, r = ops.shape(distances)[0], ops.shape(distances)[1]
         count = ops.maximum(ops.cast(ops.sum(positive), distances.dtype), 1.0)
-        row, softmax = by_row_blocks(row_logsumexp, distances, negative)
+        (row,) = by_row_blocks(lambda *blocks: row_logsumexp(*blocks)[:1], distances, negative)
         other_row = ops.expand_dims(ops.concatenate([row, ops.full((r - b,), floor, row.dtype)], axis=0), 0)
         squares, to_anchor, to_other, hinge_or_softmax = by_row_blocks(
-            lambda *blocks: pooled_rows(*blocks, other_row, count), distances, positive, softmax, row
+            lambda *blocks: pooled_rows(*blocks, other_row, count), distances, positive, negative, row
         )
-        del softmax
         # ½ [·]₊² summed: the ½ is taken after the sum (exact: halving commutes with rounding).
         value = ops.sum(squares) / count / 2.0
         # Through the negative term, the hinges reach both rows' log-sums, then their
