@@ -110,7 +110,8 @@ def loss_with_matrix_gradient(value_and_gradient, matrix, *masks):
 # run in row blocks where each elementwise step is an array of its own (eager PyTorch), so
 # that the peak holds a few blocks and not a few [B, R] arrays. XLA (TensorFlow, JAX)
 # fuses the steps of the whole matrix already: there, blocks only cut its fusions apart
-# (more memory, B = 4096: 330 → 510 MB) and unroll the program (twice the compile time).
+# (more memory, not less: BENCHMARKS.md, issue 16) and unroll the program into a larger one
+# to compile.
 BLOCK_ENTRIES = 2**21
 
 
