@@ -35,7 +35,9 @@ def multi_similarity_loss_from_distances(
         # any), each with its largest exponent (or 0) factored out so nothing overflows;
         # the pairs are disjoint, so one [b, R] matrix holds both exponents.
         exponents = ops.where(positive, alpha * (distances - shift), beta * (shift - distances))
-        (positive_term, negative_term), softmax = masked_softmax(exponents, (positive, negative), with_zero=True)
+        (positive_term, negative_term), softmax = masked_softmax(
+            exponents, (positive, negative), with_zero=True
+        )
         del exponents
         # ∂ℓ_a/∂d: the softmax weights (α and β cancel), + on positives, − on negatives.
         return positive_term / alpha + negative_term / beta, ops.where(positive, softmax, -softmax)

@@ -37,7 +37,11 @@ def ntxent_loss_from_distances(labels, distances, temperature=0.07, miner=None, 
         row, gradient = by_row_blocks(rows, distances, positive, negative)
         count = ops.maximum(ops.cast(ops.sum(positive), row.dtype), 1.0)
         used = ops.logical_and(ops.any(positive), ops.any(negative))
-        return ops.where(used, ops.sum(row) / count, 0.0), gradient, ops.where(used, 1.0 / (temperature * count), 0.0)
+        return (
+            ops.where(used, ops.sum(row) / count, 0.0),
+            gradient,
+            ops.where(used, 1.0 / (temperature * count), 0.0),
+        )
 
     return loss_with_matrix_gradient(value_and_gradient, distances, positive, negative)
 

@@ -32,7 +32,10 @@ def supcon_loss_from_distances(labels, distances, temperature=0.1, miner=None, r
         # ∂total_a/∂x_aj = [j ∈ P(a)] − |P(a)| softmax_aj, ∂ℓ_a/∂total_a = −1/|P(a)|
         # (counted where ℓ_a > 0), ∂x/∂d = −1/τ.
         factor = ops.where(row > 0, 1.0 / (ops.maximum(count, 1.0) * temperature), 0.0)
-        gradient = ops.where(positive, ops.expand_dims(factor, 1), 0.0) - ops.expand_dims(count * factor, 1) * softmax
+        gradient = (
+            ops.where(positive, ops.expand_dims(factor, 1), 0.0)
+            - ops.expand_dims(count * factor, 1) * softmax
+        )
         return row, gradient
 
     def value_and_gradient(distances, positive, negative):
