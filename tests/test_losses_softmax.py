@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from keras import ops
 from test_fixtures_pml_softmax_losses import ThresholdMiner
 
-from keras_triplet import TripletModel, losses
+from keras_triplet import TripletModel, losses, miners
+from keras_triplet.losses import reductions
 
 BATCH_SIZES = (2, 5, 8)
 
@@ -252,6 +253,28 @@ def test_gradient_matches_finite_differences(name):
     else:
         numeric = ref.numerical_gradient(lambda e: reference_fn(LABELS, e), x)
     np.testing.assert_allclose(grad, numeric, rtol=2e-3, atol=2e-4 * max(1.0, np.abs(numeric).max()))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        *(CASES[name][0] for name in sorted(CASES) if not name.startswith("npairs")),
+        lambda: losses.MultiSimilarityLoss(),
+        lambda: losses.MultiSimilarityLoss(miner=miners.MultiSimilarityMiner(epsilon=0.1)),
+        lambda: losses.LiftedStructureLoss(miner=miners.MultiSimilarityMiner(epsilon=0.1)),
+    ],
+)
+def test_row_blocks_give_the_whole_matrix_result(make, monkeypatch):
+    # Large batches on eager PyTorch run in row blocks (losses.reductions.by_row_blocks); here
+    # blocks of 3 rows on every backend, against the whole matrix at once.
+    x = make_batch(5, LABELS, dim=3)
+    labels = ops.convert_to_tensor(LABELS)
+    whole = value_and_grad(lambda e: make()(labels, e), x)
+    monkeypatch.setattr(reductions, "FUSES_BROADCAST_COMPARISONS", False)
+    monkeypatch.setattr(reductions, "BLOCK_ENTRIES", 3 * len(LABELS))
+    blocks = value_and_grad(lambda e: make()(labels, e), x)
+    assert float(blocks[0]) == pytest.approx(float(whole[0]), rel=1e-6)
+    np.testing.assert_allclose(blocks[1], whole[1], rtol=1e-5, atol=1e-7)
 
 
 # --------------------------------------------------------------------------- compiled

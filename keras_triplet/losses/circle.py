@@ -7,24 +7,44 @@ from keras import ops
 
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
 from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_finite, check_positive
-from keras_triplet.losses.reductions import masked_logsumexp, mean_of_nonzero
+from keras_triplet.losses.reductions import (
+    by_row_blocks,
+    loss_with_matrix_gradient,
+    masked_softmax,
+    mean_of_nonzero,
+)
 from keras_triplet.miners.pair_miner import check_pair_miner
 
 
 def circle_loss_from_distances(labels, distances, m=0.4, gamma=80.0, miner=None, ref_labels=None):
     """The circle loss from a `[B, R]` cosine-distance matrix; see `circle_loss`."""
     positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
-    s = 1.0 - distances  # cosine similarity
-    fixed = ops.stop_gradient(s)  # the paper's weights α are not differentiated
-    # Positive and negative pairs are disjoint: one [B, R] matrix of logits holds both,
-    # −γ α_p (s − (1 − m)) on the positives and γ α_n (s − m) elsewhere (one array for the
-    # gradient to keep instead of two). Logits of order γ (up to ~300 at γ = 80):
-    # masked_logsumexp subtracts each row's max.
-    weight = ops.where(positive, -gamma * ops.relu(1.0 + m - fixed), gamma * ops.relu(fixed + m))
-    logits = weight * (s - ops.where(positive, 1.0 - m, m))
-    row = ops.softplus(masked_logsumexp(logits, positive) + masked_logsumexp(logits, negative))
-    used = ops.logical_and(ops.any(positive, axis=1), ops.any(negative, axis=1))
-    return mean_of_nonzero(ops.where(used, row, 0.0))
+
+    def rows(distances, positive, negative):
+        s = 1.0 - distances  # cosine similarity
+        # Positive and negative pairs are disjoint: one [b, R] matrix of logits holds both,
+        # −γ α_p (s − (1 − m)) on the positives and γ α_n (s − m) elsewhere. The paper's
+        # weights α are not differentiated. Logits of order γ (up to ~300 at γ = 80):
+        # masked_softmax subtracts each row's max.
+        weight = ops.where(positive, -gamma * ops.relu(1.0 + m - s), gamma * ops.relu(s + m))
+        logits = weight * (s - ops.where(positive, 1.0 - m, m))
+        del s
+        (positive_term, negative_term), softmax = masked_softmax(logits, (positive, negative))
+        del logits
+        row = positive_term + negative_term
+        used = ops.logical_and(ops.any(positive, axis=1), ops.any(negative, axis=1))
+        kept = ops.where(used, ops.softplus(row), 0.0)
+        # ∂ℓ_a/∂logit = σ(row_a)·softmax (either mask's) and ∂logit/∂d = −weight.
+        factor = ops.where(kept > 0, -ops.sigmoid(row), 0.0)
+        return kept, weight * softmax * ops.expand_dims(factor, 1)
+
+    def value_and_gradient(distances, positive, negative):
+        kept, gradient = by_row_blocks(rows, distances, positive, negative)
+        # The mean over the ℓ_a > 0.
+        nonzero = ops.maximum(ops.cast(ops.sum(kept > 0), kept.dtype), 1.0)
+        return mean_of_nonzero(kept), gradient, 1.0 / nonzero
+
+    return loss_with_matrix_gradient(value_and_gradient, distances, positive, negative)
 
 
 def circle_loss(y_true, y_pred, m=0.4, gamma=80.0, miner=None):

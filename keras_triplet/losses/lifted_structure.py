@@ -9,7 +9,7 @@ from keras import ops
 
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
 from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_finite
-from keras_triplet.losses.reductions import lowest, masked_logsumexp, mean_over
+from keras_triplet.losses.reductions import by_row_blocks, loss_with_matrix_gradient, lowest, masked_softmax
 from keras_triplet.miners.pair_miner import check_pair_miner
 
 
@@ -27,25 +27,61 @@ def lifted_structure_loss_from_distances(
 ):
     """The lifted structure loss from a `[B, R]` distance matrix; see `lifted_structure_loss`."""
     positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
-    b = ops.shape(distances)[0]
-    r = ops.shape(distances)[1]
-    # Each row's log Σ_n exp(neg_margin − d(i, n)) over its negatives: [B]; the lowest
-    # float for a row without negatives (it then adds nothing: exp(lowest − top) = 0).
-    row = ops.where(
-        ops.any(negative, axis=1), masked_logsumexp(neg_margin - distances, negative), lowest(distances.dtype)
-    )
-    # A positive pair (a, j) pools a's negatives and, when j is in the batch (the first B
-    # columns), j's: log(Σ_a + Σ_j) = logaddexp of the two rows' log-sums, [B, R].
-    column_row = ops.concatenate([row, ops.full((r - b,), lowest(row.dtype), row.dtype)], axis=0)
-    anchor_row, other_row = ops.expand_dims(row, 1), ops.expand_dims(column_row, 0)
-    top = ops.stop_gradient(ops.maximum(anchor_row, other_row))
-    found = top > lowest(row.dtype)  # a or j has negatives
-    pooled = ops.exp(anchor_row - top) + ops.exp(other_row - top)
-    negative_term = ops.where(found, top + ops.log(pooled), 0.0)
-    # ½ [·]₊² summed: the ½ is taken after the sum (exact: halving commutes with rounding).
-    pair_loss = ops.where(positive, ops.square(ops.relu(negative_term + distances - pos_margin)), 0.0)
-    value = mean_over(pair_loss, positive) / 2.0
-    return ops.where(_any_pairs(positive, negative), value, 0.0)
+
+    floor = lowest(distances.dtype)
+
+    def row_logsumexp(distances, negative):
+        # Each row's log Σ_n exp(neg_margin − d(i, n)) over its negatives, and its softmax
+        # weights; the lowest float for a row without negatives (it then adds nothing:
+        # exp(lowest − top) = 0).
+        (row,), softmax = masked_softmax(neg_margin - distances, (negative,))
+        return ops.where(ops.any(negative, axis=1), row, floor), softmax
+
+    def pooled_rows(distances, positive, negative, anchor_row, other_row, count):
+        # A positive pair (a, j) pools a's negatives and, when j is in the batch (the first
+        # B columns), j's: log(Σ_a + Σ_j) = logaddexp of the two rows' log-sums, [b, R].
+        anchor_row = ops.expand_dims(anchor_row, 1)
+        top = ops.maximum(anchor_row, other_row)
+        found = top > floor  # a or j has negatives
+        anchor_share = ops.exp(anchor_row - top)
+        pooled = anchor_share + ops.exp(other_row - top)
+        negative_term = ops.where(found, top + ops.log(pooled), 0.0)
+        del top
+        # ∂ log(Σ_a + Σ_j) / ∂ log Σ_a: the anchor row's share of the pool (the rest is j's).
+        anchor_share = ops.where(found, anchor_share / pooled, 0.0)
+        del pooled
+        hinge = ops.where(positive, ops.relu(negative_term + distances - pos_margin), 0.0)
+        del negative_term
+        squares = ops.sum(ops.square(hinge), axis=1)
+        # (The softmax again, rather than a [B, R] array kept from the first pass.)
+        _, softmax = row_logsumexp(distances, negative)
+        # ∂ℓ/∂(negative_term + d) = hinge / count on each positive pair.
+        hinge = hinge / count
+        anchor_part = hinge * anchor_share
+        to_anchor = ops.sum(anchor_part, axis=1)
+        to_other = ops.sum(ops.where(found, hinge - anchor_part, 0.0), axis=0, keepdims=True)
+        # Positives and negatives are disjoint: one [b, R] block holds the hinges and the
+        # softmax weights.
+        return squares, to_anchor, to_other, ops.where(positive, hinge, softmax)
+
+    def value_and_gradient(distances, positive, negative):
+        b, r = ops.shape(distances)[0], ops.shape(distances)[1]
+        count = ops.maximum(ops.cast(ops.sum(positive), distances.dtype), 1.0)
+        (row,) = by_row_blocks(lambda *blocks: row_logsumexp(*blocks)[:1], distances, negative)
+        other_row = ops.expand_dims(ops.concatenate([row, ops.full((r - b,), floor, row.dtype)], axis=0), 0)
+        squares, to_anchor, to_other, hinge_or_softmax = by_row_blocks(
+            lambda *blocks: pooled_rows(*blocks, other_row, count), distances, positive, negative, row
+        )
+        # ½ [·]₊² summed: the ½ is taken after the sum (exact: halving commutes with rounding).
+        value = ops.sum(squares) / count / 2.0
+        # Through the negative term, the hinges reach both rows' log-sums, then their
+        # negatives' distances.
+        to_row = -ops.expand_dims(to_anchor + ops.sum(to_other, axis=0)[:b], 1)
+        gradient = ops.where(positive, hinge_or_softmax, to_row * hinge_or_softmax)
+        used = _any_pairs(positive, negative)
+        return ops.where(used, value, 0.0), gradient, ops.where(used, 1.0, 0.0)
+
+    return loss_with_matrix_gradient(value_and_gradient, distances, positive, negative)
 
 
 def lifted_structure_loss(
@@ -142,11 +178,24 @@ def generalized_lifted_structure_loss_from_distances(
     """The generalized lifted structure loss from a `[B, R]` distance matrix; see
     `generalized_lifted_structure_loss`."""
     positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
-    row = ops.relu(
-        masked_logsumexp(distances - pos_margin, positive)
-        + masked_logsumexp(neg_margin - distances, negative)
-    )
-    return ops.mean(row)  # an anchor without pairs has ℓ_a = 0
+
+    def rows(distances, positive, negative):
+        # Positive and negative pairs are disjoint: one [b, R] matrix holds both exponents.
+        (positive_term, negative_term), softmax = masked_softmax(
+            ops.where(positive, distances - pos_margin, neg_margin - distances), (positive, negative)
+        )
+        row = positive_term + negative_term
+        # ∂ℓ_a/∂d: the softmax weights, + on the positives and − on the negatives, where
+        # the hinge is active.
+        gradient = ops.where(ops.expand_dims(row > 0, 1), ops.where(positive, softmax, -softmax), 0.0)
+        return row, gradient
+
+    def value_and_gradient(distances, positive, negative):
+        row, gradient = by_row_blocks(rows, distances, positive, negative)
+        # The mean over the B anchors (one without pairs has ℓ_a = 0).
+        return ops.mean(ops.relu(row)), gradient, 1.0 / ops.cast(ops.shape(row)[0], row.dtype)
+
+    return loss_with_matrix_gradient(value_and_gradient, distances, positive, negative)
 
 
 def generalized_lifted_structure_loss(

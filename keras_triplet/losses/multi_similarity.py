@@ -6,7 +6,7 @@ from keras import ops
 
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
 from keras_triplet.losses.mined_pair_loss import MinedPairLoss
-from keras_triplet.losses.reductions import lowest
+from keras_triplet.losses.reductions import by_row_blocks, loss_with_matrix_gradient, masked_softmax
 from keras_triplet.miners.pair_miner import check_pair_miner
 
 # Metrics that are `1 − similarity`: the loss's `base` is a threshold on the similarity.
@@ -20,18 +20,6 @@ def _check_positive(value, name):
     return value
 
 
-def _log1p_sum_exp(z, mask):
-    """Per row, `log(1 + Σ_{mask} exp(z))` (0 for a row without masked entries), with
-    the row's largest exponent (or 0) factored out so nothing overflows."""
-    # Masked-out entries at the lowest float: exp(lowest − shift) is exactly 0, value and
-    # gradient (see `reductions.masked_logsumexp`). The result does not depend on the
-    # shift, so no gradient flows through it.
-    shifted = ops.where(mask, z, lowest(z.dtype))
-    shift = ops.stop_gradient(ops.maximum(ops.max(shifted, axis=1, keepdims=True), 0.0))
-    total = ops.exp(-shift) + ops.sum(ops.exp(shifted - shift), axis=1, keepdims=True)
-    return ops.squeeze(shift + ops.log(total), 1)
-
-
 def multi_similarity_loss_from_distances(
     labels, distances, alpha=2.0, beta=50.0, base=0.5, similarity=True, miner=None, ref_labels=None
 ):
@@ -41,9 +29,24 @@ def multi_similarity_loss_from_distances(
     positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
     # On a similarity s = 1 − d: α(base − s) = α(d − (1 − base)); on a distance: α(d − base).
     shift = 1.0 - base if similarity else base
-    positive_term = _log1p_sum_exp(alpha * (distances - shift), positive) / alpha
-    negative_term = _log1p_sum_exp(beta * (shift - distances), negative) / beta
-    return ops.mean(positive_term + negative_term)
+
+    def rows(distances, positive, negative):
+        # Per row, log(1 + Σ exp(z)) over the positives and over the negatives (0 without
+        # any), each with its largest exponent (or 0) factored out so nothing overflows;
+        # the pairs are disjoint, so one [b, R] matrix holds both exponents.
+        exponents = ops.where(positive, alpha * (distances - shift), beta * (shift - distances))
+        (positive_term, negative_term), softmax = masked_softmax(
+            exponents, (positive, negative), with_zero=True
+        )
+        del exponents
+        # ∂ℓ_a/∂d: the softmax weights (α and β cancel), + on positives, − on negatives.
+        return positive_term / alpha + negative_term / beta, ops.where(positive, softmax, -softmax)
+
+    def value_and_gradient(distances, positive, negative):
+        row, gradient = by_row_blocks(rows, distances, positive, negative)
+        return ops.mean(row), gradient, 1.0 / ops.cast(ops.shape(row)[0], row.dtype)
+
+    return loss_with_matrix_gradient(value_and_gradient, distances, positive, negative)
 
 
 def multi_similarity_loss(

@@ -8,23 +8,42 @@ from keras import ops
 
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
 from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_positive
-from keras_triplet.losses.reductions import masked_logsumexp, mean_over
+from keras_triplet.losses.reductions import by_row_blocks, loss_with_matrix_gradient, masked_softmax
 from keras_triplet.miners.pair_miner import check_pair_miner
 
 
 def ntxent_loss_from_distances(labels, distances, temperature=0.07, miner=None, ref_labels=None):
     """NT-Xent from a `[B, R]` distance matrix; see `ntxent_loss`."""
     positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
-    # Logits −d/τ: for the cosine distance, (s − 1)/τ, the paper's s/τ shifted by a
-    # constant that the softmax cancels.
-    logits = -distances / temperature
-    negative_term = ops.expand_dims(masked_logsumexp(logits, negative), 1)
-    has_negative = ops.expand_dims(ops.any(negative, axis=1), 1)
-    # −log(e^{x_ap} / (e^{x_ap} + Σ_n e^{x_an})) = softplus(log Σ_n e^{x_an} − x_ap); no
-    # negative: the softmax has the positive alone, and the term is 0.
-    pair_loss = ops.where(ops.logical_and(positive, has_negative), ops.softplus(negative_term - logits), 0.0)
-    value = mean_over(pair_loss, positive)
-    return ops.where(ops.logical_and(ops.any(positive), ops.any(negative)), value, 0.0)
+
+    def rows(distances, positive, negative):
+        # Logits −d/τ: for the cosine distance, (s − 1)/τ, the paper's s/τ shifted by a
+        # constant that the softmax cancels.
+        logits = -distances / temperature
+        (negative_term,), softmax = masked_softmax(logits, (negative,))
+        # −log(e^{x_ap} / (e^{x_ap} + Σ_n e^{x_an})) = softplus(log Σ_n e^{x_an} − x_ap); no
+        # negative: the softmax has the positive alone, and the term is 0.
+        gap = ops.expand_dims(negative_term, 1) - logits
+        del logits
+        pairs = ops.logical_and(positive, ops.expand_dims(ops.any(negative, axis=1), 1))
+        row = ops.sum(ops.where(pairs, ops.softplus(gap), 0.0), axis=1)
+        # ∂ℓ_ap/∂x_ap = −σ(gap) and ∂ℓ_ap/∂x_an = σ(gap)·softmax_an; ∂x/∂d = −1/τ.
+        pull = ops.where(pairs, ops.sigmoid(gap), 0.0)
+        del gap
+        push = ops.expand_dims(ops.sum(pull, axis=1), 1)
+        return row, ops.where(positive, pull, -push * softmax)
+
+    def value_and_gradient(distances, positive, negative):
+        row, gradient = by_row_blocks(rows, distances, positive, negative)
+        count = ops.maximum(ops.cast(ops.sum(positive), row.dtype), 1.0)
+        used = ops.logical_and(ops.any(positive), ops.any(negative))
+        return (
+            ops.where(used, ops.sum(row) / count, 0.0),
+            gradient,
+            ops.where(used, 1.0 / (temperature * count), 0.0),
+        )
+
+    return loss_with_matrix_gradient(value_and_gradient, distances, positive, negative)
 
 
 def ntxent_loss(y_true, y_pred, temperature=0.07, distance="cosine", miner=None, p=None):

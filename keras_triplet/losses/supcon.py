@@ -7,21 +7,45 @@ from keras import ops
 
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
 from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_positive
-from keras_triplet.losses.reductions import masked_logsumexp, mean_of_nonzero
+from keras_triplet.losses.reductions import (
+    by_row_blocks,
+    loss_with_matrix_gradient,
+    masked_softmax,
+    mean_of_nonzero,
+)
 from keras_triplet.miners.pair_miner import check_pair_miner
 
 
 def supcon_loss_from_distances(labels, distances, temperature=0.1, miner=None, ref_labels=None):
     """SupCon from a `[B, R]` distance matrix; see `supcon_loss`."""
     positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
-    logits = -distances / temperature  # cosine: (s − 1)/τ, a shift the softmax cancels
-    log_denominator = masked_logsumexp(logits, ops.logical_or(positive, negative))
-    log_prob = logits - ops.expand_dims(log_denominator, 1)
-    count = ops.sum(ops.cast(positive, logits.dtype), axis=1)
-    total = ops.sum(ops.where(positive, log_prob, 0.0), axis=1)
-    row = -ops.where(count > 0, total / ops.maximum(count, 1.0), 0.0)
-    value = mean_of_nonzero(row)
-    return ops.where(ops.logical_and(ops.any(positive), ops.any(negative)), value, 0.0)
+
+    def rows(distances, positive, negative):
+        logits = -distances / temperature  # cosine: (s − 1)/τ, a shift the softmax cancels
+        (log_denominator,), softmax = masked_softmax(logits, (ops.logical_or(positive, negative),))
+        log_prob = logits - ops.expand_dims(log_denominator, 1)
+        del logits
+        count = ops.sum(ops.cast(positive, log_prob.dtype), axis=1)
+        total = ops.sum(ops.where(positive, log_prob, 0.0), axis=1)
+        del log_prob
+        row = -ops.where(count > 0, total / ops.maximum(count, 1.0), 0.0)
+        # ∂total_a/∂x_aj = [j ∈ P(a)] − |P(a)| softmax_aj, ∂ℓ_a/∂total_a = −1/|P(a)|
+        # (counted where ℓ_a > 0), ∂x/∂d = −1/τ.
+        factor = ops.where(row > 0, 1.0 / (ops.maximum(count, 1.0) * temperature), 0.0)
+        gradient = (
+            ops.where(positive, ops.expand_dims(factor, 1), 0.0)
+            - ops.expand_dims(count * factor, 1) * softmax
+        )
+        return row, gradient
+
+    def value_and_gradient(distances, positive, negative):
+        row, gradient = by_row_blocks(rows, distances, positive, negative)
+        # The mean over the ℓ_a > 0.
+        nonzero = ops.maximum(ops.cast(ops.sum(row > 0), row.dtype), 1.0)
+        used = ops.logical_and(ops.any(positive), ops.any(negative))
+        return ops.where(used, mean_of_nonzero(row), 0.0), gradient, ops.where(used, 1.0 / nonzero, 0.0)
+
+    return loss_with_matrix_gradient(value_and_gradient, distances, positive, negative)
 
 
 def supcon_loss(y_true, y_pred, temperature=0.1, distance="cosine", miner=None, p=None):
