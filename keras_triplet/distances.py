@@ -109,12 +109,17 @@ def _self_euclidean(x):
     # safe_sqrt with the diagonal zeroed, in one `where`: the same values.
     kept = ops.logical_and(squared > 0, _off_diagonal(ops.shape(x)[0]))
     distances = ops.where(kept, ops.sqrt(ops.maximum(squared, _SQRT_FLOOR)), 0.0)
+    # The backward pass reads the matrix through a detached alias (the same memory): on
+    # PyTorch the returned tensor holds the backward node, and a closure over it would make
+    # a reference cycle that keeps every step's [B, B] matrix alive until Python's garbage
+    # collector runs.
+    saved = ops.stop_gradient(distances)
 
     def grad(*args, upstream=None):
         g = _upstream(args, upstream)
         # safe_sqrt's gradient is 0 at and below its floor (d ≤ sqrt(_SQRT_FLOOR)), so on
         # the diagonal (d = 0) and between duplicates; the division is not taken there.
-        h = ops.where(distances > _SQRT_FLOOR**0.5, g / distances, 0.0)
+        h = ops.where(saved > _SQRT_FLOOR**0.5, g / saved, 0.0)
         weight = ops.sum(h, axis=1, keepdims=True) + ops.expand_dims(ops.sum(h, axis=0), 1)
         return x * weight - ops.matmul(h, x) - ops.matmul(ops.transpose(h), x)
 

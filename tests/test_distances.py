@@ -144,3 +144,31 @@ def test_minkowski_needs_p_at_least_one():
         distances.pairwise_distances(x, metric="minkowski", p=0.5)
     with pytest.raises(ValueError, match="p"):
         distances.pairwise_distances(x, metric="minkowski")
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_matrix_is_freed_without_the_garbage_collector(metric):
+    # The hand-written gradient must not keep the matrix it returns in a reference cycle
+    # (on PyTorch: tensor -> backward node -> closure -> tensor), or every training step's
+    # [B, B] matrix would stay alive until Python's collector runs.
+    import gc
+    import weakref
+
+    import keras
+
+    if keras.backend.backend() != "torch":
+        pytest.skip("reference cycles through autograd nodes are PyTorch's: the others trace")
+    import torch
+
+    x = torch.randn(6, 3, requires_grad=True)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        matrix = distances.pairwise_distances(x, metric=metric)
+        matrix.sum().backward()
+        alive = weakref.ref(matrix)
+        del matrix
+        assert alive() is None
+    finally:
+        if enabled:
+            gc.enable()
