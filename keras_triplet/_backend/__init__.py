@@ -39,6 +39,8 @@ Both row-primitive modules export:
   None to keep every column (always None where shapes must stay static);
 * `compact_rows(mask)`: the positions of the True entries of a `[B]` mask, or None where
   shapes must stay static (always None in `_generic.py`);
+* `count_true(mask)`: the number of True entries of a boolean array, a scalar integer
+  (on PyTorch without the int64 copy of a summed bool array);
 * `scatter_rows(values, index, width)`: the `[B, width]` array holding `values[a, j]` at
   column `index[a, j]` (distinct per row), 0 elsewhere: the inverse of a compaction;
 * `FUSES_BROADCAST_COMPARISONS`: whether comparing `[B, M, 1]` thresholds with `[B, 1, R]`
@@ -64,6 +66,7 @@ if keras.backend.backend() == "torch":
         argsort_rows,
         compact_columns,
         compact_rows,
+        count_true,
         scatter_rows,
         take_along_rows,
     )
@@ -74,6 +77,7 @@ else:
         argsort_rows,
         compact_columns,
         compact_rows,
+        count_true,
         scatter_rows,
         take_along_rows,
     )
@@ -84,6 +88,7 @@ __all__ = [
     "argsort_rows",
     "compact_columns",
     "compact_rows",
+    "count_true",
     "distribute",
     "scatter_rows",
     "take_along_rows",

@@ -29,6 +29,10 @@ def compact_rows(mask):
     return None
 
 
+def count_true(mask):
+    return ops.count_nonzero(mask)
+
+
 def scatter_rows(values, index, width):
     # The inverse of `take_along_rows` for distinct indices per row (the direct
     # search's positive columns): a scatter into the flattened `[B, width]` array.
