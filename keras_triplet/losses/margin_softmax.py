@@ -24,9 +24,8 @@ from keras_triplet.losses.class_weights import (
 
 
 def _scaled_cosine(embeddings, weights, scale, sub_centers=1):
-    """`[B, C]` `scale ×` the cosine similarities of the embeddings and W's columns (the
-    largest over each class's sub-centres), and `[B]` the cosine of each row's own class
-    (`labels` are taken later: see `_margin_softmax`)."""
+    """`[B, C]`: `scale ×` the cosine similarities of the embeddings and W's columns (the
+    largest over each class's sub-centres)."""
     normalized = l2_normalize(embeddings)
     if scale > 0:
         # The scale multiplies the [B, D] embeddings, not the [B, C] product (the same
