@@ -68,8 +68,14 @@ def _squared_euclidean(x, y, clip=True):
     # (`clip=False` before `safe_sqrt`, which maps x ≤ 0 to 0 itself: one [N, M] array less).
     xx = ops.sum(ops.square(x), axis=1, keepdims=True)
     yy = ops.sum(ops.square(y), axis=1, keepdims=True)
-    # (−2x)·yᵀ scales the [N, D] input rather than the [N, M] product (exact: ×2 is).
-    squared = ops.matmul(-2.0 * x, ops.transpose(y)) + xx + ops.transpose(yy)
+    # The norms ride in the product, as in torch.cdist: [−2x, ‖x‖², 1] · [y, 1, ‖y‖²]ᵀ is
+    # the whole sum, one [N, M] array where adding them after the product makes three
+    # (eager backends run each addition as a pass over a new array). (−2x scales the
+    # [N, D] input, not the product: exact, ×2 is.)
+    ones = ops.ones_like(xx)
+    left = ops.concatenate([-2.0 * x, xx, ones], axis=1)
+    right = ops.concatenate([y, ops.ones_like(yy), yy], axis=1)
+    squared = ops.matmul(left, ops.transpose(right))
     return ops.maximum(squared, 0.0) if clip else squared
 
 

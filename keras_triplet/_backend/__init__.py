@@ -11,7 +11,8 @@ Everything else is `keras.ops`. What lives here differs per backend because the 
 * `_torch.py` (PyTorch): `torch.gather` and `torch.argsort` with int64 indices end to end;
   `keras.ops.take_along_axis` converts and rewrites its indices on every call and
   `keras.ops.argsort` casts its result to int32, extra passes over `[B, B]` arrays. Eager
-  PyTorch can size arrays by the data, so it compacts each row to its positive columns.
+  PyTorch can size arrays by the data, so it compacts each row to its positive columns,
+  and a loss on a few marked rows (N-pairs' tuples) to those rows.
 
 Any other code that must differ per backend (a training step's, should one stay) belongs
 here too, as its own module chosen below.
@@ -36,6 +37,10 @@ Both row-primitive modules export:
   `x`; `index` must hold valid, non-negative positions);
 * `compact_columns(mask)`: `[B, M]` column indices covering every True of each row, or
   None to keep every column (always None where shapes must stay static);
+* `compact_rows(mask)`: the positions of the True entries of a `[B]` mask, or None where
+  shapes must stay static (always None in `_generic.py`);
+* `count_true(mask)`: the number of True entries of a boolean array, a scalar integer
+  (on PyTorch without the int64 copy of a summed bool array);
 * `scatter_rows(values, index, width)`: the `[B, width]` array holding `values[a, j]` at
   column `index[a, j]` (distinct per row), 0 elsewhere: the inverse of a compaction;
 * `FUSES_BROADCAST_COMPARISONS`: whether comparing `[B, M, 1]` thresholds with `[B, 1, R]`
@@ -60,6 +65,8 @@ if keras.backend.backend() == "torch":
         INDEX_DTYPE,
         argsort_rows,
         compact_columns,
+        compact_rows,
+        count_true,
         scatter_rows,
         take_along_rows,
     )
@@ -69,6 +76,8 @@ else:
         INDEX_DTYPE,
         argsort_rows,
         compact_columns,
+        compact_rows,
+        count_true,
         scatter_rows,
         take_along_rows,
     )
@@ -78,6 +87,8 @@ __all__ = [
     "INDEX_DTYPE",
     "argsort_rows",
     "compact_columns",
+    "compact_rows",
+    "count_true",
     "distribute",
     "scatter_rows",
     "take_along_rows",

@@ -24,6 +24,15 @@ def compact_columns(mask):
     return None
 
 
+def compact_rows(mask):
+    # Compiled graphs need static shapes: rows are masked, never compacted.
+    return None
+
+
+def count_true(mask):
+    return ops.count_nonzero(mask)
+
+
 def scatter_rows(values, index, width):
     # The inverse of `take_along_rows` for distinct indices per row (the direct
     # search's positive columns): a scatter into the flattened `[B, width]` array.

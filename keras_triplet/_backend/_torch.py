@@ -34,6 +34,24 @@ def compact_columns(mask):
     return torch.topk(mask.to(torch.float32), width, dim=1, sorted=False).indices
 
 
+def compact_rows(mask):
+    """The int64 positions of the True entries of a `[B]` mask, in order, or None under
+    `torch.compile` (shapes must stay static). Eager PyTorch can size an array by the
+    data: a loss that needs only the marked rows (N-pairs: one tuple per class, `P` of
+    `B` rows) computes on `[P, P]` instead of masking a `[B, B]` matrix."""
+    if torch.compiler.is_compiling():
+        return None
+    return torch.nonzero(mask).squeeze(1)
+
+
+def count_true(mask):
+    """The number of True entries of a boolean array (a 0-d int64 tensor). A full
+    `count_nonzero` has its own kernel; summing a bool array first copies it to int64
+    (eight bytes an entry), and `keras.ops.count_nonzero` transposes its 0-d result,
+    which PyTorch warns about."""
+    return torch.count_nonzero(torch.as_tensor(mask))
+
+
 def scatter_rows(values, index, width):
     """The `[B, width]` array holding `values[a, j]` at column `index[a, j]`, 0 elsewhere."""
     return torch.zeros(values.shape[0], width, dtype=values.dtype, device=values.device).scatter(

@@ -4,6 +4,7 @@ Invariant Mapping", CVPR 2006), as pytorch-metric-learning defines `ContrastiveL
 import keras
 from keras import ops
 
+from keras_triplet._backend import count_true
 from keras_triplet._validation import check_choice, check_margin
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
 from keras_triplet.losses.mined_pair_loss import MinedPairLoss
@@ -17,7 +18,7 @@ def _hinge_mean(hinge, active, mask, average):
     of active pairs (`"nonzero"`) or of masked pairs (`"pairs"`); 0 when there are none."""
     total = ops.sum(ops.where(active, hinge, 0.0))
     counted = active if average == "nonzero" else mask
-    return total / ops.maximum(ops.cast(ops.sum(counted), total.dtype), 1.0)
+    return total / ops.maximum(ops.cast(count_true(counted), total.dtype), 1.0)
 
 
 def contrastive_loss_from_distances(

@@ -19,19 +19,24 @@ from keras_triplet.losses.base import propagate_nonfinite
 from keras_triplet.losses.class_weights import (
     ClassWeightLoss,
     check_class_labels,
-    class_mask,
     nan_if_out_of_range,
 )
 
 
-def _cosine(embeddings, weights, sub_centers=1):
-    """`[B, C]` cosine similarities of the embeddings and W's columns (the largest over
-    each class's sub-centres)."""
-    cosine = ops.matmul(l2_normalize(embeddings), l2_normalize(weights, axis=0))
-    if sub_centers == 1:
-        return cosine
-    num_classes = weights.shape[1] // sub_centers
-    return ops.max(ops.reshape(cosine, (-1, num_classes, sub_centers)), axis=2)
+def _scaled_cosine(embeddings, weights, scale, sub_centers=1):
+    """`[B, C]`: `scale ×` the cosine similarities of the embeddings and W's columns (the
+    largest over each class's sub-centres)."""
+    normalized = l2_normalize(embeddings)
+    if scale > 0:
+        # The scale multiplies the [B, D] embeddings, not the [B, C] product (the same
+        # values: exactly so for a power of two such as the default 64; a positive scale
+        # commutes with the max over sub-centres). One [B, C] array less.
+        normalized = scale * normalized
+    cosine = ops.matmul(normalized, l2_normalize(weights, axis=0))
+    if sub_centers > 1:
+        num_classes = weights.shape[1] // sub_centers
+        cosine = ops.max(ops.reshape(cosine, (-1, num_classes, sub_centers)), axis=2)
+    return cosine if scale > 0 else scale * cosine
 
 
 def _at_labels(matrix, labels):
@@ -42,8 +47,16 @@ def _at_labels(matrix, labels):
     return ops.squeeze(ops.take_along_axis(matrix, index, axis=1), 1)
 
 
-def _cross_entropy(logits, target_logit):
-    """Mean over the batch of `−log softmax(logits)[y]`, given `target_logit` = `logits[i, y_i]`."""
+def _margin_softmax(labels, logits, target_logit):
+    """Mean over the batch of `−log softmax(ℓ)[y]`, where `ℓ` is `logits` with each row's
+    own class `logits[i, y_i]` replaced by `target_logit[i]`.
+
+    The replacement is one scatter into the `[B, C]` logits: its gradient is the upstream
+    one with those `B` entries zeroed. (A `where` on a `[B, C]` class mask costs a mask,
+    and on PyTorch its gradient another `[B, C]` array per branch.)"""
+    rows = ops.arange(ops.shape(labels)[0], dtype=labels.dtype)
+    index = ops.stack([rows, ops.clip(labels, 0, logits.shape[1] - 1)], axis=1)
+    logits = ops.scatter_update(logits, index, target_logit)
     return ops.mean(ops.logsumexp(logits, axis=1) - target_logit)
 
 
@@ -51,9 +64,7 @@ def arcface_from_weights(labels, embeddings, weights, margin=28.6, scale=64.0, s
     """The (sub-centre) ArcFace loss of int32 `labels` `[B]`, float32 `embeddings` `[B, D]`
     and `weights` `[D, C · sub_centers]`; `margin` in degrees. See `arcface_loss`."""
     m = math.radians(margin)
-    cosine = _cosine(embeddings, weights, sub_centers)
-    target = class_mask(labels, cosine.shape[1])
-    cos_t = ops.expand_dims(_at_labels(cosine, labels), 1)
+    logits, cos_t = _logits_and_own_cosine(labels, embeddings, weights, scale, sub_centers)
     # cos(θ + m) = cos θ cos m − sin θ sin m: no arccos, whose gradient is infinite at
     # cos θ = ±1 (safe_sqrt's gradient is 0 at sin θ = 0). Beyond θ = π − m
     # (cos θ < −cos m) the curve continues as cos θ − m sin m, monotonic, as in PML.
@@ -61,18 +72,23 @@ def arcface_from_weights(labels, embeddings, weights, margin=28.6, scale=64.0, s
     with_margin = ops.where(
         cos_t >= -math.cos(m), cos_t * math.cos(m) - sin_t * math.sin(m), cos_t - m * math.sin(m)
     )
-    logits = scale * ops.where(target, with_margin, cosine)
-    return _cross_entropy(logits, scale * ops.squeeze(with_margin, 1))
+    return _margin_softmax(labels, logits, scale * with_margin)
 
 
 def cosface_from_weights(labels, embeddings, weights, margin=0.35, scale=64.0):
     """The CosFace loss of int32 `labels` `[B]`, float32 `embeddings` `[B, D]` and
     `weights` `[D, C]`. See `cosface_loss`."""
-    cosine = _cosine(embeddings, weights)
-    target = class_mask(labels, cosine.shape[1])
-    # s (cos θ − m [c = y]), the margin taken where it applies: the same values.
-    logits = scale * ops.where(target, cosine - margin, cosine)
-    return _cross_entropy(logits, scale * (_at_labels(cosine, labels) - margin))
+    logits, cos_t = _logits_and_own_cosine(labels, embeddings, weights, scale)
+    return _margin_softmax(labels, logits, scale * (cos_t - margin))
+
+
+def _logits_and_own_cosine(labels, embeddings, weights, scale, sub_centers=1):
+    """The `[B, C]` logits `s cos θ` and `[B]` `cos θ` of each row's own class."""
+    logits = _scaled_cosine(embeddings, weights, scale, sub_centers)
+    own = _at_labels(logits, labels)
+    # (s cos θ) / s is cos θ, exactly for a power-of-two scale. With s = 0 every logit is
+    # 0 and the margin has no effect on the loss; cos θ is then read as 0.
+    return logits, own / scale if scale != 0 else own
 
 
 def _weights_checker(sub_centers):

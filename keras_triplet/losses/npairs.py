@@ -4,6 +4,7 @@ Objective", NeurIPS 2016), as pytorch-metric-learning defines `NPairsLoss`."""
 import keras
 from keras import ops
 
+from keras_triplet._backend import INDEX_DTYPE, compact_rows
 from keras_triplet._validation import check_embeddings, check_labels
 from keras_triplet.distances import check_metric, pairwise_distances, pairwise_similarities
 from keras_triplet.losses.base import mined_pair_masks, propagate_nonfinite
@@ -35,6 +36,32 @@ def npairs_matrix(embeddings, distance="cosine", p=None, references=None):
     return pairwise_distances(embeddings, references, metric=distance, p=p)
 
 
+def _class_tuples(labels):
+    """`(anchors, positives)`: for each class with two members or more, the positions of
+    its first member and of its second (in batch order), the tuples pytorch-metric-learning
+    picks without a miner; or None where shapes must stay static (every backend but eager
+    PyTorch, `_backend.compact_rows`) or when no class has two members."""
+    b = ops.shape(labels)[0]
+    # Sorted by (label, position), each class's members are adjacent and in batch order.
+    # The keys are distinct, so the sort need not be stable; they are int64 where they are
+    # used (compact_rows returns positions on PyTorch only, whose INDEX_DTYPE is int64).
+    index = ops.arange(b, dtype=INDEX_DTYPE)
+    order = ops.argsort(ops.cast(labels, INDEX_DTYPE) * b + index)
+    sorted_labels = ops.take(labels, order)
+    same_as_next = sorted_labels[1:] == sorted_labels[:-1]
+    first = ops.concatenate([ops.ones((1,), "bool"), ops.logical_not(same_as_next)])
+    rows = compact_rows(ops.logical_and(first[:-1], same_as_next))
+    if rows is None or ops.shape(rows)[0] == 0:
+        return None
+    return ops.take(order, rows), ops.take(order, rows + 1)
+
+
+def _tuple_loss(logits):
+    """The mean over the `P` tuples of `−log softmax(logits[k])[k]`, from the `[P, P]`
+    logits of anchor `k` against positive `k'`."""
+    return ops.mean(ops.logsumexp(logits, axis=1) - ops.diagonal(logits))
+
+
 def npairs_loss_from_distances(labels, distances, miner=None, ref_labels=None):
     """The N-pair loss from a `[B, B]` matrix (smaller is closer); see `npairs_loss`."""
     if ref_labels is not None:
@@ -42,6 +69,11 @@ def npairs_loss_from_distances(labels, distances, miner=None, ref_labels=None):
             "NPairsLoss does not support cross-batch memory (nor does pytorch-metric-learning's): "
             "its tuples are one positive pair per class of the batch."
         )
+    tuples = _class_tuples(labels) if miner is None else None
+    if tuples is not None:
+        # Eager PyTorch: the [P, P] logits of the tuples, gathered (P = number of classes).
+        anchors, positives = tuples
+        return _tuple_loss(-ops.take(ops.take(distances, anchors, axis=0), positives, axis=1))
     positive, _ = mined_pair_masks(labels, distances, miner)
     b = ops.shape(distances)[0]
     index = ops.arange(b)
@@ -67,6 +99,20 @@ def npairs_loss_from_distances(labels, distances, miner=None, ref_labels=None):
     return mean_over(row_loss, anchor)
 
 
+def npairs_loss_from_embeddings(labels, embeddings, distance="cosine", p=None, miner=None):
+    """The N-pair loss of validated labels and embeddings; see `npairs_loss`. On eager
+    PyTorch without a miner, only the `[P, P]` matrix of the `P` tuples is computed (the
+    `[B, B]` one otherwise)."""
+    tuples = _class_tuples(labels) if miner is None else None
+    if tuples is None:
+        return npairs_loss_from_distances(labels, npairs_matrix(embeddings, distance, p), miner)
+    anchors, positives = tuples
+    matrix = npairs_matrix(
+        ops.take(embeddings, anchors, axis=0), distance, p, references=ops.take(embeddings, positives, axis=0)
+    )
+    return _tuple_loss(-matrix)
+
+
 def npairs_loss(y_true, y_pred, distance="cosine", miner=None, p=None):
     """N-pair loss (Sohn, NeurIPS 2016), multi-class form, as pytorch-metric-learning's
     `NPairsLoss`.
@@ -83,7 +129,8 @@ def npairs_loss(y_true, y_pred, distance="cosine", miner=None, p=None):
     averaged over the `K` pairs; 0 when no class has two members. No temperature.
     pytorch-metric-learning's default, `DotProductSimilarity()`, normalises the embeddings
     first: it is the cosine similarity, our default. Sohn's paper uses the raw dot product
-    with an L2 penalty on the embeddings (`"dot"`). O(B²). Cross-batch memory is not
+    with an L2 penalty on the embeddings (`"dot"`). O(B²) (on eager PyTorch without a miner,
+    O(K²) for the K tuples). Cross-batch memory is not
     supported.
 
     Args:
@@ -106,7 +153,7 @@ def npairs_loss(y_true, y_pred, distance="cosine", miner=None, p=None):
     miner = check_pair_miner(miner)
     embeddings = check_embeddings(y_pred)
     labels = check_labels(y_true, batch_size=embeddings.shape[0])
-    value = npairs_loss_from_distances(labels, npairs_matrix(embeddings, distance, p), miner)
+    value = npairs_loss_from_embeddings(labels, embeddings, distance, p, miner)
     return propagate_nonfinite(value, embeddings)
 
 
@@ -138,6 +185,12 @@ class NPairsLoss(MinedPairLoss):
 
     def pairwise(self, embeddings, references=None):
         return npairs_matrix(embeddings, self.distance, self.p, references)
+
+    def call(self, y_true, y_pred):
+        embeddings = check_embeddings(y_pred)
+        labels = check_labels(y_true, batch_size=embeddings.shape[0])
+        value = npairs_loss_from_embeddings(labels, embeddings, self.distance, self.p, self.miner)
+        return propagate_nonfinite(value, embeddings)
 
     def compute_from_distances(self, labels, distances, *, ref_labels=None, negatives=None):
         return npairs_loss_from_distances(labels, distances, self.miner, ref_labels)

@@ -5,7 +5,7 @@ define (`MeanReducer`: over every term; `AvgNonZeroReducer`: over the terms > 0)
 import keras
 from keras import ops
 
-from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS
+from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS, count_true
 
 
 def masked_logsumexp(values, mask, axis=1):
@@ -58,7 +58,7 @@ _LOWEST = {
 def mean_over(values, counted):
     """`Σ values / (number of counted terms)`, 0 when none is counted (`MeanReducer` over
     the counted terms; `values` is 0 where not counted)."""
-    count = ops.cast(ops.sum(counted), values.dtype)  # a sum of booleans: no [B, R] float copy
+    count = ops.cast(count_true(counted), values.dtype)  # no [B, R] float (or int64) copy
     return ops.sum(values) / ops.maximum(count, 1.0)
 
 
