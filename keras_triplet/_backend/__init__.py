@@ -58,6 +58,9 @@ if keras.backend.backend() == "torch":
     from keras_triplet._backend._torch import (
         FUSES_BROADCAST_COMPARISONS,
         INDEX_DTYPE,
+        argmax_rows,
+        argmin_above,
+        argmin_rows,
         argsort_rows,
         compact_columns,
         scatter_rows,
@@ -67,6 +70,9 @@ else:
     from keras_triplet._backend._generic import (
         FUSES_BROADCAST_COMPARISONS,
         INDEX_DTYPE,
+        argmax_rows,
+        argmin_above,
+        argmin_rows,
         argsort_rows,
         compact_columns,
         scatter_rows,
@@ -76,6 +82,9 @@ else:
 __all__ = [
     "FUSES_BROADCAST_COMPARISONS",
     "INDEX_DTYPE",
+    "argmax_rows",
+    "argmin_above",
+    "argmin_rows",
     "argsort_rows",
     "compact_columns",
     "distribute",

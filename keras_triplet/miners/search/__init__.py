@@ -27,7 +27,6 @@ sorts and compaction come from `keras_triplet._backend`.
 
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 from keras_triplet.miners.search.choice import (
-    DIRECT_MAX_ENTRIES,
     DIRECT_MAX_POSITIVES,
     DIRECT_WIDTHS,
     SEARCHES,
@@ -43,6 +42,5 @@ __all__ = [
     "with_negatives",
     "SEARCHES",
     "DIRECT_MAX_POSITIVES",
-    "DIRECT_MAX_ENTRIES",
     "DIRECT_WIDTHS",
 ]

@@ -1,16 +1,21 @@
-"""The direct search: each anchor's few positives compared with all its negatives, no sort.
+"""The direct search: each anchor's few positives, one at a time, compared with all its
+negatives; no sort.
 
-For P×K batches an anchor has M = K − 1 positives: comparing their `[B, M]` thresholds
-`d(a, p) + offset` with the `[B, R]` negative distances is `[B, M, R]` comparisons, which
-XLA fuses into a few passes with the reductions that follow (counts, sums, minima). On
-TensorFlow and JAX that is several times faster than sorting (XLA's CPU sort of a
-256 × 256 matrix alone takes ~10 ms), but only while M is small: `choice.py` caps it.
+For P×K batches an anchor has M = K − 1 positives. The search takes the `[B, M]`
+positive distances as thresholds, one column `m` at a time, and compares each with the
+`[B, R]` negative distances: a selection is a masked minimum over the row (semi-hard),
+a band a masked count and sum (batch-all, the statistics). M passes over `[B, R]`
+arrays: no `[B, M, R]` array exists, so memory stays O(B·R) at any batch size and eager
+PyTorch runs a few `[B, R]` operations per positive. Every comparison is made with
+gradients stopped (selections are piecewise constant in the distances); gradients reach
+the distances through one gather of the chosen negatives (semi-hard) or the band's
+masked sums (batch-all). `choice.py` caps M.
 """
 
 from keras import ops
 
-from keras_triplet._backend import INDEX_DTYPE, take_along_rows
-from keras_triplet.miners.masked_extremes import gather_rows, masked_argmax
+from keras_triplet._backend import INDEX_DTYPE, argmin_above, take_along_rows
+from keras_triplet.miners.masked_extremes import masked_argmax
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 
 
@@ -23,9 +28,9 @@ class DirectNegatives(AnchorNegatives):
             beyond it are dropped: `with_negatives` checks this).
 
     Builds on `AnchorNegatives`. The positives are compacted to `[B, M]` with one `top_k`
-    of the mask; each question compares the `[B, M]` thresholds with the `[B, R]` negative
-    distances. Distances are read with gradients stopped, except those returned: a
-    band's sum and the chosen negatives.
+    of the mask; each question compares the thresholds of one column `m` at a time with
+    the `[B, R]` negative distances (a static loop over M). Distances are read with
+    gradients stopped, except those returned: a band's sum and the chosen negatives.
 
     Example:
 
@@ -56,15 +61,21 @@ class DirectNegatives(AnchorNegatives):
             ops.minimum(columns, ops.cast(ops.shape(distances)[1] - 1, INDEX_DTYPE)),
             query_mask=take_along_rows(scores > 0, columns),
         )
+        self._width = width
         self._thresholds = ops.stop_gradient(self.query_distances)
         # Non-negatives at +inf: never below a (finite) threshold, never the closest.
-        self._negative_distances = ops.where(negative_mask, distances, float("inf"))
-        self._negatives = ops.stop_gradient(self._negative_distances)
+        self._negatives = ops.where(negative_mask, ops.stop_gradient(distances), float("inf"))
 
     def _count_below(self, thresholds, inclusive):
         # A sum of the cast mask, not `count_nonzero`: Keras 3.15's PyTorch version
         # transposes its result.
-        return ops.sum(ops.cast(_compare(self._negatives, thresholds, inclusive), INDEX_DTYPE), axis=2)
+        return self._per_column(
+            lambda m: ops.sum(ops.cast(_compare(self._negatives, thresholds[:, m : m + 1], inclusive), INDEX_DTYPE), axis=1)
+        )
+
+    def _per_column(self, fn):
+        """`[B, M]`: `fn(m)`, a `[B]` array, for each query column `m` in turn."""
+        return ops.stack([fn(m) for m in range(self._width)], axis=1)
 
     def _shifted(self, offset):
         return self._thresholds + offset if offset else self._thresholds
@@ -72,40 +83,38 @@ class DirectNegatives(AnchorNegatives):
     def band(self, stop_offset, stop_inclusive=False, start_offset=None):
         """`(count, sum)`, `[B, M]` each: the negatives with `d(a, p) + start_offset <
         d(a, n) < d(a, p) + stop_offset` (`≤` at the top if `stop_inclusive`; no lower
-        bound when `start_offset` is None). The count from `count_within` (shared with
-        the statistics); the sum a product of the band's `[B, M, R]` mask with the
-        distances."""
-        count = self.count_within(stop_offset, inclusive=stop_inclusive)
-        inside = _compare(self._negatives, self._shifted(stop_offset), stop_inclusive)
-        if start_offset is not None:
-            count = ops.maximum(count - self.count_within(start_offset, inclusive=True), 0)
-            above = ops.expand_dims(self._negatives, 1) > ops.expand_dims(self._shifted(start_offset), 2)
-            inside = ops.logical_and(inside, above)
-        total = ops.matmul(ops.cast(inside, self.distances.dtype), ops.expand_dims(self.distances, 2))[
-            :, :, 0
-        ]
-        return count, ops.where(count > 0, total, 0.0)
+        bound when `start_offset` is None). Per column, one `[B, R]` band mask gives the
+        count and the masked sum of the distances."""
+        stop = self._shifted(stop_offset)
+        start = None if start_offset is None else self._shifted(start_offset)
+        counts, totals = [], []
+        for m in range(self._width):
+            inside = _compare(self._negatives, stop[:, m : m + 1], stop_inclusive)
+            if start is not None:
+                inside = ops.logical_and(inside, self._negatives > start[:, m : m + 1])
+            counts.append(ops.sum(ops.cast(inside, INDEX_DTYPE), axis=1))
+            totals.append(ops.sum(ops.where(inside, self.distances, 0.0), axis=1))
+        count = ops.stack(counts, axis=1)
+        if start_offset is None:  # the same count as `count_within`'s: share it
+            self._counts.setdefault((float(stop_offset), bool(stop_inclusive)), count)
+        return count, ops.stack(totals, axis=1)
 
     def closest_beyond(self, or_farthest=False):
         """`(distance, found)`, `[B, M]` each: the closest negative with `d(a, n) >
         d(a, p)` and whether there is one; where there is none, the distance is the
         farthest negative's if `or_farthest`, else meaningless.
 
-        A minimum rather than an argmin and a gather: XLA reduces a minimum in a few
-        vectorised passes, an argmin (a reduction over pairs) an element at a time. On an
-        exact tie the gradient is shared among the tied negatives."""
-        rows = ops.expand_dims(self._negative_distances, 1)
-        beyond = ops.stop_gradient(rows) > ops.expand_dims(self._thresholds, 2)
-        closest = ops.min(ops.where(beyond, rows, float("inf")), axis=2)
+        The closest negative beyond each threshold and its first column, with gradients
+        stopped (`_backend.argmin_above`); then one gather of the `[B, M]` chosen
+        distances, whose gradient is one scatter into `[B, R]`."""
+        closest, index = argmin_above(self._negatives, self._thresholds)
         found = closest < float("inf")
-        value = ops.where(found, closest, 0.0)
         if or_farthest:
-            farthest = gather_rows(self.distances, masked_argmax(self.distances, self.negative_mask)[0])
-            value = ops.where(found, value, ops.expand_dims(farthest, 1))
-        return value, found
+            farthest = masked_argmax(self.distances, self.negative_mask)[0]
+            index = ops.where(found, index, ops.expand_dims(ops.cast(farthest, index.dtype), 1))
+        return take_along_rows(self.distances, ops.cast(index, INDEX_DTYPE)), found
 
 
 def _compare(negatives, thresholds, inclusive):
-    """`[B, M, R]`: negative `r` of row `a` lies below threshold `m` (`<`, `≤` if inclusive)."""
-    rows, limits = ops.expand_dims(negatives, 1), ops.expand_dims(thresholds, 2)
-    return rows <= limits if inclusive else rows < limits
+    """`negatives < thresholds` (`≤` if inclusive), broadcast."""
+    return negatives <= thresholds if inclusive else negatives < thresholds
