@@ -14,8 +14,7 @@ masked sums (batch-all). `choice.py` caps M.
 
 from keras import ops
 
-from keras_triplet._backend import INDEX_DTYPE, argmin_above, take_along_rows
-from keras_triplet.miners.masked_extremes import masked_argmax
+from keras_triplet._backend import INDEX_DTYPE, take_along_rows
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 
 
@@ -84,35 +83,97 @@ class DirectNegatives(AnchorNegatives):
         """`(count, sum)`, `[B, M]` each: the negatives with `d(a, p) + start_offset <
         d(a, n) < d(a, p) + stop_offset` (`≤` at the top if `stop_inclusive`; no lower
         bound when `start_offset` is None). Per column, one `[B, R]` band mask gives the
-        count and the masked sum of the distances."""
+        count and the sum; the sum's gradient recomputes the masks (`_band_sums`)."""
         stop = self._shifted(stop_offset)
         start = None if start_offset is None else self._shifted(start_offset)
-        counts, totals = [], []
-        for m in range(self._width):
-            inside = _compare(self._negatives, stop[:, m : m + 1], stop_inclusive)
-            if start is not None:
-                inside = ops.logical_and(inside, self._negatives > start[:, m : m + 1])
-            counts.append(ops.sum(ops.cast(inside, INDEX_DTYPE), axis=1))
-            totals.append(ops.sum(ops.where(inside, self.distances, 0.0), axis=1))
-        count = ops.stack(counts, axis=1)
+        count, total = _band_sums(self.distances, self._negatives, stop, start, stop_inclusive)
         if start_offset is None:  # the same count as `count_within`'s: share it
             self._counts.setdefault((float(stop_offset), bool(stop_inclusive)), count)
-        return count, ops.stack(totals, axis=1)
+        return count, total
 
     def closest_beyond(self, or_farthest=False):
         """`(distance, found)`, `[B, M]` each: the closest negative with `d(a, n) >
         d(a, p)` and whether there is one; where there is none, the distance is the
         farthest negative's if `or_farthest`, else meaningless.
 
-        The closest negative beyond each threshold and its first column, with gradients
-        stopped (`_backend.argmin_above`); then one gather of the `[B, M]` chosen
-        distances, whose gradient is one scatter into `[B, R]`."""
-        closest, index = argmin_above(self._negatives, self._thresholds)
-        found = closest < float("inf")
+        Minima, not argmins (XLA reduces a minimum in vectorised passes, an argmin one
+        pair at a time), with gradients stopped; `_picked` gives them their gradient. On
+        an exact tie the gradient is shared among the tied negatives."""
+        beyond = [
+            ops.min(ops.where(self._negatives > self._thresholds[:, m : m + 1], self._negatives, _INF), axis=1)
+            for m in range(self._width)
+        ]
+        closest = ops.stack(beyond, axis=1)
+        found = closest < _INF
         if or_farthest:
-            farthest = masked_argmax(self.distances, self.negative_mask)[0]
-            index = ops.where(found, index, ops.expand_dims(ops.cast(farthest, index.dtype), 1))
-        return take_along_rows(self.distances, ops.cast(index, INDEX_DTYPE)), found
+            farthest = ops.max(ops.where(self.negative_mask, self._negatives, -_INF), axis=1)
+            closest = ops.where(found, closest, ops.expand_dims(farthest, 1))
+        return _picked(self.distances, self._negatives, closest), found
+
+
+_INF = float("inf")
+
+
+def _upstream(args, upstream):
+    # keras.ops.custom_gradient passes it positionally (TensorFlow, JAX) or as a keyword (PyTorch).
+    return args[0] if upstream is None else upstream
+
+
+@ops.custom_gradient
+def _picked(distances, negatives, targets):
+    """`targets` (`[B, M]`, each a negative distance of its row or ±inf), differentiable in
+    `distances` as the entries they were read from: the gradient of `targets[a, m]` goes
+    to the negatives of row `a` equal to it (shared on ties); ±inf reads as 0, without
+    gradient. The backward pass compares again, one `[B, R]` pass per column: autodiff
+    of a masked minimum would keep `[B, R]` masks per column, or `[B, M, R]`."""
+    width = targets.shape[1]
+    ties = [
+        ops.sum(ops.cast(negatives == targets[:, m : m + 1], distances.dtype), axis=1, keepdims=True)
+        for m in range(width)
+    ]
+
+    def grad(*args, upstream=None):
+        g = _upstream(args, upstream)
+        total = None
+        for m in range(width):
+            share = ops.where(negatives == targets[:, m : m + 1], g[:, m : m + 1] / ops.maximum(ties[m], 1.0), 0.0)
+            total = share if total is None else total + share
+        return total, None, None
+
+    return ops.where(ops.abs(targets) < _INF, targets, 0.0), grad
+
+
+def _band_sums(distances, negatives, stop, start, stop_inclusive):
+    """`(count, sum)`, `[B, M]`: per row `a` and column `m`, the negatives of `negatives`
+    (`[B, R]`, +inf elsewhere) with `start[a, m] < d < stop[a, m]` (`≤` at the top if
+    `stop_inclusive`; no lower bound when `start` is None), and the sum of their
+    `distances` (differentiable)."""
+
+    def inside(m):
+        below = _compare(negatives, stop[:, m : m + 1], stop_inclusive)
+        return below if start is None else ops.logical_and(below, negatives > start[:, m : m + 1])
+
+    width = stop.shape[1]
+    masks = [inside(m) for m in range(width)]
+    count = ops.stack([ops.sum(ops.cast(mask, INDEX_DTYPE), axis=1) for mask in masks], axis=1)
+
+    @ops.custom_gradient
+    def sums(distances):
+        values = ops.stop_gradient(distances)
+        total = ops.stack([ops.sum(ops.where(mask, values, 0.0), axis=1) for mask in masks], axis=1)
+
+        def grad(*args, upstream=None):
+            # The masks again, not kept from the forward pass: O(B·R) memory for any M.
+            g = _upstream(args, upstream)
+            result = None
+            for m in range(width):
+                share = ops.where(inside(m), g[:, m : m + 1], 0.0)
+                result = share if result is None else result + share
+            return result
+
+        return total, grad
+
+    return count, sums(distances)
 
 
 def _compare(negatives, thresholds, inclusive):
