@@ -58,9 +58,6 @@ if keras.backend.backend() == "torch":
     from keras_triplet._backend._torch import (
         FUSES_BROADCAST_COMPARISONS,
         INDEX_DTYPE,
-        argmax_rows,
-        argmin_above,
-        argmin_rows,
         argsort_rows,
         compact_columns,
         scatter_rows,
@@ -70,9 +67,6 @@ else:
     from keras_triplet._backend._generic import (
         FUSES_BROADCAST_COMPARISONS,
         INDEX_DTYPE,
-        argmax_rows,
-        argmin_above,
-        argmin_rows,
         argsort_rows,
         compact_columns,
         scatter_rows,
@@ -82,9 +76,6 @@ else:
 __all__ = [
     "FUSES_BROADCAST_COMPARISONS",
     "INDEX_DTYPE",
-    "argmax_rows",
-    "argmin_above",
-    "argmin_rows",
     "argsort_rows",
     "compact_columns",
     "distribute",

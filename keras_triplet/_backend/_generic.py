@@ -36,34 +36,3 @@ def _flat(index, width):
     """`[B, M]` column indices as indices into the flattened `[B, width]` array."""
     rows = ops.shape(index)[0]
     return index + ops.expand_dims(ops.arange(rows, dtype=index.dtype) * ops.cast(width, index.dtype), 1)
-
-
-def argmin_rows(x):
-    # XLA's CPU argmin reduces (value, index) pairs one element at a time; a minimum, then
-    # the smallest column holding it, are two vectorised reductions (the same first index).
-    return _first_column_equal(x, ops.min(x, axis=1, keepdims=True))
-
-
-def argmax_rows(x):
-    return _first_column_equal(x, ops.max(x, axis=1, keepdims=True))
-
-
-def argmin_above(values, thresholds):
-    # All M minima first (one reduction over `[B, R]` per column), then every column's
-    # index in one fused `[B, M, R]` comparison: chaining each minimum's index right after
-    # it ran several times slower under XLA.
-    closest = ops.stack(
-        [
-            ops.min(ops.where(values > thresholds[:, m : m + 1], values, float("inf")), axis=1)
-            for m in range(thresholds.shape[1])
-        ],
-        axis=1,
-    )
-    return closest, _first_column_equal(ops.expand_dims(values, 1), ops.expand_dims(closest, 2))
-
-
-def _first_column_equal(x, target):
-    """The first column of the last axis of `x` equal to `target` (the last column if none)."""
-    width = ops.shape(x)[-1]
-    columns = ops.arange(width, dtype=INDEX_DTYPE)
-    return ops.min(ops.where(x == target, columns, ops.cast(width - 1, INDEX_DTYPE)), axis=-1)

@@ -39,18 +39,3 @@ def scatter_rows(values, index, width):
     return torch.zeros(values.shape[0], width, dtype=values.dtype, device=values.device).scatter(
         1, index, values
     )
-
-
-def argmin_rows(x):
-    return torch.argmin(x, dim=1)
-
-
-def argmax_rows(x):
-    return torch.argmax(x, dim=1)
-
-
-def argmin_above(values, thresholds):
-    # `torch.min` over a row gives the minimum and its first index in one pass.
-    inf = torch.tensor(float("inf"), dtype=values.dtype, device=values.device)
-    found = [torch.min(torch.where(values > thresholds[:, m : m + 1], values, inf), dim=1) for m in range(thresholds.shape[1])]
-    return torch.stack([f.values for f in found], dim=1), torch.stack([f.indices for f in found], dim=1)

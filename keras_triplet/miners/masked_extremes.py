@@ -2,13 +2,13 @@
 
 The hardest positive and negative of batch-hard mining, the farthest negative of the
 semi-hard fallback, the quadruplet loss's closest pairs and tensorflow-addons' corner
-cases are all such picks. Indices are chosen with gradients stopped (`_backend.argmin_rows`:
-the first index on ties); the picked distances (`gather_rows`) carry them.
+cases are all such picks. Indices are chosen with gradients stopped; the picked distances
+(`gather_rows`) carry them.
 """
 
 from keras import ops
 
-from keras_triplet._backend import INDEX_DTYPE, argmax_rows, argmin_rows, take_along_rows
+from keras_triplet._backend import INDEX_DTYPE, take_along_rows
 
 
 def masked_argmin(values, mask):
@@ -26,7 +26,7 @@ def masked_argmin(values, mask):
     (2, [True, False])
     """
     big = ops.max(ops.stop_gradient(values)) + 1.0
-    return argmin_rows(ops.where(mask, ops.stop_gradient(values), big)), ops.any(mask, axis=1)
+    return ops.argmin(ops.where(mask, ops.stop_gradient(values), big), axis=1), ops.any(mask, axis=1)
 
 
 def masked_argmax(values, mask):
@@ -43,7 +43,7 @@ def masked_argmax(values, mask):
     [2]
     """
     small = ops.min(ops.stop_gradient(values)) - 1.0
-    return argmax_rows(ops.where(mask, ops.stop_gradient(values), small)), ops.any(mask, axis=1)
+    return ops.argmax(ops.where(mask, ops.stop_gradient(values), small), axis=1), ops.any(mask, axis=1)
 
 
 def gather_rows(values, index):

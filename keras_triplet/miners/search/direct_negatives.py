@@ -12,6 +12,8 @@ the distances through one gather of the chosen negatives (semi-hard) or the band
 masked sums (batch-all). `choice.py` caps M.
 """
 
+import functools
+
 from keras import ops
 
 from keras_triplet._backend import INDEX_DTYPE, take_along_rows
@@ -34,7 +36,9 @@ class DirectNegatives(AnchorNegatives):
     Example:
 
     >>> import numpy as np
-    >>> from keras import ops
+    >>> import functools
+
+from keras import ops
     >>> from keras_triplet.miners import pair_masks
     >>> d = ops.convert_to_tensor(np.array(
     ...     [[0, 1, 2, 4], [1, 0, 3, 1], [2, 3, 0, 5], [4, 1, 5, 0]], "float32"))
@@ -66,15 +70,9 @@ class DirectNegatives(AnchorNegatives):
         self._negatives = ops.where(negative_mask, ops.stop_gradient(distances), float("inf"))
 
     def _count_below(self, thresholds, inclusive):
-        # A sum of the cast mask, not `count_nonzero`: Keras 3.15's PyTorch version
-        # transposes its result.
-        return self._per_column(
-            lambda m: ops.sum(ops.cast(_compare(self._negatives, thresholds[:, m : m + 1], inclusive), INDEX_DTYPE), axis=1)
-        )
-
-    def _per_column(self, fn):
-        """`[B, M]`: `fn(m)`, a `[B]` array, for each query column `m` in turn."""
-        return ops.stack([fn(m) for m in range(self._width)], axis=1)
+        step = _count_at_most if inclusive else _count_below
+        init = ops.zeros(ops.shape(thresholds), INDEX_DTYPE)
+        return _column_loop(step, self._width, init, self._negatives, thresholds)
 
     def _shifted(self, offset):
         return self._thresholds + offset if offset else self._thresholds
@@ -83,10 +81,10 @@ class DirectNegatives(AnchorNegatives):
         """`(count, sum)`, `[B, M]` each: the negatives with `d(a, p) + start_offset <
         d(a, n) < d(a, p) + stop_offset` (`≤` at the top if `stop_inclusive`; no lower
         bound when `start_offset` is None). Per column, one `[B, R]` band mask gives the
-        count and the sum; the sum's gradient recomputes the masks (`_band_sums`)."""
+        count and the sum; the sum's gradient compares again (`_band_sums`)."""
         stop = self._shifted(stop_offset)
-        start = None if start_offset is None else self._shifted(start_offset)
-        count, total = _band_sums(self.distances, self._negatives, stop, start, stop_inclusive)
+        start = ops.full(ops.shape(stop), -_INF) if start_offset is None else self._shifted(start_offset)
+        count, total = _BAND_SUMS[bool(stop_inclusive)](self.distances, self._negatives, stop, start)
         if start_offset is None:  # the same count as `count_within`'s: share it
             self._counts.setdefault((float(stop_offset), bool(stop_inclusive)), count)
         return count, total
@@ -99,11 +97,8 @@ class DirectNegatives(AnchorNegatives):
         Minima, not argmins (XLA reduces a minimum in vectorised passes, an argmin one
         pair at a time), with gradients stopped; `_picked` gives them their gradient. On
         an exact tie the gradient is shared among the tied negatives."""
-        beyond = [
-            ops.min(ops.where(self._negatives > self._thresholds[:, m : m + 1], self._negatives, _INF), axis=1)
-            for m in range(self._width)
-        ]
-        closest = ops.stack(beyond, axis=1)
+        init = ops.zeros(ops.shape(self._thresholds), self._negatives.dtype)
+        closest = _column_loop(_closest_beyond, self._width, init, self._negatives, self._thresholds)
         found = closest < _INF
         if or_farthest:
             farthest = ops.max(ops.where(self.negative_mask, self._negatives, -_INF), axis=1)
@@ -112,6 +107,58 @@ class DirectNegatives(AnchorNegatives):
 
 
 _INF = float("inf")
+
+
+# The columns are visited by a loop (`ops.fori_loop`), not unrolled: XLA's CPU reductions
+# read a materialised `[B, R]` input, so unrolled columns would each hold one (64 MB at
+# B = 4096); a loop holds one column's at a time. The loop bodies are module-level
+# functions that get every array through the loop state (as in `sorted_negatives.py`:
+# eager JAX then reuses one compiled loop).
+
+
+def _column_loop(step, width, init, *arrays):
+    """`carry = step(m, carry, *arrays)` for each query column `m < width` in turn."""
+    return ops.fori_loop(0, width, _body(step), (init, arrays))[0]
+
+
+@functools.cache
+def _body(step):
+    def body(m, state):
+        carry, arrays = state
+        return step(m, carry, *arrays), arrays
+
+    return body
+
+
+def _column(x, m):
+    """Column `m` of `[B, M]` as `[B, 1]` (`m` a loop index: a tensor in compiled loops)."""
+    return ops.expand_dims(ops.take(x, m, axis=1), 1)
+
+
+def _set_column(out, m, value):
+    columns = ops.arange(out.shape[1])
+    return ops.where(ops.expand_dims(columns == m, 0), ops.expand_dims(ops.cast(value, out.dtype), 1), out)
+
+
+def _closest_beyond(m, out, negatives, thresholds):
+    beyond = ops.where(negatives > _column(thresholds, m), negatives, _INF)
+    return _set_column(out, m, ops.min(beyond, axis=1))
+
+
+def _count_below(m, out, negatives, thresholds):
+    return _set_column(out, m, ops.sum(ops.cast(negatives < _column(thresholds, m), INDEX_DTYPE), axis=1))
+
+
+def _count_at_most(m, out, negatives, thresholds):
+    return _set_column(out, m, ops.sum(ops.cast(negatives <= _column(thresholds, m), INDEX_DTYPE), axis=1))
+
+
+def _ties(m, out, negatives, targets):
+    return _set_column(out, m, ops.sum(ops.cast(negatives == _column(targets, m), out.dtype), axis=1))
+
+
+def _share(m, total, negatives, targets, weights):
+    return total + ops.where(negatives == _column(targets, m), _column(weights, m), 0.0)
 
 
 def _upstream(args, upstream):
@@ -125,57 +172,58 @@ def _picked(distances, negatives, targets):
     `distances` as the entries they were read from: the gradient of `targets[a, m]` goes
     to the negatives of row `a` equal to it (shared on ties); ±inf reads as 0, without
     gradient. The backward pass compares again, one `[B, R]` pass per column: autodiff
-    of a masked minimum would keep `[B, R]` masks per column, or `[B, M, R]`."""
+    of a masked minimum would keep a `[B, R]` mask per column."""
     width = targets.shape[1]
-    ties = [
-        ops.sum(ops.cast(negatives == targets[:, m : m + 1], distances.dtype), axis=1, keepdims=True)
-        for m in range(width)
-    ]
+    ties = _column_loop(_ties, width, ops.zeros(ops.shape(targets), distances.dtype), negatives, targets)
 
     def grad(*args, upstream=None):
-        g = _upstream(args, upstream)
-        total = None
-        for m in range(width):
-            share = ops.where(negatives == targets[:, m : m + 1], g[:, m : m + 1] / ops.maximum(ties[m], 1.0), 0.0)
-            total = share if total is None else total + share
-        return total, None, None
+        weights = _upstream(args, upstream) / ops.maximum(ties, 1.0)
+        init = ops.zeros(ops.shape(distances), distances.dtype)
+        return _column_loop(_share, width, init, negatives, targets, weights), None, None
 
     return ops.where(ops.abs(targets) < _INF, targets, 0.0), grad
 
 
-def _band_sums(distances, negatives, stop, start, stop_inclusive):
-    """`(count, sum)`, `[B, M]`: per row `a` and column `m`, the negatives of `negatives`
-    (`[B, R]`, +inf elsewhere) with `start[a, m] < d < stop[a, m]` (`≤` at the top if
-    `stop_inclusive`; no lower bound when `start` is None), and the sum of their
-    `distances` (differentiable)."""
+def _band_functions(inclusive):
+    """The band's loop steps and its differentiable sum, for a top edge `<` or `≤`."""
 
-    def inside(m):
-        below = _compare(negatives, stop[:, m : m + 1], stop_inclusive)
-        return below if start is None else ops.logical_and(below, negatives > start[:, m : m + 1])
+    def inside(m, negatives, stop, start):
+        top = _column(stop, m)
+        below = negatives <= top if inclusive else negatives < top
+        return ops.logical_and(below, negatives > _column(start, m))
 
-    width = stop.shape[1]
-    masks = [inside(m) for m in range(width)]
-    count = ops.stack([ops.sum(ops.cast(mask, INDEX_DTYPE), axis=1) for mask in masks], axis=1)
+    def count_and_sum(m, carry, negatives, values, stop, start):
+        count, total = carry
+        mask = inside(m, negatives, stop, start)
+        count = _set_column(count, m, ops.sum(ops.cast(mask, count.dtype), axis=1))
+        return count, _set_column(total, m, ops.sum(ops.where(mask, values, 0.0), axis=1))
+
+    def share(m, result, negatives, stop, start, weights):
+        return result + ops.where(inside(m, negatives, stop, start), _column(weights, m), 0.0)
 
     @ops.custom_gradient
-    def sums(distances):
-        values = ops.stop_gradient(distances)
-        total = ops.stack([ops.sum(ops.where(mask, values, 0.0), axis=1) for mask in masks], axis=1)
+    def differentiable(distances, negatives, stop, start, total):
+        """`total`, the band sums of `distances`, with their gradient: the band masks
+        again, not kept from the forward pass (O(B·R) memory for any M)."""
 
         def grad(*args, upstream=None):
-            # The masks again, not kept from the forward pass: O(B·R) memory for any M.
-            g = _upstream(args, upstream)
-            result = None
-            for m in range(width):
-                share = ops.where(inside(m), g[:, m : m + 1], 0.0)
-                result = share if result is None else result + share
-            return result
+            init = ops.zeros(ops.shape(distances), distances.dtype)
+            weights = _upstream(args, upstream)
+            return _column_loop(share, stop.shape[1], init, negatives, stop, start, weights), None, None, None, None
 
-        return total, grad
+        return ops.multiply(total, 1.0), grad
 
-    return count, sums(distances)
+    def band_sums(distances, negatives, stop, start):
+        """`(count, sum)`, `[B, M]` each: per row `a` and column `m`, the negatives of
+        `negatives` (`[B, R]`, +inf elsewhere) in `(start[a, m], stop[a, m])` (`]` at the
+        top if inclusive), and the sum of their `distances` (differentiable)."""
+        width = stop.shape[1]
+        init = (ops.zeros(ops.shape(stop), INDEX_DTYPE), ops.zeros(ops.shape(stop), distances.dtype))
+        values = ops.stop_gradient(distances)
+        count, total = _column_loop(count_and_sum, width, init, negatives, values, stop, start)
+        return count, differentiable(distances, negatives, stop, start, total)
+
+    return band_sums
 
 
-def _compare(negatives, thresholds, inclusive):
-    """`negatives < thresholds` (`≤` if inclusive), broadcast."""
-    return negatives <= thresholds if inclusive else negatives < thresholds
+_BAND_SUMS = {inclusive: _band_functions(inclusive) for inclusive in (False, True)}
