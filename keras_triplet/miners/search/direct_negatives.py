@@ -3,13 +3,14 @@ negatives; no sort.
 
 For P×K batches an anchor has M = K − 1 positives. The search takes the `[B, M]`
 positive distances as thresholds, one column `m` at a time, and compares each with the
-`[B, R]` negative distances: a selection is a masked minimum over the row (semi-hard),
-a band a masked count and sum (batch-all, the statistics). M passes over `[B, R]`
-arrays: no `[B, M, R]` array exists, so memory stays O(B·R) at any batch size and eager
-PyTorch runs a few `[B, R]` operations per positive. Every comparison is made with
-gradients stopped (selections are piecewise constant in the distances); gradients reach
-the distances through one gather of the chosen negatives (semi-hard) or the band's
-masked sums (batch-all). `choice.py` caps M.
+`[B, R]` negative distances: a semi-hard selection is a masked minimum over the row, a
+band a masked count and sum (batch-all, the statistics). M passes over `[B, R]` arrays
+in a loop: no `[B, M, R]` array and no per-column copies, so memory stays O(B·R) for any
+M and B, on every backend (eager PyTorch runs a few `[B, R]` operations per column).
+Comparisons are made with gradients stopped (selections are piecewise constant in the
+distances); the selected distances get their gradient from hand-written backward passes
+(`keras.ops.custom_gradient`) that compare again instead of keeping masks. `choice.py`
+caps M.
 """
 
 import functools
