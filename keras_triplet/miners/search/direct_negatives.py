@@ -104,7 +104,7 @@ from keras import ops
         if or_farthest:
             farthest = ops.max(ops.where(self.negative_mask, self._negatives, -_INF), axis=1)
             closest = ops.where(found, closest, ops.expand_dims(farthest, 1))
-        return _picked(self.distances, self._negatives, closest), found
+        return _differentiable(_picked, _picked_by_autodiff, self.distances, self._negatives, closest), found
 
 
 _INF = float("inf")
@@ -167,6 +167,32 @@ def _upstream(args, upstream):
     return args[0] if upstream is None else upstream
 
 
+def _differentiable(by_hand, by_autodiff, distances, *arrays):
+    """`by_hand(distances, *arrays)`, a hand-written gradient; `by_autodiff` in a
+    TensorFlow graph with a dynamic batch size (a last, partial batch), where the
+    gradient of a `tf.custom_gradient` inside the choice's `tf.cond`s fails to build."""
+    if distances.shape[0] is None:
+        return by_autodiff(distances, *arrays)
+    return by_hand(distances, *arrays)
+
+
+def _zero_with_gradient(distances, mask):
+    """`[B]`: the sum over each row of `distances − distances` where `mask` holds: exactly
+    0, with gradient 1 at the masked entries."""
+    return ops.sum(ops.where(mask, distances - ops.stop_gradient(distances), 0.0), axis=1)
+
+
+def _picked_by_autodiff(distances, negatives, targets):
+    """`_picked` by autodiff (it keeps a `[B, R]` mask per column)."""
+    finite = ops.where(ops.abs(targets) < _INF, targets, 0.0)
+    shares = []
+    for m in range(targets.shape[1]):
+        tied = negatives == targets[:, m : m + 1]
+        ties = ops.maximum(ops.sum(ops.cast(tied, distances.dtype), axis=1), 1.0)
+        shares.append(_zero_with_gradient(distances, tied) / ties)
+    return finite + ops.stack(shares, axis=1)
+
+
 @ops.custom_gradient
 def _picked(distances, negatives, targets):
     """`targets` (`[B, M]`, each a negative distance of its row or ±inf), differentiable in
@@ -179,7 +205,7 @@ def _picked(distances, negatives, targets):
 
     def grad(*args, upstream=None):
         weights = _upstream(args, upstream) / ops.maximum(ties, 1.0)
-        init = ops.zeros(ops.shape(distances), distances.dtype)
+        init = ops.zeros_like(distances)
         return _column_loop(_share, width, init, negatives, targets, weights), None, None
 
     return ops.where(ops.abs(targets) < _INF, targets, 0.0), grad
@@ -208,11 +234,15 @@ def _band_functions(inclusive):
         again, not kept from the forward pass (O(B·R) memory for any M)."""
 
         def grad(*args, upstream=None):
-            init = ops.zeros(ops.shape(distances), distances.dtype)
+            init = ops.zeros_like(distances)
             weights = _upstream(args, upstream)
             return _column_loop(share, stop.shape[1], init, negatives, stop, start, weights), None, None, None, None
 
         return ops.multiply(total, 1.0), grad
+
+    def by_autodiff(distances, negatives, stop, start, total):
+        zeros = [_zero_with_gradient(distances, inside(m, negatives, stop, start)) for m in range(stop.shape[1])]
+        return total + ops.stack(zeros, axis=1)
 
     def band_sums(distances, negatives, stop, start):
         """`(count, sum)`, `[B, M]` each: per row `a` and column `m`, the negatives of
@@ -222,7 +252,7 @@ def _band_functions(inclusive):
         init = (ops.zeros(ops.shape(stop), INDEX_DTYPE), ops.zeros(ops.shape(stop), distances.dtype))
         values = ops.stop_gradient(distances)
         count, total = _column_loop(count_and_sum, width, init, negatives, values, stop, start)
-        return count, differentiable(distances, negatives, stop, start, total)
+        return count, _differentiable(differentiable, by_autodiff, distances, negatives, stop, start, total)
 
     return band_sums
 
