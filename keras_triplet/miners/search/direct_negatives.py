@@ -119,6 +119,12 @@ _INF = float("inf")
 
 def _column_loop(step, width, init, *arrays):
     """`carry = step(m, carry, *arrays)` for each query column `m < width` in turn."""
+    if arrays[0].shape[0] is None:
+        # A TensorFlow graph with a dynamic batch size (a last, partial batch): XLA cannot
+        # compile the `tf.cond` gradient that would keep a `tf.while_loop`'s intermediates.
+        for m in range(width):
+            init = step(m, init, *arrays)
+        return init
     return ops.fori_loop(0, width, _body(step), (init, arrays))[0]
 
 
