@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 import reference as ref
-from conftest import BACKEND, compiled, make_batch, to_numpy, value_and_grad
+from conftest import compiled, make_batch, to_numpy, value_and_grad
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_miners import MINERS, assert_miner_output, integer_distances, labels_strategy
@@ -153,12 +153,12 @@ def test_direct_search_has_no_positive_cap_when_asked():
 
 
 def test_automatic_choice_follows_the_backend():
-    """A P×K batch gets the direct search where the backend fuses its `[B, M, R]`
-    comparisons (TensorFlow, JAX), the sorted one on PyTorch; `"sorted"` always sorts."""
+    """A P×K batch gets the direct search on every backend (it compares one positive
+    column at a time: nothing of size `[B, M, R]` to fuse); `"sorted"` always sorts."""
     labels = np.repeat(np.arange(6), 4)
     y, dt = _tensors(labels, integer_distances(6, len(labels)))
     positive, negative = miners.pair_masks(y)
     kind = with_negatives(dt, negative, positive, lambda found: type(found).__name__)
-    assert kind == ("SortedNegatives" if BACKEND == "torch" else "DirectNegatives")
+    assert kind == "DirectNegatives"
     sorted_kind = with_negatives(dt, negative, positive, lambda found: type(found).__name__, search="sorted")
     assert sorted_kind == "SortedNegatives"

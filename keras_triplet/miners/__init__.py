@@ -10,8 +10,8 @@ Reading order of what `TripletLoss(miner="semi-hard")` computes:
 2. `miners/semi_hard.py`: the choice per positive pair, one question asked of the search
    (`closest_beyond`), on the base class `NegativeSearchMiner` of `miners/base.py`;
 3. `miners/search/`: the searches that answer it (its own docstring gives their reading
-   order): `choice.py`, then `direct_negatives.py` (TensorFlow and JAX, P×K batches) or
-   `sorted_negatives.py` (any labels; PyTorch), on `anchor_negatives.py`;
+   order): `choice.py`, then `direct_negatives.py` (P×K batches) or
+   `sorted_negatives.py` (any labels), on `anchor_negatives.py`;
 4. `keras_triplet/_backend/`: the row gather, sort and compaction, per backend.
 
 Pair miners (for the pair losses: contrastive, multi-similarity, ...) share the base

@@ -13,11 +13,11 @@ Reading order:
 
 1. `choice.py`: `with_negatives(distances, negative_mask, positive_mask, fn)` builds one
    search object per step and evaluates `fn` with it: the direct search for P×K batches
-   on TensorFlow and JAX, the sorted search otherwise (and on PyTorch).
+   (at most `DIRECT_MAX_POSITIVES` positives per anchor), the sorted search otherwise.
 2. `anchor_negatives.py`: `AnchorNegatives`, what both searches share (the masks, each
    anchor's number of negatives, the query layout, `count_within` computed once).
-3. `direct_negatives.py`: `DirectNegatives`, each anchor's few positives compared with
-   all its negatives, `[B, M, R]` comparisons that XLA fuses; no sort.
+3. `direct_negatives.py`: `DirectNegatives`, each anchor's few positives compared, one
+   at a time, with all its negatives: M passes over `[B, R]`; no sort.
 4. `sorted_negatives.py`: `SortedNegatives`, each anchor's negatives sorted once and
    binary-searched: O(B·R log R) time, O(B·R) memory, any labels.
 
@@ -27,7 +27,6 @@ sorts and compaction come from `keras_triplet._backend`.
 
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 from keras_triplet.miners.search.choice import (
-    DIRECT_MAX_ENTRIES,
     DIRECT_MAX_POSITIVES,
     DIRECT_WIDTHS,
     SEARCHES,
@@ -43,6 +42,5 @@ __all__ = [
     "with_negatives",
     "SEARCHES",
     "DIRECT_MAX_POSITIVES",
-    "DIRECT_MAX_ENTRIES",
     "DIRECT_WIDTHS",
 ]

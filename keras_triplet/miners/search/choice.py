@@ -2,7 +2,6 @@
 
 from keras import ops
 
-from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS
 from keras_triplet._validation import check_choice
 from keras_triplet.miners.search.direct_negatives import DirectNegatives
 from keras_triplet.miners.search.sorted_negatives import SortedNegatives
@@ -15,9 +14,6 @@ DIRECT_MAX_POSITIVES = 16
 # positives first: P×K batches with K ≤ 5 (the usual) compare 4 thresholds per anchor, not
 # 16, 4× less work for the same selections (the comparisons are exact).
 DIRECT_WIDTHS = (4, DIRECT_MAX_POSITIVES)
-# Largest B·M·R for `[B, M, R]` comparisons (16 M booleans: B = 1024 with M = 16). Beyond
-# it, the sorted search: O(B²) memory at B = 4096.
-DIRECT_MAX_ENTRIES = 2**24
 
 
 def with_negatives(distances, negative_mask, positive_mask, fn, search="auto"):
@@ -28,13 +24,12 @@ def with_negatives(distances, negative_mask, positive_mask, fn, search="auto"):
             (`miners.pair_masks`).
         fn: a function of the search object returning a nest of tensors, the same for
             both searches (a compiled step traces it once per search).
-        search: `"auto"` (default): the direct search where the backend fuses its
-            comparisons (`_backend.FUSES_BROADCAST_COMPARISONS`: TensorFlow, JAX) and every
-            anchor has at most `DIRECT_MAX_POSITIVES` positives, within
-            `DIRECT_MAX_ENTRIES` comparisons (compiled: at the narrowest of
-            `DIRECT_WIDTHS` that holds them); the sorted search otherwise (and on PyTorch).
+        search: `"auto"` (default): the direct search where every anchor has at most
+            `DIRECT_MAX_POSITIVES` positives (compiled: at the narrowest of
+            `DIRECT_WIDTHS` that holds them; its cost grows with M, its memory does not);
+            the sorted search otherwise.
             `"sorted"`: always the sorted search. `"direct"`: the direct search whenever it
-            is exact, without the size caps: eagerly always (M sized by the data); in a
+            is exact, without the cap on M: eagerly always (M sized by the data); in a
             compiled function, where M must be static, a class larger than
             `DIRECT_MAX_POSITIVES + 1` still takes the sorted search. Both searches give
             the same numbers (up to float rounding of sums); `"direct"` and `"sorted"` are
@@ -66,7 +61,7 @@ def with_negatives(distances, negative_mask, positive_mask, fn, search="auto"):
         return fn(DirectNegatives(distances, negative_mask, positive_mask, width))
 
     rows, width = distances.shape[0], distances.shape[1]
-    if width == 0 or search == "sorted" or (search == "auto" and not FUSES_BROADCAST_COMPARISONS):
+    if width == 0 or search == "sorted":
         return sorted_search()
     capped = search == "auto"
     cap = DIRECT_MAX_POSITIVES if width is None else min(DIRECT_MAX_POSITIVES, width)
@@ -74,29 +69,19 @@ def with_negatives(distances, negative_mask, positive_mask, fn, search="auto"):
     eager = _python_int(most)
     if eager is not None:  # decide on the data, M sized by it
         m = max(eager, 1)
-        if capped and (m > cap or _too_large(rows, m, width)):
+        if capped and m > cap:
             return sorted_search()
         return direct_search(m)
     choice = sorted_search
     # From the widest tier in: each `ops.cond` tries a narrower width before the last.
     for tier in sorted({min(w, cap) for w in DIRECT_WIDTHS}, reverse=True):
-        if _too_large(rows, tier, width):
-            continue
-        fits = most <= tier
-        if rows is None or width is None:  # a graph with a dynamic batch size
-            size = ops.shape(distances)
-            fits = ops.logical_and(fits, size[0] * tier * size[1] <= DIRECT_MAX_ENTRIES)
-        choice = _tier(fits, tier, direct_search, choice)
+        choice = _tier(most <= tier, tier, direct_search, choice)
     return choice()
 
 
 def _tier(fits, width, direct_search, otherwise):
     """A function evaluating the direct search of `width` if `fits`, else `otherwise`."""
     return lambda: ops.cond(fits, lambda: direct_search(width), otherwise)
-
-
-def _too_large(rows, m, width):
-    return rows is not None and width is not None and rows * m * width > DIRECT_MAX_ENTRIES
 
 
 def _python_int(value):

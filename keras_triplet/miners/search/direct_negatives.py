@@ -1,16 +1,23 @@
-"""The direct search: each anchor's few positives compared with all its negatives, no sort.
+"""The direct search: each anchor's few positives, one at a time, compared with all its
+negatives; no sort.
 
-For P×K batches an anchor has M = K − 1 positives: comparing their `[B, M]` thresholds
-`d(a, p) + offset` with the `[B, R]` negative distances is `[B, M, R]` comparisons, which
-XLA fuses into a few passes with the reductions that follow (counts, sums, minima). On
-TensorFlow and JAX that is several times faster than sorting (XLA's CPU sort of a
-256 × 256 matrix alone takes ~10 ms), but only while M is small: `choice.py` caps it.
+For P×K batches an anchor has M = K − 1 positives. The search takes the `[B, M]`
+positive distances as thresholds, one column `m` at a time, and compares each with the
+`[B, R]` negative distances: a semi-hard selection is a masked minimum over the row, a
+band a masked count and sum (batch-all, the statistics). M passes over `[B, R]` arrays
+in a loop: no `[B, M, R]` array and no per-column copies, so memory stays O(B·R) for any
+M and B, on every backend (eager PyTorch runs a few `[B, R]` operations per column).
+Comparisons are made with gradients stopped (selections are piecewise constant in the
+distances); the selected distances get their gradient from hand-written backward passes
+(`keras.ops.custom_gradient`) that compare again instead of keeping masks. `choice.py`
+caps M.
 """
+
+import functools
 
 from keras import ops
 
 from keras_triplet._backend import INDEX_DTYPE, take_along_rows
-from keras_triplet.miners.masked_extremes import gather_rows, masked_argmax
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 
 
@@ -23,14 +30,16 @@ class DirectNegatives(AnchorNegatives):
             beyond it are dropped: `with_negatives` checks this).
 
     Builds on `AnchorNegatives`. The positives are compacted to `[B, M]` with one `top_k`
-    of the mask; each question compares the `[B, M]` thresholds with the `[B, R]` negative
-    distances. Distances are read with gradients stopped, except those returned: a
-    band's sum and the chosen negatives.
+    of the mask; each question compares the thresholds of one column `m` at a time with
+    the `[B, R]` negative distances (a static loop over M). Distances are read with
+    gradients stopped, except those returned: a band's sum and the chosen negatives.
 
     Example:
 
     >>> import numpy as np
-    >>> from keras import ops
+    >>> import functools
+
+from keras import ops
     >>> from keras_triplet.miners import pair_masks
     >>> d = ops.convert_to_tensor(np.array(
     ...     [[0, 1, 2, 4], [1, 0, 3, 1], [2, 3, 0, 5], [4, 1, 5, 0]], "float32"))
@@ -56,15 +65,15 @@ class DirectNegatives(AnchorNegatives):
             ops.minimum(columns, ops.cast(ops.shape(distances)[1] - 1, INDEX_DTYPE)),
             query_mask=take_along_rows(scores > 0, columns),
         )
+        self._width = width
         self._thresholds = ops.stop_gradient(self.query_distances)
         # Non-negatives at +inf: never below a (finite) threshold, never the closest.
-        self._negative_distances = ops.where(negative_mask, distances, float("inf"))
-        self._negatives = ops.stop_gradient(self._negative_distances)
+        self._negatives = ops.where(negative_mask, ops.stop_gradient(distances), float("inf"))
 
     def _count_below(self, thresholds, inclusive):
-        # A sum of the cast mask, not `count_nonzero`: Keras 3.15's PyTorch version
-        # transposes its result.
-        return ops.sum(ops.cast(_compare(self._negatives, thresholds, inclusive), INDEX_DTYPE), axis=2)
+        step = _count_at_most if inclusive else _count_below
+        init = ops.zeros(ops.shape(thresholds), INDEX_DTYPE)
+        return _column_loop(step, self._width, init, self._negatives, thresholds)
 
     def _shifted(self, offset):
         return self._thresholds + offset if offset else self._thresholds
@@ -72,40 +81,186 @@ class DirectNegatives(AnchorNegatives):
     def band(self, stop_offset, stop_inclusive=False, start_offset=None):
         """`(count, sum)`, `[B, M]` each: the negatives with `d(a, p) + start_offset <
         d(a, n) < d(a, p) + stop_offset` (`≤` at the top if `stop_inclusive`; no lower
-        bound when `start_offset` is None). The count from `count_within` (shared with
-        the statistics); the sum a product of the band's `[B, M, R]` mask with the
-        distances."""
-        count = self.count_within(stop_offset, inclusive=stop_inclusive)
-        inside = _compare(self._negatives, self._shifted(stop_offset), stop_inclusive)
-        if start_offset is not None:
-            count = ops.maximum(count - self.count_within(start_offset, inclusive=True), 0)
-            above = ops.expand_dims(self._negatives, 1) > ops.expand_dims(self._shifted(start_offset), 2)
-            inside = ops.logical_and(inside, above)
-        total = ops.matmul(ops.cast(inside, self.distances.dtype), ops.expand_dims(self.distances, 2))[
-            :, :, 0
-        ]
-        return count, ops.where(count > 0, total, 0.0)
+        bound when `start_offset` is None). Per column, one `[B, R]` band mask gives the
+        count and the sum; the sum's gradient compares again (`_band_sums`)."""
+        stop = self._shifted(stop_offset)
+        start = ops.full(ops.shape(stop), -_INF) if start_offset is None else self._shifted(start_offset)
+        count, total = _BAND_SUMS[bool(stop_inclusive)](self.distances, self._negatives, stop, start)
+        if start_offset is None:  # the same count as `count_within`'s: share it
+            self._counts.setdefault((float(stop_offset), bool(stop_inclusive)), count)
+        return count, total
 
     def closest_beyond(self, or_farthest=False):
         """`(distance, found)`, `[B, M]` each: the closest negative with `d(a, n) >
         d(a, p)` and whether there is one; where there is none, the distance is the
         farthest negative's if `or_farthest`, else meaningless.
 
-        A minimum rather than an argmin and a gather: XLA reduces a minimum in a few
-        vectorised passes, an argmin (a reduction over pairs) an element at a time. On an
-        exact tie the gradient is shared among the tied negatives."""
-        rows = ops.expand_dims(self._negative_distances, 1)
-        beyond = ops.stop_gradient(rows) > ops.expand_dims(self._thresholds, 2)
-        closest = ops.min(ops.where(beyond, rows, float("inf")), axis=2)
-        found = closest < float("inf")
-        value = ops.where(found, closest, 0.0)
+        Minima, not argmins (XLA reduces a minimum in vectorised passes, an argmin one
+        pair at a time), with gradients stopped; `_picked` gives them their gradient. On
+        an exact tie the gradient is shared among the tied negatives."""
+        init = ops.zeros(ops.shape(self._thresholds), self._negatives.dtype)
+        closest = _column_loop(_closest_beyond, self._width, init, self._negatives, self._thresholds)
+        found = closest < _INF
         if or_farthest:
-            farthest = gather_rows(self.distances, masked_argmax(self.distances, self.negative_mask)[0])
-            value = ops.where(found, value, ops.expand_dims(farthest, 1))
-        return value, found
+            farthest = ops.max(ops.where(self.negative_mask, self._negatives, -_INF), axis=1)
+            closest = ops.where(found, closest, ops.expand_dims(farthest, 1))
+        return _differentiable(_picked, _picked_by_autodiff, self.distances, self._negatives, closest), found
 
 
-def _compare(negatives, thresholds, inclusive):
-    """`[B, M, R]`: negative `r` of row `a` lies below threshold `m` (`<`, `≤` if inclusive)."""
-    rows, limits = ops.expand_dims(negatives, 1), ops.expand_dims(thresholds, 2)
-    return rows <= limits if inclusive else rows < limits
+_INF = float("inf")
+
+
+# The columns are visited by a loop (`ops.fori_loop`), not unrolled: XLA's CPU reductions
+# read a materialised `[B, R]` input, so unrolled columns would each hold one (64 MB at
+# B = 4096); a loop holds one column's at a time. The loop bodies are module-level
+# functions that get every array through the loop state (as in `sorted_negatives.py`:
+# eager JAX then reuses one compiled loop).
+
+
+def _column_loop(step, width, init, *arrays):
+    """`carry = step(m, carry, *arrays)` for each query column `m < width` in turn."""
+    if arrays[0].shape[0] is None:
+        # A TensorFlow graph with a dynamic batch size (a last, partial batch): XLA cannot
+        # compile the `tf.cond` gradient that would keep a `tf.while_loop`'s intermediates.
+        for m in range(width):
+            init = step(m, init, *arrays)
+        return init
+    return ops.fori_loop(0, width, _body(step), (init, arrays))[0]
+
+
+@functools.cache
+def _body(step):
+    def body(m, state):
+        carry, arrays = state
+        return step(m, carry, *arrays), arrays
+
+    return body
+
+
+def _column(x, m):
+    """Column `m` of `[B, M]` as `[B, 1]` (`m` a loop index: a tensor in compiled loops)."""
+    return ops.expand_dims(ops.take(x, m, axis=1), 1)
+
+
+def _set_column(out, m, value):
+    columns = ops.arange(out.shape[1])
+    return ops.where(ops.expand_dims(columns == m, 0), ops.expand_dims(ops.cast(value, out.dtype), 1), out)
+
+
+def _closest_beyond(m, out, negatives, thresholds):
+    beyond = ops.where(negatives > _column(thresholds, m), negatives, _INF)
+    return _set_column(out, m, ops.min(beyond, axis=1))
+
+
+def _count_below(m, out, negatives, thresholds):
+    return _set_column(out, m, ops.sum(ops.cast(negatives < _column(thresholds, m), INDEX_DTYPE), axis=1))
+
+
+def _count_at_most(m, out, negatives, thresholds):
+    return _set_column(out, m, ops.sum(ops.cast(negatives <= _column(thresholds, m), INDEX_DTYPE), axis=1))
+
+
+def _ties(m, out, negatives, targets):
+    return _set_column(out, m, ops.sum(ops.cast(negatives == _column(targets, m), out.dtype), axis=1))
+
+
+def _share(m, total, negatives, targets, weights):
+    return total + ops.where(negatives == _column(targets, m), _column(weights, m), 0.0)
+
+
+def _upstream(args, upstream):
+    # keras.ops.custom_gradient passes it positionally (TensorFlow, JAX) or as a keyword (PyTorch).
+    return args[0] if upstream is None else upstream
+
+
+def _differentiable(by_hand, by_autodiff, distances, *arrays):
+    """`by_hand(distances, *arrays)`, a hand-written gradient; `by_autodiff` in a
+    TensorFlow graph with a dynamic batch size (a last, partial batch), where the
+    gradient of a `tf.custom_gradient` inside the choice's `tf.cond`s fails to build."""
+    if distances.shape[0] is None:
+        return by_autodiff(distances, *arrays)
+    return by_hand(distances, *arrays)
+
+
+def _zero_with_gradient(distances, mask):
+    """`[B]`: the sum over each row of `distances − distances` where `mask` holds: exactly
+    0, with gradient 1 at the masked entries."""
+    return ops.sum(ops.where(mask, distances - ops.stop_gradient(distances), 0.0), axis=1)
+
+
+def _picked_by_autodiff(distances, negatives, targets):
+    """`_picked` by autodiff (it keeps a `[B, R]` mask per column)."""
+    finite = ops.where(ops.abs(targets) < _INF, targets, 0.0)
+    shares = []
+    for m in range(targets.shape[1]):
+        tied = negatives == targets[:, m : m + 1]
+        ties = ops.maximum(ops.sum(ops.cast(tied, distances.dtype), axis=1), 1.0)
+        shares.append(_zero_with_gradient(distances, tied) / ties)
+    return finite + ops.stack(shares, axis=1)
+
+
+@ops.custom_gradient
+def _picked(distances, negatives, targets):
+    """`targets` (`[B, M]`, each a negative distance of its row or ±inf), differentiable in
+    `distances` as the entries they were read from: the gradient of `targets[a, m]` goes
+    to the negatives of row `a` equal to it (shared on ties); ±inf reads as 0, without
+    gradient. The backward pass compares again, one `[B, R]` pass per column: autodiff
+    of a masked minimum would keep a `[B, R]` mask per column."""
+    width = targets.shape[1]
+    ties = _column_loop(_ties, width, ops.zeros(ops.shape(targets), distances.dtype), negatives, targets)
+
+    def grad(*args, upstream=None):
+        weights = _upstream(args, upstream) / ops.maximum(ties, 1.0)
+        init = ops.zeros_like(distances)
+        return _column_loop(_share, width, init, negatives, targets, weights), None, None
+
+    return ops.where(ops.abs(targets) < _INF, targets, 0.0), grad
+
+
+def _band_functions(inclusive):
+    """The band's loop steps and its differentiable sum, for a top edge `<` or `≤`."""
+
+    def inside(m, negatives, stop, start):
+        top = _column(stop, m)
+        below = negatives <= top if inclusive else negatives < top
+        return ops.logical_and(below, negatives > _column(start, m))
+
+    def count_and_sum(m, carry, negatives, values, stop, start):
+        count, total = carry
+        mask = inside(m, negatives, stop, start)
+        count = _set_column(count, m, ops.sum(ops.cast(mask, count.dtype), axis=1))
+        return count, _set_column(total, m, ops.sum(ops.where(mask, values, 0.0), axis=1))
+
+    def share(m, result, negatives, stop, start, weights):
+        return result + ops.where(inside(m, negatives, stop, start), _column(weights, m), 0.0)
+
+    @ops.custom_gradient
+    def differentiable(distances, negatives, stop, start, total):
+        """`total`, the band sums of `distances`, with their gradient: the band masks
+        again, not kept from the forward pass (O(B·R) memory for any M)."""
+
+        def grad(*args, upstream=None):
+            init = ops.zeros_like(distances)
+            weights = _upstream(args, upstream)
+            return _column_loop(share, stop.shape[1], init, negatives, stop, start, weights), None, None, None, None
+
+        return ops.multiply(total, 1.0), grad
+
+    def by_autodiff(distances, negatives, stop, start, total):
+        zeros = [_zero_with_gradient(distances, inside(m, negatives, stop, start)) for m in range(stop.shape[1])]
+        return total + ops.stack(zeros, axis=1)
+
+    def band_sums(distances, negatives, stop, start):
+        """`(count, sum)`, `[B, M]` each: per row `a` and column `m`, the negatives of
+        `negatives` (`[B, R]`, +inf elsewhere) in `(start[a, m], stop[a, m])` (`]` at the
+        top if inclusive), and the sum of their `distances` (differentiable)."""
+        width = stop.shape[1]
+        init = (ops.zeros(ops.shape(stop), INDEX_DTYPE), ops.zeros(ops.shape(stop), distances.dtype))
+        values = ops.stop_gradient(distances)
+        count, total = _column_loop(count_and_sum, width, init, negatives, values, stop, start)
+        return count, _differentiable(differentiable, by_autodiff, distances, negatives, stop, start, total)
+
+    return band_sums
+
+
+_BAND_SUMS = {inclusive: _band_functions(inclusive) for inclusive in (False, True)}
