@@ -5,8 +5,8 @@ embeddings (B = P·K, default 16 × 16, D = 64): the distance matrix, the triple
 its miner and the mining statistics over all triplets, forward and backward (gradient
 with respect to the embeddings), compiled as the training step is (`jax.jit`;
 `tf.function`, with XLA or without; PyTorch eager, one thread). Each row is measured with
-the direct search (`miners.search.DirectNegatives`, what P×K batches get on TensorFlow and
-JAX) and with the sorted one (`SortedNegatives`, the fallback, and PyTorch's choice),
+the direct search (`miners.search.DirectNegatives`, what P×K batches get on every
+backend) and with the sorted one (`SortedNegatives`, the fallback for large classes),
 chosen with the `search=` argument of `miners.search.with_negatives` (in a compiled
 function "direct" is the normal choice: a class too large for its static size would
 still be sorted). The step is `models.step.loss_and_statistics` with that argument: one

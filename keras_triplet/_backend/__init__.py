@@ -43,11 +43,11 @@ Both row-primitive modules export:
   (on PyTorch without the int64 copy of a summed bool array);
 * `scatter_rows(values, index, width)`: the `[B, width]` array holding `values[a, j]` at
   column `index[a, j]` (distinct per row), 0 elsewhere: the inverse of a compaction;
-* `FUSES_BROADCAST_COMPARISONS`: whether comparing `[B, M, 1]` thresholds with `[B, 1, R]`
-  values and reducing over `R` runs as a few fused passes (XLA, on TensorFlow and JAX)
-  rather than materialising each `[B, M, R]` array (eager PyTorch). The choice of the
-  negative search (`miners/search/choice.py`) asks it: the direct search is made of such
-  comparisons.
+* `FUSES_BROADCAST_COMPARISONS`: whether a chain of elementwise steps over `[B, R]` arrays
+  and its reduction runs as a few fused passes (XLA, on TensorFlow and JAX) rather than
+  materialising each step's array (eager PyTorch). `losses.reductions.by_row_blocks` asks
+  it: where steps do not fuse, the pair and log-sum-exp losses run in row blocks, so that
+  the peak holds a few blocks and not a few `[B, R]` arrays.
 """
 
 import keras

@@ -4,9 +4,8 @@ import torch
 
 INDEX_DTYPE = "int64"
 
-# Eager PyTorch materialises every `[B, M, R]` intermediate of a broadcast comparison.
-# (Ranking each negative among the sorted thresholds instead, with `searchsorted`, was
-# measured against the sorted search in benchmarks/mining.py and did not win: ARCHITECTURE.md.)
+# Eager PyTorch materialises every elementwise step's array: the pair losses run in row
+# blocks here (`losses.reductions.by_row_blocks`).
 FUSES_BROADCAST_COMPARISONS = False
 
 

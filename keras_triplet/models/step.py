@@ -33,7 +33,7 @@ def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True
     as a training step computes them: `(loss, miners.triplet_statistics(...))`.
 
     One search of the negatives (`miners.search.with_negatives`: direct for P×K
-    batches on TensorFlow and JAX, sorted otherwise) serves the loss's miner and the
+    batches, sorted otherwise) serves the loss's miner and the
     statistics; the statistics see the distances with gradients stopped. `search`
     (`"direct"` or `"sorted"`) forces one search, as `with_negatives` documents
     (benchmarks); None leaves the choice to it. `statistics`: whether to compute the

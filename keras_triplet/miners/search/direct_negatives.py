@@ -31,15 +31,13 @@ class DirectNegatives(AnchorNegatives):
 
     Builds on `AnchorNegatives`. The positives are compacted to `[B, M]` with one `top_k`
     of the mask; each question compares the thresholds of one column `m` at a time with
-    the `[B, R]` negative distances (a static loop over M). Distances are read with
-    gradients stopped, except those returned: a band's sum and the chosen negatives.
+    the `[B, R]` negative distances (a loop over M). Distances are read with gradients
+    stopped, except those returned: a band's sum and the chosen negatives.
 
     Example:
 
     >>> import numpy as np
-    >>> import functools
-
-from keras import ops
+    >>> from keras import ops
     >>> from keras_triplet.miners import pair_masks
     >>> d = ops.convert_to_tensor(np.array(
     ...     [[0, 1, 2, 4], [1, 0, 3, 1], [2, 3, 0, 5], [4, 1, 5, 0]], "float32"))
@@ -242,12 +240,20 @@ def _band_functions(inclusive):
         def grad(*args, upstream=None):
             init = ops.zeros_like(distances)
             weights = _upstream(args, upstream)
-            return _column_loop(share, stop.shape[1], init, negatives, stop, start, weights), None, None, None, None
+            return (
+                _column_loop(share, stop.shape[1], init, negatives, stop, start, weights),
+                None,
+                None,
+                None,
+                None,
+            )
 
         return ops.multiply(total, 1.0), grad
 
     def by_autodiff(distances, negatives, stop, start, total):
-        zeros = [_zero_with_gradient(distances, inside(m, negatives, stop, start)) for m in range(stop.shape[1])]
+        zeros = [
+            _zero_with_gradient(distances, inside(m, negatives, stop, start)) for m in range(stop.shape[1])
+        ]
         return total + ops.stack(zeros, axis=1)
 
     def band_sums(distances, negatives, stop, start):
