@@ -13,6 +13,7 @@ import math
 import keras
 from keras import ops
 
+from keras_triplet._backend import margin_cross_entropy
 from keras_triplet._validation import check_embeddings, check_int, check_labels
 from keras_triplet.distances import l2_normalize, safe_sqrt
 from keras_triplet.losses.base import propagate_nonfinite
@@ -54,15 +55,12 @@ def _margin_softmax(labels, logits, target_logit):
     """Mean over the batch of `−log softmax(ℓ)[y]`, where `ℓ` is `logits` with each row's
     own class `logits[i, y_i]` replaced by `target_logit[i]`.
 
-    The replacement is one scatter into the `[B, C]` logits: its gradient is the upstream
-    one with those `B` entries zeroed. (A `where` on a `[B, C]` class mask costs a mask,
-    and on PyTorch its gradient another `[B, C]` array per branch.) The cross-entropy is
-    Keras's sparse one, a single fused log-softmax on PyTorch (`logsumexp` makes four
-    `[B, C]` passes forward and three backward)."""
-    rows = ops.arange(ops.shape(labels)[0], dtype=labels.dtype)
-    index = ops.stack([rows, labels], axis=1)
-    logits = ops.scatter_update(logits, index, target_logit)
-    return ops.mean(ops.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+    `_backend.margin_cross_entropy`: one scatter into the `[B, C]` logits, whose gradient
+    is the upstream one with those `B` entries zeroed (a `where` on a `[B, C]` class mask
+    costs a mask, and on PyTorch its gradient another `[B, C]` array per branch), then a
+    log-softmax (`logsumexp` makes four `[B, C]` passes forward and three backward); on
+    PyTorch with its gradient written out."""
+    return ops.mean(margin_cross_entropy(logits, labels, target_logit))
 
 
 def arcface_from_weights(labels, embeddings, weights, margin=28.6, scale=64.0, sub_centers=1):
