@@ -43,6 +43,11 @@ Both row-primitive modules export:
   (on PyTorch without the int64 copy of a summed bool array);
 * `scatter_rows(values, index, width)`: the `[B, width]` array holding `values[a, j]` at
   column `index[a, j]` (distinct per row), 0 elsewhere: the inverse of a compaction;
+* `margin_cross_entropy(logits, labels, target)`: `[B]` `−log softmax(ℓ')[i, labels[i]]`,
+  `ℓ'` the `[B, C]` logits with each row's own entry replaced by `target[i]` (ArcFace /
+  CosFace). On PyTorch a `torch.autograd.Function` with its gradient written out: through
+  autograd, the scatter's and `nll_loss`'s gradients each cost a `[B, C]` copy or fill,
+  a large share of the step at `[1024, 1000]`;
 * `FUSES_BROADCAST_COMPARISONS`: whether a chain of elementwise steps over `[B, R]` arrays
   and its reduction runs as a few fused passes (XLA, on TensorFlow and JAX) rather than
   materialising each step's array (eager PyTorch). `losses.reductions.by_row_blocks` asks
@@ -67,6 +72,7 @@ if keras.backend.backend() == "torch":
         compact_columns,
         compact_rows,
         count_true,
+        margin_cross_entropy,
         scatter_rows,
         take_along_rows,
     )
@@ -78,6 +84,7 @@ else:
         compact_columns,
         compact_rows,
         count_true,
+        margin_cross_entropy,
         scatter_rows,
         take_along_rows,
     )
@@ -90,6 +97,7 @@ __all__ = [
     "compact_rows",
     "count_true",
     "distribute",
+    "margin_cross_entropy",
     "scatter_rows",
     "take_along_rows",
 ]

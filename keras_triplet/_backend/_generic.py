@@ -45,3 +45,11 @@ def _flat(index, width):
     """`[B, M]` column indices as indices into the flattened `[B, width]` array."""
     rows = ops.shape(index)[0]
     return index + ops.expand_dims(ops.arange(rows, dtype=index.dtype) * ops.cast(width, index.dtype), 1)
+
+
+def margin_cross_entropy(logits, labels, target):
+    # The own entries replaced by one scatter (its gradient zeroes them), then Keras's
+    # sparse cross-entropy from logits.
+    rows = ops.arange(ops.shape(labels)[0], dtype=labels.dtype)
+    logits = ops.scatter_update(logits, ops.stack([rows, labels], axis=1), target)
+    return ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)

@@ -56,3 +56,37 @@ def scatter_rows(values, index, width):
     return torch.zeros(values.shape[0], width, dtype=values.dtype, device=values.device).scatter(
         1, index, values
     )
+
+
+class _MarginCrossEntropy(torch.autograd.Function):
+    """`−log softmax(ℓ')[i, y_i]` per row, `ℓ'` the logits with `ℓ[i, y_i]` replaced by
+    `target[i]`, with a hand-written gradient: `softmax(ℓ')` with the own entries zeroed
+    (for the logits) and `softmax(ℓ')[i, y_i] − 1` (for the target). Through autograd the
+    same loss (a scatter, then `cross_entropy`) costs a zero-filled `[B, C]` array in
+    `nll_loss`'s gradient and a copy in the scatter's: here the backward is one `exp`
+    and one in-place scaling of the saved log-softmax's size."""
+
+    @staticmethod
+    def forward(ctx, logits, labels, target):
+        rows = torch.arange(logits.shape[0], device=logits.device)
+        replaced = logits.index_put((rows, labels), target.to(logits.dtype))
+        log_softmax = torch.log_softmax(replaced, dim=1)
+        ctx.save_for_backward(log_softmax, labels)
+        return -log_softmax[rows, labels]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        log_softmax, labels = ctx.saved_tensors
+        rows = torch.arange(log_softmax.shape[0], device=log_softmax.device)
+        grad_logits = torch.exp(log_softmax)
+        grad_target = (grad_logits[rows, labels] - 1.0) * grad
+        grad_logits.index_put_((rows, labels), torch.zeros((), dtype=grad_logits.dtype))
+        grad_logits.mul_(grad.unsqueeze(1))
+        return grad_logits, None, grad_target
+
+
+def margin_cross_entropy(logits, labels, target):
+    """`[B]`: `−log softmax(ℓ')[i, labels[i]]`, where `ℓ'` is the `[B, C]` logits with
+    each row's own entry replaced by `target[i]` (labels must lie in `[0, C)`)."""
+    return _MarginCrossEntropy.apply(logits, torch.as_tensor(labels).long(), target)

@@ -13,27 +13,31 @@ from keras_triplet.miners.pair_miner import check_pair_miner
 AVERAGES = ("nonzero", "pairs")
 
 
-def _hinge_mean(hinge, active, mask, average):
-    """Σ hinge over the `active` pairs (those of `mask` with a hinge > 0), over the number
-    of active pairs (`"nonzero"`) or of masked pairs (`"pairs"`); 0 when there are none."""
-    total = ops.sum(ops.where(active, hinge, 0.0))
-    counted = active if average == "nonzero" else mask
-    return total / ops.maximum(ops.cast(count_true(counted), total.dtype), 1.0)
-
-
 def contrastive_loss_from_distances(
     labels, distances, pos_margin=0.0, neg_margin=1.0, miner=None, average="nonzero", ref_labels=None
 ):
     """The contrastive loss from a `[B, R]` distance matrix; see `contrastive_loss`."""
     positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
-    # max(d − m, 0) summed over the pairs where d > m (where the hinge is > 0: for floats
-    # d − m > 0 iff d > m): the hinge itself is never formed, nor its gradient's mask.
+    # max(d − m, 0) is d − m on the pairs where d > m (for floats d − m > 0 iff d > m), so
+    # the loss is linear in d on the active pairs: Σ w d + const, with w = 1 / n⁺ on the
+    # active positive pairs, −1 / n⁻ on the active negative ones, 0 elsewhere. One [B, R]
+    # product forward and one backward, where each hinge cost a `where` (and a second
+    # one in its gradient) and a subtraction.
     positive_active = ops.logical_and(positive, distances > pos_margin)
     negative_active = ops.logical_and(negative, distances < neg_margin)
-    positive_hinge = distances - pos_margin if pos_margin else distances
-    return _hinge_mean(positive_hinge, positive_active, positive, average) + _hinge_mean(
-        neg_margin - distances, negative_active, negative, average
-    )
+    n_pos, n_neg = count_true(positive_active), count_true(negative_active)
+    dtype = distances.dtype
+    if average == "nonzero":
+        den_pos, den_neg = n_pos, n_neg
+    else:
+        den_pos, den_neg = count_true(positive), count_true(negative)
+    den_pos = ops.maximum(ops.cast(den_pos, dtype), 1.0)
+    den_neg = ops.maximum(ops.cast(den_neg, dtype), 1.0)
+    weights = ops.cast(positive_active, dtype) / den_pos - ops.cast(negative_active, dtype) / den_neg
+    constant = neg_margin * ops.cast(n_neg, dtype) / den_neg
+    if pos_margin:
+        constant = constant - pos_margin * ops.cast(n_pos, dtype) / den_pos
+    return ops.sum(weights * distances) + constant
 
 
 def contrastive_loss(

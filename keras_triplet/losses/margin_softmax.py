@@ -13,6 +13,7 @@ import math
 import keras
 from keras import ops
 
+from keras_triplet._backend import margin_cross_entropy
 from keras_triplet._validation import check_embeddings, check_int, check_labels
 from keras_triplet.distances import l2_normalize, safe_sqrt
 from keras_triplet.losses.base import propagate_nonfinite
@@ -23,48 +24,50 @@ from keras_triplet.losses.class_weights import (
 )
 
 
-def _scaled_cosine(embeddings, weights, scale, sub_centers=1):
-    """`[B, C]`: `scale ×` the cosine similarities of the embeddings and W's columns (the
-    largest over each class's sub-centres)."""
+def _scaled_cosine(embeddings, weights, scale, labels, sub_centers=1):
+    """`scale ×` the cosine similarities of the embeddings and W's columns (the largest
+    over each class's sub-centres): the `[B, C]` logits, and `[B]` those of each row's own
+    class `labels[i]`."""
     normalized = l2_normalize(embeddings)
     if scale > 0:
         # The scale multiplies the [B, D] embeddings, not the [B, C] product (the same
         # values: exactly so for a power of two such as the default 64; a positive scale
         # commutes with the max over sub-centres). One [B, C] array less.
         normalized = scale * normalized
-    cosine = ops.matmul(normalized, l2_normalize(weights, axis=0))
+    centres = l2_normalize(weights, axis=0)
+    cosine = ops.matmul(normalized, centres)
     if sub_centers > 1:
         num_classes = weights.shape[1] // sub_centers
         cosine = ops.max(ops.reshape(cosine, (-1, num_classes, sub_centers)), axis=2)
-    return cosine if scale > 0 else scale * cosine
-
-
-def _at_labels(matrix, labels):
-    """`[B]`: `matrix[i, labels[i]]`, gathered (a masked sum would pass over all of
-    `[B, C]`, and its gradient again). Labels are clipped into range: the loss of a batch
-    with an out-of-range label is NaN (`nan_if_out_of_range`) whatever this reads."""
-    index = ops.expand_dims(ops.clip(labels, 0, matrix.shape[1] - 1), 1)
-    return ops.squeeze(ops.take_along_axis(matrix, index, axis=1), 1)
+        # The max over sub-centres has no [B, D] form: read the own class from [B, C].
+        own = ops.squeeze(ops.take_along_axis(cosine, ops.expand_dims(labels, 1), axis=1), 1)
+    else:
+        # Each row's own class from its [B, D] row and its class's column of W: a gather
+        # from the [B, C] product would cost, in its gradient, a zeroed [B, C] array and
+        # its sum into the product's gradient.
+        own = ops.sum(normalized * ops.transpose(ops.take(centres, labels, axis=1)), axis=1)
+    if scale > 0:
+        return cosine, own
+    return scale * cosine, scale * own
 
 
 def _margin_softmax(labels, logits, target_logit):
     """Mean over the batch of `−log softmax(ℓ)[y]`, where `ℓ` is `logits` with each row's
     own class `logits[i, y_i]` replaced by `target_logit[i]`.
 
-    The replacement is one scatter into the `[B, C]` logits: its gradient is the upstream
-    one with those `B` entries zeroed. (A `where` on a `[B, C]` class mask costs a mask,
-    and on PyTorch its gradient another `[B, C]` array per branch.)"""
-    rows = ops.arange(ops.shape(labels)[0], dtype=labels.dtype)
-    index = ops.stack([rows, ops.clip(labels, 0, logits.shape[1] - 1)], axis=1)
-    logits = ops.scatter_update(logits, index, target_logit)
-    return ops.mean(ops.logsumexp(logits, axis=1) - target_logit)
+    `_backend.margin_cross_entropy`: one scatter into the `[B, C]` logits, whose gradient
+    is the upstream one with those `B` entries zeroed (a `where` on a `[B, C]` class mask
+    costs a mask, and on PyTorch its gradient another `[B, C]` array per branch), then a
+    log-softmax (`logsumexp` makes four `[B, C]` passes forward and three backward); on
+    PyTorch with its gradient written out."""
+    return ops.mean(margin_cross_entropy(logits, labels, target_logit))
 
 
 def arcface_from_weights(labels, embeddings, weights, margin=28.6, scale=64.0, sub_centers=1):
     """The (sub-centre) ArcFace loss of int32 `labels` `[B]`, float32 `embeddings` `[B, D]`
     and `weights` `[D, C · sub_centers]`; `margin` in degrees. See `arcface_loss`."""
     m = math.radians(margin)
-    logits, cos_t = _logits_and_own_cosine(labels, embeddings, weights, scale, sub_centers)
+    labels, logits, cos_t = _logits_and_own_cosine(labels, embeddings, weights, scale, sub_centers)
     # cos(θ + m) = cos θ cos m − sin θ sin m: no arccos, whose gradient is infinite at
     # cos θ = ±1 (safe_sqrt's gradient is 0 at sin θ = 0). Beyond θ = π − m
     # (cos θ < −cos m) the curve continues as cos θ − m sin m, monotonic, as in PML.
@@ -78,17 +81,19 @@ def arcface_from_weights(labels, embeddings, weights, margin=28.6, scale=64.0, s
 def cosface_from_weights(labels, embeddings, weights, margin=0.35, scale=64.0):
     """The CosFace loss of int32 `labels` `[B]`, float32 `embeddings` `[B, D]` and
     `weights` `[D, C]`. See `cosface_loss`."""
-    logits, cos_t = _logits_and_own_cosine(labels, embeddings, weights, scale)
+    labels, logits, cos_t = _logits_and_own_cosine(labels, embeddings, weights, scale)
     return _margin_softmax(labels, logits, scale * (cos_t - margin))
 
 
 def _logits_and_own_cosine(labels, embeddings, weights, scale, sub_centers=1):
-    """The `[B, C]` logits `s cos θ` and `[B]` `cos θ` of each row's own class."""
-    logits = _scaled_cosine(embeddings, weights, scale, sub_centers)
-    own = _at_labels(logits, labels)
+    """The `[B, C]` logits `s cos θ`, `[B]` `cos θ` of each row's own class, and the
+    labels clipped into `[0, C)` (the loss of a batch with an out-of-range label is NaN,
+    `nan_if_out_of_range`, whatever is read for it)."""
+    labels = ops.clip(labels, 0, weights.shape[1] // sub_centers - 1)
+    logits, own = _scaled_cosine(embeddings, weights, scale, labels, sub_centers)
     # (s cos θ) / s is cos θ, exactly for a power-of-two scale. With s = 0 every logit is
     # 0 and the margin has no effect on the loss; cos θ is then read as 0.
-    return logits, own / scale if scale != 0 else own
+    return labels, logits, own / scale if scale != 0 else own
 
 
 def _weights_checker(sub_centers):
