@@ -145,9 +145,12 @@ def proxy_nca_from_weights(labels, embeddings, proxies, softmax_scale=1.0):
     num_classes = proxies.shape[0]
     # ‖x̂ − p̂‖² of the normalised rows (a zero embedding stays 0 and is at 1 from every proxy)
     squared = pairwise_distances(l2_normalize(embeddings), l2_normalize(proxies), metric="squared_euclidean")
-    log_probability = ops.log_softmax(-softmax_scale * squared, axis=1)
-    own = ops.sum(ops.where(class_mask(labels, num_classes), log_probability, 0.0), axis=1)
-    return -ops.mean(own)
+    # −log softmax at the own class, through Keras's sparse cross-entropy (one fused
+    # log-softmax and gather on PyTorch; a class mask and a `where` over `[B, C]` cost two
+    # more passes, and as many in the gradient). Labels are clipped into range: a batch
+    # with an out-of-range label is NaN (`nan_if_out_of_range`) whatever this reads.
+    own = ops.clip(labels, 0, num_classes - 1)
+    return ops.mean(ops.sparse_categorical_crossentropy(own, -softmax_scale * squared, from_logits=True))
 
 
 def proxy_nca_loss(y_true, y_pred, proxies, softmax_scale=1.0):
