@@ -74,6 +74,11 @@ def npairs_loss_from_distances(labels, distances, miner=None, ref_labels=None):
         # Eager PyTorch: the [P, P] logits of the tuples, gathered (P = number of classes).
         anchors, positives = tuples
         return _tuple_loss(-ops.take(ops.take(distances, anchors, axis=0), positives, axis=1))
+    return _masked_npairs_loss(labels, distances, miner)
+
+
+def _masked_npairs_loss(labels, distances, miner):
+    """The N-pair loss on the whole `[B, B]` matrix, its tuples as masks (static shapes)."""
     positive, _ = mined_pair_masks(labels, distances, miner)
     b = ops.shape(distances)[0]
     index = ops.arange(b)
@@ -105,7 +110,7 @@ def npairs_loss_from_embeddings(labels, embeddings, distance="cosine", p=None, m
     `[B, B]` one otherwise)."""
     tuples = _class_tuples(labels) if miner is None else None
     if tuples is None:
-        return npairs_loss_from_distances(labels, npairs_matrix(embeddings, distance, p), miner)
+        return _masked_npairs_loss(labels, npairs_matrix(embeddings, distance, p), miner)
     anchors, positives = tuples
     matrix = npairs_matrix(
         ops.take(embeddings, anchors, axis=0), distance, p, references=ops.take(embeddings, positives, axis=0)

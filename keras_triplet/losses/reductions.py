@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS, count_true
+from keras_triplet.distances import _upstream
 
 
 def masked_logsumexp(values, mask, axis=1):
@@ -96,9 +97,7 @@ def loss_with_matrix_gradient(value_and_gradient, matrix, *masks):
         value, gradient, *scale = value_and_gradient(matrix, *masks)
 
         def grad(*args, upstream=None):
-            # keras.ops.custom_gradient passes it positionally (TensorFlow, JAX) or as a
-            # keyword (PyTorch).
-            upstream = args[0] if upstream is None else upstream
+            upstream = _upstream(args, upstream)
             return (gradient * (upstream * scale[0] if scale else upstream),) + (None,) * len(masks)
 
         return value, grad

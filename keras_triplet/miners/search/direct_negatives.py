@@ -18,6 +18,7 @@ import functools
 from keras import ops
 
 from keras_triplet._backend import INDEX_DTYPE, take_along_rows
+from keras_triplet.distances import _upstream
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 
 
@@ -164,11 +165,6 @@ def _ties(m, out, negatives, targets):
 
 def _share(m, total, negatives, targets, weights):
     return total + ops.where(negatives == _column(targets, m), _column(weights, m), 0.0)
-
-
-def _upstream(args, upstream):
-    # keras.ops.custom_gradient passes it positionally (TensorFlow, JAX) or as a keyword (PyTorch).
-    return args[0] if upstream is None else upstream
 
 
 def _differentiable(by_hand, by_autodiff, distances, *arrays):
