@@ -171,6 +171,8 @@ def _command(impl, loss, b, repeats, args):
         str(repeats),
         "--budget",
         str(args.budget),
+        "--clock",
+        args.clock,
     ]
     python = _python_for(spec, args)
     if spec["backend"]:
@@ -398,14 +400,14 @@ def worker_main(argv):
     step, versions = _ours_step(args.worker, args)
     result = runner.base_result(args, args.worker)
     result["versions"] = versions
-    result.update(runner.measure(step, args.warmup, args.repeats, args.budget))
+    result.update(runner.measure(step, args.warmup, args.repeats, args.budget, args.clock))
     if args.no_floor:
         runner.emit(result)
         return
     # The floor, in the same process on the same backend, after the loss (so that its
     # memory does not count in the loss's peak): the time of the distance matrix alone.
     floor_step, _ = _ours_step(args.worker, args, floor=True)
-    floor = runner.measure(floor_step, args.warmup, args.repeats, args.budget)
+    floor = runner.measure(floor_step, args.warmup, args.repeats, args.budget, args.clock)
     result.update(floor_ms=floor["ms"], floor_ms_min=floor["ms_min"], floor_ms_max=floor["ms_max"])
     runner.emit(result)
 
@@ -664,7 +666,9 @@ def report(results, args, impls, batch_sizes, losses, started, elapsed):
         f"the other losses with pytorch-metric-learning 2.9's defaults (multi-similarity with "
         f"its miner); proxy and margin-softmax losses with C = {args.num_classes} classes "
         f"(labels mod C), standard-normal class weights, their gradient included",
-        "- cell: median time of one forward + backward pass after "
+        "- cell: median "
+        + ("CPU time (`--clock cpu`)" if args.clock == "cpu" else "time")
+        + " of one forward + backward pass after "
         f"{args.warmup} untimed warm-up call(s) / peak RSS during all calls minus RSS before "
         f"the first (compilation included); each cell is a fresh process; runs predicted "
         f"to need more than {args.memory_limit_gb:g} GB are not started",
@@ -711,6 +715,13 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--num-classes", type=int, default=1000, help="C of the proxy and margin-softmax losses"
+    )
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="time the calls in wall time or in the process's CPU time (with --threads 1, CPU "
+        "time is what a call would take on an idle machine: use it on a loaded one)",
     )
     parser.add_argument(
         "--no-floor",

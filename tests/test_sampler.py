@@ -356,6 +356,39 @@ def test_as_dataset_items_parallel_loading_keeps_order(npy_items, items_per_call
         np.testing.assert_array_equal(xb[:, 0, 0].astype(int) // 5, yb)
 
 
+def test_load_fn_rng_repeats_whatever_the_parallelism(npy_items):
+    """A `load_fn(item, rng)` gets one generator per place in the stream: the same
+    augmentations with any parallelism, from either pipeline, and after resuming."""
+    paths, labels = npy_items
+    sampler = PKSampler(labels, 4, 3, seed=2)
+    delays = np.random.default_rng(0).uniform(0, 0.003, size=len(paths))
+
+    def noisy_load(path, rng):
+        i = int(os.path.basename(path)[:-4])
+        time.sleep(delays[i])  # scramble the loaders' finishing order
+        return np.load(path) + rng.normal(size=(3, 2)).astype("float32")
+
+    n = sampler.steps_per_epoch + 2
+    runs = [
+        take(sampler.as_dataset(paths, load_fn=noisy_load, num_parallel_calls=k, items_per_call=g), n)
+        for k, g in ((1, 12), (8, 1), (8, 5))
+    ]
+    for run in runs[1:]:
+        for (xa, ya), (xb, yb) in zip(runs[0], run):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ya, yb)
+    first = runs[0]
+    assert not np.array_equal(first[0][0], first[1][0])  # fresh draws per step
+    noise = np.stack([x - x.round() for x, _ in first])
+    assert noise.std() > 0.1  # the generator was used
+    resumed = take(sampler.as_dataset(paths, load_fn=noisy_load, initial_epoch=1), 2)
+    for (xa, _), (xb, _) in zip(first[sampler.steps_per_epoch :], resumed):
+        np.testing.assert_array_equal(xa, xb)
+    ds = PKPyDataset(paths, labels, 4, 3, seed=2, load_fn=noisy_load)
+    for i in range(2):
+        np.testing.assert_array_equal(ds[i][0], first[i][0])
+
+
 def test_as_dataset_items_specs(npy_items):
     paths, labels = npy_items
     sampler = PKSampler(labels, 2, 2, seed=0)

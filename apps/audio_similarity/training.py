@@ -234,10 +234,11 @@ def fit(model, data, sampler, args, steps, initial_epoch, checkpoint, validation
     """Fits `model` from `initial_epoch` to `args.epochs` on augmented random crops
     (and reports the loss on `validation`, from `validation_batches`, after each epoch)."""
     augment = Augmenter(frames=args.frames, enabled=not args.no_augment)
-    counter = iter(range(1 << 62))  # one seeded generator per loaded example
 
-    def load_fn(i):
-        rng = np.random.default_rng([int(args.seed), next(counter)])
+    def load_fn(i, rng):
+        # `rng` is seeded by the example's place in the stream (the sampler's seed,
+        # step and position), so the crops and augmentations repeat exactly from run
+        # to run, whatever order the parallel loaders run in, and on resuming.
         return augment(data.features[int(i)], rng)[..., None]
 
     dataset = sampler.as_dataset(

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_triplet.data._example_rng import example_rng, wants_rng
 from keras_triplet.data._structure import flatten, pack
 from keras_triplet.data.sampler import PKSampler
 
@@ -32,7 +33,10 @@ class PKPyDataset(keras.utils.PyDataset):
             shard_index: as in `PKSampler`.
         load_fn: `load_fn(item) -> np.ndarray` (or a tuple / dict of arrays) of fixed
             shape; the examples of a batch are loaded one after the other and stacked.
-            Use `workers=` to load several batches at once.
+            Use `workers=` to load several batches at once. A `load_fn` with an `rng`
+            argument is called as `load_fn(item, rng=generator)`, with the same seeded
+            generator per example as `PKSampler.as_dataset` gives (for random
+            augmentation that repeats exactly).
         initial_epoch: the epoch to start from (to resume a run).
         workers, use_multiprocessing, max_queue_size: as in `keras.utils.PyDataset`.
 
@@ -123,7 +127,14 @@ class PKPyDataset(keras.utils.PyDataset):
         y = self.sampler._labels32[idx]
         if self.load_fn is None:
             return pack(self._kind, self._keys, [a[idx] for a in self._arrays]), y
-        examples = [self.load_fn(self._items[i]) for i in idx]
+        if wants_rng(self.load_fn):
+            step = self.epoch * len(self) + int(index)
+            examples = [
+                self.load_fn(self._items[i], rng=example_rng(self.sampler, step, position))
+                for position, i in enumerate(idx)
+            ]
+        else:
+            examples = [self.load_fn(self._items[i]) for i in idx]
         kind, keys, first = flatten(examples[0], "load_fn")
         columns = [[] for _ in first]
         for example in examples:

@@ -411,13 +411,20 @@ class PKSampler:
           parallel (`tf.numpy_function` calls, each loading `items_per_call` items, in
           `map(num_parallel_calls=AUTOTUNE)`, order kept), batched and prefetched;
           only the batches in flight are in memory.
+          **Random augmentation** belongs in a `load_fn` with an `rng` argument:
+          it is called as `load_fn(item, rng=generator)`, with a NumPy generator
+          seeded by the example's place in the stream (`seed`, shard, step, position
+          in the batch), so the same run gets the same augmentations whatever the
+          parallelism and after resuming at `initial_epoch` (a generator shared by
+          the calls would follow their order, which parallel loading changes).
           The shape and dtype are found by loading `x[0]` once, unless given by
           `output_shape` / `output_dtype`, or by `element_spec` (a `tf.TensorSpec`, or
           a tuple / dict of them, for structured examples).
 
         Args:
             x: the arrays or the items (see above).
-            load_fn: `load_fn(item) -> np.ndarray`, or `None` for arrays.
+            load_fn: `load_fn(item) -> np.ndarray` (or `load_fn(item, rng)`: see
+                above), or `None` for arrays.
             output_shape: the shape of one loaded example (items only).
             output_dtype: its dtype (items only; default: the dtype of `x[0]` loaded,
                 or float32 when only `output_shape` is given).

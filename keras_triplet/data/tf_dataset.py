@@ -15,6 +15,7 @@ TensorFlow is imported only when a pipeline is built.
 import numpy as np
 
 from keras_triplet._validation import check_int
+from keras_triplet.data._example_rng import example_rng, wants_rng
 from keras_triplet.data._structure import flatten, pack
 from keras_triplet.data._tensorflow_exit import ACTIVITY
 
@@ -136,7 +137,10 @@ def _item_pipeline(
         ) from None
     if n_items != N:
         raise ValueError(f"`x` has {n_items} items but `labels` has {N}: give one label per item.")
-    kind, keys, specs = _item_specs(tf, items, load_fn, output_shape, output_dtype, element_spec)
+    seeded = wants_rng(load_fn)
+    # The shape probe's randomness does not matter: it only reads the shape.
+    probe = (lambda item: load_fn(item, rng=np.random.default_rng(0))) if seeded else load_fn
+    kind, keys, specs = _item_specs(tf, items, probe, output_shape, output_dtype, element_spec)
     shapes = [tuple(s.shape.as_list()) for s in specs]
     dtypes = [s.dtype.as_numpy_dtype for s in specs]
     labels32 = sampler._labels32
@@ -152,8 +156,11 @@ def _item_pipeline(
     g = check_int("items_per_call", items_per_call, 1, "items loaded per call")
     g = max(d for d in range(1, min(g, B) + 1) if B % d == 0)  # a divisor of B
 
-    def load_one(i):
-        out = load_fn(items[i])
+    def load_one(i, step, position):
+        if seeded:
+            out = load_fn(items[i], rng=example_rng(sampler, step, position))
+        else:
+            out = load_fn(items[i])
         k, _, values = flatten(out, "load_fn")
         if k != kind or len(values) != len(shapes) or (kind == "dict" and list(out) != keys):
             raise ValueError(
@@ -174,8 +181,8 @@ def _item_pipeline(
         return result
 
     @ACTIVITY.wrap
-    def load_group(group):
-        loaded = [load_one(int(i)) for i in group]
+    def load_group(group, step, first):
+        loaded = [load_one(int(i), int(step), int(first) + j) for j, i in enumerate(group)]
         return [np.stack(column) for column in zip(*loaded)]
 
     tout = [s.dtype for s in specs]
@@ -184,11 +191,15 @@ def _item_pipeline(
         idx, y = tf.numpy_function(indices, [step], [tf.int64, tf.int32], name="pk_indices")
         idx.set_shape((B,))
         y.set_shape((B,))
-        groups = (tf.reshape(idx, (B // g, g)), tf.reshape(y, (B // g, g)))
+        # Each group carries its step and the position of its first item in the batch
+        # (for `load_fn(item, rng=...)`).
+        steps_of_groups = tf.fill((B // g,), step)
+        firsts = tf.range(0, B, g, dtype=tf.int64)
+        groups = (tf.reshape(idx, (B // g, g)), tf.reshape(y, (B // g, g)), steps_of_groups, firsts)
         return tf.data.Dataset.from_tensor_slices(groups)
 
-    def load(group, y):
-        values = tf.numpy_function(load_group, [group], tout, name="pk_load")
+    def load(group, y, step, first):
+        values = tf.numpy_function(load_group, [group, step, first], tout, name="pk_load")
         for v, shape in zip(values, shapes):
             v.set_shape((g,) + shape)
         return tuple(values), y
