@@ -33,7 +33,11 @@ def contrastive_loss_from_distances(
         den_pos, den_neg = count_true(positive), count_true(negative)
     den_pos = ops.maximum(ops.cast(den_pos, dtype), 1.0)
     den_neg = ops.maximum(ops.cast(den_neg, dtype), 1.0)
-    weights = ops.cast(positive_active, dtype) / den_pos - ops.cast(negative_active, dtype) / den_neg
+    # The two sets are disjoint: one nested `where` of scalars writes the [B, R] weights
+    # in two passes, where casting each mask and dividing it made five.
+    weights = ops.where(
+        positive_active, 1.0 / den_pos, ops.where(negative_active, -1.0 / den_neg, ops.zeros((), dtype))
+    )
     constant = neg_margin * ops.cast(n_neg, dtype) / den_neg
     if pos_margin:
         constant = constant - pos_margin * ops.cast(n_pos, dtype) / den_pos
