@@ -76,7 +76,9 @@ def _squared_euclidean(x, y, clip=True):
     left = ops.concatenate([-2.0 * x, xx, ones], axis=1)
     right = ops.concatenate([y, ops.ones_like(yy), yy], axis=1)
     squared = ops.matmul(left, ops.transpose(right))
-    return ops.maximum(squared, 0.0) if clip else squared
+    # `relu`, not `maximum(·, 0)`: the same values, and on eager PyTorch a one-pass
+    # gradient (`maximum`'s splits ties and costs several [N, M] passes).
+    return ops.relu(squared) if clip else squared
 
 
 def _cosine(x, y):
