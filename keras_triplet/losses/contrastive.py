@@ -17,7 +17,13 @@ def contrastive_loss_from_distances(
     labels, distances, pos_margin=0.0, neg_margin=1.0, miner=None, average="nonzero", ref_labels=None
 ):
     """The contrastive loss from a `[B, R]` distance matrix; see `contrastive_loss`."""
-    positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
+    if miner is None and ref_labels is None and average == "nonzero":
+        # Every pair, counted where active: the diagonal (d = 0, never > pos_margin >= 0)
+        # drops out of the positives by itself, without an off-diagonal mask.
+        positive = ops.expand_dims(labels, 1) == ops.expand_dims(labels, 0)
+        negative = ops.logical_not(positive)
+    else:
+        positive, negative = mined_pair_masks(labels, distances, miner, ref_labels)
     # max(d − m, 0) is d − m on the pairs where d > m (for floats d − m > 0 iff d > m), so
     # the loss is linear in d on the active pairs: Σ w d + const, with w = 1 / n⁺ on the
     # active positive pairs, −1 / n⁻ on the active negative ones, 0 elsewhere. One [B, R]
