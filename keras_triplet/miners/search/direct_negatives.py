@@ -17,7 +17,7 @@ import functools
 
 from keras import ops
 
-from keras_triplet._backend import INDEX_DTYPE, take_along_rows
+from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS, INDEX_DTYPE, fori_loop, take_along_rows
 from keras_triplet.distances import _upstream
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 
@@ -66,13 +66,16 @@ class DirectNegatives(AnchorNegatives):
         )
         self._width = width
         self._thresholds = ops.stop_gradient(self.query_distances)
-        # Non-negatives at +inf: never below a (finite) threshold, never the closest.
-        self._negatives = ops.where(negative_mask, ops.stop_gradient(distances), float("inf"))
+        # The negatives are read as `where(negative_mask, distances, +inf)` inside each
+        # column's pass (`_negatives`), never kept as a `[B, R]` array of their own: the
+        # mask and the matrix exist anyway, and the hand-written backward passes take them
+        # as inputs (a kept array would be one more `[B, R]` residual per search).
+        self._blocked = ops.stop_gradient(distances)
 
     def _count_below(self, thresholds, inclusive):
         step = _count_at_most if inclusive else _count_below
         init = ops.zeros(ops.shape(thresholds), INDEX_DTYPE)
-        return _column_loop(step, self._width, init, self._negatives, thresholds)
+        return _column_loop(step, self._width, init, self.negative_mask, self._blocked, thresholds)
 
     def _shifted(self, offset):
         return self._thresholds + offset if offset else self._thresholds
@@ -84,7 +87,7 @@ class DirectNegatives(AnchorNegatives):
         count and the sum; the sum's gradient compares again (`_band_sums`)."""
         stop = self._shifted(stop_offset)
         start = ops.full(ops.shape(stop), -_INF) if start_offset is None else self._shifted(start_offset)
-        count, total = _BAND_SUMS[bool(stop_inclusive)](self.distances, self._negatives, stop, start)
+        count, total = _BAND_SUMS[bool(stop_inclusive)](self.distances, self.negative_mask, stop, start)
         if start_offset is None:  # the same count as `count_within`'s: share it
             self._counts.setdefault((float(stop_offset), bool(stop_inclusive)), count)
         return count, total
@@ -97,16 +100,21 @@ class DirectNegatives(AnchorNegatives):
         Minima, not argmins (XLA reduces a minimum in vectorised passes, an argmin one
         pair at a time), with gradients stopped; `_picked` gives them their gradient. On
         an exact tie the gradient is shared among the tied negatives."""
-        init = ops.zeros(ops.shape(self._thresholds), self._negatives.dtype)
-        closest = _column_loop(_closest_beyond, self._width, init, self._negatives, self._thresholds)
+        init = ops.zeros(ops.shape(self._thresholds), self._blocked.dtype)
+        closest = _column_loop(
+            _closest_beyond, self._width, init, self.negative_mask, self._blocked, self._thresholds
+        )
         found = closest < _INF
         if or_farthest:
-            farthest = ops.max(ops.where(self.negative_mask, self._negatives, -_INF), axis=1)
+            farthest = ops.max(ops.where(self.negative_mask, self._blocked, -_INF), axis=1)
             closest = ops.where(found, closest, ops.expand_dims(farthest, 1))
-        return _differentiable(_picked, _picked_by_autodiff, self.distances, self._negatives, closest), found
+        return _differentiable(_picked, _picked_by_autodiff, self.distances, self.negative_mask, closest), found
 
 
 _INF = float("inf")
+# Entries of a row block on eager PyTorch (`_column_loop`): 8 MB per float32 step, below
+# glibc's threshold for returning memory to the system, so blocks reuse their buffers.
+BLOCK_ENTRIES = 2**21
 
 
 # The columns are visited by a loop (`ops.fori_loop`), not unrolled: XLA's CPU reductions
@@ -117,14 +125,35 @@ _INF = float("inf")
 
 
 def _column_loop(step, width, init, *arrays):
-    """`carry = step(m, carry, *arrays)` for each query column `m < width` in turn."""
-    if arrays[0].shape[0] is None:
+    """`carry = step(m, carry, *arrays)` for each query column `m < width` in turn.
+
+    `arrays[0]` is `[B, R]`, and every array and the carry have the batch's rows first:
+    each row's result depends on its own rows alone. Where the backend does not fuse
+    elementwise steps (eager PyTorch: each step of a pass is a new array), the rows run
+    in blocks of about `BLOCK_ENTRIES` entries, so that a pass holds a few blocks rather
+    than a few `[B, R]` arrays."""
+    rows, columns = arrays[0].shape[0], arrays[0].shape[1]
+    if rows is None:
         # A TensorFlow graph with a dynamic batch size (a last, partial batch): XLA cannot
         # compile the `tf.cond` gradient that would keep a `tf.while_loop`'s intermediates.
         for m in range(width):
             init = step(m, init, *arrays)
         return init
-    return ops.fori_loop(0, width, _body(step), (init, arrays))[0]
+    if FUSES_BROADCAST_COMPARISONS or not isinstance(columns, int) or rows * columns <= BLOCK_ENTRIES:
+        return fori_loop(0, width, _body(step), (init, arrays))[0]
+    # (The carry is an array or a tuple of arrays; no `keras.tree` here: on PyTorch its
+    # flattening leaves a reference cycle holding what it flattened, see `fori_loop`.)
+    carries = tuple(init) if isinstance(init, tuple) else (init,)
+    block = max(1, BLOCK_ENTRIES // columns)
+    parts = []
+    for start in range(0, rows, block):
+        stop = start + block
+        carry = tuple(c[start:stop] for c in carries)
+        state = (carry if isinstance(init, tuple) else carry[0], tuple(x[start:stop] for x in arrays))
+        out = fori_loop(0, width, _body(step), state)[0]
+        parts.append(out if isinstance(init, tuple) else (out,))
+    joined = tuple(ops.concatenate(blocks, axis=0) for blocks in zip(*parts))
+    return joined if isinstance(init, tuple) else joined[0]
 
 
 @functools.cache
@@ -146,25 +175,32 @@ def _set_column(out, m, value):
     return ops.where(ops.expand_dims(columns == m, 0), ops.expand_dims(ops.cast(value, out.dtype), 1), out)
 
 
-def _closest_beyond(m, out, negatives, thresholds):
+def _negatives(mask, values):
+    """The negatives of `values` (`[B, R]`, gradients stopped), +inf elsewhere: never
+    below a (finite) threshold, never the closest."""
+    return ops.where(mask, values, _INF)
+
+
+def _closest_beyond(m, out, mask, values, thresholds):
+    negatives = _negatives(mask, values)
     beyond = ops.where(negatives > _column(thresholds, m), negatives, _INF)
     return _set_column(out, m, ops.min(beyond, axis=1))
 
 
-def _count_below(m, out, negatives, thresholds):
-    return _set_column(out, m, ops.sum(ops.cast(negatives < _column(thresholds, m), INDEX_DTYPE), axis=1))
+def _count_below(m, out, mask, values, thresholds):
+    return _set_column(out, m, ops.sum(ops.cast(_negatives(mask, values) < _column(thresholds, m), INDEX_DTYPE), axis=1))
 
 
-def _count_at_most(m, out, negatives, thresholds):
-    return _set_column(out, m, ops.sum(ops.cast(negatives <= _column(thresholds, m), INDEX_DTYPE), axis=1))
+def _count_at_most(m, out, mask, values, thresholds):
+    return _set_column(out, m, ops.sum(ops.cast(_negatives(mask, values) <= _column(thresholds, m), INDEX_DTYPE), axis=1))
 
 
-def _ties(m, out, negatives, targets):
-    return _set_column(out, m, ops.sum(ops.cast(negatives == _column(targets, m), out.dtype), axis=1))
+def _ties(m, out, mask, values, targets):
+    return _set_column(out, m, ops.sum(ops.cast(_negatives(mask, values) == _column(targets, m), out.dtype), axis=1))
 
 
-def _share(m, total, negatives, targets, weights):
-    return total + ops.where(negatives == _column(targets, m), _column(weights, m), 0.0)
+def _share(m, total, mask, values, targets, weights):
+    return total + ops.where(_negatives(mask, values) == _column(targets, m), _column(weights, m), 0.0)
 
 
 def _differentiable(by_hand, by_autodiff, distances, *arrays):
@@ -182,8 +218,9 @@ def _zero_with_gradient(distances, mask):
     return ops.sum(ops.where(mask, distances - ops.stop_gradient(distances), 0.0), axis=1)
 
 
-def _picked_by_autodiff(distances, negatives, targets):
+def _picked_by_autodiff(distances, mask, targets):
     """`_picked` by autodiff (it keeps a `[B, R]` mask per column)."""
+    negatives = _negatives(mask, ops.stop_gradient(distances))
     finite = ops.where(ops.abs(targets) < _INF, targets, 0.0)
     shares = []
     for m in range(targets.shape[1]):
@@ -194,19 +231,20 @@ def _picked_by_autodiff(distances, negatives, targets):
 
 
 @ops.custom_gradient
-def _picked(distances, negatives, targets):
+def _picked(distances, mask, targets):
     """`targets` (`[B, M]`, each a negative distance of its row or ±inf), differentiable in
     `distances` as the entries they were read from: the gradient of `targets[a, m]` goes
     to the negatives of row `a` equal to it (shared on ties); ±inf reads as 0, without
     gradient. The backward pass compares again, one `[B, R]` pass per column: autodiff
     of a masked minimum would keep a `[B, R]` mask per column."""
     width = targets.shape[1]
-    ties = _column_loop(_ties, width, ops.zeros(ops.shape(targets), distances.dtype), negatives, targets)
+    values = ops.stop_gradient(distances)
+    ties = _column_loop(_ties, width, ops.zeros(ops.shape(targets), distances.dtype), mask, values, targets)
 
     def grad(*args, upstream=None):
         weights = _upstream(args, upstream) / ops.maximum(ties, 1.0)
         init = ops.zeros_like(distances)
-        return _column_loop(_share, width, init, negatives, targets, weights), None, None
+        return _column_loop(_share, width, init, mask, ops.stop_gradient(distances), targets, weights), None, None
 
     return ops.where(ops.abs(targets) < _INF, targets, 0.0), grad
 
@@ -214,22 +252,23 @@ def _picked(distances, negatives, targets):
 def _band_functions(inclusive):
     """The band's loop steps and its differentiable sum, for a top edge `<` or `≤`."""
 
-    def inside(m, negatives, stop, start):
+    def inside(m, mask, values, stop, start):
+        negatives = _negatives(mask, values)
         top = _column(stop, m)
         below = negatives <= top if inclusive else negatives < top
         return ops.logical_and(below, negatives > _column(start, m))
 
-    def count_and_sum(m, carry, negatives, values, stop, start):
+    def count_and_sum(m, carry, mask, values, stop, start):
         count, total = carry
-        mask = inside(m, negatives, stop, start)
-        count = _set_column(count, m, ops.sum(ops.cast(mask, count.dtype), axis=1))
-        return count, _set_column(total, m, ops.sum(ops.where(mask, values, 0.0), axis=1))
+        band = inside(m, mask, values, stop, start)
+        count = _set_column(count, m, ops.sum(ops.cast(band, count.dtype), axis=1))
+        return count, _set_column(total, m, ops.sum(ops.where(band, values, 0.0), axis=1))
 
-    def share(m, result, negatives, stop, start, weights):
-        return result + ops.where(inside(m, negatives, stop, start), _column(weights, m), 0.0)
+    def share(m, result, mask, values, stop, start, weights):
+        return result + ops.where(inside(m, mask, values, stop, start), _column(weights, m), 0.0)
 
     @ops.custom_gradient
-    def differentiable(distances, negatives, stop, start, total):
+    def differentiable(distances, mask, stop, start, total):
         """`total`, the band sums of `distances`, with their gradient: the band masks
         again, not kept from the forward pass (O(B·R) memory for any M)."""
 
@@ -237,7 +276,7 @@ def _band_functions(inclusive):
             init = ops.zeros_like(distances)
             weights = _upstream(args, upstream)
             return (
-                _column_loop(share, stop.shape[1], init, negatives, stop, start, weights),
+                _column_loop(share, stop.shape[1], init, mask, ops.stop_gradient(distances), stop, start, weights),
                 None,
                 None,
                 None,
@@ -246,21 +285,22 @@ def _band_functions(inclusive):
 
         return ops.multiply(total, 1.0), grad
 
-    def by_autodiff(distances, negatives, stop, start, total):
+    def by_autodiff(distances, mask, stop, start, total):
+        values = ops.stop_gradient(distances)
         zeros = [
-            _zero_with_gradient(distances, inside(m, negatives, stop, start)) for m in range(stop.shape[1])
+            _zero_with_gradient(distances, inside(m, mask, values, stop, start)) for m in range(stop.shape[1])
         ]
         return total + ops.stack(zeros, axis=1)
 
-    def band_sums(distances, negatives, stop, start):
-        """`(count, sum)`, `[B, M]` each: per row `a` and column `m`, the negatives of
-        `negatives` (`[B, R]`, +inf elsewhere) in `(start[a, m], stop[a, m])` (`]` at the
+    def band_sums(distances, mask, stop, start):
+        """`(count, sum)`, `[B, M]` each: per row `a` and column `m`, the negatives
+        (`mask`, `[B, R]`) in `(start[a, m], stop[a, m])` (`]` at the
         top if inclusive), and the sum of their `distances` (differentiable)."""
         width = stop.shape[1]
         init = (ops.zeros(ops.shape(stop), INDEX_DTYPE), ops.zeros(ops.shape(stop), distances.dtype))
         values = ops.stop_gradient(distances)
-        count, total = _column_loop(count_and_sum, width, init, negatives, values, stop, start)
-        return count, _differentiable(differentiable, by_autodiff, distances, negatives, stop, start, total)
+        count, total = _column_loop(count_and_sum, width, init, mask, values, stop, start)
+        return count, _differentiable(differentiable, by_autodiff, distances, mask, stop, start, total)
 
     return band_sums
 
