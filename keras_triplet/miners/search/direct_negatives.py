@@ -66,16 +66,13 @@ class DirectNegatives(AnchorNegatives):
         )
         self._width = width
         self._thresholds = ops.stop_gradient(self.query_distances)
-        # The negatives are read as `where(negative_mask, distances, +inf)` inside each
-        # column's pass (`_negatives`), never kept as a `[B, R]` array of their own: the
-        # mask and the matrix exist anyway, and the hand-written backward passes take them
-        # as inputs (a kept array would be one more `[B, R]` residual per search).
-        self._blocked = ops.stop_gradient(distances)
+        # Non-negatives at +inf: never below a (finite) threshold, never the closest.
+        self._negatives = ops.where(negative_mask, ops.stop_gradient(distances), float("inf"))
 
     def _count_below(self, thresholds, inclusive):
         step = _count_at_most if inclusive else _count_below
         init = ops.zeros(ops.shape(thresholds), INDEX_DTYPE)
-        return _column_loop(step, self._width, init, self.negative_mask, self._blocked, thresholds)
+        return _column_loop(step, self._width, init, self._negatives, thresholds)
 
     def _shifted(self, offset):
         return self._thresholds + offset if offset else self._thresholds
@@ -87,7 +84,7 @@ class DirectNegatives(AnchorNegatives):
         count and the sum; the sum's gradient compares again (`_band_sums`)."""
         stop = self._shifted(stop_offset)
         start = ops.full(ops.shape(stop), -_INF) if start_offset is None else self._shifted(start_offset)
-        count, total = _BAND_SUMS[bool(stop_inclusive)](self.distances, self.negative_mask, stop, start)
+        count, total = _BAND_SUMS[bool(stop_inclusive)](self.distances, self._negatives, stop, start)
         if start_offset is None:  # the same count as `count_within`'s: share it
             self._counts.setdefault((float(stop_offset), bool(stop_inclusive)), count)
         return count, total
@@ -100,15 +97,13 @@ class DirectNegatives(AnchorNegatives):
         Minima, not argmins (XLA reduces a minimum in vectorised passes, an argmin one
         pair at a time), with gradients stopped; `_picked` gives them their gradient. On
         an exact tie the gradient is shared among the tied negatives."""
-        init = ops.zeros(ops.shape(self._thresholds), self._blocked.dtype)
-        closest = _column_loop(
-            _closest_beyond, self._width, init, self.negative_mask, self._blocked, self._thresholds
-        )
+        init = ops.zeros(ops.shape(self._thresholds), self._negatives.dtype)
+        closest = _column_loop(_closest_beyond, self._width, init, self._negatives, self._thresholds)
         found = closest < _INF
         if or_farthest:
-            farthest = ops.max(ops.where(self.negative_mask, self._blocked, -_INF), axis=1)
+            farthest = ops.max(ops.where(self.negative_mask, self._negatives, -_INF), axis=1)
             closest = ops.where(found, closest, ops.expand_dims(farthest, 1))
-        return _differentiable(_picked, _picked_by_autodiff, self.distances, self.negative_mask, closest), found
+        return _differentiable(_picked, _picked_by_autodiff, self.distances, self._negatives, closest), found
 
 
 _INF = float("inf")
@@ -175,32 +170,25 @@ def _set_column(out, m, value):
     return ops.where(ops.expand_dims(columns == m, 0), ops.expand_dims(ops.cast(value, out.dtype), 1), out)
 
 
-def _negatives(mask, values):
-    """The negatives of `values` (`[B, R]`, gradients stopped), +inf elsewhere: never
-    below a (finite) threshold, never the closest."""
-    return ops.where(mask, values, _INF)
-
-
-def _closest_beyond(m, out, mask, values, thresholds):
-    negatives = _negatives(mask, values)
+def _closest_beyond(m, out, negatives, thresholds):
     beyond = ops.where(negatives > _column(thresholds, m), negatives, _INF)
     return _set_column(out, m, ops.min(beyond, axis=1))
 
 
-def _count_below(m, out, mask, values, thresholds):
-    return _set_column(out, m, ops.sum(ops.cast(_negatives(mask, values) < _column(thresholds, m), INDEX_DTYPE), axis=1))
+def _count_below(m, out, negatives, thresholds):
+    return _set_column(out, m, ops.sum(ops.cast(negatives < _column(thresholds, m), INDEX_DTYPE), axis=1))
 
 
-def _count_at_most(m, out, mask, values, thresholds):
-    return _set_column(out, m, ops.sum(ops.cast(_negatives(mask, values) <= _column(thresholds, m), INDEX_DTYPE), axis=1))
+def _count_at_most(m, out, negatives, thresholds):
+    return _set_column(out, m, ops.sum(ops.cast(negatives <= _column(thresholds, m), INDEX_DTYPE), axis=1))
 
 
-def _ties(m, out, mask, values, targets):
-    return _set_column(out, m, ops.sum(ops.cast(_negatives(mask, values) == _column(targets, m), out.dtype), axis=1))
+def _ties(m, out, negatives, targets):
+    return _set_column(out, m, ops.sum(ops.cast(negatives == _column(targets, m), out.dtype), axis=1))
 
 
-def _share(m, total, mask, values, targets, weights):
-    return total + ops.where(_negatives(mask, values) == _column(targets, m), _column(weights, m), 0.0)
+def _share(m, total, negatives, targets, weights):
+    return total + ops.where(negatives == _column(targets, m), _column(weights, m), 0.0)
 
 
 def _differentiable(by_hand, by_autodiff, distances, *arrays):
@@ -218,9 +206,8 @@ def _zero_with_gradient(distances, mask):
     return ops.sum(ops.where(mask, distances - ops.stop_gradient(distances), 0.0), axis=1)
 
 
-def _picked_by_autodiff(distances, mask, targets):
+def _picked_by_autodiff(distances, negatives, targets):
     """`_picked` by autodiff (it keeps a `[B, R]` mask per column)."""
-    negatives = _negatives(mask, ops.stop_gradient(distances))
     finite = ops.where(ops.abs(targets) < _INF, targets, 0.0)
     shares = []
     for m in range(targets.shape[1]):
@@ -231,20 +218,19 @@ def _picked_by_autodiff(distances, mask, targets):
 
 
 @ops.custom_gradient
-def _picked(distances, mask, targets):
+def _picked(distances, negatives, targets):
     """`targets` (`[B, M]`, each a negative distance of its row or ±inf), differentiable in
     `distances` as the entries they were read from: the gradient of `targets[a, m]` goes
     to the negatives of row `a` equal to it (shared on ties); ±inf reads as 0, without
     gradient. The backward pass compares again, one `[B, R]` pass per column: autodiff
     of a masked minimum would keep a `[B, R]` mask per column."""
     width = targets.shape[1]
-    values = ops.stop_gradient(distances)
-    ties = _column_loop(_ties, width, ops.zeros(ops.shape(targets), distances.dtype), mask, values, targets)
+    ties = _column_loop(_ties, width, ops.zeros(ops.shape(targets), distances.dtype), negatives, targets)
 
     def grad(*args, upstream=None):
         weights = _upstream(args, upstream) / ops.maximum(ties, 1.0)
         init = ops.zeros_like(distances)
-        return _column_loop(_share, width, init, mask, ops.stop_gradient(distances), targets, weights), None, None
+        return _column_loop(_share, width, init, negatives, targets, weights), None, None
 
     return ops.where(ops.abs(targets) < _INF, targets, 0.0), grad
 
@@ -252,23 +238,22 @@ def _picked(distances, mask, targets):
 def _band_functions(inclusive):
     """The band's loop steps and its differentiable sum, for a top edge `<` or `≤`."""
 
-    def inside(m, mask, values, stop, start):
-        negatives = _negatives(mask, values)
+    def inside(m, negatives, stop, start):
         top = _column(stop, m)
         below = negatives <= top if inclusive else negatives < top
         return ops.logical_and(below, negatives > _column(start, m))
 
-    def count_and_sum(m, carry, mask, values, stop, start):
+    def count_and_sum(m, carry, negatives, values, stop, start):
         count, total = carry
-        band = inside(m, mask, values, stop, start)
-        count = _set_column(count, m, ops.sum(ops.cast(band, count.dtype), axis=1))
-        return count, _set_column(total, m, ops.sum(ops.where(band, values, 0.0), axis=1))
+        mask = inside(m, negatives, stop, start)
+        count = _set_column(count, m, ops.sum(ops.cast(mask, count.dtype), axis=1))
+        return count, _set_column(total, m, ops.sum(ops.where(mask, values, 0.0), axis=1))
 
-    def share(m, result, mask, values, stop, start, weights):
-        return result + ops.where(inside(m, mask, values, stop, start), _column(weights, m), 0.0)
+    def share(m, result, negatives, stop, start, weights):
+        return result + ops.where(inside(m, negatives, stop, start), _column(weights, m), 0.0)
 
     @ops.custom_gradient
-    def differentiable(distances, mask, stop, start, total):
+    def differentiable(distances, negatives, stop, start, total):
         """`total`, the band sums of `distances`, with their gradient: the band masks
         again, not kept from the forward pass (O(B·R) memory for any M)."""
 
@@ -276,7 +261,7 @@ def _band_functions(inclusive):
             init = ops.zeros_like(distances)
             weights = _upstream(args, upstream)
             return (
-                _column_loop(share, stop.shape[1], init, mask, ops.stop_gradient(distances), stop, start, weights),
+                _column_loop(share, stop.shape[1], init, negatives, stop, start, weights),
                 None,
                 None,
                 None,
@@ -285,22 +270,21 @@ def _band_functions(inclusive):
 
         return ops.multiply(total, 1.0), grad
 
-    def by_autodiff(distances, mask, stop, start, total):
-        values = ops.stop_gradient(distances)
+    def by_autodiff(distances, negatives, stop, start, total):
         zeros = [
-            _zero_with_gradient(distances, inside(m, mask, values, stop, start)) for m in range(stop.shape[1])
+            _zero_with_gradient(distances, inside(m, negatives, stop, start)) for m in range(stop.shape[1])
         ]
         return total + ops.stack(zeros, axis=1)
 
-    def band_sums(distances, mask, stop, start):
-        """`(count, sum)`, `[B, M]` each: per row `a` and column `m`, the negatives
-        (`mask`, `[B, R]`) in `(start[a, m], stop[a, m])` (`]` at the
+    def band_sums(distances, negatives, stop, start):
+        """`(count, sum)`, `[B, M]` each: per row `a` and column `m`, the negatives of
+        `negatives` (`[B, R]`, +inf elsewhere) in `(start[a, m], stop[a, m])` (`]` at the
         top if inclusive), and the sum of their `distances` (differentiable)."""
         width = stop.shape[1]
         init = (ops.zeros(ops.shape(stop), INDEX_DTYPE), ops.zeros(ops.shape(stop), distances.dtype))
         values = ops.stop_gradient(distances)
-        count, total = _column_loop(count_and_sum, width, init, mask, values, stop, start)
-        return count, _differentiable(differentiable, by_autodiff, distances, mask, stop, start, total)
+        count, total = _column_loop(count_and_sum, width, init, negatives, values, stop, start)
+        return count, _differentiable(differentiable, by_autodiff, distances, negatives, stop, start, total)
 
     return band_sums
 
