@@ -122,33 +122,45 @@ BLOCK_ENTRIES = 2**21
 def _column_loop(step, width, init, *arrays):
     """`carry = step(m, carry, *arrays)` for each query column `m < width` in turn.
 
+    `init`: the first carry, or a function of a number of rows that returns it (a `[B, R]`
+    accumulator: row blocks then never hold the whole of it at once).
+
     `arrays[0]` is `[B, R]`, and every array and the carry have the batch's rows first:
     each row's result depends on its own rows alone. Where the backend does not fuse
     elementwise steps (eager PyTorch: each step of a pass is a new array), the rows run
     in blocks of about `BLOCK_ENTRIES` entries, so that a pass holds a few blocks rather
     than a few `[B, R]` arrays."""
     rows, columns = arrays[0].shape[0], arrays[0].shape[1]
+    if callable(init) and not (rows is not None and _blocked(rows, columns)):
+        init = init(ops.shape(arrays[0])[0])
     if rows is None:
         # A TensorFlow graph with a dynamic batch size (a last, partial batch): XLA cannot
         # compile the `tf.cond` gradient that would keep a `tf.while_loop`'s intermediates.
         for m in range(width):
             init = step(m, init, *arrays)
         return init
-    if FUSES_BROADCAST_COMPARISONS or not isinstance(columns, int) or rows * columns <= BLOCK_ENTRIES:
+    if not _blocked(rows, columns):
         return fori_loop(0, width, _body(step), (init, arrays))[0]
     # (The carry is an array or a tuple of arrays; no `keras.tree` here: on PyTorch its
     # flattening leaves a reference cycle holding what it flattened, see `fori_loop`.)
-    carries = tuple(init) if isinstance(init, tuple) else (init,)
     block = max(1, BLOCK_ENTRIES // columns)
     parts = []
     for start in range(0, rows, block):
-        stop = start + block
-        carry = tuple(c[start:stop] for c in carries)
-        state = (carry if isinstance(init, tuple) else carry[0], tuple(x[start:stop] for x in arrays))
-        out = fori_loop(0, width, _body(step), state)[0]
-        parts.append(out if isinstance(init, tuple) else (out,))
+        stop = min(start + block, rows)
+        if callable(init):
+            carry = init(stop - start)
+        else:
+            carry = tuple(c[start:stop] for c in init) if isinstance(init, tuple) else init[start:stop]
+        out = fori_loop(0, width, _body(step), (carry, tuple(x[start:stop] for x in arrays)))[0]
+        parts.append(out if isinstance(out, tuple) else (out,))
     joined = tuple(ops.concatenate(blocks, axis=0) for blocks in zip(*parts))
-    return joined if isinstance(init, tuple) else joined[0]
+    return joined if len(joined) > 1 else joined[0]
+
+
+def _blocked(rows, columns):
+    """Whether `_column_loop` runs a static `[rows, columns]` pass in row blocks."""
+    static = isinstance(rows, int) and isinstance(columns, int)
+    return not FUSES_BROADCAST_COMPARISONS and static and rows * columns > BLOCK_ENTRIES
 
 
 @functools.cache
@@ -200,6 +212,11 @@ def _differentiable(by_hand, by_autodiff, distances, *arrays):
     return by_hand(distances, *arrays)
 
 
+def _zero_rows(like, rows):
+    """`[rows, R]` zeros of the dtype of `like` (`[B, R]`)."""
+    return ops.zeros((rows, ops.shape(like)[1]), like.dtype)
+
+
 def _zero_with_gradient(distances, mask):
     """`[B]`: the sum over each row of `distances − distances` where `mask` holds: exactly
     0, with gradient 1 at the masked entries."""
@@ -229,7 +246,7 @@ def _picked(distances, negatives, targets):
 
     def grad(*args, upstream=None):
         weights = _upstream(args, upstream) / ops.maximum(ties, 1.0)
-        init = ops.zeros_like(distances)
+        init = functools.partial(_zero_rows, distances)
         return _column_loop(_share, width, init, negatives, targets, weights), None, None
 
     return ops.where(ops.abs(targets) < _INF, targets, 0.0), grad
@@ -258,7 +275,7 @@ def _band_functions(inclusive):
         again, not kept from the forward pass (O(B·R) memory for any M)."""
 
         def grad(*args, upstream=None):
-            init = ops.zeros_like(distances)
+            init = functools.partial(_zero_rows, distances)
             weights = _upstream(args, upstream)
             return (
                 _column_loop(share, stop.shape[1], init, negatives, stop, start, weights),
