@@ -6,7 +6,8 @@ positive distances as thresholds, one column `m` at a time, and compares each wi
 `[B, R]` negative distances: a semi-hard selection is a masked minimum over the row, a
 band a masked count and sum (batch-all, the statistics). M passes over `[B, R]` arrays
 in a loop: no `[B, M, R]` array and no per-column copies, so memory stays O(B·R) for any
-M and B, on every backend (eager PyTorch runs a few `[B, R]` operations per column).
+M and B, on every backend (eager PyTorch, where each elementwise step is a new array,
+runs each pass on blocks of rows: `_column_loop`).
 Comparisons are made with gradients stopped (selections are piecewise constant in the
 distances); the selected distances get their gradient from hand-written backward passes
 (`keras.ops.custom_gradient`) that compare again instead of keeping masks. `choice.py`
