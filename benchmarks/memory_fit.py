@@ -96,9 +96,10 @@ def largest_batch(coefficients, budget_mb, multiple=256):
     return found if found >= multiple else None
 
 
-def table(cells, budget_gb=16.0, multiple=256):
+def table(cells, budget_gb=16.0, multiple=256, reach=8):
     """The Markdown table: per loss and implementation, the measured points, the fit and
-    the predicted largest batch."""
+    the predicted largest batch (shown as a lower bound beyond `reach` times the largest
+    measured batch: a fit that far out says little more than "not the limit")."""
     budget_mb = budget_gb * 1024.0
     lines = [
         f"| loss | backend | measured peak extra MB (B: MB) | fit a + b·B + c·B² (MB) | "
@@ -118,10 +119,11 @@ def table(cells, budget_gb=16.0, multiple=256):
             a, b, c = fit(points)
             found = largest_batch((a, b, c), budget_mb, multiple)
             formula = f"{a:.0f} {_signed(b * 1e3, 2)}e-3·B {_signed(c * 1e6, 2)}e-6·B²"
+            farthest = reach * max(points)
             if found is None:
                 shown = f"< {multiple}"
-            elif found == math.inf:
-                shown = "no limit from this fit"
+            elif found > farthest:
+                shown = f"> {farthest:,} ({reach}× the largest point)".replace(",", " ")
             else:
                 shown = f"~{found:,}".replace(",", " ")
             lines.append(f"| {loss} | {IMPL_TITLES[impl]} | {measured} | {formula} | {shown} |")
@@ -137,11 +139,14 @@ def main(argv=None):
     parser.add_argument("jsonl", nargs="+", help="JSON lines of benchmarks/losses.py --json")
     parser.add_argument("--budget-gb", type=float, default=16.0, help="memory budget (default 16)")
     parser.add_argument("--multiple", type=int, default=256, help="round B down to this (default 256)")
+    parser.add_argument(
+        "--reach", type=int, default=8, help="extrapolate at most this many times the largest B (default 8)"
+    )
     args = parser.parse_args(argv)
     cells = load(args.jsonl)
     if not cells:
         raise SystemExit("no successful runs in " + ", ".join(args.jsonl))
-    print(table(cells, args.budget_gb, args.multiple))
+    print(table(cells, args.budget_gb, args.multiple, args.reach))
 
 
 if __name__ == "__main__":

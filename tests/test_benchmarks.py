@@ -130,3 +130,4 @@ def test_memory_fit_extrapolates_a_quadratic(tmp_path):
     assert largest % 256 == 0
     assert a + b * largest + c * largest**2 <= 16 * 1024 < a + b * (largest + 256) + c * (largest + 256) ** 2
     assert f"~{largest:,}".replace(",", " ") in memory_fit.table(cells)
+    assert "> 8 192 (1× the largest point)" in memory_fit.table(cells, reach=1)
