@@ -2,11 +2,13 @@
 this backend, on the CPU, so that the GPU benchmark is known to work before a GPU is at hand
 (their figures are not checked: timings never go in assertions)."""
 
+import json
 import os
 import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,3 +105,29 @@ def test_loss_benchmark_smoke(tmp_path):
     for loss in ("multi-similarity", "proxy-anchor"):
         assert f"| {loss} | 8 | " in table and " ms / " in table, table
     assert "error" not in table, table
+
+
+def test_memory_fit_extrapolates_a_quadratic(tmp_path):
+    """`benchmarks/memory_fit.py` recovers `a + b·B + c·B²` from exact points and finds the
+    largest multiple of 256 within the budget (pure Python: milliseconds)."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    try:
+        import memory_fit
+    finally:
+        sys.path.pop(0)
+    a, b, c = 50.0, 0.01, 16.0 / 2**20  # 16 bytes per B² entry, in MB
+    runs = tmp_path / "runs.jsonl"
+    with open(runs, "w") as f:
+        for size in (1024, 2048, 4096, 8192):
+            extra = a + b * size + c * size**2
+            f.write(json.dumps({"impl": "ours-jax", "loss_name": "circle", "batch_size": size, "status": "ok", "extra_mb": extra}) + "\n")
+        f.write(json.dumps({"impl": "ours-tf", "loss_name": "circle", "batch_size": 1024, "status": "killed"}) + "\n")
+    cells = memory_fit.load([runs])
+    assert list(cells) == [("ours-jax", "circle")]
+    fitted = memory_fit.fit(cells[("ours-jax", "circle")])
+    np.testing.assert_allclose(fitted, (a, b, c), rtol=1e-6)
+    largest = memory_fit.largest_batch(fitted, 16 * 1024.0)
+    assert largest % 256 == 0
+    assert a + b * largest + c * largest**2 <= 16 * 1024 < a + b * (largest + 256) + c * (largest + 256) ** 2
+    assert f"~{largest:,}".replace(",", " ") in memory_fit.table(cells)
+    assert "> 8 192 (1× the largest point)" in memory_fit.table(cells, reach=1)

@@ -103,6 +103,56 @@ def test_gradients_agree(name):
     np.testing.assert_allclose(results["direct"][1], results["sorted"][1], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_row_blocks_change_nothing(name, monkeypatch):
+    """Where elementwise steps do not fuse (eager PyTorch), the direct search's column
+    passes run in row blocks; forced here on every backend, with blocks of 5 rows (the
+    last one shorter): the same loss and gradient, to the bit."""
+    from keras_triplet.miners.search import direct_negatives
+
+    labels = np.repeat(np.arange(6), 4)
+    x = make_batch(4, labels, dim=5).astype("float32")
+    loss = LOSSES[name](0.5)
+    y = keras.ops.convert_to_tensor(labels.astype("int32"))
+    with forced_search("direct"):
+        want = value_and_grad(lambda e: loss(y, e), x)
+        monkeypatch.setattr(direct_negatives, "FUSES_BROADCAST_COMPARISONS", False)
+        monkeypatch.setattr(direct_negatives, "BLOCK_ENTRIES", 5 * len(labels))
+        got = value_and_grad(lambda e: loss(y, e), x)
+    assert float(got[0]) == float(want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="eager PyTorch frees arrays by reference count")
+@pytest.mark.parametrize("kind", KINDS)
+def test_searches_leave_no_reference_cycle(kind):
+    """On PyTorch a step's `[B, B]` arrays are freed when the step ends, not at the next
+    run of Python's cyclic garbage collector (Keras' `fori_loop` flattens its state with a
+    pytree that leaves a cycle holding it: `_backend.fori_loop` does not)."""
+    import gc
+
+    import torch
+
+    labels = np.repeat(np.arange(6), 4)
+    x = torch.tensor(make_batch(5, labels, dim=5).astype("float32"))
+    y = torch.tensor(labels)
+    for miner in ("semi-hard", "batch-all"):
+        loss = losses.TripletLoss(margin=0.5, miner=miner)
+        gc.collect()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            with forced_search(kind):
+                e = x.clone().requires_grad_(True)
+                loss(y, e).backward()
+                del e
+            gc.collect()
+            held = [o for o in gc.garbage if isinstance(o, torch.Tensor) and o.numel() >= len(labels) ** 2]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+        assert not held, (miner, [tuple(t.shape) for t in held])
+
+
 def test_unknown_searches_are_rejected():
     labels = np.array([0, 0, 1, 1])
     y, dt = _tensors(labels, integer_distances(0, len(labels)))

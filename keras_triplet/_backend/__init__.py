@@ -39,6 +39,8 @@ Both row-primitive modules export:
   None to keep every column (always None where shapes must stay static);
 * `compact_rows(mask)`: the positions of the True entries of a `[B]` mask, or None where
   shapes must stay static (always None in `_generic.py`);
+* `fori_loop(lower, upper, body, state)`: `keras.ops.fori_loop` (on PyTorch a plain
+  loop: Keras' flattening of the state leaves a reference cycle that keeps it alive);
 * `count_true(mask)`: the number of True entries of a boolean array, a scalar integer
   (on PyTorch without the int64 copy of a summed bool array);
 * `scatter_rows(values, index, width)`: the `[B, width]` array holding `values[a, j]` at
@@ -72,6 +74,7 @@ if keras.backend.backend() == "torch":
         compact_columns,
         compact_rows,
         count_true,
+        fori_loop,
         margin_cross_entropy,
         scatter_rows,
         take_along_rows,
@@ -84,6 +87,7 @@ else:
         compact_columns,
         compact_rows,
         count_true,
+        fori_loop,
         margin_cross_entropy,
         scatter_rows,
         take_along_rows,
@@ -97,6 +101,7 @@ __all__ = [
     "compact_rows",
     "count_true",
     "distribute",
+    "fori_loop",
     "margin_cross_entropy",
     "scatter_rows",
     "take_along_rows",

@@ -8,6 +8,10 @@ INDEX_DTYPE = "int32"
 FUSES_BROADCAST_COMPARISONS = True
 
 
+def fori_loop(lower, upper, body, state):
+    return ops.fori_loop(lower, upper, body, state)
+
+
 def argsort_rows(x):
     return ops.argsort(x, axis=1)
 

@@ -9,6 +9,16 @@ INDEX_DTYPE = "int64"
 FUSES_BROADCAST_COMPARISONS = False
 
 
+def fori_loop(lower, upper, body, state):
+    """`keras.ops.fori_loop` as a plain loop. Keras' version first flattens the state to
+    look for symbolic tensors, and on PyTorch that flattening (torch's pytree) leaves a
+    reference cycle holding the state: its `[B, R]` arrays then live until Python's
+    cyclic garbage collector runs, not until the step ends."""
+    for i in range(lower, upper):
+        state = body(i, state)
+    return state
+
+
 def argsort_rows(x):
     # Stability is not needed: callers compare values, never positions of ties.
     return torch.argsort(x, dim=1)

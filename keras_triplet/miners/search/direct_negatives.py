@@ -6,7 +6,8 @@ positive distances as thresholds, one column `m` at a time, and compares each wi
 `[B, R]` negative distances: a semi-hard selection is a masked minimum over the row, a
 band a masked count and sum (batch-all, the statistics). M passes over `[B, R]` arrays
 in a loop: no `[B, M, R]` array and no per-column copies, so memory stays O(B·R) for any
-M and B, on every backend (eager PyTorch runs a few `[B, R]` operations per column).
+M and B, on every backend (eager PyTorch, where each elementwise step is a new array,
+runs each pass on blocks of rows: `_column_loop`).
 Comparisons are made with gradients stopped (selections are piecewise constant in the
 distances); the selected distances get their gradient from hand-written backward passes
 (`keras.ops.custom_gradient`) that compare again instead of keeping masks. `choice.py`
@@ -17,7 +18,7 @@ import functools
 
 from keras import ops
 
-from keras_triplet._backend import INDEX_DTYPE, take_along_rows
+from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS, INDEX_DTYPE, fori_loop, take_along_rows
 from keras_triplet.distances import _upstream
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 
@@ -107,6 +108,9 @@ class DirectNegatives(AnchorNegatives):
 
 
 _INF = float("inf")
+# Entries of a row block on eager PyTorch (`_column_loop`): 8 MB per float32 step, below
+# glibc's threshold for returning memory to the system, so blocks reuse their buffers.
+BLOCK_ENTRIES = 2**21
 
 
 # The columns are visited by a loop (`ops.fori_loop`), not unrolled: XLA's CPU reductions
@@ -117,14 +121,47 @@ _INF = float("inf")
 
 
 def _column_loop(step, width, init, *arrays):
-    """`carry = step(m, carry, *arrays)` for each query column `m < width` in turn."""
-    if arrays[0].shape[0] is None:
+    """`carry = step(m, carry, *arrays)` for each query column `m < width` in turn.
+
+    `init`: the first carry, or a function of a number of rows that returns it (a `[B, R]`
+    accumulator: row blocks then never hold the whole of it at once).
+
+    `arrays[0]` is `[B, R]`, and every array and the carry have the batch's rows first:
+    each row's result depends on its own rows alone. Where the backend does not fuse
+    elementwise steps (eager PyTorch: each step of a pass is a new array), the rows run
+    in blocks of about `BLOCK_ENTRIES` entries, so that a pass holds a few blocks rather
+    than a few `[B, R]` arrays."""
+    rows, columns = arrays[0].shape[0], arrays[0].shape[1]
+    if callable(init) and not (rows is not None and _blocked(rows, columns)):
+        init = init(ops.shape(arrays[0])[0])
+    if rows is None:
         # A TensorFlow graph with a dynamic batch size (a last, partial batch): XLA cannot
         # compile the `tf.cond` gradient that would keep a `tf.while_loop`'s intermediates.
         for m in range(width):
             init = step(m, init, *arrays)
         return init
-    return ops.fori_loop(0, width, _body(step), (init, arrays))[0]
+    if not _blocked(rows, columns):
+        return fori_loop(0, width, _body(step), (init, arrays))[0]
+    # (The carry is an array or a tuple of arrays; no `keras.tree` here: on PyTorch its
+    # flattening leaves a reference cycle holding what it flattened, see `fori_loop`.)
+    block = max(1, BLOCK_ENTRIES // columns)
+    parts = []
+    for start in range(0, rows, block):
+        stop = min(start + block, rows)
+        if callable(init):
+            carry = init(stop - start)
+        else:
+            carry = tuple(c[start:stop] for c in init) if isinstance(init, tuple) else init[start:stop]
+        out = fori_loop(0, width, _body(step), (carry, tuple(x[start:stop] for x in arrays)))[0]
+        parts.append(out if isinstance(out, tuple) else (out,))
+    joined = tuple(ops.concatenate(blocks, axis=0) for blocks in zip(*parts))
+    return joined if len(joined) > 1 else joined[0]
+
+
+def _blocked(rows, columns):
+    """Whether `_column_loop` runs a static `[rows, columns]` pass in row blocks."""
+    static = isinstance(rows, int) and isinstance(columns, int)
+    return not FUSES_BROADCAST_COMPARISONS and static and rows * columns > BLOCK_ENTRIES
 
 
 @functools.cache
@@ -176,6 +213,11 @@ def _differentiable(by_hand, by_autodiff, distances, *arrays):
     return by_hand(distances, *arrays)
 
 
+def _zero_rows(like, rows):
+    """`[rows, R]` zeros of the dtype of `like` (`[B, R]`)."""
+    return ops.zeros((rows, ops.shape(like)[1]), like.dtype)
+
+
 def _zero_with_gradient(distances, mask):
     """`[B]`: the sum over each row of `distances − distances` where `mask` holds: exactly
     0, with gradient 1 at the masked entries."""
@@ -205,7 +247,7 @@ def _picked(distances, negatives, targets):
 
     def grad(*args, upstream=None):
         weights = _upstream(args, upstream) / ops.maximum(ties, 1.0)
-        init = ops.zeros_like(distances)
+        init = functools.partial(_zero_rows, distances)
         return _column_loop(_share, width, init, negatives, targets, weights), None, None
 
     return ops.where(ops.abs(targets) < _INF, targets, 0.0), grad
@@ -234,7 +276,7 @@ def _band_functions(inclusive):
         again, not kept from the forward pass (O(B·R) memory for any M)."""
 
         def grad(*args, upstream=None):
-            init = ops.zeros_like(distances)
+            init = functools.partial(_zero_rows, distances)
             weights = _upstream(args, upstream)
             return (
                 _column_loop(share, stop.shape[1], init, negatives, stop, start, weights),

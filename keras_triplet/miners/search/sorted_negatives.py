@@ -17,7 +17,7 @@ import math
 
 from keras import ops
 
-from keras_triplet._backend import INDEX_DTYPE, argsort_rows, compact_columns, take_along_rows
+from keras_triplet._backend import INDEX_DTYPE, argsort_rows, compact_columns, fori_loop, take_along_rows
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 
 
@@ -150,7 +150,7 @@ def _search(sorted_rows, thresholds, inclusive):
     pos = ops.zeros(ops.shape(thresholds), dtype=INDEX_DTYPE)
     stride = ops.cast(2 ** (levels - 1) if isinstance(levels, int) else ops.power(2, levels - 1), INDEX_DTYPE)
     step = _step_at_most if inclusive else _step_below
-    pos = ops.fori_loop(0, levels, step, (pos, stride, sorted_rows, thresholds, last))[0]
+    pos = fori_loop(0, levels, step, (pos, stride, sorted_rows, thresholds, last))[0]
     return ops.minimum(pos, n)
 
 
