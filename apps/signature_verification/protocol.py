@@ -171,24 +171,22 @@ def verification_scores(embeddings, writers, genuine, references=5, rule="mean",
     # writers instead of a thin one per writer (which made 400 writers take minutes).
     names = list(refs)
     block = max(1, _BLOCK_ELEMENTS // max(1, len(embeddings) * references))
-    dist = {}
     for i in range(0, len(names), block):
         group = names[i : i + block]
         d = pairwise_distances_numpy(embeddings, embeddings[np.concatenate([refs[w] for w in group])])
         for k, w in enumerate(group):
-            dist[w] = d[:, k * references : (k + 1) * references]
-    for w, ref in refs.items():
-        scores = _rule_scores(dist.pop(w), embeddings[ref], rule)
-        own = writers == w
-        is_ref = np.zeros(len(writers), bool)
-        is_ref[ref] = True
-        for key, mask in (
-            ("genuine", own & genuine & ~is_ref),
-            ("skilled", own & ~genuine),
-            ("random", ~own & genuine),
-        ):
-            out[key].append(scores[mask])
-            out[key + "_writer"].append(np.full(int(mask.sum()), w))
+            ref = refs[w]
+            scores = _rule_scores(d[:, k * references : (k + 1) * references], embeddings[ref], rule)
+            own = writers == w
+            is_ref = np.zeros(len(writers), bool)
+            is_ref[ref] = True
+            for key, mask in (
+                ("genuine", own & genuine & ~is_ref),
+                ("skilled", own & ~genuine),
+                ("random", ~own & genuine),
+            ):
+                out[key].append(scores[mask])
+                out[key + "_writer"].append(np.full(int(mask.sum()), w))
     result = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in out.items()}
     result["writers"] = list(refs)
     return result
