@@ -224,6 +224,22 @@ def test_protocol_rules():
         protocol.score_matrix(q, refs, "median")
 
 
+def test_verification_scores_in_blocks_equal_one_writer_at_a_time(monkeypatch):
+    # Distances to several writers' references come from one matrix product per block of
+    # writers; a block of 2 writers (of 5) must give each writer's `score_matrix` scores.
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(40, 6))
+    w = np.repeat([str(i) for i in range(1, 6)], 8)
+    g = np.tile([True] * 5 + [False] * 3, 5)
+    monkeypatch.setattr(protocol, "_BLOCK_ELEMENTS", 2 * 40 * 3)
+    for rule in protocol.RULES:
+        s = protocol.verification_scores(emb, w, g, references=3, rule=rule)
+        refs = protocol.reference_indices(w, g, 3)
+        for writer, ref in refs.items():
+            expected = protocol.score_matrix(emb, emb[ref], rule)
+            np.testing.assert_allclose(s["skilled"][s["skilled_writer"] == writer], expected[(w == writer) & ~g])
+
+
 # --------------------------------------------------------------------------- command line
 
 

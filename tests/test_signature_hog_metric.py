@@ -5,7 +5,8 @@ scikit-image HOG descriptors whose correction starts at zero, so before training
 embeddings are the HOG baseline's (`--init none`); on small data it fine-tunes the shipped
 one (`--init auto`); `evaluate`, `enroll` and `verify` take it like the CNN (its `embed`
 takes images). `generate --generator transfer` writes a differently
-parameterised population (tiny data here: seconds per backend).
+parameterised population, `--generator varied` a training population whose writers draw
+their own configurations short of it (tiny data here: seconds per backend).
 """
 
 import json
@@ -37,6 +38,19 @@ def test_transfer_generator_differs_and_is_deterministic(tmp_path):
     assert all(y.image.size > x.image.size for x, y in zip(a, b))
     with pytest.raises(ValueError, match="generator must be one of"):
         synthetic.generate_writer(0, 1, 1, generator="nope")
+
+
+def test_varied_generator_stops_short_of_transfer():
+    # Each writer draws its own configuration: deterministic, unlike the default's images,
+    # and from ranges that leave out every per-writer value of the held-out "transfer".
+    a = synthetic.generate_writer(1, 1, 1, seed=5, generator="varied")
+    b = synthetic.generate_writer(1, 1, 1, seed=5, generator="varied")
+    c = synthetic.generate_writer(1, 1, 1, seed=5)
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b))
+    assert not any(x.image.shape == y.image.shape and np.array_equal(x.image, y.image) for x, y in zip(a, c))
+    transfer = synthetic.GENERATORS["transfer"]
+    for key, (lo, hi) in synthetic.GENERATORS["varied"]["per_writer"].items():
+        assert not lo <= transfer[key] <= hi, key
 
 
 @pytest.fixture(scope="module")

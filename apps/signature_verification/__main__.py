@@ -76,8 +76,9 @@ def build_parser():
         "--generator",
         choices=tuple(GENERATORS),
         default="default",
-        help="generator configuration: default, or transfer (other pens, hands, forgers, resolution "
-        "and paper, never used for training: a held-out population; see synthetic.py)",
+        help="generator configuration: default; transfer (other pens, hands, forgers, resolution "
+        "and paper, never used for training: a held-out population); or varied (for training: each "
+        "writer draws its own pen, resolution, hand, forgers and paper, short of transfer's; see synthetic.py)",
     )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--workers", type=int, default=1, help="processes (the output does not depend on it)")

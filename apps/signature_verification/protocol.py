@@ -116,9 +116,17 @@ def score_matrix(embeddings, reference_embeddings, rule="mean"):
         pairwise_distances_numpy,  # here: the CLI imports this module before Keras
     )
 
+    _check_rule(rule)
+    return _rule_scores(pairwise_distances_numpy(embeddings, reference_embeddings), reference_embeddings, rule)
+
+
+def _check_rule(rule):
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}; got {rule!r}.")
-    d = pairwise_distances_numpy(embeddings, reference_embeddings)
+
+
+def _rule_scores(d, reference_embeddings, rule):
+    """Scores `[N]` from the distances `d [N, R]` to one writer's references."""
     score = d.mean(axis=1) if rule.startswith("mean") else d.min(axis=1)
     if rule.endswith("-norm"):
         score = score / reference_spread(reference_embeddings)
@@ -137,6 +145,9 @@ def reference_spread(reference_embeddings):
     return max(float(d[np.triu_indices(len(r), 1)].mean()), _MIN_SPREAD)
 
 
+_BLOCK_ELEMENTS = 2**23  # distances computed at once by `verification_scores` (64 MB of float64)
+
+
 def verification_scores(embeddings, writers, genuine, references=5, rule="mean", seed=0):
     """Scores of one set of writers: a dict of arrays `genuine`, `skilled`, `random`
     (the scores) and `genuine_writer`, `skilled_writer`, `random_writer` (the claimed
@@ -153,18 +164,29 @@ def verification_scores(embeddings, writers, genuine, references=5, rule="mean",
     out = {
         k: [] for k in ("genuine", "skilled", "random", "genuine_writer", "skilled_writer", "random_writer")
     }
-    for w, ref in refs.items():
-        scores = score_matrix(embeddings, embeddings[ref], rule)
-        own = writers == w
-        is_ref = np.zeros(len(writers), bool)
-        is_ref[ref] = True
-        for key, mask in (
-            ("genuine", own & genuine & ~is_ref),
-            ("skilled", own & ~genuine),
-            ("random", ~own & genuine),
-        ):
-            out[key].append(scores[mask])
-            out[key + "_writer"].append(np.full(int(mask.sum()), w))
+    _check_rule(rule)
+    from keras_triplet.metrics import pairwise_distances_numpy
+
+    # The distances to many writers' references at once: one matrix product per block of
+    # writers instead of a thin one per writer (which made 400 writers take minutes).
+    names = list(refs)
+    block = max(1, _BLOCK_ELEMENTS // max(1, len(embeddings) * references))
+    for i in range(0, len(names), block):
+        group = names[i : i + block]
+        d = pairwise_distances_numpy(embeddings, embeddings[np.concatenate([refs[w] for w in group])])
+        for k, w in enumerate(group):
+            ref = refs[w]
+            scores = _rule_scores(d[:, k * references : (k + 1) * references], embeddings[ref], rule)
+            own = writers == w
+            is_ref = np.zeros(len(writers), bool)
+            is_ref[ref] = True
+            for key, mask in (
+                ("genuine", own & genuine & ~is_ref),
+                ("skilled", own & ~genuine),
+                ("random", ~own & genuine),
+            ):
+                out[key].append(scores[mask])
+                out[key + "_writer"].append(np.full(int(mask.sum()), w))
     result = {k: (np.concatenate(v) if v else np.zeros(0)) for k, v in out.items()}
     result["writers"] = list(refs)
     return result

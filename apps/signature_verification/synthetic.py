@@ -43,10 +43,12 @@ as ink over a paper-like background (a smooth uneven tone plus pixel noise), giv
 Everything is a function of `seed` and the writer's index: writer `w` is the same image
 set whatever the number of writers generated.
 
-**Two configurations** (`GENERATORS`, `generator=` / `generate --generator`): `"default"`,
-everything above, and `"transfer"`, a differently parameterised population that no model
+**Three configurations** (`GENERATORS`, `generator=` / `generate --generator`): `"default"`,
+everything above; `"transfer"`, a differently parameterised population that no model
 is trained on (other resolution, pens, hands, forgers and paper; see `GENERATORS`), so that
-transfer to writers, forgers and scans a model never saw can be measured honestly.
+transfer to writers, forgers and scans a model never saw can be measured honestly; and
+`"varied"`, for training: each writer draws its own resolution, pen, hand, forgers and
+paper from ranges around the default that stop short of `"transfer"`'s values.
 
 Example:
 
@@ -90,6 +92,29 @@ GENERATORS = {
         "paper_noise": 6.0,  # pixel noise sd (default 3)
         "paper": (175.0, 235.0),  # paper tone
         "blur": 0.8,  # Gaussian blur of the scan (pixels)
+    },
+    # "varied": for training. Every writer draws its own configuration from "per_writer"
+    # (uniform ranges around the default: 1.0 for the factors, 2.0 pixels per unit, paper
+    # noise 3, no blur) plus the per-writer / per-forger ranges below, so that a model sees
+    # many pens, scans, hands, forgers and papers. The ranges stop short of "transfer":
+    # its resolution, variation, curvature, slant spread, tremor, pen lifts, paper noise
+    # and blur all lie outside them; only its pen widths, paper tones, forgers' skill and
+    # pressure overlap (README.md, "A varied training population").
+    "varied": {
+        "per_writer": {
+            "px_per_unit": (1.5, 2.6),
+            "variation": (0.8, 1.25),
+            "curvature": (0.8, 1.25),
+            "extra_slant": (0.0, 0.12),
+            "forger_tremor": (0.6, 1.5),
+            "forger_lifts": (0.6, 1.6),
+            "paper_noise": (1.0, 5.0),
+            "blur": (0.0, 0.6),
+        },
+        "pen_width": (0.65, 1.45),
+        "paper": (195.0, 250.0),
+        "forger_skill": (0.75, 1.4),
+        "forger_pressure": (1.0, 1.7),
     },
 }
 
@@ -365,11 +390,18 @@ def generate_writer(
     `GENERATORS`.
     """
     preset = _preset(generator)
-    if px_per_unit is None:
-        px_per_unit = preset.get("px_per_unit", PX_PER_UNIT)
     root = np.random.SeedSequence([int(seed), int(writer_index)])
     model_seq, genuine_seq, forgery_seq = root.spawn(3)
     writer = _writer_model(np.random.default_rng(model_seq))
+    if "per_writer" in preset:
+        # This writer's own configuration, from a stream of its own (default and transfer
+        # spawn no such stream, so their images are unchanged).
+        draw = np.random.default_rng(root.spawn(1)[0])
+        preset = {k: v for k, v in preset.items() if k != "per_writer"} | {
+            k: float(draw.uniform(lo, hi)) for k, (lo, hi) in preset["per_writer"].items()
+        }
+    if px_per_unit is None:
+        px_per_unit = preset.get("px_per_unit", PX_PER_UNIT)
     if preset:
         # A stream of its own (spawned after the default three), so "default" is untouched.
         writer = _vary_writer(writer, np.random.default_rng(root.spawn(1)[0]), preset)
@@ -452,7 +484,7 @@ def generate_signatures(
         first_writer: index of the first writer (to generate disjoint sets of writers).
         px_per_unit: scan resolution (see `generate_writer`).
         workers: processes to use (the result does not depend on it).
-        generator: a configuration of `GENERATORS` ("default" or "transfer").
+        generator: a configuration of `GENERATORS` ("default", "transfer" or "varied").
     """
     _preset(generator)
     if num_writers < 1:
