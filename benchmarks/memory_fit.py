@@ -87,7 +87,11 @@ def largest_batch(coefficients, budget_mb, multiple=256):
     not even `multiple` fits; `math.inf` if the fit never reaches the budget."""
     a, b, c = coefficients
     if c > 0:
-        top = (-b + math.sqrt(b * b - 4 * c * (a - budget_mb))) / (2 * c) if b * b >= 4 * c * (a - budget_mb) else 0
+        top = (
+            (-b + math.sqrt(b * b - 4 * c * (a - budget_mb))) / (2 * c)
+            if b * b >= 4 * c * (a - budget_mb)
+            else 0
+        )
     elif b > 0:
         top = (budget_mb - a) / b
     else:

@@ -120,8 +120,22 @@ def test_memory_fit_extrapolates_a_quadratic(tmp_path):
     with open(runs, "w") as f:
         for size in (1024, 2048, 4096, 8192):
             extra = a + b * size + c * size**2
-            f.write(json.dumps({"impl": "ours-jax", "loss_name": "circle", "batch_size": size, "status": "ok", "extra_mb": extra}) + "\n")
-        f.write(json.dumps({"impl": "ours-tf", "loss_name": "circle", "batch_size": 1024, "status": "killed"}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "impl": "ours-jax",
+                        "loss_name": "circle",
+                        "batch_size": size,
+                        "status": "ok",
+                        "extra_mb": extra,
+                    }
+                )
+                + "\n"
+            )
+        f.write(
+            json.dumps({"impl": "ours-tf", "loss_name": "circle", "batch_size": 1024, "status": "killed"})
+            + "\n"
+        )
     cells = memory_fit.load([runs])
     assert list(cells) == [("ours-jax", "circle")]
     fitted = memory_fit.fit(cells[("ours-jax", "circle")])

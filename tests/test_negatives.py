@@ -123,7 +123,9 @@ def test_row_blocks_change_nothing(name, monkeypatch):
     np.testing.assert_array_equal(got[1], want[1])
 
 
-@pytest.mark.skipif(keras.backend.backend() != "torch", reason="eager PyTorch frees arrays by reference count")
+@pytest.mark.skipif(
+    keras.backend.backend() != "torch", reason="eager PyTorch frees arrays by reference count"
+)
 @pytest.mark.parametrize("kind", KINDS)
 def test_searches_leave_no_reference_cycle(kind):
     """On PyTorch a step's `[B, B]` arrays are freed when the step ends, not at the next

@@ -237,7 +237,9 @@ def test_verification_scores_in_blocks_equal_one_writer_at_a_time(monkeypatch):
         refs = protocol.reference_indices(w, g, 3)
         for writer, ref in refs.items():
             expected = protocol.score_matrix(emb, emb[ref], rule)
-            np.testing.assert_allclose(s["skilled"][s["skilled_writer"] == writer], expected[(w == writer) & ~g])
+            np.testing.assert_allclose(
+                s["skilled"][s["skilled_writer"] == writer], expected[(w == writer) & ~g]
+            )
 
 
 # --------------------------------------------------------------------------- command line

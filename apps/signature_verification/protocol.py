@@ -117,7 +117,9 @@ def score_matrix(embeddings, reference_embeddings, rule="mean"):
     )
 
     _check_rule(rule)
-    return _rule_scores(pairwise_distances_numpy(embeddings, reference_embeddings), reference_embeddings, rule)
+    return _rule_scores(
+        pairwise_distances_numpy(embeddings, reference_embeddings), reference_embeddings, rule
+    )
 
 
 def _check_rule(rule):
