@@ -13,9 +13,13 @@ still be sorted). The step is `models.step.loss_and_statistics` with that argume
 search shared by the loss and the statistics. Two more columns time the search the
 backend picks by itself with the statistics and without them (the steps that
 `TripletModel(statistics_freq=N)` skips): their difference is what the statistics cost.
-Times are medians of the process's CPU time (`time.process_time`, all threads), which
-other jobs on a shared machine inflate far less than the wall-clock time (`--clock wall`
-for that).
+The last two time the statistics as they were counted before 2026-11-30, by the direct
+search's loop over the query columns (`models.step.BROADCAST_ENTRIES = 0`), against the
+`[B, M, R]` comparison at once. Every variant is compiled first, then they take turns
+call by call, so that a drift of a shared machine's load hits all of them alike. Times
+are medians of the process's CPU time (`time.process_time`, all threads), which other
+jobs on a shared machine inflate far less than the wall-clock time (`--clock wall` for
+that).
 
 Divide by the time of a training step of your network (BENCHMARKS.md has the small
 CNN's) to get the mining overhead without the run-to-run noise of whole `fit` runs.
@@ -36,6 +40,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_triplet import losses  # noqa: E402
+from keras_triplet.models import step as step_module  # noqa: E402
 from keras_triplet.models.step import loss_and_statistics  # noqa: E402
 
 
@@ -84,15 +89,29 @@ def runner(step, x, y, jit_compile):
     return run
 
 
-def measure(run, repeats, clock=time.process_time):
-    for _ in range(3):  # compile / warm up
-        run()
-    times = []
+def measure(runs, repeats, clock=time.process_time):
+    """Median ms per call of each `(run, broadcast_entries)` of `runs` (a dict): each is
+    compiled and warmed up first, then they take turns, one call each per round.
+    `broadcast_entries`: `models.step.BROADCAST_ENTRIES` while it traces and runs."""
+    default = step_module.BROADCAST_ENTRIES
+
+    def call(run, entries):
+        step_module.BROADCAST_ENTRIES = default if entries is None else entries
+        try:
+            start = clock()
+            run()
+            return clock() - start
+        finally:
+            step_module.BROADCAST_ENTRIES = default
+
+    for run, entries in runs.values():
+        for _ in range(3):  # compile / warm up
+            call(run, entries)
+    times = {name: [] for name in runs}
     for _ in range(repeats):
-        start = clock()
-        run()
-        times.append(clock() - start)
-    return 1000 * float(np.median(times))
+        for name, (run, entries) in runs.items():
+            times[name].append(call(run, entries))
+    return {name: 1000 * float(np.median(t)) for name, t in times.items()}
 
 
 def main():
@@ -144,24 +163,27 @@ def main():
     overhead = "" if args.step_ms is None else f" overhead of {args.step_ms:g} ms: with / without |"
     print(
         "| backend | miner | direct (ms) | sorted (ms) | own choice, with statistics | without "
-        f"| statistics |{overhead}"
+        f"| statistics | with statistics by column loop | statistics by column loop |{overhead}"
     )
-    print("|---|---|---:|---:|---:|---:|---:|" + ("---:|" if overhead else ""))
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if overhead else ""))
     kinds = {
-        "direct": ("direct", True),
-        "sorted": ("sorted", True),
-        "with": (None, True),
-        "without": (None, False),
+        "direct": ("direct", True, None),
+        "sorted": ("sorted", True, None),
+        "with": (None, True, None),
+        "without": (None, False, None),
+        "loop": (None, True, 0),
     }
     for miner in args.miners.split(","):
         loss_fn = losses.TripletLoss(margin=args.margin, miner=miner)
-        row = {}
-        for name, (search, statistics) in kinds.items():
-            run = runner(mining_step(loss_fn, search, statistics), x, y, jit_compile)
-            row[name] = measure(run, args.repeats, clock)
+        runs = {
+            name: (runner(mining_step(loss_fn, search, statistics), x, y, jit_compile), entries)
+            for name, (search, statistics, entries) in kinds.items()
+        }
+        row = measure(runs, args.repeats, clock)
         line = (
             f"| {backend} ({compiled}) | {miner} | {row['direct']:.1f} | {row['sorted']:.1f} "
-            f"| {row['with']:.1f} | {row['without']:.1f} | {row['with'] - row['without']:+.1f} |"
+            f"| {row['with']:.1f} | {row['without']:.1f} | {row['with'] - row['without']:+.1f} "
+            f"| {row['loop']:.1f} | {row['loop'] - row['without']:+.1f} |"
         )
         if args.step_ms is not None:
             line += (
