@@ -13,9 +13,11 @@ still be sorted). The step is `models.step.loss_and_statistics` with that argume
 search shared by the loss and the statistics. Two more columns time the search the
 backend picks by itself with the statistics and without them (the steps that
 `TripletModel(statistics_freq=N)` skips): their difference is what the statistics cost.
-The last two time the statistics as they were counted before 2026-11-30, by the direct
-search's loop over the query columns (`models.step.BROADCAST_ENTRIES = 0`), against the
-`[B, M, R]` comparison at once. Every variant is compiled first, then they take turns
+The last two give the statistics' cost each way of counting them: by the direct
+search's loop over the query columns (what XLA-compiled steps use, and every step before
+2026-11-30) and all columns at once in one `[B, M, R]` comparison (what steps that run op
+by op use: eager PyTorch, TensorFlow without XLA; `loss_and_statistics(fused=False)`).
+Every variant is compiled first, then they take turns
 call by call, so that a drift of a shared machine's load hits all of them alike. Times
 are medians of the process's CPU time (`time.process_time`, all threads), which other
 jobs on a shared machine inflate far less than the wall-clock time (`--clock wall` for
@@ -40,17 +42,18 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_triplet import losses  # noqa: E402
-from keras_triplet.models import step as step_module  # noqa: E402
 from keras_triplet.models.step import loss_and_statistics  # noqa: E402
 
 
-def mining_step(loss_fn, search, statistics=True):
+def mining_step(loss_fn, search, statistics=True, fused=True):
     """Loss and statistics from embeddings, as `TripletModel`'s step computes them
     (`models.step.loss_and_statistics`), with the given search of the negatives (None:
-    the backend's own choice), with or without the statistics."""
+    the backend's own choice), with or without the statistics, counted as a step
+    compiled by XLA counts them (`fused`) or as one that runs op by op."""
 
     def step(x, y):
-        return loss_and_statistics(loss_fn, y, loss_fn.pairwise(x), search=search, statistics=statistics)
+        distances = loss_fn.pairwise(x)
+        return loss_and_statistics(loss_fn, y, distances, search=search, statistics=statistics, fused=fused)
 
     return step
 
@@ -90,27 +93,17 @@ def runner(step, x, y, jit_compile):
 
 
 def measure(runs, repeats, clock=time.process_time):
-    """Median ms per call of each `(run, broadcast_entries)` of `runs` (a dict): each is
-    compiled and warmed up first, then they take turns, one call each per round.
-    `broadcast_entries`: `models.step.BROADCAST_ENTRIES` while it traces and runs."""
-    default = step_module.BROADCAST_ENTRIES
-
-    def call(run, entries):
-        step_module.BROADCAST_ENTRIES = default if entries is None else entries
-        try:
-            start = clock()
-            run()
-            return clock() - start
-        finally:
-            step_module.BROADCAST_ENTRIES = default
-
-    for run, entries in runs.values():
+    """Median ms per call of each function of `runs` (a dict): each is compiled and
+    warmed up first, then they take turns, one call each per round."""
+    for run in runs.values():
         for _ in range(3):  # compile / warm up
-            call(run, entries)
+            run()
     times = {name: [] for name in runs}
     for _ in range(repeats):
-        for name, (run, entries) in runs.items():
-            times[name].append(call(run, entries))
+        for name, run in runs.items():
+            start = clock()
+            run()
+            times[name].append(clock() - start)
     return {name: 1000 * float(np.median(t)) for name, t in times.items()}
 
 
@@ -163,27 +156,30 @@ def main():
     overhead = "" if args.step_ms is None else f" overhead of {args.step_ms:g} ms: with / without |"
     print(
         "| backend | miner | direct (ms) | sorted (ms) | own choice, with statistics | without "
-        f"| statistics | with statistics by column loop | statistics by column loop |{overhead}"
+        f"| statistics | statistics by column loop | statistics at once |{overhead}"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if overhead else ""))
+    # What `TripletModel` passes: whether XLA compiles the step.
+    fused = backend == "jax" or (backend == "tensorflow" and jit_compile)
     kinds = {
-        "direct": ("direct", True, None),
-        "sorted": ("sorted", True, None),
-        "with": (None, True, None),
-        "without": (None, False, None),
-        "loop": (None, True, 0),
+        "direct": ("direct", True, fused),
+        "sorted": ("sorted", True, fused),
+        "with": (None, True, fused),
+        "without": (None, False, fused),
+        "loop": (None, True, True),
+        "at once": (None, True, False),
     }
     for miner in args.miners.split(","):
         loss_fn = losses.TripletLoss(margin=args.margin, miner=miner)
         runs = {
-            name: (runner(mining_step(loss_fn, search, statistics), x, y, jit_compile), entries)
-            for name, (search, statistics, entries) in kinds.items()
+            name: runner(mining_step(loss_fn, search, statistics, by_xla), x, y, jit_compile)
+            for name, (search, statistics, by_xla) in kinds.items()
         }
         row = measure(runs, args.repeats, clock)
         line = (
             f"| {backend} ({compiled}) | {miner} | {row['direct']:.1f} | {row['sorted']:.1f} "
             f"| {row['with']:.1f} | {row['without']:.1f} | {row['with'] - row['without']:+.1f} "
-            f"| {row['loop']:.1f} | {row['loop'] - row['without']:+.1f} |"
+            f"| {row['loop'] - row['without']:+.1f} | {row['at once'] - row['without']:+.1f} |"
         )
         if args.step_ms is not None:
             line += (

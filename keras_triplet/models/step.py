@@ -28,7 +28,7 @@ STATISTICS = (
 RECALL_NAME = "recall@1"
 
 
-def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True):
+def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True, fused=True):
     """A metric loss's value and the mining statistics of one `[B, B]` distance matrix,
     as a training step computes them: `(loss, miners.triplet_statistics(...))`.
 
@@ -38,7 +38,10 @@ def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True
     (`"direct"` or `"sorted"`) forces one search, as `with_negatives` documents
     (benchmarks); None leaves the choice to it. `statistics`: whether to compute the
     statistics (`when_statistics`: True, False or a boolean scalar tensor); where they
-    are not computed they are zeros.
+    are not computed they are zeros. `fused`: whether the step is compiled by XLA
+    (`model.jit_compile`), which fuses the direct search's loop over its columns; False
+    (eager PyTorch, TensorFlow graphs without XLA, `run_eagerly`) has the statistics count
+    a small direct search's columns in one comparison instead (`_all_columns_at_once`).
 
     Example:
 
@@ -62,7 +65,7 @@ def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True
             statistics,
             loss_fn,
             lambda: triplet_statistics(
-                labels, blocked, margin=_margin(loss_fn), negatives=_all_columns_at_once(negatives, blocked)
+                labels, blocked, margin=_margin(loss_fn), negatives=negatives if fused else _all_columns_at_once(negatives, blocked)
             ),
         )
 
@@ -71,9 +74,9 @@ def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True
     return with_negatives(distances, negative, positive, compute, **forced)
 
 
-# The statistics' counts compare all `M` query columns with the `[B, R]` negatives in one
-# `[B, M, R]` pass where it holds at most this many entries (B ≤ 512 at M = 16): B = 256
-# P×K batches, the usual training step; larger ones keep the search's column loop.
+# Unfused steps: the statistics' counts compare all `M` query columns with the `[B, R]`
+# negatives in one `[B, M, R]` pass where it holds at most this many entries (B ≤ 512
+# at M = 16, the usual B = 256 P×K batches); larger ones keep the search's column loop.
 BROADCAST_ENTRIES = 2**22
 
 
@@ -207,6 +210,7 @@ def batch_loss_and_statistics(
     mining="global",
     samples_per_class=None,
     statistics=True,
+    fused=True,
 ):
     """Loss, statistics and the next memory state of one batch, from its labels and
     (normalised) embeddings: everything the metric loss sees starts here.
@@ -228,7 +232,7 @@ def batch_loss_and_statistics(
     per-replica mining, where the shapes are static: each slice must hold whole classes.
     `statistics` (True, False or a boolean scalar tensor): whether to compute the
     statistics this step (`when_statistics`); zeros where not. `recall@1` (evaluation)
-    is computed either way.
+    is computed either way. `fused`: whether XLA compiles the step (`loss_and_statistics`).
 
     Returns:
         `(loss, statistics, new_memory_state)`: the float32 loss; a dict with the
@@ -277,7 +281,9 @@ def batch_loss_and_statistics(
             mapped = True
 
     def one_slice(part):
-        return _slice_loss_and_statistics(loss_fn, *part, memory_state, with_memory, training, statistics)
+        return _slice_loss_and_statistics(
+            loss_fn, *part, memory_state, with_memory, training, statistics, fused
+        )
 
     if mapped:
         value, stats = ops.vectorized_map(one_slice, part)
@@ -293,7 +299,9 @@ def batch_loss_and_statistics(
     return value, stats, new_memory
 
 
-def _slice_loss_and_statistics(loss_fn, labels, embeddings, memory_state, with_memory, training, statistics):
+def _slice_loss_and_statistics(
+    loss_fn, labels, embeddings, memory_state, with_memory, training, statistics, fused
+):
     """The float32 loss and statistics of one batch (or one replica's slice of it)."""
     distances = loss_fn.pairwise(embeddings)  # [B, B], computed once per step
     blocked = ops.stop_gradient(distances)
@@ -319,7 +327,7 @@ def _slice_loss_and_statistics(loss_fn, labels, embeddings, memory_state, with_m
             statistics, loss_fn, lambda: triplet_statistics(labels, blocked, margin=_margin(loss_fn))
         )
     else:
-        value, stats = loss_and_statistics(loss_fn, labels, distances, statistics=statistics)
+        value, stats = loss_and_statistics(loss_fn, labels, distances, statistics=statistics, fused=fused)
     # A diverged network's NaN / inf embeddings give a NaN loss, never a finite one.
     value = propagate_nonfinite(value, embeddings)
 

@@ -403,6 +403,9 @@ class TripletModel(SimilarityMixin, keras.Model):
             mining=self.mining,
             samples_per_class=getattr(self, "_samples_per_class", None),
             statistics=statistics,
+            # XLA (TensorFlow's jit_compile=True, JAX) fuses the search's column loops;
+            # op-by-op steps (eager PyTorch, TensorFlow graphs) count at once instead.
+            fused=bool(getattr(self, "jit_compile", False)),
         )
         extra = [ops.sum(ops.cast(value, "float32")) for value in self.losses]
         if extra:  # add_loss and regularisation losses
