@@ -65,7 +65,10 @@ def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True
             statistics,
             loss_fn,
             lambda: triplet_statistics(
-                labels, blocked, margin=_margin(loss_fn), negatives=negatives if fused else _all_columns_at_once(negatives, blocked)
+                labels,
+                blocked,
+                margin=_margin(loss_fn),
+                negatives=negatives if fused else _all_columns_at_once(negatives, blocked),
             ),
         )
 
