@@ -13,9 +13,15 @@ still be sorted). The step is `models.step.loss_and_statistics` with that argume
 search shared by the loss and the statistics. Two more columns time the search the
 backend picks by itself with the statistics and without them (the steps that
 `TripletModel(statistics_freq=N)` skips): their difference is what the statistics cost.
-Times are medians of the process's CPU time (`time.process_time`, all threads), which
-other jobs on a shared machine inflate far less than the wall-clock time (`--clock wall`
-for that).
+The last two give the statistics' cost each way of counting them: by the direct
+search's loop over the query columns (what XLA-compiled steps use, and every step before
+2026-11-30) and all columns at once in one `[B, M, R]` comparison (what steps that run op
+by op use: eager PyTorch, TensorFlow without XLA; `loss_and_statistics(fused=False)`).
+Every variant is compiled first, then they take turns
+call by call, so that a drift of a shared machine's load hits all of them alike. Times
+are medians of the process's CPU time (`time.process_time`, all threads), which other
+jobs on a shared machine inflate far less than the wall-clock time (`--clock wall` for
+that).
 
 Divide by the time of a training step of your network (BENCHMARKS.md has the small
 CNN's) to get the mining overhead without the run-to-run noise of whole `fit` runs.
@@ -39,13 +45,15 @@ from keras_triplet import losses  # noqa: E402
 from keras_triplet.models.step import loss_and_statistics  # noqa: E402
 
 
-def mining_step(loss_fn, search, statistics=True):
+def mining_step(loss_fn, search, statistics=True, fused=True):
     """Loss and statistics from embeddings, as `TripletModel`'s step computes them
     (`models.step.loss_and_statistics`), with the given search of the negatives (None:
-    the backend's own choice), with or without the statistics."""
+    the backend's own choice), with or without the statistics, counted as a step
+    compiled by XLA counts them (`fused`) or as one that runs op by op."""
 
     def step(x, y):
-        return loss_and_statistics(loss_fn, y, loss_fn.pairwise(x), search=search, statistics=statistics)
+        distances = loss_fn.pairwise(x)
+        return loss_and_statistics(loss_fn, y, distances, search=search, statistics=statistics, fused=fused)
 
     return step
 
@@ -84,15 +92,19 @@ def runner(step, x, y, jit_compile):
     return run
 
 
-def measure(run, repeats, clock=time.process_time):
-    for _ in range(3):  # compile / warm up
-        run()
-    times = []
+def measure(runs, repeats, clock=time.process_time):
+    """Median ms per call of each function of `runs` (a dict): each is compiled and
+    warmed up first, then they take turns, one call each per round."""
+    for run in runs.values():
+        for _ in range(3):  # compile / warm up
+            run()
+    times = {name: [] for name in runs}
     for _ in range(repeats):
-        start = clock()
-        run()
-        times.append(clock() - start)
-    return 1000 * float(np.median(times))
+        for name, run in runs.items():
+            start = clock()
+            run()
+            times[name].append(clock() - start)
+    return {name: 1000 * float(np.median(t)) for name, t in times.items()}
 
 
 def main():
@@ -144,24 +156,30 @@ def main():
     overhead = "" if args.step_ms is None else f" overhead of {args.step_ms:g} ms: with / without |"
     print(
         "| backend | miner | direct (ms) | sorted (ms) | own choice, with statistics | without "
-        f"| statistics |{overhead}"
+        f"| statistics | statistics by column loop | statistics at once |{overhead}"
     )
-    print("|---|---|---:|---:|---:|---:|---:|" + ("---:|" if overhead else ""))
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if overhead else ""))
+    # What `TripletModel` passes: whether XLA compiles the step.
+    fused = backend == "jax" or (backend == "tensorflow" and jit_compile)
     kinds = {
-        "direct": ("direct", True),
-        "sorted": ("sorted", True),
-        "with": (None, True),
-        "without": (None, False),
+        "direct": ("direct", True, fused),
+        "sorted": ("sorted", True, fused),
+        "with": (None, True, fused),
+        "without": (None, False, fused),
+        "loop": (None, True, True),
+        "at once": (None, True, False),
     }
     for miner in args.miners.split(","):
         loss_fn = losses.TripletLoss(margin=args.margin, miner=miner)
-        row = {}
-        for name, (search, statistics) in kinds.items():
-            run = runner(mining_step(loss_fn, search, statistics), x, y, jit_compile)
-            row[name] = measure(run, args.repeats, clock)
+        runs = {
+            name: runner(mining_step(loss_fn, search, statistics, by_xla), x, y, jit_compile)
+            for name, (search, statistics, by_xla) in kinds.items()
+        }
+        row = measure(runs, args.repeats, clock)
         line = (
             f"| {backend} ({compiled}) | {miner} | {row['direct']:.1f} | {row['sorted']:.1f} "
-            f"| {row['with']:.1f} | {row['without']:.1f} | {row['with'] - row['without']:+.1f} |"
+            f"| {row['with']:.1f} | {row['without']:.1f} | {row['with'] - row['without']:+.1f} "
+            f"| {row['loop'] - row['without']:+.1f} | {row['at once'] - row['without']:+.1f} |"
         )
         if args.step_ms is not None:
             line += (

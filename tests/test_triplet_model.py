@@ -226,6 +226,38 @@ def test_bad_arguments_raise_clear_errors(small_batch):
         TripletModel(conv).embed(np.zeros((2, 4, 4, 1), "float32"))
 
 
+@pytest.mark.parametrize("width_padding", [0, 3])
+def test_step_counts_all_query_columns_at_once_exactly(width_padding):
+    """The training step's statistics count a small direct search's query columns in
+    one comparison (`step._BroadcastCounts`): the same counts as the search's column
+    loop, at ties (integer distances) and at each edge, with M padded or not; the
+    statistics equal the reference's."""
+    import reference as ref
+    from test_miners import integer_distances
+
+    from keras_triplet.miners import pair_masks
+    from keras_triplet.miners.search import DirectNegatives
+
+    for seed, labels in [(0, np.repeat(np.arange(4), 3)), (1, np.array([0, 0, 1, 1, 1, 2, 3, 3, 3, 3, 4]))]:
+        d = integer_distances(seed, len(labels))
+        y, dt = ops.convert_to_tensor(labels.astype("int32")), ops.convert_to_tensor(d.astype("float32"))
+        positive, negative = pair_masks(y)
+        width = int(np.max(np.sum(labels[:, None] == labels[None, :], axis=1))) - 1 + width_padding
+        found = DirectNegatives(dt, negative, positive, min(width, len(labels)))
+        counts = step._all_columns_at_once(found, dt)
+        assert isinstance(counts, step._BroadcastCounts)
+        for offset in (0.0, 1.0, 2.0):
+            for inclusive in (False, True):
+                np.testing.assert_array_equal(
+                    ops.convert_to_numpy(counts.count_within(offset, inclusive)),
+                    ops.convert_to_numpy(found.count_within(offset, inclusive)),
+                )
+        _, stats = step.loss_and_statistics(losses.TripletLoss(margin=1.0), y, dt)
+        want = ref.triplet_statistics(labels, d, 1.0)
+        for key in want:
+            assert float(stats[key]) == pytest.approx(want[key], rel=1e-6, abs=1e-6), key
+
+
 @pytest.mark.parametrize("jit_compile", ["auto", True])
 def test_statistics_freq_computes_them_every_n_steps(jit_compile):
     """With `statistics_freq=3` the statistics are those of steps 0 and 3 of the epoch

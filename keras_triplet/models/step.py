@@ -14,7 +14,7 @@ from keras_triplet._validation import check_labels
 from keras_triplet.losses.base import propagate_nonfinite
 from keras_triplet.losses.class_weights import reject_memory
 from keras_triplet.miners import pair_masks, triplet_statistics
-from keras_triplet.miners.search import with_negatives
+from keras_triplet.miners.search import DirectNegatives, with_negatives
 from keras_triplet.models import distributed
 from keras_triplet.models import memory as memory_module
 
@@ -28,7 +28,7 @@ STATISTICS = (
 RECALL_NAME = "recall@1"
 
 
-def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True):
+def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True, fused=True):
     """A metric loss's value and the mining statistics of one `[B, B]` distance matrix,
     as a training step computes them: `(loss, miners.triplet_statistics(...))`.
 
@@ -38,7 +38,10 @@ def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True
     (`"direct"` or `"sorted"`) forces one search, as `with_negatives` documents
     (benchmarks); None leaves the choice to it. `statistics`: whether to compute the
     statistics (`when_statistics`: True, False or a boolean scalar tensor); where they
-    are not computed they are zeros.
+    are not computed they are zeros. `fused`: whether the step is compiled by XLA
+    (`model.jit_compile`), which fuses the direct search's loop over its columns; False
+    (eager PyTorch, TensorFlow graphs without XLA, `run_eagerly`) has the statistics count
+    a small direct search's columns in one comparison instead (`_all_columns_at_once`).
 
     Example:
 
@@ -61,12 +64,66 @@ def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True
         return value, when_statistics(
             statistics,
             loss_fn,
-            lambda: triplet_statistics(labels, blocked, margin=_margin(loss_fn), negatives=negatives),
+            lambda: triplet_statistics(
+                labels,
+                blocked,
+                margin=_margin(loss_fn),
+                negatives=negatives if fused else _all_columns_at_once(negatives, blocked),
+            ),
         )
 
     positive, negative = pair_masks(labels)
     forced = {} if search is None else {"search": search}
     return with_negatives(distances, negative, positive, compute, **forced)
+
+
+# Unfused steps: the statistics' counts compare all `M` query columns with the `[B, R]`
+# negatives in one `[B, M, R]` pass where it holds at most this many entries (B ≤ 512
+# at M = 16, the usual B = 256 P×K batches); larger ones keep the search's column loop.
+BROADCAST_ENTRIES = 2**22
+
+
+def _all_columns_at_once(negatives, distances):
+    """The search object the statistics read: `negatives` itself, or for a small
+    direct search a view of it whose `count_within` compares every query column at once
+    (`_BroadcastCounts`)."""
+    if not isinstance(negatives, DirectNegatives):
+        # The sorted search: its counts are binary searches, cached and shared with the loss.
+        return negatives
+    rows, width = negatives.query_distances.shape
+    references = distances.shape[1]
+    if rows is None or references is None or rows * width * references > BROADCAST_ENTRIES:
+        return negatives
+    return _BroadcastCounts(negatives, distances)
+
+
+class _BroadcastCounts:
+    """A direct search's positive and negative masks, counts and query layout, with
+    `count_within` as one broadcast comparison of the `[B, M]` thresholds with the
+    `[B, R]` negatives (`[B, M, R]`) instead of the search's loop over the M columns.
+
+    The statistics ask two counts (`d(a, n) < d(a, p) + margin` and `< d(a, p)`) that
+    the loss's miner does not: the loop's M passes of a few small operations each are
+    most of their cost on eager PyTorch and in TensorFlow graphs without XLA (one
+    operation each dispatched on its own), where one pass over `B·M·R` entries is a
+    couple of operations. The comparisons are the search's own (`<`, `≤`, with the
+    negatives' distances, non-negatives never counted): the same counts.
+    """
+
+    def __init__(self, negatives, distances):
+        self.positive_mask, self.negative_mask = negatives.positive_mask, negatives.negative_mask
+        self.count, self.query_mask = negatives.count, negatives.query_mask
+        self._thresholds = ops.stop_gradient(negatives.query_distances)
+        # Non-negatives at +inf: never below a finite threshold.
+        self._negatives = ops.expand_dims(ops.where(negatives.negative_mask, distances, float("inf")), 1)
+
+    def count_within(self, offset=0.0, inclusive=False):
+        thresholds = ops.expand_dims(self._thresholds + offset if offset else self._thresholds, 2)
+        below = self._negatives <= thresholds if inclusive else self._negatives < thresholds
+        # Float counts (exact up to 2^24; the statistics take them as floats): on eager
+        # PyTorch a float32 copy of the `[B, M, R]` mask sums faster than an int32 one.
+        # Not `ops.count_nonzero`: with an axis, Keras' PyTorch version transposes it.
+        return ops.sum(ops.cast(below, "float32"), axis=2)
 
 
 def when_statistics(statistics, loss_fn, compute):
@@ -156,6 +213,7 @@ def batch_loss_and_statistics(
     mining="global",
     samples_per_class=None,
     statistics=True,
+    fused=True,
 ):
     """Loss, statistics and the next memory state of one batch, from its labels and
     (normalised) embeddings: everything the metric loss sees starts here.
@@ -177,7 +235,7 @@ def batch_loss_and_statistics(
     per-replica mining, where the shapes are static: each slice must hold whole classes.
     `statistics` (True, False or a boolean scalar tensor): whether to compute the
     statistics this step (`when_statistics`); zeros where not. `recall@1` (evaluation)
-    is computed either way.
+    is computed either way. `fused`: whether XLA compiles the step (`loss_and_statistics`).
 
     Returns:
         `(loss, statistics, new_memory_state)`: the float32 loss; a dict with the
@@ -226,7 +284,9 @@ def batch_loss_and_statistics(
             mapped = True
 
     def one_slice(part):
-        return _slice_loss_and_statistics(loss_fn, *part, memory_state, with_memory, training, statistics)
+        return _slice_loss_and_statistics(
+            loss_fn, *part, memory_state, with_memory, training, statistics, fused
+        )
 
     if mapped:
         value, stats = ops.vectorized_map(one_slice, part)
@@ -242,7 +302,9 @@ def batch_loss_and_statistics(
     return value, stats, new_memory
 
 
-def _slice_loss_and_statistics(loss_fn, labels, embeddings, memory_state, with_memory, training, statistics):
+def _slice_loss_and_statistics(
+    loss_fn, labels, embeddings, memory_state, with_memory, training, statistics, fused
+):
     """The float32 loss and statistics of one batch (or one replica's slice of it)."""
     distances = loss_fn.pairwise(embeddings)  # [B, B], computed once per step
     blocked = ops.stop_gradient(distances)
@@ -268,7 +330,7 @@ def _slice_loss_and_statistics(loss_fn, labels, embeddings, memory_state, with_m
             statistics, loss_fn, lambda: triplet_statistics(labels, blocked, margin=_margin(loss_fn))
         )
     else:
-        value, stats = loss_and_statistics(loss_fn, labels, distances, statistics=statistics)
+        value, stats = loss_and_statistics(loss_fn, labels, distances, statistics=statistics, fused=fused)
     # A diverged network's NaN / inf embeddings give a NaN loss, never a finite one.
     value = propagate_nonfinite(value, embeddings)
 

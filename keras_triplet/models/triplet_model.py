@@ -85,9 +85,10 @@ class TripletModel(SimilarityMixin, keras.Model):
             same on one device. See `keras_triplet/models/distributed.py`.
         statistics_freq: compute the mining statistics on every `statistics_freq`-th
             training step (default 1: every step). They cost a few `[B, B]` passes per
-            step, which BENCHMARKS.md measured at 0.3–4 % of a small CNN's training step at
-            B = 256 on every backend; a larger value skips them on the other steps (for a
-            network whose step is small beside the `[B, B]` matrix).
+            step, which BENCHMARKS.md measured at B = 256 at 0.3–1.5 % of a small CNN's
+            training step under XLA, 2–4 % in TensorFlow graphs without it and 5–7 % on
+            eager PyTorch; a larger value skips them on the other steps (for a network
+            whose step is small beside the `[B, B]` matrix).
         name, dtype, trainable: as for any Keras model.
 
     Example:
@@ -403,6 +404,9 @@ class TripletModel(SimilarityMixin, keras.Model):
             mining=self.mining,
             samples_per_class=getattr(self, "_samples_per_class", None),
             statistics=statistics,
+            # XLA (TensorFlow's jit_compile=True, JAX) fuses the search's column loops;
+            # op-by-op steps (eager PyTorch, TensorFlow graphs) count at once instead.
+            fused=bool(getattr(self, "jit_compile", False)),
         )
         extra = [ops.sum(ops.cast(value, "float32")) for value in self.losses]
         if extra:  # add_loss and regularisation losses
