@@ -266,6 +266,21 @@ def pytest_collection_modifyitems(session, config, items):
     _DOCTESTS.update(item.nodeid for item in items if isinstance(item, pytest.DoctestItem))
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """Under pytest-xdist the workers collect, not the controller that prints the summary:
+    each worker hands its doctest names over (`workeroutput`, read in
+    `pytest_testnodedown`)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["doctests"] = sorted(_DOCTESTS)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown where xdist is absent
+def pytest_testnodedown(node, error):
+    """The controller gathers the doctest names its xdist workers collected."""
+    _DOCTESTS.update(getattr(node, "workeroutput", {}).get("doctests", ()))
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """One line with the doctest count, so that the run shows the examples ran."""
     if not _DOCTESTS:
