@@ -37,9 +37,11 @@ format: install
 # doctest (pyproject.toml: testpaths and --doctest-modules); fail if any backend fails
 # (but run them all). Every test runs, the slower ones too. Each pass runs on $(XDIST)
 # pytest-xdist workers, a whole test file to one worker (--dist loadfile: a module's
-# fixtures are built once); `make test XDIST=0` runs serially, and PYTEST_ARGS adds
-# options (`make test XDIST=0 PYTEST_ARGS="-x tests/test_losses.py"`).
-XDIST_ARGS := $(if $(filter-out 0,$(XDIST)),-n $(XDIST) --dist loadfile)
+# fixtures and compiled functions are built once), the long files first, in the order
+# tests/conftest.py gives (LONG_FILES; --no-loadscope-reorder keeps it). `make test
+# XDIST=0` runs serially in one process; PYTEST_ARGS adds options
+# (`make test XDIST=0 PYTEST_ARGS="-x tests/test_losses.py"`).
+XDIST_ARGS := $(if $(filter-out 0,$(XDIST)),-n $(XDIST) --dist loadfile --no-loadscope-reorder)
 test: install
 	@status=0; for b in $(BACKENDS); do \
 	  echo "=== KERAS_BACKEND=$$b"; \
