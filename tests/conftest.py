@@ -260,11 +260,11 @@ def no_optimizer_steps(monkeypatch):
 
 # `make test` runs each pass on pytest-xdist workers with `--dist loadfile
 # --no-loadscope-reorder`: each worker takes whole test files, in collection order. These
-# files run for minutes on some backend (pip installs, subprocesses, notebooks, training
-# runs), and have few tests each: collected last, one of them would keep a worker busy long
-# after the other ran out of work. Under xdist they are collected first, roughly the longest first
-# (a file missing from this list only runs later; a name here that no longer exists is
-# ignored).
+# files hold few tests but long ones on some backend (pip installs, subprocesses,
+# notebooks, training runs): collected last, one of them would keep a worker busy long
+# after the other ran out of work. Under xdist they are collected first, roughly the
+# longest first (a file missing here only runs later; a name here that no longer exists
+# is ignored).
 LONG_FILES = (
     "tests/test_extras.py",
     "tests/test_audio_app.py",
