@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 BACKENDS := tensorflow jax torch
 PYTEST_ARGS ?=
+# pytest-xdist workers per backend pass (`make test XDIST=0`: serially, in one process).
+XDIST ?= 2
 
 .PHONY: install lint format test demo bench clean
 
@@ -33,11 +35,17 @@ format: install
 
 # Run the suite once per backend, with every docstring example of keras_triplet as a
 # doctest (pyproject.toml: testpaths and --doctest-modules); fail if any backend fails
-# (but run them all). Every test runs, the slower ones too.
+# (but run them all). Every test runs, the slower ones too. Each pass runs on $(XDIST)
+# pytest-xdist workers, a whole test file to one worker (--dist loadfile: a module's
+# fixtures and compiled functions are built once), the long files first, in the order
+# tests/conftest.py gives (LONG_FILES; --no-loadscope-reorder keeps it). `make test
+# XDIST=0` runs serially in one process; PYTEST_ARGS adds options
+# (`make test XDIST=0 PYTEST_ARGS="-x tests/test_losses.py"`).
+XDIST_ARGS := $(if $(filter-out 0,$(XDIST)),-n $(XDIST) --dist loadfile --no-loadscope-reorder)
 test: install
 	@status=0; for b in $(BACKENDS); do \
 	  echo "=== KERAS_BACKEND=$$b"; \
-	  KERAS_BACKEND=$$b $(PY) -m pytest -q $(PYTEST_ARGS) || status=1; \
+	  KERAS_BACKEND=$$b $(PY) -m pytest -q $(XDIST_ARGS) $(PYTEST_ARGS) || status=1; \
 	done; exit $$status
 
 demo: install

@@ -256,14 +256,60 @@ def no_optimizer_steps(monkeypatch):
     make_optimizer_steps_no_ops(monkeypatch.setattr)
 
 
+# ------------------------------------------------------------------ parallel runs
+
+# `make test` runs each pass on pytest-xdist workers with `--dist loadfile
+# --no-loadscope-reorder`: each worker takes whole test files, in collection order. These
+# files hold few tests but long ones on some backend (pip installs, subprocesses,
+# notebooks, training runs): collected last, one of them would keep a worker busy long
+# after the other ran out of work. Under xdist they are collected first, roughly the
+# longest first (a file missing here only runs later; a name here that no longer exists
+# is ignored).
+LONG_FILES = (
+    "tests/test_extras.py",
+    "tests/test_audio_app.py",
+    "tests/test_signature_app.py",
+    "tests/test_learning.py",
+    "tests/test_signature_training.py",
+    "tests/test_readme.py",
+    "tests/test_distributed.py",
+    "tests/test_benchmarks.py",
+    "tests/test_metrics.py",
+    "tests/test_sampler.py",
+    "tests/test_signature_hog_metric.py",
+    "tests/test_cross_backend.py",
+    "tests/test_audio_index_resume.py",
+    "tests/test_serve_audio.py",
+    "tests/test_app_errors.py",
+)
+
 # ------------------------------------------------------------------ doctest count
 
 _DOCTESTS = set()
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Remembers the docstring examples collected by --doctest-modules (pyproject.toml)."""
+    """Remembers the docstring examples collected by --doctest-modules (pyproject.toml);
+    under pytest-xdist, puts the `LONG_FILES` first."""
     _DOCTESTS.update(item.nodeid for item in items if isinstance(item, pytest.DoctestItem))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # set in xdist's workers, which collect
+        rank = {path: i for i, path in enumerate(LONG_FILES)}
+        items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(LONG_FILES)))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Under pytest-xdist the workers collect, not the controller that prints the summary:
+    each worker hands its doctest names over (`workeroutput`, read in
+    `pytest_testnodedown`)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["doctests"] = sorted(_DOCTESTS)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown where xdist is absent
+def pytest_testnodedown(node, error):
+    """The controller gathers the doctest names its xdist workers collected."""
+    _DOCTESTS.update(getattr(node, "workeroutput", {}).get("doctests", ()))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
