@@ -24,20 +24,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ALL_LOSSES = (
-    "contrastive",
-    "multi-similarity",
-    "circle",
-    "lifted",
-    "generalized-lifted",
-    "npairs",
-    "ntxent",
-    "supcon",
-    "proxy-anchor",
-    "proxy-nca",
-    "arcface",
-    "cosface",
-)
+sys.path.insert(0, HERE)
+import _reference_runner as runner  # noqa: E402  (stdlib + numpy only)
+
+ALL_LOSSES = runner.PAIR_LOSSES + runner.CLASS_WEIGHT_LOSSES
 # PML's lifted structure and NT-Xent build B³-sized arrays: beyond B = 256 they do not fit.
 PML_CANNOT_RUN = {("lifted", 1024), ("lifted", 4096), ("ntxent", 1024), ("ntxent", 4096)}
 
@@ -68,12 +58,10 @@ def main(argv=None):
         raise SystemExit(
             "pytorch-metric-learning not found: run tools/make_reference_envs.sh or pass --pml-site-packages."
         )
-    sys.path.insert(0, HERE)
     sys.path.append(site)
     import torch
 
     torch.set_num_threads(1)
-    import _reference_runner as runner
     import losses as grid
 
     print(
