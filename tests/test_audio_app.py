@@ -296,7 +296,18 @@ def test_cli_end_to_end(tiny, learnable, cache_dir, tmp_path, capsys, monkeypatc
 
     assert (
         cli.main(
-            ["evaluate", str(learnable / "fresh"), "--model", model, "--baseline", "mfcc", "--json", *small]
+            [
+                "evaluate",
+                str(learnable / "fresh"),
+                "--model",
+                model,
+                "--baseline",
+                "mfcc",
+                "--json",
+                "--report",
+                str(tmp_path / "evaluate.skipped.tsv"),  # not the checkout's runs/
+                *small,
+            ]
         )
         == 0
     )
@@ -329,7 +340,8 @@ def test_cli_end_to_end(tiny, learnable, cache_dir, tmp_path, capsys, monkeypatc
     assert all(n["label"] == query.parent.name for n in ranks[:1])
     assert [n["distance"] for n in ranks] == sorted(n["distance"] for n in ranks)
     # A bad query file is reported, not a crash.
-    assert cli.main(["query", str(data / sorted(os.listdir(data))[0] / "empty.wav"), "--index", index]) == 2
+    empty = str(data / sorted(os.listdir(data))[0] / "empty.wav")
+    assert cli.main(["query", empty, "--index", index, "--cache-dir", cache_dir]) == 2
     assert "empty file" in capsys.readouterr().out
 
 
