@@ -64,7 +64,7 @@ import numpy as np
 
 from apps.signature_verification.loaders import natural_key
 
-RULES = ("mean", "min", "mean-norm", "min-norm")
+RULES = ("mean", "min", "mean-norm", "min-norm", "calibrated")
 _MIN_SPREAD = 1e-3  # floor of the references' spread (identical references)
 
 
@@ -110,21 +110,29 @@ def reference_indices(writers, genuine, references=5, seed=0):
     return out
 
 
-def score_matrix(embeddings, reference_embeddings, rule="mean"):
-    """Scores `[N]` of `embeddings [N, D]` against one reference set `[R, D]` (see module)."""
+def score_matrix(embeddings, reference_embeddings, rule="mean", calibration=None):
+    """Scores `[N]` of `embeddings [N, D]` against one reference set `[R, D]` (see module;
+    the `"calibrated"` rule needs the model's `calibration`, a `cohort.CohortCalibration`)."""
     from keras_triplet.metrics import (
         pairwise_distances_numpy,  # here: the CLI imports this module before Keras
     )
 
-    _check_rule(rule)
-    return _rule_scores(
-        pairwise_distances_numpy(embeddings, reference_embeddings), reference_embeddings, rule
-    )
+    _check_rule(rule, calibration)
+    embeddings = np.asarray(embeddings, np.float64)
+    d = pairwise_distances_numpy(embeddings, reference_embeddings)
+    if rule == "calibrated":
+        return calibration.scores(d, reference_embeddings, calibration.query_stats(embeddings))
+    return _rule_scores(d, reference_embeddings, rule)
 
 
-def _check_rule(rule):
+def _check_rule(rule, calibration=None):
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}; got {rule!r}.")
+    if rule == "calibrated" and calibration is None:
+        raise ValueError(
+            "rule 'calibrated' needs the model's cohort calibration (`calibrate DATA --model MODEL` "
+            "writes it); this model has none, use another --rule."
+        )
 
 
 def _rule_scores(d, reference_embeddings, rule):
@@ -150,10 +158,29 @@ def reference_spread(reference_embeddings):
 _BLOCK_ELEMENTS = 2**23  # distances computed at once by `verification_scores` (64 MB of float64)
 
 
-def verification_scores(embeddings, writers, genuine, references=5, rule="mean", seed=0):
+def verification_scores(embeddings, writers, genuine, references=5, rule="mean", seed=0, calibration=None):
     """Scores of one set of writers: a dict of arrays `genuine`, `skilled`, `random`
     (the scores) and `genuine_writer`, `skilled_writer`, `random_writer` (the claimed
-    writer of each), plus `writers` (those enrolled)."""
+    writer of each), plus `writers` (those enrolled). The `"calibrated"` rule needs the
+    model's `calibration` (`cohort.CohortCalibration`)."""
+    _check_rule(rule, calibration)
+    if rule == "calibrated":
+        stats = calibration.query_stats(np.asarray(embeddings, np.float64))
+
+        def score(d, reference_embeddings):
+            return calibration.scores(d, reference_embeddings, stats)
+    else:
+
+        def score(d, reference_embeddings):
+            return _rule_scores(d, reference_embeddings, rule)
+
+    return writer_scores(embeddings, writers, genuine, references, seed, score)
+
+
+def writer_scores(embeddings, writers, genuine, references, seed, score):
+    """`verification_scores` with the scores of `score(d [N, R], references [R, D])`,
+    the distances of every embedding to one writer's references: an array `[N]` (or
+    `[N, F]`, F values per pair, as `cohort.fit_calibration` collects)."""
     embeddings = np.asarray(embeddings, np.float64)
     writers = np.asarray(writers).astype(str)
     genuine = np.asarray(genuine, dtype=bool)
@@ -166,7 +193,6 @@ def verification_scores(embeddings, writers, genuine, references=5, rule="mean",
     out = {
         k: [] for k in ("genuine", "skilled", "random", "genuine_writer", "skilled_writer", "random_writer")
     }
-    _check_rule(rule)
     from keras_triplet.metrics import pairwise_distances_numpy
 
     # The distances to many writers' references at once: one matrix product per block of
@@ -178,7 +204,7 @@ def verification_scores(embeddings, writers, genuine, references=5, rule="mean",
         d = pairwise_distances_numpy(embeddings, embeddings[np.concatenate([refs[w] for w in group])])
         for k, w in enumerate(group):
             ref = refs[w]
-            scores = _rule_scores(d[:, k * references : (k + 1) * references], embeddings[ref], rule)
+            scores = score(d[:, k * references : (k + 1) * references], embeddings[ref])
             own = writers == w
             is_ref = np.zeros(len(writers), bool)
             is_ref[ref] = True
