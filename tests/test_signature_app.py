@@ -232,11 +232,14 @@ def test_verification_scores_in_blocks_equal_one_writer_at_a_time(monkeypatch):
     w = np.repeat([str(i) for i in range(1, 6)], 8)
     g = np.tile([True] * 5 + [False] * 3, 5)
     monkeypatch.setattr(protocol, "_BLOCK_ELEMENTS", 2 * 40 * 3)
+    from apps.signature_verification.cohort import fit_calibration
+
+    calibration = fit_calibration(emb, w, g, references=3, cohort_writers=2)  # rule "calibrated"
     for rule in protocol.RULES:
-        s = protocol.verification_scores(emb, w, g, references=3, rule=rule)
+        s = protocol.verification_scores(emb, w, g, references=3, rule=rule, calibration=calibration)
         refs = protocol.reference_indices(w, g, 3)
         for writer, ref in refs.items():
-            expected = protocol.score_matrix(emb, emb[ref], rule)
+            expected = protocol.score_matrix(emb, emb[ref], rule, calibration)
             np.testing.assert_allclose(
                 s["skilled"][s["skilled_writer"] == writer], expected[(w == writer) & ~g]
             )

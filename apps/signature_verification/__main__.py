@@ -1,4 +1,4 @@
-"""Command line: `python -m apps.signature_verification {generate,train,evaluate,enroll,verify,serve,demo}`.
+"""Command line: `python -m apps.signature_verification {generate,train,calibrate,evaluate,enroll,verify,serve,demo}`.
 
 The parser only; the sub-commands are in `commands.py` (`serve`: in `serve.py`). Run
 `python -m apps.signature_verification --help` (or `COMMAND --help`) for the options.
@@ -152,13 +152,33 @@ def build_parser():
     t.add_argument("--references", type=int, default=5, help="reference signatures per writer (default 5)")
     t.add_argument(
         "--rule",
-        choices=RULES,
+        choices=[r for r in RULES if r != "calibrated"],
         default=DEFAULT_RULE,
-        help=f"score against the references (default {DEFAULT_RULE}; see protocol.py)",
+        help=f"score against the references (default {DEFAULT_RULE}; see protocol.py; `calibrate` "
+        "the trained model for the calibrated rule)",
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--verbose", type=int, default=1)
     add_backend_argument(t)
+
+    c = sub.add_parser(
+        "calibrate",
+        help="fit the calibrated rule (cohort score normalisation) of a model on writers with forgeries",
+        description="Embeds the signatures of DATA's writers with MODEL, keeps the references of "
+        "--cohort-writers of them as the cohort and fits, on the others (genuine signatures, skilled "
+        "and random forgeries), the logistic regression of the calibrated rule (see cohort.py). Writes "
+        "MODEL.keras.cohort.npz and makes `calibrated` the model's rule, with a threshold chosen on the "
+        "same writers. Use writers the model may see (its training data or other generated writers), "
+        "never the writers you test on.",
+    )
+    c.add_argument("data", metavar="DATA", help="writers with genuine signatures and skilled forgeries")
+    c.add_argument("--model", required=True, metavar="MODEL.keras")
+    c.add_argument("--cohort-writers", type=int, default=100, help="writers in the cohort (default 100)")
+    c.add_argument("--writers", type=int, default=None, help="use this many of DATA's writers (seeded; default all)")
+    c.add_argument("--references", type=int, default=None, help="references per writer (default: the model's, 5)")
+    c.add_argument("--layout", default="auto", choices=("auto", "cedar", "bhsig260", "generic"))
+    c.add_argument("--seed", type=int, default=0)
+    add_backend_argument(c)
 
     e = sub.add_parser(
         "evaluate",
@@ -276,11 +296,13 @@ def check_inputs(args):
         fail(f"--writers must be at least 1; got {args.writers}.")
     if args.command == "generate" and args.genuine < 1:
         fail(f"--genuine must be at least 1; got {args.genuine}.")
-    if args.command in ("train", "evaluate"):
+    if args.command == "calibrate" and args.cohort_writers < 1:
+        fail(f"--cohort-writers must be at least 1; got {args.cohort_writers}.")
+    if args.command in ("train", "evaluate", "calibrate"):
         require_folder(args.data, hint="Give a CEDAR, BHSig260 or generic (DATA/<writer>/...) folder.")
     if args.command == "evaluate" and args.model is None and args.baseline is None:
         fail("evaluate needs --model MODEL.keras (or --baseline pixels|hog).")
-    if args.command in ("enroll", "serve") or (args.command in ("verify", "evaluate") and args.model):
+    if args.command in ("enroll", "serve", "calibrate") or (args.command in ("verify", "evaluate") and args.model):
         require_file(args.model, "model file", train_hint)
     if args.command == "train" and args.init not in ("auto", "none"):
         require_file(args.init, "--init model", "Give a .keras model, `auto` or `none`.")

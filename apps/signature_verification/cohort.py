@@ -79,6 +79,7 @@ class CohortCalibration:
         self.mean, self.scale, self.weights = (np.asarray(v, np.float64) for v in (mean, scale, weights))
         self.bias = float(bias)
         self.references = int(references)  # the number of references it was fitted with
+        self.cohort_writers = None  # their names, known after `fit_calibration` (not saved)
 
     def query_stats(self, embeddings):
         """`(μ_q, σ_q)`, each `[N]`: the T-norm statistics of `embeddings [N, D]`."""
@@ -208,4 +209,6 @@ def fit_calibration(
     weight = np.r_[np.ones(len(positives) + len(skilled)), np.full(len(random), random_weight)]
     mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-12)
     fit = LogisticRegression(C=1.0, max_iter=2000).fit((x - mean) / scale, y, sample_weight=weight)
-    return CohortCalibration(cohort, mean, scale, fit.coef_[0], fit.intercept_[0], references)
+    calibration = CohortCalibration(cohort, mean, scale, fit.coef_[0], fit.intercept_[0], references)
+    calibration.cohort_writers = [names[i] for i in chosen]
+    return calibration

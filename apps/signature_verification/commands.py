@@ -1,4 +1,4 @@
-"""The sub-commands: generate, train, evaluate, enroll, verify and demo, one function each.
+"""The sub-commands: generate, train, calibrate, evaluate, enroll, verify and demo, one function each.
 
 Each takes the `argparse.Namespace` of `__main__.py` and returns an exit status.
 Results go to stdout; warnings and skipped files to stderr. `__main__` imports this
@@ -10,8 +10,11 @@ import os
 import shutil
 import time
 
-from apps._common import SkipReport, fail, log, read_side_file, sha256, write_json
+import numpy as np
+
+from apps._common import SkipReport, fail, log, read_side_file, sha256, side_path, write_json
 from apps.signature_verification import enrollment, protocol
+from apps.signature_verification.cohort import cohort_path, fit_calibration, load_calibration
 from apps.signature_verification.evaluation import FEW_WRITERS, load_split_images, percent
 from apps.signature_verification.features import HOG_SETTINGS, hog_size
 from apps.signature_verification.loaders import load_dataset
@@ -290,21 +293,99 @@ def train(args):
     return 0
 
 
+def _calibration(model_path, meta):
+    """The cohort calibration of `model_path` when `meta` (the model's side file or a
+    profile) asks for the `"calibrated"` rule, else None; a one-line error when missing."""
+    if meta.get("rule") != "calibrated":
+        return None
+    try:
+        calibration = load_calibration(model_path)
+    except ValueError as e:
+        fail(str(e))
+    if calibration is None:
+        fail(
+            f"rule 'calibrated' needs {cohort_path(model_path)} (written by `calibrate DATA --model "
+            f"{model_path}`), which is missing."
+        )
+    return calibration
+
+
+def calibrate(args):
+    """Fits the `"calibrated"` rule (cohort score normalisation, `cohort.py`) of MODEL on
+    the writers of DATA (with their forgeries); writes MODEL.keras.cohort.npz and makes
+    `"calibrated"` the model's rule, with a threshold chosen on the same writers."""
+    model, meta = load_model(args.model)
+    dataset = load_dataset(args.data, args.layout)
+    print(dataset.summary())
+    SkipReport(dataset.skipped).print()
+    writers = dataset.writers
+    if args.writers is not None and args.writers < len(writers):
+        writers = protocol.writer_split(writers, 0.0, args.writers / len(writers), seed=args.seed)["test"]
+    references = args.references or meta.get("references", 5)
+    t = time.perf_counter()
+    x, w, g = load_split_images(dataset, writers, tuple(meta["image_size"]))
+    embeddings = model.embed(x, batch_size=128)
+    print(f"embedded {len(x)} images of {len(writers)} writers in {time.perf_counter() - t:.1f} s")
+    try:
+        calibration = fit_calibration(embeddings, w, g, references, args.cohort_writers, args.seed)
+    except ValueError as e:
+        fail(str(e))
+    # The threshold on the writers the regression was fitted on, the cohort left out.
+    fitted = ~np.isin(np.asarray(w).astype(str), calibration.cohort_writers)
+    scores = protocol.verification_scores(
+        embeddings[fitted], w[fitted], g[fitted], references, "calibrated", args.seed, calibration
+    )
+    threshold = protocol.choose_threshold(scores)
+    summary = protocol.summarize(scores, threshold)
+    calibration.save(cohort_path(args.model))
+    before = {k: meta.get(k) for k in ("rule", "threshold", "threshold_source")}
+    meta.update(
+        {
+            "rule": "calibrated",
+            "threshold": threshold,
+            "threshold_source": "calibration writers (the cohort left out), EER of genuine vs skilled forgeries",
+            "calibration": {
+                "data": os.path.abspath(args.data),
+                "data_fingerprint": dataset.fingerprint(),
+                "writers": len(writers),
+                "cohort_writers": args.cohort_writers,
+                "references": references,
+                "seed": args.seed,
+                "file": os.path.basename(cohort_path(args.model)),
+                "eer_skilled": summary["eer_skilled"],
+                "eer_random": summary["eer_random"],
+                "before": before,
+            },
+        }
+    )
+    write_json(side_path(args.model), meta, indent=1)
+    print(
+        f"calibrated {args.model} on {len(writers)} writers ({args.cohort_writers} in the cohort): "
+        f"EER skilled {percent(summary['eer_skilled'])}, random {percent(summary['eer_random'])} on the "
+        f"others; rule calibrated, threshold {threshold:.4f}; cohort: {cohort_path(args.model)} "
+        f"({time.perf_counter() - t:.0f} s)"
+    )
+    return 0
+
+
 def evaluate(args):
     """FAR / FRR / EER / AUC of MODEL on writers of DATA it was not trained on."""
     from apps.signature_verification.evaluation import evaluate as run
 
     if args.model is None and args.baseline is None:
         fail("evaluate needs --model MODEL.keras (or --baseline pixels|hog).")
-    result = run(
-        args.data,
-        args.model,
-        args.references,
-        args.rule,
-        args.layout,
-        plots=args.plots,
-        baseline=args.baseline,
-    )
+    try:
+        result = run(
+            args.data,
+            args.model,
+            args.references,
+            args.rule,
+            args.layout,
+            plots=args.plots,
+            baseline=args.baseline,
+        )
+    except ValueError as e:  # e.g. rule calibrated for a model without a cohort
+        fail(str(e))
     if result["test_writers"] < FEW_WRITERS:
         log(
             f"warning: only {result['test_writers']} test writers: the rates below are rough (see the 95% "
@@ -367,6 +448,7 @@ def enroll(args):
     threshold = args.threshold if args.threshold is not None else meta.get("threshold")
     if threshold is None:
         fail(f"{args.model} has no threshold in its metadata; pass --threshold.")
+    _calibration(args.model, meta)
     try:
         if args.writer is None:
             paths, skipped = writer_images(args.writer_dir)
@@ -410,12 +492,13 @@ def verify(args):
             f"warning: {model_path} is not the model the profile was enrolled with; distances may be meaningless."
         )
     model, _ = load_model(model_path)
+    calibration = _calibration(model_path, profile)
     try:
         x = load_image(args.image, tuple(profile["image_size"]))
     except UnreadableImageError as e:
         fail(str(e))
     accepted, distance, threshold = enrollment.verify(
-        model.embed(x[None], batch_size=1)[0], profile, args.threshold
+        model.embed(x[None], batch_size=1)[0], profile, args.threshold, calibration
     )
     if args.json:
         print(

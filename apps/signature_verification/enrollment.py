@@ -45,10 +45,12 @@ def load_profile(path):
     return profile
 
 
-def verify(embedding, profile, threshold=None):
+def verify(embedding, profile, threshold=None, calibration=None):
     """`(accepted, distance, threshold)` of one questioned embedding `[D]` against the
-    profile's references (the profile's rule and threshold unless given)."""
+    profile's references (the profile's rule and threshold unless given; the rule
+    `"calibrated"` needs the model's `calibration`, `cohort.load_calibration`)."""
     refs = np.asarray(profile["references"], dtype=np.float64)
-    distance = float(protocol.score_matrix(np.asarray(embedding)[None], refs, profile.get("rule", "mean"))[0])
+    rule = profile.get("rule", "mean")
+    distance = float(protocol.score_matrix(np.asarray(embedding)[None], refs, rule, calibration)[0])
     threshold = float(profile["threshold"] if threshold is None else threshold)
     return distance <= threshold, distance, threshold

@@ -23,11 +23,11 @@ from apps._common import SkipReport, log
 from apps.signature_verification import protocol
 
 
-def score_writers(embeddings, writers, genuine, references=5, rule="min", seed=0, threshold=None):
+def score_writers(embeddings, writers, genuine, references=5, rule="min", seed=0, threshold=None, calibration=None):
     """`(summary, scores)`: the protocol's summary (`protocol.summarize`) and scores
     (`protocol.verification_scores`) of one set of writers; the threshold is the EER
     one of these writers unless `threshold` is given."""
-    scores = protocol.verification_scores(embeddings, writers, genuine, references, rule, seed)
+    scores = protocol.verification_scores(embeddings, writers, genuine, references, rule, seed, calibration)
     if threshold is None:
         threshold = protocol.choose_threshold(scores)
     return protocol.summarize(scores, threshold), scores
@@ -157,6 +157,7 @@ def evaluate(
     genuine signatures than the number are left out of its row, and a number that leaves
     no writer is skipped with a warning).
     """
+    from apps.signature_verification.cohort import load_calibration
     from apps.signature_verification.loaders import load_dataset
     from apps.signature_verification.plots import write_plots
     from apps.signature_verification.preprocessing import DEFAULT_SIZE
@@ -175,6 +176,12 @@ def evaluate(
     counts = [references] if isinstance(references, int) or references is None else list(references)
     counts = [n or meta.get("references", 5) for n in counts]
     rule = rule or meta.get("rule", "mean")
+    calibration = load_calibration(model_path) if model_path is not None and not baseline else None
+    if baseline and rule == "calibrated":
+        # The model's cohort holds its own embeddings, not the baseline's: the baseline's plain rule.
+        rule = "min"
+        if verbose:
+            log("baseline: rule min (the model's cohort calibration is for its own embeddings)")
     seed = meta.get("seed", 0) if seed is None else seed
     dataset = load_dataset(data, layout)
     if verbose:
@@ -188,8 +195,10 @@ def evaluate(
     results = []
     for n in counts:
         try:
-            val, val_scores = score_writers(val_emb, vw, vg, n, rule, seed)
-            result, test_scores = score_writers(test_emb, tw, tg, n, rule, seed, threshold=val["threshold"])
+            val, val_scores = score_writers(val_emb, vw, vg, n, rule, seed, calibration=calibration)
+            result, test_scores = score_writers(
+                test_emb, tw, tg, n, rule, seed, threshold=val["threshold"], calibration=calibration
+            )
         except ValueError as e:
             if len(counts) == 1:
                 raise

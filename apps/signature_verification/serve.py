@@ -38,6 +38,7 @@ from apps.signature_verification.preprocessing import (
     preprocess,
     read_image,
 )
+from apps.signature_verification.cohort import load_calibration
 from apps.signature_verification.training import load_model
 
 MAX_IMAGES = 50  # references per enrolment
@@ -55,6 +56,12 @@ class SignatureService:
         self.model_path = os.path.abspath(model_path)
         self.image_size = tuple(int(v) for v in meta["image_size"])
         self.rule = meta.get("rule", "mean")
+        try:
+            self.calibration = load_calibration(model_path)  # the "calibrated" rule's cohort
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+        if self.rule == "calibrated" and self.calibration is None:
+            raise SystemExit(f"error: {model_path} has rule 'calibrated' but no cohort file beside it.")
         self.threshold = threshold if threshold is not None else meta.get("threshold")
         if self.threshold is None:
             raise SystemExit(f"error: {model_path} has no threshold in its metadata; pass --threshold.")
@@ -183,7 +190,10 @@ class SignatureService:
         x = self.image(upload)
         with lock:
             embedding = self.embed(x[None])[0]
-        accepted, distance, threshold = enrollment.verify(embedding, profile)
+        try:
+            accepted, distance, threshold = enrollment.verify(embedding, profile, calibration=self.calibration)
+        except ValueError as e:  # a profile of the calibrated rule, this model without a cohort
+            raise _web.HTTPError(400, str(e)) from None
         return {
             "image": upload.filename,
             "writer": profile["writer"],
