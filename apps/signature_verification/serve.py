@@ -32,13 +32,13 @@ import numpy as np
 from apps import _web
 from apps._common import log, sha256
 from apps.signature_verification import enrollment
+from apps.signature_verification.cohort import load_calibration
 from apps.signature_verification.preprocessing import (
     IMAGE_EXTENSIONS,
     UnreadableImageError,
     preprocess,
     read_image,
 )
-from apps.signature_verification.cohort import load_calibration
 from apps.signature_verification.training import load_model
 
 MAX_IMAGES = 50  # references per enrolment
