@@ -11,6 +11,9 @@ import pytest
 
 from apps.signature_verification import cohort, protocol
 
+# The shipped HOG metric (`training.SHIPPED_HOG_MODEL`; not imported here: it imports Keras).
+SHIPPED = os.path.join(os.path.dirname(__file__), "..", "saved_models", "signature_hog_metric.keras")
+
 
 def _embeddings(writers=10, genuine=6, forgeries=3, seed=0):
     """Unit embeddings of `writers` writers: genuine signatures near the writer's centre,
@@ -81,11 +84,10 @@ def data(tmp_path_factory):
 
 def test_cli_calibrate_evaluate_enroll_verify(data, tmp_path, capsys):
     from apps.signature_verification.__main__ import main
-    from apps.signature_verification.training import SHIPPED_HOG_MODEL
 
     model = str(tmp_path / "hog.keras")
-    shutil.copy(SHIPPED_HOG_MODEL, model)
-    meta = json.loads(open(SHIPPED_HOG_MODEL + ".json").read())
+    shutil.copy(SHIPPED, model)
+    meta = json.loads(open(SHIPPED + ".json").read())
     meta.pop("calibration", None)  # a model as `train` writes it: no cohort
     meta["rule"] = "min"
     open(model + ".json", "w").write(json.dumps(meta))
@@ -116,3 +118,28 @@ def test_cli_calibrate_evaluate_enroll_verify(data, tmp_path, capsys):
     os.remove(cohort.cohort_path(model))
     with pytest.raises(SystemExit, match="^error: rule 'calibrated' needs .*cohort.npz"):
         main(["verify", f"{data}/full_org/original_1_5.png", "--profile", profile])
+
+
+def test_cli_train_keeps_the_calibration_of_an_unchanged_init(data, tmp_path, capsys):
+    """`train --init MODEL` that gives a calibrated MODEL back unchanged (here: learning
+    rate 0) keeps its cohort and rule; an explicit `--rule` or a changed network does not."""
+    from apps.signature_verification.__main__ import main
+
+    model = str(tmp_path / "hog.keras")
+    shutil.copy(SHIPPED, model)
+    meta = json.loads(open(SHIPPED + ".json").read())
+    meta.pop("calibration", None)
+    open(model + ".json", "w").write(json.dumps({**meta, "rule": "min"}))
+    assert main(["calibrate", data, "--model", model, "--cohort-writers", "4", "--references", "3"]) == 0
+    args = ["train", data, "--init", model, "--epochs", "1", "--classes-per-batch", "2", "--samples-per-class", "2"]
+    args += ["--val-fraction", "0.34", "--test-fraction", "0.34", "--references", "3", "--verbose", "0"]
+    out = str(tmp_path / "kept.keras")
+    capsys.readouterr()
+    assert main([*args, "--out", out, "--learning-rate", "0"]) == 0
+    assert "cohort calibration kept" in capsys.readouterr().out
+    kept = json.loads(open(out + ".json").read())
+    assert kept["rule"] == "calibrated" and kept["training"]["best_epoch"] == 0
+    assert cohort.load_calibration(out).cohort.shape == (4, 3, 3780)
+    assert main([*args, "--out", out, "--learning-rate", "0", "--rule", "min"]) == 0
+    assert json.loads(open(out + ".json").read())["rule"] == "min"
+    assert not os.path.exists(cohort.cohort_path(out))  # no stale cohort beside it

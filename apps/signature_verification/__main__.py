@@ -153,9 +153,10 @@ def build_parser():
     t.add_argument(
         "--rule",
         choices=[r for r in RULES if r != "calibrated"],
-        default=DEFAULT_RULE,
-        help=f"score against the references (default {DEFAULT_RULE}; see protocol.py; `calibrate` "
-        "the trained model for the calibrated rule)",
+        default=None,
+        help=f"score against the references (default {DEFAULT_RULE}, or calibrated when the --init "
+        "model is calibrated and comes back unchanged; see protocol.py; `calibrate` a trained model "
+        "for the calibrated rule)",
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--verbose", type=int, default=1)
@@ -296,6 +297,10 @@ def check_inputs(args):
         fail(f"--writers must be at least 1; got {args.writers}.")
     if args.command == "generate" and args.genuine < 1:
         fail(f"--genuine must be at least 1; got {args.genuine}.")
+    if args.command == "train" and args.rule is None:
+        args.rule, args.rule_given = DEFAULT_RULE, False
+    elif args.command == "train":
+        args.rule_given = True
     if args.command == "calibrate" and args.cohort_writers < 1:
         fail(f"--cohort-writers must be at least 1; got {args.cohort_writers}.")
     if args.command in ("train", "evaluate", "calibrate"):

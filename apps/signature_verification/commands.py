@@ -235,13 +235,22 @@ def train(args):
         scores = protocol.verification_scores(model.embed(x), w, g, args.references, args.rule, args.seed)
         threshold = protocol.choose_threshold(scores)
         log("warning: no validation writers; the threshold was chosen on the training writers.")
+    rule, calibration = args.rule, None
+    if init_path is not None and info.get("best_epoch") == 0 and not getattr(args, "rule_given", True):
+        # The calibrated model came back unchanged: its cohort (its own embeddings) still holds.
+        calibration = load_calibration(init_path)
+        if calibration is not None and vx is not None:
+            rule = "calibrated"
+            threshold = protocol.choose_threshold(
+                protocol.verification_scores(model.embed(vx), vw, vg, args.references, rule, args.seed, calibration)
+            )
     save_model(
         model,
         args.out,
         {
             "image_size": list(size),
             "references": args.references,
-            "rule": args.rule,
+            "rule": rule,
             "threshold": threshold,
             "threshold_source": "validation writers, EER of genuine vs skilled forgeries"
             if info.get("threshold") is not None
@@ -270,8 +279,17 @@ def train(args):
             },
             "validation": info.get("val"),
             "check_embeddings": model.embed(check_inputs(size)).round(6).tolist(),
+            **({"calibration": {**init_meta.get("calibration", {}), "from": init_path}} if rule == "calibrated" else {}),
         },
     )
+    if rule != "calibrated" and os.path.exists(cohort_path(args.out)):
+        os.remove(cohort_path(args.out))  # an earlier model's cohort: not this model's embeddings
+    if rule == "calibrated":
+        calibration.save(cohort_path(args.out))
+        print(
+            f"rule calibrated: {init_path}'s cohort calibration kept ({cohort_path(args.out)}), "
+            f"threshold {threshold:.4f} on the validation writers"
+        )
     print(
         ("fine-tuned" if init is not None else "trained")
         + f" {info['epochs']} epochs on {info['backend']}: {info['seconds_per_epoch']} s/epoch "
@@ -345,7 +363,7 @@ def calibrate(args):
             "threshold": threshold,
             "threshold_source": "calibration writers (the cohort left out), EER of genuine vs skilled forgeries",
             "calibration": {
-                "data": os.path.abspath(args.data),
+                "data": os.fspath(args.data),
                 "data_fingerprint": dataset.fingerprint(),
                 "writers": len(writers),
                 "cohort_writers": args.cohort_writers,

@@ -21,8 +21,11 @@ references,
 (writer-dependent score normalisation: a writer who signs consistently gets a tighter
 acceptance region, a variable one a looser one, while the threshold stays global; it
 needs only the references, no forgery of the writer). With a single reference there is
-no spread and the `-norm` rules fall back to the plain distance. A questioned signature
-is accepted as genuine when `s(q, w) <= threshold`.
+no spread and the `-norm` rules fall back to the plain distance. The `"calibrated"` rule
+normalises the distance against a cohort of other writers shipped with the model and
+combines such normalised scores in a logistic regression fitted on writers with
+forgeries (`cohort.py`; `calibrate` writes it). A questioned signature is accepted as
+genuine when `s(q, w) <= threshold`.
 
 The command line's default is `"min"`: on the validation writers of the built-in data it
 gave a lower EER against skilled forgeries than `"mean"` for every model tried
