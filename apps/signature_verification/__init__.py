@@ -21,10 +21,12 @@ Modules:
 - `protocol`: writer splits, the decision rule (smallest, mean or writer-normalised
   distance to the references), the threshold chosen on validation writers,
   FAR / FRR / EER / AUC.
+- `cohort`: the `calibrated` rule, cohort score normalisation (Z / T-norm and the
+  references' spread combined by a logistic regression), fitted by `calibrate`.
 - `evaluation`: the protocol run on a data folder with a saved model.
 - `enrollment`: enrolment profiles and the verification of one signature.
 - `plots`: ROC / DET curves and score histograms.
-- `commands`: generate, train, evaluate, enroll, verify and demo, one function each.
+- `commands`: generate, train, calibrate, evaluate, enroll, verify and demo, one function each.
 - `serve`: the web page and JSON API to enrol and verify (`serve` command).
 - `__main__`: the command line (the parser only), `python -m apps.signature_verification --help`.
 
