@@ -78,7 +78,9 @@ def data(tmp_path_factory):
     from apps.signature_verification.__main__ import main
 
     path = str(tmp_path_factory.mktemp("cohort") / "data")
-    assert main(["generate", path, "--writers", "10", "--genuine", "5", "--forgeries", "3", "--seed", "4"]) == 0
+    assert (
+        main(["generate", path, "--writers", "10", "--genuine", "5", "--forgeries", "3", "--seed", "4"]) == 0
+    )
     return path
 
 
@@ -109,7 +111,9 @@ def test_cli_calibrate_evaluate_enroll_verify(data, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rule"] == "min"
 
     profile = str(tmp_path / "w.json")
-    assert main(["enroll", data, "--writer", "1", "--references", "3", "--model", model, "--out", profile]) == 0
+    assert (
+        main(["enroll", data, "--writer", "1", "--references", "3", "--model", model, "--out", profile]) == 0
+    )
     assert json.loads(open(profile).read())["rule"] == "calibrated"
     capsys.readouterr()
     assert main(["verify", f"{data}/full_org/original_1_5.png", "--profile", profile, "--json"]) == 0
@@ -131,7 +135,18 @@ def test_cli_train_keeps_the_calibration_of_an_unchanged_init(data, tmp_path, ca
     meta.pop("calibration", None)
     open(model + ".json", "w").write(json.dumps({**meta, "rule": "min"}))
     assert main(["calibrate", data, "--model", model, "--cohort-writers", "4", "--references", "3"]) == 0
-    args = ["train", data, "--init", model, "--epochs", "1", "--classes-per-batch", "2", "--samples-per-class", "2"]
+    args = [
+        "train",
+        data,
+        "--init",
+        model,
+        "--epochs",
+        "1",
+        "--classes-per-batch",
+        "2",
+        "--samples-per-class",
+        "2",
+    ]
     args += ["--val-fraction", "0.34", "--test-fraction", "0.34", "--references", "3", "--verbose", "0"]
     out = str(tmp_path / "kept.keras")
     capsys.readouterr()

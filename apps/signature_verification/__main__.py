@@ -175,8 +175,12 @@ def build_parser():
     c.add_argument("data", metavar="DATA", help="writers with genuine signatures and skilled forgeries")
     c.add_argument("--model", required=True, metavar="MODEL.keras")
     c.add_argument("--cohort-writers", type=int, default=100, help="writers in the cohort (default 100)")
-    c.add_argument("--writers", type=int, default=None, help="use this many of DATA's writers (seeded; default all)")
-    c.add_argument("--references", type=int, default=None, help="references per writer (default: the model's, 5)")
+    c.add_argument(
+        "--writers", type=int, default=None, help="use this many of DATA's writers (seeded; default all)"
+    )
+    c.add_argument(
+        "--references", type=int, default=None, help="references per writer (default: the model's, 5)"
+    )
     c.add_argument("--layout", default="auto", choices=("auto", "cedar", "bhsig260", "generic"))
     c.add_argument("--seed", type=int, default=0)
     add_backend_argument(c)
@@ -307,7 +311,9 @@ def check_inputs(args):
         require_folder(args.data, hint="Give a CEDAR, BHSig260 or generic (DATA/<writer>/...) folder.")
     if args.command == "evaluate" and args.model is None and args.baseline is None:
         fail("evaluate needs --model MODEL.keras (or --baseline pixels|hog).")
-    if args.command in ("enroll", "serve", "calibrate") or (args.command in ("verify", "evaluate") and args.model):
+    if args.command in ("enroll", "serve", "calibrate") or (
+        args.command in ("verify", "evaluate") and args.model
+    ):
         require_file(args.model, "model file", train_hint)
     if args.command == "train" and args.init not in ("auto", "none"):
         require_file(args.init, "--init model", "Give a .keras model, `auto` or `none`.")

@@ -161,7 +161,14 @@ def load_calibration(model_path):
 
 
 def fit_calibration(
-    embeddings, writers, genuine, references=5, cohort_writers=100, seed=0, random_weight=0.2, max_random=20000
+    embeddings,
+    writers,
+    genuine,
+    references=5,
+    cohort_writers=100,
+    seed=0,
+    random_weight=0.2,
+    max_random=20000,
 ):
     """A `CohortCalibration` fitted on one set of writers (see module).
 
@@ -187,7 +194,9 @@ def fit_calibration(
     chosen = sorted(rng.choice(len(names), size=cohort_writers, replace=False))
     cohort = np.stack([embeddings[refs[names[i]]] for i in chosen])
     rest = ~np.isin(writers, [names[i] for i in chosen])
-    unfitted = CohortCalibration(cohort, np.zeros(len(FEATURES)), np.ones(len(FEATURES)), np.zeros(len(FEATURES)), 0, references)
+    unfitted = CohortCalibration(
+        cohort, np.zeros(len(FEATURES)), np.ones(len(FEATURES)), np.zeros(len(FEATURES)), 0, references
+    )
     stats = unfitted.query_stats(embeddings[rest])
     f = protocol.writer_scores(
         embeddings[rest],

@@ -242,7 +242,9 @@ def train(args):
         if calibration is not None and vx is not None:
             rule = "calibrated"
             threshold = protocol.choose_threshold(
-                protocol.verification_scores(model.embed(vx), vw, vg, args.references, rule, args.seed, calibration)
+                protocol.verification_scores(
+                    model.embed(vx), vw, vg, args.references, rule, args.seed, calibration
+                )
             )
     save_model(
         model,
@@ -279,7 +281,11 @@ def train(args):
             },
             "validation": info.get("val"),
             "check_embeddings": model.embed(check_inputs(size)).round(6).tolist(),
-            **({"calibration": {**init_meta.get("calibration", {}), "from": init_path}} if rule == "calibrated" else {}),
+            **(
+                {"calibration": {**init_meta.get("calibration", {}), "from": init_path}}
+                if rule == "calibrated"
+                else {}
+            ),
         },
     )
     if rule != "calibrated" and os.path.exists(cohort_path(args.out)):

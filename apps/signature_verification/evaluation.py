@@ -23,7 +23,9 @@ from apps._common import SkipReport, log
 from apps.signature_verification import protocol
 
 
-def score_writers(embeddings, writers, genuine, references=5, rule="min", seed=0, threshold=None, calibration=None):
+def score_writers(
+    embeddings, writers, genuine, references=5, rule="min", seed=0, threshold=None, calibration=None
+):
     """`(summary, scores)`: the protocol's summary (`protocol.summarize`) and scores
     (`protocol.verification_scores`) of one set of writers; the threshold is the EER
     one of these writers unless `threshold` is given."""

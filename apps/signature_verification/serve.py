@@ -191,7 +191,9 @@ class SignatureService:
         with lock:
             embedding = self.embed(x[None])[0]
         try:
-            accepted, distance, threshold = enrollment.verify(embedding, profile, calibration=self.calibration)
+            accepted, distance, threshold = enrollment.verify(
+                embedding, profile, calibration=self.calibration
+            )
         except ValueError as e:  # a profile of the calibrated rule, this model without a cohort
             raise _web.HTTPError(400, str(e)) from None
         return {
