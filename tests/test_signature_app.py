@@ -295,6 +295,31 @@ def test_cli_backend_must_match_a_loaded_keras(tmp_path, capsys):
     )
 
 
+def test_cli_bad_data_is_one_line(tmp_path):
+    """A folder in no known layout, or whose images cannot be read, ends `evaluate`,
+    `train` and `calibrate` with one `error:` line, not a traceback from Keras."""
+    from apps.signature_verification.__main__ import main
+
+    model = os.path.join(ROOT, "saved_models", "signature_hog_metric.keras")
+    (tmp_path / "none" / "w1").mkdir(parents=True)
+    (tmp_path / "none" / "w1" / "a.png").write_text("junk")
+    for kind in ("genuine", "forged"):
+        for writer in ("w1", "w2"):
+            (tmp_path / "junk" / writer / kind).mkdir(parents=True)
+            (tmp_path / "junk" / writer / kind / "a.png").write_text("junk")
+    for argv, message in (
+        (["evaluate", str(tmp_path / "none"), "--model", model], "no known signature layout"),
+        (["train", str(tmp_path / "none"), "--out", str(tmp_path / "m.keras")], "no known signature layout"),
+        (["evaluate", str(tmp_path / "junk"), "--model", model], "could be read"),
+        (["calibrate", str(tmp_path / "junk"), "--model", str(tmp_path / "copy.keras")], "could be read"),
+    ):
+        if argv[0] == "calibrate":
+            shutil.copy(model, tmp_path / "copy.keras")
+            shutil.copy(model + ".json", tmp_path / "copy.keras.json")
+        with pytest.raises(SystemExit, match=f"^error: .*{message}"):
+            main(argv)
+
+
 def test_cli_train_evaluate_enroll_verify(tmp_path, capsys):
     from apps.signature_verification.__main__ import main
 

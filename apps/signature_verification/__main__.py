@@ -342,7 +342,12 @@ def main(argv=None):
         return serve(args)
     from apps.signature_verification import commands  # imports Keras: after select_backend
 
-    return getattr(commands, args.command)(args)
+    try:
+        return getattr(commands, args.command)(args)
+    except (FileNotFoundError, ValueError) as e:  # the data's problems (no layout, too few writers, ...)
+        if getattr(args, "verbose", 1) >= 2:
+            raise
+        fail(str(e))
 
 
 if __name__ == "__main__":

@@ -99,13 +99,18 @@ def _wilson(p, n, level=0.95):
 
 def load_split_images(dataset, writers, size):
     """Images, writer ids and genuine flags of `writers` (unreadable files skipped and
-    reported)."""
+    reported); ValueError when the writers have images but none can be read."""
     from apps.signature_verification.preprocessing import load_images
 
     samples = list(dataset.subset(writers).samples)
     images, kept, skipped = load_images([s.path for s in samples], size)
     dataset.skipped.extend(skipped)
     SkipReport(skipped).print()
+    if samples and not len(kept):
+        raise ValueError(
+            f"none of the {len(samples)} signature image(s) of {len(writers)} writer(s) in {dataset.root} "
+            "could be read (the skipped files above say why); give PNG, TIFF or JPEG scans."
+        )
     samples = [samples[i] for i in kept]
     return (
         images,
