@@ -17,7 +17,7 @@ Steps that run op by op (eager PyTorch, TensorFlow graphs without XLA) pay for t
 M passes of a few small operations each, one dispatched at a time. For them, and for
 small batches only, the search compares all M columns at once (`broadcast=True`): one
 `[B, M, R]` comparison per question, capped at `_backend.BROADCAST_ENTRIES` entries (16 MB
-of float32 on TensorFlow, B ≤ 512 at M = 16; 2 MB on PyTorch, B = 256 at M ≤ 7), so that
+of float32 on TensorFlow, B ≤ 512 at M = 16; 1 MB on PyTorch, B = 256 at M ≤ 4), so that
 nothing grows as B×B×B; larger batches keep the loop.
 """
 
