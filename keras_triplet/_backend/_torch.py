@@ -9,8 +9,9 @@ INDEX_DTYPE = "int64"
 FUSES_BROADCAST_COMPARISONS = False
 # The largest `[B, M, R]` a direct search compares at once where steps are not fused
 # (`miners.search.DirectNegatives(broadcast=True)`): 1 MB of float32, B = 256 at M ≤ 4.
-# Eager PyTorch takes each larger array fresh from the system (glibc gives freed large blocks back), and the
-# page faults of a dozen such arrays per step cost more than the column loop's dispatches.
+# Eager PyTorch takes each larger array fresh from the system (glibc gives freed large
+# blocks back), and the page faults of a dozen such arrays per step cost more than the
+# column loop's dispatches.
 BROADCAST_ENTRIES = 2**18
 
 
