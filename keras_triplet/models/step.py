@@ -13,7 +13,7 @@ from keras import ops
 from keras_triplet._validation import check_labels
 from keras_triplet.losses.base import propagate_nonfinite
 from keras_triplet.losses.class_weights import reject_memory
-from keras_triplet.miners import pair_masks, triplet_statistics
+from keras_triplet.miners import NegativeSearchMiner, pair_masks, triplet_statistics
 from keras_triplet.miners.search import with_negatives
 from keras_triplet.models import distributed
 from keras_triplet.models import memory as memory_module
@@ -73,9 +73,31 @@ def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True
             ),
         )
 
+    if not _searches(loss_fn) and _known_false(statistics):
+        # Nothing asks the search this step (a loss whose miner does not search the
+        # negatives, statistics skipped): do not build it (a sort on eager PyTorch).
+        return compute(None)
     positive, negative = pair_masks(labels)
     forced = {} if search is None else {"search": search}
     return with_negatives(distances, negative, positive, compute, fused=fused, **forced)
+
+
+def _searches(loss_fn):
+    """Whether `loss_fn` asks questions of the negative search (a triplet loss whose
+    miner chooses among the negatives: semi-hard, batch-all)."""
+    return isinstance(getattr(loss_fn, "miner", None), NegativeSearchMiner)
+
+
+def _known_false(statistics):
+    """Whether `statistics` (`when_statistics`' argument) is known to be false now:
+    False, or a concrete false tensor (an eager step's `statistics_freq` test); a
+    compiled step's tensor has no value yet."""
+    if statistics is True or statistics is False:
+        return not statistics
+    try:
+        return not bool(ops.convert_to_numpy(statistics))
+    except Exception:  # a tracer or a symbolic tensor: each backend raises its own error
+        return False
 
 
 def when_statistics(statistics, loss_fn, compute):
