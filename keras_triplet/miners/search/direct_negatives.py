@@ -181,7 +181,7 @@ def broadcasts(shape, width, broadcast=True):
 # The `[B, M, R]` comparisons as 0/1 floats from the sign of a difference: exact (the
 # difference of two distinct finite floats is never 0 and has their order's sign; +inf,
 # the non-negatives, compares as itself; only under flush-to-zero, as TensorFlow runs,
-# could two distances both below ~1e-30 compare equal), and on eager PyTorch a few
+# could two distances both below ~1e-31 compare equal), and on eager PyTorch a few
 # vectorised float passes where a comparison's boolean array and its cast cost several
 # times more. A NaN distance gives NaN (not "no") there: the loss is NaN anyway.
 
