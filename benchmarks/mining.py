@@ -13,10 +13,12 @@ still be sorted). The step is `models.step.loss_and_statistics` with that argume
 search shared by the loss and the statistics. Two more columns time the search the
 backend picks by itself with the statistics and without them (the steps that
 `TripletModel(statistics_freq=N)` skips): their difference is what the statistics cost.
-The last two give the statistics' cost each way of counting them: by the direct
-search's loop over the query columns (what XLA-compiled steps use, and every step before
-2026-11-30) and all columns at once in one `[B, M, R]` comparison (what steps that run op
-by op use: eager PyTorch, TensorFlow without XLA; `loss_and_statistics(fused=False)`).
+The last two time the whole step with the statistics each way a search can compare:
+by the direct search's loop over the query columns (what XLA-compiled steps use:
+`loss_and_statistics(fused=True)`) and, for small batches, all columns at once in one
+`[B, M, R]` comparison per question (what steps that run op by op use: eager PyTorch up
+to 2^18 entries, TensorFlow without XLA up to 2^22; `fused=False`, the miner's questions
+and the statistics' alike).
 Every variant is compiled first, then they take turns
 call by call, so that a drift of a shared machine's load hits all of them alike. Times
 are medians of the process's CPU time (`time.process_time`, all threads), which other
@@ -49,7 +51,7 @@ def mining_step(loss_fn, search, statistics=True, fused=True):
     """Loss and statistics from embeddings, as `TripletModel`'s step computes them
     (`models.step.loss_and_statistics`), with the given search of the negatives (None:
     the backend's own choice), with or without the statistics, counted as a step
-    compiled by XLA counts them (`fused`) or as one that runs op by op."""
+    compiled by XLA searches (`fused`) or as one that runs op by op."""
 
     def step(x, y):
         distances = loss_fn.pairwise(x)
@@ -156,7 +158,7 @@ def main():
     overhead = "" if args.step_ms is None else f" overhead of {args.step_ms:g} ms: with / without |"
     print(
         "| backend | miner | direct (ms) | sorted (ms) | own choice, with statistics | without "
-        f"| statistics | statistics by column loop | statistics at once |{overhead}"
+        f"| statistics | with statistics, fused=True (loop) | fused=False (at once) |{overhead}"
     )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if overhead else ""))
     # What `TripletModel` passes: whether XLA compiles the step.
@@ -179,7 +181,7 @@ def main():
         line = (
             f"| {backend} ({compiled}) | {miner} | {row['direct']:.1f} | {row['sorted']:.1f} "
             f"| {row['with']:.1f} | {row['without']:.1f} | {row['with'] - row['without']:+.1f} "
-            f"| {row['loop'] - row['without']:+.1f} | {row['at once'] - row['without']:+.1f} |"
+            f"| {row['loop']:.1f} | {row['at once']:.1f} |"
         )
         if args.step_ms is not None:
             line += (

@@ -50,9 +50,11 @@ def _tensors(labels, d):
     margin=st.sampled_from([0, 1, 2]),
     padding=st.integers(0, 3),
 )
-def test_direct_selection_is_exact(name, labels, seed, margin, padding):
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_direct_selection_is_exact(name, broadcast, labels, seed, margin, padding):
     """Ties and band edges (integer distances), with M the largest number of positives
-    or more (a compiled step pads M to a static size)."""
+    or more (a compiled step pads M to a static size); the column loop and all columns
+    at once (`broadcast=True`, steps that are not fused) alike."""
     make, reference_fn = MINERS[name]
     labels = np.array(labels)
     d = integer_distances(seed, len(labels))
@@ -60,7 +62,8 @@ def test_direct_selection_is_exact(name, labels, seed, margin, padding):
     positive, negative = miners.pair_masks(y)
     width = int(np.max(np.sum(to_numpy(positive), axis=1), initial=0)) + padding
     width = min(max(width, 1), len(labels))
-    found = DirectNegatives(dt, negative, positive, width)
+    found = DirectNegatives(dt, negative, positive, width, broadcast=broadcast)
+    assert (found._across is not None) == broadcast
     got = make(float(margin)).mine(y, dt, negatives=found)
     assert_miner_output(got, reference_fn(labels, d, float(margin)), exact=True)
 
@@ -101,6 +104,38 @@ def test_gradients_agree(name):
             results[kind] = value_and_grad(lambda e: loss(y, e), x)
     assert float(results["direct"][0]) == pytest.approx(float(results["sorted"][0]), rel=1e-5)
     np.testing.assert_allclose(results["direct"][1], results["sorted"][1], rtol=1e-4, atol=1e-6)
+
+
+@contextlib.contextmanager
+def unfused(flag):
+    """Within the block, every `with_negatives` call that does not say whether its step
+    is fused takes `fused=flag` (test-only, as `forced_search`)."""
+    original = with_negatives.__kwdefaults__
+    with_negatives.__kwdefaults__ = {"fused": flag}
+    try:
+        yield
+    finally:
+        with_negatives.__kwdefaults__ = original
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_all_columns_at_once_match_the_column_loop(name):
+    """Steps that are not fused compare a small direct search's columns at once
+    (`broadcast=True`): the same loss and gradient as the column loop, for generic
+    embeddings and for integer distances (ties: the gradient of a semi-hard pick shared
+    among the tied negatives; band edges)."""
+    labels = np.repeat(np.arange(6), 4)
+    x = make_batch(5, labels, dim=5).astype("float32")
+    d = integer_distances(7, len(labels)).astype("float32")
+    loss = LOSSES[name](1.0)
+    y = keras.ops.convert_to_tensor(labels.astype("int32"))
+    for fn, arg in [(lambda e: loss(y, e), x), (lambda t: loss.compute_from_distances(y, t), d)]:
+        results = {}
+        for fused in (True, False):
+            with forced_search("direct"), unfused(fused):
+                results[fused] = value_and_grad(fn, arg)
+        assert float(results[False][0]) == pytest.approx(float(results[True][0]), rel=1e-6)
+        np.testing.assert_allclose(results[False][1], results[True][1], rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))

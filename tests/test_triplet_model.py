@@ -228,15 +228,15 @@ def test_bad_arguments_raise_clear_errors(small_batch):
 
 @pytest.mark.parametrize("width_padding", [0, 3])
 def test_step_counts_all_query_columns_at_once_exactly(width_padding):
-    """The training step's statistics count a small direct search's query columns in
-    one comparison (`step._BroadcastCounts`): the same counts as the search's column
-    loop, at ties (integer distances) and at each edge, with M padded or not; the
-    statistics equal the reference's."""
+    """Steps that run op by op (`fused=False`) have a small direct search compare its
+    query columns in one comparison (`DirectNegatives(broadcast=True)`): the same counts
+    as the search's column loop, at ties (integer distances) and at each edge, with M
+    padded or not; the statistics of such a step equal the reference's."""
     import reference as ref
     from test_miners import integer_distances
 
     from keras_triplet.miners import pair_masks
-    from keras_triplet.miners.search import DirectNegatives
+    from keras_triplet.miners.search import DirectNegatives, with_negatives
 
     for seed, labels in [(0, np.repeat(np.arange(4), 3)), (1, np.array([0, 0, 1, 1, 1, 2, 3, 3, 3, 3, 4]))]:
         d = integer_distances(seed, len(labels))
@@ -244,15 +244,17 @@ def test_step_counts_all_query_columns_at_once_exactly(width_padding):
         positive, negative = pair_masks(y)
         width = int(np.max(np.sum(labels[:, None] == labels[None, :], axis=1))) - 1 + width_padding
         found = DirectNegatives(dt, negative, positive, min(width, len(labels)))
-        counts = step._all_columns_at_once(found, dt)
-        assert isinstance(counts, step._BroadcastCounts)
+        counts = DirectNegatives(dt, negative, positive, min(width, len(labels)), broadcast=True)
+        assert counts._across is not None and found._across is None
         for offset in (0.0, 1.0, 2.0):
             for inclusive in (False, True):
                 np.testing.assert_array_equal(
                     ops.convert_to_numpy(counts.count_within(offset, inclusive)),
                     ops.convert_to_numpy(found.count_within(offset, inclusive)),
                 )
-        _, stats = step.loss_and_statistics(losses.TripletLoss(margin=1.0), y, dt)
+        at_once = with_negatives(dt, negative, positive, lambda found: found._across is not None, fused=False)
+        assert at_once
+        _, stats = step.loss_and_statistics(losses.TripletLoss(margin=1.0), y, dt, fused=False)
         want = ref.triplet_statistics(labels, d, 1.0)
         for key in want:
             assert float(stats[key]) == pytest.approx(want[key], rel=1e-6, abs=1e-6), key

@@ -54,7 +54,10 @@ Both row-primitive modules export:
   and its reduction runs as a few fused passes (XLA, on TensorFlow and JAX) rather than
   materialising each step's array (eager PyTorch). `losses.reductions.by_row_blocks` asks
   it: where steps do not fuse, the pair and log-sum-exp losses run in row blocks, so that
-  the peak holds a few blocks and not a few `[B, R]` arrays.
+  the peak holds a few blocks and not a few `[B, R]` arrays;
+* `BROADCAST_ENTRIES`: the largest `B·M·R` for which a direct search in a step that does
+  not fuse compares all its `M` columns at once (`miners.search.DirectNegatives`): smaller
+  on PyTorch, where each large array costs page faults.
 """
 
 import keras
@@ -68,6 +71,7 @@ else:
 
 if keras.backend.backend() == "torch":
     from keras_triplet._backend._torch import (
+        BROADCAST_ENTRIES,
         FUSES_BROADCAST_COMPARISONS,
         INDEX_DTYPE,
         argsort_rows,
@@ -81,6 +85,7 @@ if keras.backend.backend() == "torch":
     )
 else:
     from keras_triplet._backend._generic import (
+        BROADCAST_ENTRIES,
         FUSES_BROADCAST_COMPARISONS,
         INDEX_DTYPE,
         argsort_rows,
@@ -94,6 +99,7 @@ else:
     )
 
 __all__ = [
+    "BROADCAST_ENTRIES",
     "FUSES_BROADCAST_COMPARISONS",
     "INDEX_DTYPE",
     "argsort_rows",

@@ -6,6 +6,10 @@ INDEX_DTYPE = "int32"
 
 # XLA fuses elementwise steps and their reduction: row blocks would only cut its fusions apart.
 FUSES_BROADCAST_COMPARISONS = True
+# The largest `[B, M, R]` a direct search compares at once in a step XLA does not compile
+# (a TensorFlow graph without XLA: `miners.search.DirectNegatives(broadcast=True)`): 16 MB
+# of float32, B ≤ 512 at M = 16.
+BROADCAST_ENTRIES = 2**22
 
 
 def fori_loop(lower, upper, body, state):

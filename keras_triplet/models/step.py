@@ -13,8 +13,8 @@ from keras import ops
 from keras_triplet._validation import check_labels
 from keras_triplet.losses.base import propagate_nonfinite
 from keras_triplet.losses.class_weights import reject_memory
-from keras_triplet.miners import pair_masks, triplet_statistics
-from keras_triplet.miners.search import DirectNegatives, with_negatives
+from keras_triplet.miners import NegativeSearchMiner, pair_masks, triplet_statistics
+from keras_triplet.miners.search import with_negatives
 from keras_triplet.models import distributed
 from keras_triplet.models import memory as memory_module
 
@@ -40,8 +40,9 @@ def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True
     statistics (`when_statistics`: True, False or a boolean scalar tensor); where they
     are not computed they are zeros. `fused`: whether the step is compiled by XLA
     (`model.jit_compile`), which fuses the direct search's loop over its columns; False
-    (eager PyTorch, TensorFlow graphs without XLA, `run_eagerly`) has the statistics count
-    a small direct search's columns in one comparison instead (`_all_columns_at_once`).
+    (eager PyTorch, TensorFlow graphs without XLA, `run_eagerly`) has a small direct
+    search, the miner's and the statistics' questions alike, compare all its columns at
+    once instead (`with_negatives(fused=...)`, `DirectNegatives(broadcast=True)`).
 
     Example:
 
@@ -68,62 +69,35 @@ def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True
                 labels,
                 blocked,
                 margin=_margin(loss_fn),
-                negatives=negatives if fused else _all_columns_at_once(negatives, blocked),
+                negatives=negatives,
             ),
         )
 
+    if not _searches(loss_fn) and _known_false(statistics):
+        # Nothing asks the search this step (a loss whose miner does not search the
+        # negatives, statistics skipped): do not build it (a sort on eager PyTorch).
+        return compute(None)
     positive, negative = pair_masks(labels)
     forced = {} if search is None else {"search": search}
-    return with_negatives(distances, negative, positive, compute, **forced)
+    return with_negatives(distances, negative, positive, compute, fused=fused, **forced)
 
 
-# Unfused steps: the statistics' counts compare all `M` query columns with the `[B, R]`
-# negatives in one `[B, M, R]` pass where it holds at most this many entries (B ≤ 512
-# at M = 16, the usual B = 256 P×K batches); larger ones keep the search's column loop.
-BROADCAST_ENTRIES = 2**22
+def _searches(loss_fn):
+    """Whether `loss_fn` asks questions of the negative search (a triplet loss whose
+    miner chooses among the negatives: semi-hard, batch-all)."""
+    return isinstance(getattr(loss_fn, "miner", None), NegativeSearchMiner)
 
 
-def _all_columns_at_once(negatives, distances):
-    """The search object the statistics read: `negatives` itself, or for a small
-    direct search a view of it whose `count_within` compares every query column at once
-    (`_BroadcastCounts`)."""
-    if not isinstance(negatives, DirectNegatives):
-        # The sorted search: its counts are binary searches, cached and shared with the loss.
-        return negatives
-    rows, width = negatives.query_distances.shape
-    references = distances.shape[1]
-    if rows is None or references is None or rows * width * references > BROADCAST_ENTRIES:
-        return negatives
-    return _BroadcastCounts(negatives, distances)
-
-
-class _BroadcastCounts:
-    """A direct search's positive and negative masks, counts and query layout, with
-    `count_within` as one broadcast comparison of the `[B, M]` thresholds with the
-    `[B, R]` negatives (`[B, M, R]`) instead of the search's loop over the M columns.
-
-    The statistics ask two counts (`d(a, n) < d(a, p) + margin` and `< d(a, p)`) that
-    the loss's miner does not: the loop's M passes of a few small operations each are
-    most of their cost on eager PyTorch and in TensorFlow graphs without XLA (one
-    operation each dispatched on its own), where one pass over `B·M·R` entries is a
-    couple of operations. The comparisons are the search's own (`<`, `≤`, with the
-    negatives' distances, non-negatives never counted): the same counts.
-    """
-
-    def __init__(self, negatives, distances):
-        self.positive_mask, self.negative_mask = negatives.positive_mask, negatives.negative_mask
-        self.count, self.query_mask = negatives.count, negatives.query_mask
-        self._thresholds = ops.stop_gradient(negatives.query_distances)
-        # Non-negatives at +inf: never below a finite threshold.
-        self._negatives = ops.expand_dims(ops.where(negatives.negative_mask, distances, float("inf")), 1)
-
-    def count_within(self, offset=0.0, inclusive=False):
-        thresholds = ops.expand_dims(self._thresholds + offset if offset else self._thresholds, 2)
-        below = self._negatives <= thresholds if inclusive else self._negatives < thresholds
-        # Float counts (exact up to 2^24; the statistics take them as floats): on eager
-        # PyTorch a float32 copy of the `[B, M, R]` mask sums faster than an int32 one.
-        # Not `ops.count_nonzero`: with an axis, Keras' PyTorch version transposes it.
-        return ops.sum(ops.cast(below, "float32"), axis=2)
+def _known_false(statistics):
+    """Whether `statistics` (`when_statistics`' argument) is known to be false now:
+    False, or a concrete false tensor (an eager step's `statistics_freq` test); a
+    compiled step's tensor has no value yet."""
+    if statistics is True or statistics is False:
+        return not statistics
+    try:
+        return not bool(ops.convert_to_numpy(statistics))
+    except Exception:  # a tracer or a symbolic tensor: each backend raises its own error
+        return False
 
 
 def when_statistics(statistics, loss_fn, compute):

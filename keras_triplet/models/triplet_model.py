@@ -85,10 +85,13 @@ class TripletModel(SimilarityMixin, keras.Model):
             same on one device. See `keras_triplet/models/distributed.py`.
         statistics_freq: compute the mining statistics on every `statistics_freq`-th
             training step (default 1: every step). They cost a few `[B, B]` passes per
-            step, which BENCHMARKS.md measured at B = 256 at 0.3–1.5 % of a small CNN's
-            training step under XLA, 2–4 % in TensorFlow graphs without it and 5–7 % on
-            eager PyTorch; a larger value skips them on the other steps (for a network
-            whose step is small beside the `[B, B]` matrix).
+            step, which BENCHMARKS.md measured at B = 256 (16 × 16) at 0.3–1.5 % of a
+            small CNN's training step under XLA and 2–4 % in TensorFlow graphs without
+            it and on eager PyTorch for semi-hard and batch-all mining, whose search
+            they share; with batch-hard mining, whose loss searches nothing, they pay
+            the search alone (4–8 % on eager PyTorch and in TensorFlow graphs without
+            XLA). A larger value skips them on the other steps, search included (for
+            a network whose step is small beside the `[B, B]` matrix).
         name, dtype, trainable: as for any Keras model.
 
     Example:

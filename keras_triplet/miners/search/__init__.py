@@ -17,7 +17,8 @@ Reading order:
 2. `anchor_negatives.py`: `AnchorNegatives`, what both searches share (the masks, each
    anchor's number of negatives, the query layout, `count_within` computed once).
 3. `direct_negatives.py`: `DirectNegatives`, each anchor's few positives compared, one
-   at a time, with all its negatives: M passes over `[B, R]`; no sort.
+   at a time, with all its negatives: M passes over `[B, R]`; no sort (or, in steps that
+   are not fused, for small batches, all M at once: `[B, M, R]`, capped).
 4. `sorted_negatives.py`: `SortedNegatives`, each anchor's negatives sorted once and
    binary-searched: O(B·R log R) time, O(B·R) memory, any labels.
 

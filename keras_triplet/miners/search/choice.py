@@ -6,7 +6,7 @@ from keras import ops
 
 from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS
 from keras_triplet._validation import check_choice
-from keras_triplet.miners.search.direct_negatives import DirectNegatives
+from keras_triplet.miners.search.direct_negatives import DirectNegatives, broadcasts
 from keras_triplet.miners.search.sorted_negatives import SortedNegatives
 
 SEARCHES = ("auto", "direct", "sorted")
@@ -19,7 +19,7 @@ DIRECT_MAX_POSITIVES = 16
 DIRECT_WIDTHS = (4, DIRECT_MAX_POSITIVES)
 
 
-def with_negatives(distances, negative_mask, positive_mask, fn, search="auto"):
+def with_negatives(distances, negative_mask, positive_mask, fn, search="auto", *, fused=None):
     """`fn(negatives)` with a `DirectNegatives` or a `SortedNegatives` of this matrix.
 
     Args:
@@ -37,6 +37,12 @@ def with_negatives(distances, negative_mask, positive_mask, fn, search="auto"):
             `DIRECT_MAX_POSITIVES + 1` still takes the sorted search. Both searches give
             the same numbers (up to float rounding of sums); `"direct"` and `"sorted"` are
             for benchmarks and tests.
+        fused: whether the caller's step fuses chains of elementwise operations (XLA:
+            TensorFlow `jit_compile=True`, JAX); None (default): whether the backend
+            does (`_backend.FUSES_BROADCAST_COMPARISONS`: not eager PyTorch). Where they
+            do not fuse, a small direct search compares all its columns at once
+            (`DirectNegatives(broadcast=True)`, up to `BROADCAST_ENTRIES`), and eagerly
+            that search is taken for any M up to the cap.
 
     Eagerly the choice is made in Python from the data (and M sized by it); in a
     compiled function it is nested `ops.cond`s on the data (one per width of
@@ -60,8 +66,10 @@ def with_negatives(distances, negative_mask, positive_mask, fn, search="auto"):
     def sorted_search():
         return fn(SortedNegatives(distances, negative_mask, positive_mask))
 
+    op_by_op = not (FUSES_BROADCAST_COMPARISONS if fused is None else fused)
+
     def direct_search(width):
-        return fn(DirectNegatives(distances, negative_mask, positive_mask, width))
+        return fn(DirectNegatives(distances, negative_mask, positive_mask, width, broadcast=op_by_op))
 
     rows, width = distances.shape[0], distances.shape[1]
     if width == 0 or search == "sorted":
@@ -72,7 +80,8 @@ def with_negatives(distances, negative_mask, positive_mask, fn, search="auto"):
     eager = _python_int(most)
     if eager is not None:  # decide on the data, M sized by it
         m = max(eager, 1)
-        if capped and (m > cap or not _direct_pays_eagerly(m, width)):
+        at_once = op_by_op and broadcasts(distances.shape, m)
+        if capped and (m > cap or not (at_once or _direct_pays_eagerly(m, width))):
             return sorted_search()
         return direct_search(m)
     choice = sorted_search
@@ -90,7 +99,8 @@ def _direct_pays_eagerly(m, references):
     whatever `m`. Measured on eager PyTorch (semi-hard and batch-all, forward + backward):
     at M = 3 the direct search is faster for R = 256 to 4096; at M = 7 the sorted one is
     faster for R = 256, the direct one for R = 1024; at M = 15 the sorted one for
-    R = 256 to 4096. Backends that fuse the passes keep the direct search."""
+    R = 256 to 4096. Backends that fuse the passes keep the direct search; so do small
+    batches that compare their columns at once (`with_negatives`), asked before this."""
     if FUSES_BROADCAST_COMPARISONS or references is None:
         return True
     return m <= max(3.0, math.log2(max(references, 1)) - 3.0)

@@ -12,13 +12,26 @@ Comparisons are made with gradients stopped (selections are piecewise constant i
 distances); the selected distances get their gradient from hand-written backward passes
 (`keras.ops.custom_gradient`) that compare again instead of keeping masks. `choice.py`
 caps M.
+
+Steps that run op by op (eager PyTorch, TensorFlow graphs without XLA) pay for the loop's
+M passes of a few small operations each, one dispatched at a time. For them, and for
+small batches only, the search compares all M columns at once (`broadcast=True`): one
+`[B, M, R]` comparison per question, capped at `_backend.BROADCAST_ENTRIES` entries (16 MB
+of float32 on TensorFlow, B ≤ 512 at M = 16; 1 MB on PyTorch, B = 256 at M ≤ 4), so that
+nothing grows as B×B×B; larger batches keep the loop.
 """
 
 import functools
 
 from keras import ops
 
-from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS, INDEX_DTYPE, fori_loop, take_along_rows
+from keras_triplet._backend import (
+    BROADCAST_ENTRIES,
+    FUSES_BROADCAST_COMPARISONS,
+    INDEX_DTYPE,
+    fori_loop,
+    take_along_rows,
+)
 from keras_triplet.distances import _upstream
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 
@@ -30,6 +43,10 @@ class DirectNegatives(AnchorNegatives):
         distances: `[B, R]`; negative_mask, positive_mask: `[B, R]` booleans.
         width: `M`, at least the largest number of positives of an anchor (positives
             beyond it are dropped: `with_negatives` checks this).
+        broadcast: whether to compare all `M` columns at once (`[B, M, R]` arrays) where
+            the shapes are static and `B·M·R ≤ BROADCAST_ENTRIES`; the loop otherwise.
+            For steps that run op by op: the same comparisons, so the same selections
+            (sums up to float rounding), with counts as float32 (exact below 2^24).
 
     Builds on `AnchorNegatives`. The positives are compacted to `[B, M]` with one `top_k`
     of the mask; each question compares the thresholds of one column `m` at a time with
@@ -49,7 +66,7 @@ class DirectNegatives(AnchorNegatives):
     [1, 1, 2, 2]
     """
 
-    def __init__(self, distances, negative_mask, positive_mask, width):
+    def __init__(self, distances, negative_mask, positive_mask, width, broadcast=False):
         super().__init__(distances, negative_mask, positive_mask)
         # top_k of a 0/1 mask: the positive columns first (k ≥ each row's count).
         scores = ops.cast(positive_mask, "float32")
@@ -69,8 +86,13 @@ class DirectNegatives(AnchorNegatives):
         self._thresholds = ops.stop_gradient(self.query_distances)
         # Non-negatives at +inf: never below a (finite) threshold, never the closest.
         self._negatives = ops.where(negative_mask, ops.stop_gradient(distances), float("inf"))
+        # `[B, 1, R]`, to compare with `[B, M, 1]` thresholds, or None: the column loop.
+        self._across = ops.expand_dims(self._negatives, 1) if broadcasts(distances.shape, width, broadcast) else None
 
     def _count_below(self, thresholds, inclusive):
+        if self._across is not None:
+            top = ops.expand_dims(thresholds, 2)
+            return ops.sum(_at_most(self._across, top) if inclusive else _below(self._across, top), axis=2)
         step = _count_at_most if inclusive else _count_below
         init = ops.zeros(ops.shape(thresholds), INDEX_DTYPE)
         return _column_loop(step, self._width, init, self._negatives, thresholds)
@@ -84,8 +106,11 @@ class DirectNegatives(AnchorNegatives):
         bound when `start_offset` is None). Per column, one `[B, R]` band mask gives the
         count and the sum; the sum's gradient compares again (`_band_sums`)."""
         stop = self._shifted(stop_offset)
-        start = ops.full(ops.shape(stop), -_INF) if start_offset is None else self._shifted(start_offset)
-        count, total = _BAND_SUMS[bool(stop_inclusive)](self.distances, self._negatives, stop, start)
+        if self._across is not None:
+            count, total = self._band_at_once(stop, stop_inclusive, start_offset)
+        else:
+            start = ops.full(ops.shape(stop), -_INF) if start_offset is None else self._shifted(start_offset)
+            count, total = _BAND_SUMS[bool(stop_inclusive)](self.distances, self._negatives, stop, start)
         if start_offset is None:  # the same count as `count_within`'s: share it
             self._counts.setdefault((float(stop_offset), bool(stop_inclusive)), count)
         return count, total
@@ -98,6 +123,8 @@ class DirectNegatives(AnchorNegatives):
         Minima, not argmins (XLA reduces a minimum in vectorised passes, an argmin one
         pair at a time), with gradients stopped; `_picked` gives them their gradient. On
         an exact tie the gradient is shared among the tied negatives."""
+        if self._across is not None:
+            return self._closest_beyond_at_once(or_farthest)
         init = ops.zeros(ops.shape(self._thresholds), self._negatives.dtype)
         closest = _column_loop(_closest_beyond, self._width, init, self._negatives, self._thresholds)
         found = closest < _INF
@@ -105,6 +132,73 @@ class DirectNegatives(AnchorNegatives):
             farthest = ops.max(ops.where(self.negative_mask, self._negatives, -_INF), axis=1)
             closest = ops.where(found, closest, ops.expand_dims(farthest, 1))
         return _differentiable(_picked, _picked_by_autodiff, self.distances, self._negatives, closest), found
+
+    def _band_at_once(self, stop, stop_inclusive, start_offset):
+        """`band` by one `[B, M, R]` 0/1 mask: its count, and the sum of the distances in
+        it (autodiff: the gradient is the mask times the upstream, summed over M)."""
+        stop = ops.expand_dims(stop, 2)
+        inside = _at_most(self._across, stop) if stop_inclusive else _below(self._across, stop)
+        if start_offset is not None:
+            inside = inside * _below(ops.expand_dims(self._shifted(start_offset), 2), self._across)
+        total = ops.sum(inside * ops.expand_dims(self.distances, 1), axis=2)
+        return ops.sum(inside, axis=2), total
+
+    def _closest_beyond_at_once(self, or_farthest):
+        """`closest_beyond` by one `[B, M, R]` masked minimum: each negative not beyond the
+        threshold is pushed to at least `_BIG` (the largest float32) before the minimum,
+        so a pick below `_BIG` is a negative beyond it. Its gradient goes to the
+        negatives equal to the pick, shared on ties, as `_picked`'s: the pick plus an
+        exactly-zero mean of `d − d` over the tied negatives (whose gradient is 1)."""
+        thresholds = ops.expand_dims(self._thresholds, 2)
+        not_beyond = 1.0 - _below(thresholds, self._across)
+        closest = ops.min(self._across + not_beyond * _BIG, axis=2)
+        found = closest < _BIG
+        closest = ops.where(found, closest, _INF)
+        if or_farthest:
+            farthest = ops.max(ops.where(self.negative_mask, self._negatives, -_INF), axis=1)
+            closest = ops.where(found, closest, ops.expand_dims(farthest, 1))
+        # ±inf (no such negative) reads as 0, without gradient: compared as -inf, which
+        # no negative (finite, or +inf outside the negatives) equals.
+        finite = ops.abs(closest) < _INF
+        tied = _equal(self._across, ops.expand_dims(ops.where(finite, closest, -_INF), 2))
+        zero = ops.expand_dims(self.distances - ops.stop_gradient(self.distances), 1)
+        ties = ops.maximum(ops.sum(tied, axis=2), 1.0)
+        picked = ops.where(finite, closest, 0.0) + ops.sum(tied * zero, axis=2) / ties
+        return picked, found
+
+
+# The largest float32: a negative not beyond its threshold becomes at least this.
+_BIG = 3.4028234663852886e38
+
+
+def broadcasts(shape, width, broadcast=True):
+    """Whether a search of a `shape` (`[B, R]`) matrix at `width` compares its columns
+    at once: asked for, static shapes, and at most `BROADCAST_ENTRIES` entries."""
+    rows, references = shape
+    return bool(broadcast) and rows is not None and references is not None and rows * width * references <= BROADCAST_ENTRIES
+
+
+# The `[B, M, R]` comparisons as 0/1 floats from the sign of a difference: exact (the
+# difference of two distinct finite floats is never 0 and has their order's sign; +inf,
+# the non-negatives, compares as itself; only under flush-to-zero, as TensorFlow runs,
+# could two distances both below ~1e-31 compare equal), and on eager PyTorch a few
+# vectorised float passes where a comparison's boolean array and its cast cost several
+# times more. A NaN distance gives NaN (not "no") there: the loss is NaN anyway.
+
+
+def _below(x, y):
+    """`x < y` as 0/1."""
+    return ops.relu(ops.sign(y - x))
+
+
+def _at_most(x, y):
+    """`x ≤ y` as 0/1."""
+    return 1.0 - ops.relu(ops.sign(x - y))
+
+
+def _equal(x, y):
+    """`x == y` as 0/1 (for `y` finite or −inf)."""
+    return 1.0 - ops.abs(ops.sign(x - y))
 
 
 _INF = float("inf")
