@@ -87,7 +87,9 @@ class DirectNegatives(AnchorNegatives):
         # Non-negatives at +inf: never below a (finite) threshold, never the closest.
         self._negatives = ops.where(negative_mask, ops.stop_gradient(distances), float("inf"))
         # `[B, 1, R]`, to compare with `[B, M, 1]` thresholds, or None: the column loop.
-        self._across = ops.expand_dims(self._negatives, 1) if broadcasts(distances.shape, width, broadcast) else None
+        self._across = (
+            ops.expand_dims(self._negatives, 1) if broadcasts(distances.shape, width, broadcast) else None
+        )
 
     def _count_below(self, thresholds, inclusive):
         if self._across is not None:
@@ -175,7 +177,12 @@ def broadcasts(shape, width, broadcast=True):
     """Whether a search of a `shape` (`[B, R]`) matrix at `width` compares its columns
     at once: asked for, static shapes, and at most `BROADCAST_ENTRIES` entries."""
     rows, references = shape
-    return bool(broadcast) and rows is not None and references is not None and rows * width * references <= BROADCAST_ENTRIES
+    return (
+        bool(broadcast)
+        and rows is not None
+        and references is not None
+        and rows * width * references <= BROADCAST_ENTRIES
+    )
 
 
 # The `[B, M, R]` comparisons as 0/1 floats from the sign of a difference: exact (the
