@@ -296,6 +296,22 @@ def test_statistics_freq_computes_them_every_n_steps(jit_compile):
     config = model.get_config()
     assert config["statistics_freq"] == 3
     assert TripletModel.from_config(config).statistics_freq == 3
+    # "auto" (the default): every step where XLA compiles the step, every 10th op by op.
+    model, auto = batch_logs("auto")
+    assert (
+        model.statistics_freq == "auto"
+        and TripletModel.from_config(model.get_config()).statistics_freq == "auto"
+    )
+    want = (
+        every
+        if model.jit_compile
+        else [
+            dict(e, **{k: every[0][k] for k in every[0] if k.endswith(("_fraction", "_distance"))})
+            for e in every
+        ]
+    )
+    for name in ("loss", "active_fraction", "hard_fraction", "positive_distance", "negative_distance"):
+        np.testing.assert_allclose([s[name] for s in auto], [w[name] for w in want], rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.skipif(BACKEND == "torch", reason="jit_compile=True is for TensorFlow (XLA) and JAX")

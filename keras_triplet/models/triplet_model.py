@@ -22,6 +22,8 @@ from keras_triplet.models import memory as memory_module
 from keras_triplet.models.similarity import SimilarityMixin
 from keras_triplet.models.step import RECALL_NAME, STATISTICS
 
+# `statistics_freq="auto"` on steps that run op by op: the statistics of every 10th step.
+UNFUSED_STATISTICS_FREQ = 10
 _FIT_SIGNATURE = inspect.signature(keras.Model.fit)
 _EVALUATE_SIGNATURE = inspect.signature(keras.Model.evaluate)
 
@@ -51,8 +53,10 @@ class TripletModel(SimilarityMixin, keras.Model):
     `statistics_freq=N` the statistics over triplets and pairs (all but `embedding_norm`)
     are computed in training on every N-th step of each epoch only (its first step
     included): between those steps the logs and the progress bar keep the last mean, and
-    an epoch's value is the mean over the steps that computed them. `evaluate` computes
-    them on every batch.
+    an epoch's value is the mean over the steps that computed them. The default, `"auto"`,
+    computes them every step where XLA compiles the step (JAX, TensorFlow's default) and
+    every 10th step where it runs op by op (eager PyTorch). `evaluate` computes them on
+    every batch.
 
     With any other loss the model falls back to Keras' usual loss computation (the
     targets `y` are then compared with the embeddings by that loss).
@@ -84,14 +88,18 @@ class TripletModel(SimilarityMixin, keras.Model):
             did; cheaper under `tf.distribute`) and averages the slices' losses. The
             same on one device. See `keras_triplet/models/distributed.py`.
         statistics_freq: compute the mining statistics on every `statistics_freq`-th
-            training step (default 1: every step). They cost a few `[B, B]` passes per
-            step, which BENCHMARKS.md measured at B = 256 (16 × 16) at 0.3–1.5 % of a
-            small CNN's training step under XLA and 2–4 % in TensorFlow graphs without
-            it and on eager PyTorch for semi-hard and batch-all mining, whose search
-            they share; with batch-hard mining, whose loss searches nothing, they pay
-            the search alone (4–8 % on eager PyTorch and in TensorFlow graphs without
-            XLA). A larger value skips them on the other steps, search included (for
-            a network whose step is small beside the `[B, B]` matrix).
+            training step; `"auto"` (default): every step where the step is compiled
+            with XLA (TensorFlow's `jit_compile=True`, what `"auto"` picks there; JAX),
+            every `UNFUSED_STATISTICS_FREQ` (10) steps where it runs op by op (eager
+            PyTorch, TensorFlow graphs without XLA, `run_eagerly`). They cost a few
+            `[B, B]` passes per step, which BENCHMARKS.md measured at B = 256 (16 × 16)
+            at 0.3–1.5 % of a small CNN's training step under XLA, but 2–4 % in
+            TensorFlow graphs without it and on eager PyTorch for semi-hard and
+            batch-all mining, whose search they share, and 4–8 % with batch-hard mining,
+            whose loss searches nothing: over the 5 % that mining may add to a step.
+            `1` computes them every step anywhere; a larger value skips them on the
+            other steps, search included (for a network whose step is small beside the
+            `[B, B]` matrix).
         name, dtype, trainable: as for any Keras model.
 
     Example:
@@ -118,7 +126,7 @@ class TripletModel(SimilarityMixin, keras.Model):
         normalize=True,
         memory_size=0,
         mining="global",
-        statistics_freq=1,
+        statistics_freq="auto",
         **kwargs,
     ):
         if outputs is not None:
@@ -152,21 +160,21 @@ class TripletModel(SimilarityMixin, keras.Model):
                 f"memory_size must be >= 0 (0 disables the cross-batch memory); got {memory_size}."
             )
         distributed.check_mining(mining)
-        if (
+        if statistics_freq != "auto" and (
             not isinstance(statistics_freq, (int, np.integer))
             or isinstance(statistics_freq, bool)
             or statistics_freq < 1
         ):
             raise ValueError(
-                "statistics_freq must be an integer >= 1 (1 computes the mining statistics "
-                f"on every training step); got {statistics_freq!r}."
+                "statistics_freq must be 'auto' or an integer >= 1 (1 computes the mining "
+                f"statistics on every training step); got {statistics_freq!r}."
             )
         super().__init__(**kwargs)
         self.embedder = embedder
         self.mining = mining
         self.normalize = bool(normalize)
         self.memory_size = memory_size
-        self.statistics_freq = int(statistics_freq)
+        self.statistics_freq = statistics_freq if statistics_freq == "auto" else int(statistics_freq)
         self.memory = (
             memory_module.CrossBatchMemory(memory_size, name="cross_batch_memory") if memory_size else None
         )
@@ -409,7 +417,7 @@ class TripletModel(SimilarityMixin, keras.Model):
             statistics=statistics,
             # XLA (TensorFlow's jit_compile=True, JAX) fuses the search's column loops;
             # op-by-op steps (eager PyTorch, TensorFlow graphs) count at once instead.
-            fused=bool(getattr(self, "jit_compile", False)),
+            fused=self._fused_step(),
         )
         extra = [ops.sum(ops.cast(value, "float32")) for value in self.losses]
         if extra:  # add_loss and regularisation losses
@@ -443,11 +451,20 @@ class TripletModel(SimilarityMixin, keras.Model):
         epoch from its first. The step's index in the epoch is the count of the
         `embedding_norm` tracker (updated once a step, reset with the metrics at each
         epoch): a metric variable, which Keras' JAX step carries in its state."""
-        if not training or self.statistics_freq == 1:
+        freq = self.statistics_freq
+        if freq == "auto":  # see __init__: every step only where XLA fuses the search
+            freq = 1 if self._fused_step() else UNFUSED_STATISTICS_FREQ
+        if not training or freq == 1:
             return True
         norm = self._statistic_trackers[STATISTICS.index("embedding_norm")]
         steps = ops.cast(ops.round(norm.count), "int32")
-        return ops.equal(ops.mod(steps, self.statistics_freq), 0)
+        return ops.equal(ops.mod(steps, freq), 0)
+
+    def _fused_step(self):
+        """Whether the training step is compiled with XLA (TensorFlow's `jit_compile`,
+        JAX), which fuses the search's passes; eager PyTorch and TensorFlow graphs
+        without XLA run it op by op."""
+        return bool(getattr(self, "jit_compile", False))
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Keras' compiled metrics, the loss and the statistics (recall@1 in evaluate only)."""
