@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS
 from keras_triplet._validation import check_choice
+from keras_triplet.miners.search.blocked_negatives import BlockedSortedNegatives, blocked
 from keras_triplet.miners.search.direct_negatives import DirectNegatives
 from keras_triplet.miners.search.sorted_negatives import SortedNegatives
 
@@ -58,7 +59,9 @@ def with_negatives(distances, negative_mask, positive_mask, fn, search="auto"):
     check_choice(search, SEARCHES, "negative search")
 
     def sorted_search():
-        return fn(SortedNegatives(distances, negative_mask, positive_mask))
+        # Static shapes beyond one block of rows, compiled: the sorted search by blocks.
+        search_class = BlockedSortedNegatives if blocked(distances) else SortedNegatives
+        return fn(search_class(distances, negative_mask, positive_mask))
 
     def direct_search(width):
         return fn(DirectNegatives(distances, negative_mask, positive_mask, width))
