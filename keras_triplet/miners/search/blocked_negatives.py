@@ -156,16 +156,50 @@ class BlockedSortedNegatives(AnchorNegatives):
         return self._by_blocks(answer, (self._stopped.dtype,), ops.stop_gradient(upstream), arrays=arrays)[0]
 
     def closest_beyond(self, or_farthest=False):
-        """`SortedNegatives.closest_beyond`, by blocks: the chosen negatives' columns, then
-        their distances gathered from those columns (differentiable)."""
+        """`SortedNegatives.closest_beyond`, by blocks; the gradient of each chosen
+        distance goes to the column it was read from (found again by blocks)."""
 
         def answer(found):
-            first_farther = found.count_within(0.0, inclusive=True)
-            n_negative = ops.expand_dims(found.count, 1)
-            beyond = first_farther < n_negative
-            index = ops.where(beyond, first_farther, n_negative - 1) if or_farthest else first_farther
-            last = ops.maximum(ops.shape(found.values)[1] - 1, 0)
-            return take_along_rows(found.order, ops.clip(ops.cast(index, INDEX_DTYPE), 0, last)), beyond
+            index, beyond = _closest_index(found, or_farthest)
+            return found.take(index), beyond
 
-        column, found = self._by_blocks(answer, (INDEX_DTYPE, "bool"))
-        return take_along_rows(self.distances, column), found
+        value, found = self._by_blocks(answer, (self._stopped.dtype, "bool"))
+        search = self
+
+        @ops.custom_gradient
+        def picked(distances, value, negative_mask, positive_mask, filler):
+            def grad(*args, upstream=None):
+                arrays = (ops.stop_gradient(distances), negative_mask, positive_mask, filler)
+                gradient = search._pick_gradient(_upstream(args, upstream), or_farthest, arrays)
+                return gradient, None, None, None, None
+
+            return ops.multiply(value, 1.0), grad
+
+        return picked(self.distances, value, self.negative_mask, self.positive_mask, self._filler), found
+
+    def _pick_gradient(self, upstream, or_farthest, arrays):
+        """`[B, R]`: per negative, the sum of `upstream` over the picks that read it."""
+        width = self._stopped.shape[1]
+
+        def answer(found, weights):
+            index, _ = _closest_index(found, or_farthest)
+            index = ops.clip(ops.cast(index, INDEX_DTYPE), 0, max(width - 1, 0))
+            # Positions past the row's negatives hold fillers: no gradient.
+            weights = ops.where(index < ops.expand_dims(found.count, 1), weights, 0.0)
+            column = take_along_rows(found.order, index)
+            rows = ops.shape(weights)[0]
+            flat = ops.expand_dims(ops.arange(rows, dtype=column.dtype) * width, 1) + column
+            summed = ops.scatter(ops.reshape(flat, (-1, 1)), ops.reshape(weights, (-1,)), (rows * width,))
+            return (ops.reshape(summed, (rows, width)),)
+
+        return self._by_blocks(answer, (self._stopped.dtype,), ops.stop_gradient(upstream), arrays=arrays)[0]
+
+
+def _closest_index(found, or_farthest):
+    """`(index, beyond)`, `[b, R]` each, of a `SortedNegatives` `found`: the sorted position
+    of `closest_beyond`'s answer, and whether a negative lies beyond the positive."""
+    first_farther = found.count_within(0.0, inclusive=True)
+    n_negative = ops.expand_dims(found.count, 1)
+    beyond = first_farther < n_negative
+    index = ops.where(beyond, first_farther, n_negative - 1) if or_farthest else first_farther
+    return index, beyond
