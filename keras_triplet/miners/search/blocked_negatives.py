@@ -71,7 +71,8 @@ class BlockedSortedNegatives(AnchorNegatives):
         `arrays`: the distances (gradients stopped), masks and filler to search, if not
         this object's."""
         rows, block = self._rows, self._block
-        shape = ops.shape(self._stopped)
+        # Static shapes only: a backward pass must not read the forward pass's tensors.
+        shape = tuple(self._stopped.shape)
         init = tuple(ops.zeros(shape, dtype) for dtype in outputs)
 
         def body(i, state):
