@@ -117,19 +117,15 @@ class BlockedSortedNegatives(AnchorNegatives):
         of the band sums `total` (`_band_gradient`)."""
         search = self
 
-        # Every array the backward pass reads is an argument: JAX's custom gradients
-        # cannot close over the arrays of a function being traced.
         @ops.custom_gradient
-        def band_sum(distances, total, negative_mask, positive_mask, filler):
+        def band_sum(distances, total, *arrays):
             def grad(*args, upstream=None):
-                arrays = (ops.stop_gradient(distances), negative_mask, positive_mask, filler)
-                return search._band_gradient(_upstream(args, upstream), bounds, arrays), None, None, None, None
+                gradient = search._band_gradient(_upstream(args, upstream), bounds, arrays)
+                return (gradient, None) + (None,) * len(arrays)
 
             return ops.multiply(total, 1.0), grad
 
-        return lambda distances, total: band_sum(
-            distances, total, self.negative_mask, self.positive_mask, self._filler
-        )
+        return lambda distances, total: band_sum(distances, total, *self._backward_arrays())
 
     def _band_gradient(self, upstream, bounds, arrays):
         """`[B, R]`: per negative, the sum of `upstream` over the bands that hold it."""
@@ -168,15 +164,21 @@ class BlockedSortedNegatives(AnchorNegatives):
         search = self
 
         @ops.custom_gradient
-        def picked(distances, value, negative_mask, positive_mask, filler):
+        def picked(distances, value, *arrays):
             def grad(*args, upstream=None):
-                arrays = (ops.stop_gradient(distances), negative_mask, positive_mask, filler)
                 gradient = search._pick_gradient(_upstream(args, upstream), or_farthest, arrays)
-                return gradient, None, None, None, None
+                return (gradient, None) + (None,) * len(arrays)
 
             return ops.multiply(value, 1.0), grad
 
-        return picked(self.distances, value, self.negative_mask, self.positive_mask, self._filler), found
+        return picked(self.distances, value, *self._backward_arrays()), found
+
+    def _backward_arrays(self):
+        """What a hand-written backward pass searches, as arguments of its custom gradient
+        (JAX's cannot close over the arrays of a function being traced), each made here:
+        a TensorFlow `tf.cond` branch's gradient cannot read the tensors its branch
+        captured from outside (the masks, made before the choice) directly."""
+        return (self._stopped, ops.stop_gradient(self.negative_mask), ops.stop_gradient(self.positive_mask), self._filler)
 
     def _pick_gradient(self, upstream, or_farthest, arrays):
         """`[B, R]`: per negative, the sum of `upstream` over the picks that read it."""
