@@ -58,25 +58,13 @@ def with_negatives(distances, negative_mask, positive_mask, fn, search="auto"):
     """
     check_choice(search, SEARCHES, "negative search")
 
-    import os
-    MODE = os.environ.get("M16_REMAT", "")
-
     def sorted_search():
         # Static shapes beyond one block of rows, compiled: the sorted search by blocks.
-        if blocked(distances):
-            f = lambda d, n, p: fn(BlockedSortedNegatives(d, n, p))
-            if "s" in MODE:
-                import keras
-                f = keras.remat(f)
-            return f(distances, negative_mask, positive_mask)
-        return fn(SortedNegatives(distances, negative_mask, positive_mask))
+        search_class = BlockedSortedNegatives if blocked(distances) else SortedNegatives
+        return fn(search_class(distances, negative_mask, positive_mask))
 
     def direct_search(width):
-        f = lambda d, n, p: fn(DirectNegatives(d, n, p, width))
-        if "d" in MODE and blocked(distances):
-            import keras
-            f = keras.remat(f)
-        return f(distances, negative_mask, positive_mask)
+        return fn(DirectNegatives(distances, negative_mask, positive_mask, width))
 
     rows, width = distances.shape[0], distances.shape[1]
     if width == 0 or search == "sorted":
