@@ -26,7 +26,13 @@ columns and keeps `SortedNegatives`.
 
 from keras import ops
 
-from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS, INDEX_DTYPE, fori_loop, scatter_rows, take_along_rows
+from keras_triplet._backend import (
+    FUSES_BROADCAST_COMPARISONS,
+    INDEX_DTYPE,
+    fori_loop,
+    scatter_rows,
+    take_along_rows,
+)
 from keras_triplet.distances import _upstream
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 from keras_triplet.miners.search.sorted_negatives import SortedNegatives
@@ -86,7 +92,9 @@ class BlockedSortedNegatives(AnchorNegatives):
             distances, negative, positive, filler = arrays[:4]
             found = SortedNegatives(rows_of(distances), rows_of(negative), rows_of(positive), filler=filler)
             answers = answer(found, *(rows_of(x) for x in arrays[4:]))
-            return tuple(ops.slice_update(o, corner, ops.cast(a, o.dtype)) for o, a in zip(out, answers)), arrays
+            return tuple(
+                ops.slice_update(o, corner, ops.cast(a, o.dtype)) for o, a in zip(out, answers)
+            ), arrays
 
         if arrays is None:
             arrays = (self._stopped, self.negative_mask, self.positive_mask, self._filler)
@@ -143,7 +151,9 @@ class BlockedSortedNegatives(AnchorNegatives):
             # a row one longer (stop may be R), then a prefix sum along the row.
             rows = ops.shape(weights)[0]
             base = ops.expand_dims(ops.arange(rows, dtype=INDEX_DTYPE) * (width + 1), 1)
-            index = ops.concatenate([ops.reshape(base + start, (-1,)), ops.reshape(base + stop, (-1,))], axis=0)
+            index = ops.concatenate(
+                [ops.reshape(base + start, (-1,)), ops.reshape(base + stop, (-1,))], axis=0
+            )
             delta = ops.concatenate([ops.reshape(weights, (-1,)), -ops.reshape(weights, (-1,))], axis=0)
             steps = ops.scatter(ops.expand_dims(index, 1), delta, (rows * (width + 1),))
             sorted_gradient = ops.cumsum(ops.reshape(steps, (rows, width + 1)), axis=1)[:, :width]
@@ -178,7 +188,12 @@ class BlockedSortedNegatives(AnchorNegatives):
         (JAX's cannot close over the arrays of a function being traced), each made here:
         a TensorFlow `tf.cond` branch's gradient cannot read the tensors its branch
         captured from outside (the masks, made before the choice) directly."""
-        return (self._stopped, ops.stop_gradient(self.negative_mask), ops.stop_gradient(self.positive_mask), self._filler)
+        return (
+            self._stopped,
+            ops.stop_gradient(self.negative_mask),
+            ops.stop_gradient(self.positive_mask),
+            self._filler,
+        )
 
     def _pick_gradient(self, upstream, or_farthest, arrays):
         """`[B, R]`: per negative, the sum of `upstream` over the picks that read it."""

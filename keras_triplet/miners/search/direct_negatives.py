@@ -85,7 +85,9 @@ class DirectNegatives(AnchorNegatives):
         count and the sum; the sum's gradient compares again (`_band_sums`)."""
         stop = self._shifted(stop_offset)
         start = ops.full(ops.shape(stop), -_INF) if start_offset is None else self._shifted(start_offset)
-        count, total = _BAND_SUMS[bool(stop_inclusive)](self.distances, self._negatives, self._backward_arrays(), stop, start)
+        count, total = _BAND_SUMS[bool(stop_inclusive)](
+            self.distances, self._negatives, self._backward_arrays(), stop, start
+        )
         if start_offset is None:  # the same count as `count_within`'s: share it
             self._counts.setdefault((float(stop_offset), bool(stop_inclusive)), count)
         return count, total
@@ -111,7 +113,9 @@ class DirectNegatives(AnchorNegatives):
         if or_farthest:
             farthest = ops.max(ops.where(self.negative_mask, self._negatives, -_INF), axis=1)
             closest = ops.where(found, closest, ops.expand_dims(farthest, 1))
-        return _differentiable(_picked, _picked_by_autodiff, self.distances, *self._backward_arrays(), closest), found
+        return _differentiable(
+            _picked, _picked_by_autodiff, self.distances, *self._backward_arrays(), closest
+        ), found
 
 
 _INF = float("inf")
