@@ -31,7 +31,8 @@ def with_negatives(distances, negative_mask, positive_mask, fn, search="auto"):
         search: `"auto"` (default): the direct search where every anchor has at most
             `DIRECT_MAX_POSITIVES` positives (compiled: at the narrowest of
             `DIRECT_WIDTHS` that holds them; its cost grows with M, its memory does not);
-            the sorted search otherwise.
+            the sorted search otherwise (by blocks of rows, `BlockedSortedNegatives`,
+            for a compiled step's static matrix larger than one block).
             `"sorted"`: always the sorted search. `"direct"`: the direct search whenever it
             is exact, without the cap on M: eagerly always (M sized by the data); in a
             compiled function, where M must be static, a class larger than
