@@ -56,6 +56,18 @@ class BlockedSortedNegatives(AnchorNegatives):
     Args:
         distances: `[B, R]` with static shape; negative_mask, positive_mask: `[B, R]`
             booleans.
+
+    Example (one block here; `with_negatives` builds it for matrices larger than one):
+
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> from keras_triplet.miners import pair_masks
+    >>> d = ops.convert_to_tensor(np.array(
+    ...     [[0, 1, 2, 4], [1, 0, 3, 1], [2, 3, 0, 5], [4, 1, 5, 0]], "float32"))
+    >>> positive, negative = pair_masks(ops.convert_to_tensor(np.array([0, 0, 1, 1])))
+    >>> count, total = BlockedSortedNegatives(d, negative, positive).band(2.0)
+    >>> ops.convert_to_numpy(count)[ops.convert_to_numpy(positive)].tolist()  # below d(a, p) + 2
+    [1, 1, 2, 2]
     """
 
     def __init__(self, distances, negative_mask, positive_mask):
