@@ -249,3 +249,76 @@ def test_automatic_choice_follows_the_backend():
     assert kind == "DirectNegatives"
     sorted_kind = with_negatives(dt, negative, positive, lambda found: type(found).__name__, search="sorted")
     assert sorted_kind == "SortedNegatives"
+
+
+# --- Sorted search in row blocks (compiled static shapes, large batches) ---------------
+
+
+def _compiled_value_and_grad(fn, x):
+    """`fn(x)` (a scalar and a nest of tensors) and the scalar's gradient, compiled as a
+    training step would be (TensorFlow's `tf.cond` gradients and JAX's custom gradients
+    under `jit` are what the blocks must survive); eager on PyTorch."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function(jit_compile=True)
+        def step(xt):
+            with tf.GradientTape() as tape:
+                tape.watch(xt)
+                value, aux = fn(xt)
+            return value, aux, tape.gradient(value, xt)
+
+        value, aux, grad = step(tf.convert_to_tensor(x))
+        return to_numpy(value), to_numpy(aux), to_numpy(grad)
+    if backend == "jax":
+        import jax
+
+        (value, aux), grad = jax.jit(jax.value_and_grad(fn, has_aux=True))(x)
+        return to_numpy(value), to_numpy(aux), to_numpy(grad)
+    aux = []
+    value, grad = value_and_grad(lambda e: aux.append(fn(e)[1]) or fn(e)[0], x)
+    return value, to_numpy(aux[0]), grad
+
+
+@pytest.mark.parametrize("name", ["semi-hard", "batch-all-semi-hard"])
+def test_sorted_blocks_change_nothing(name, monkeypatch):
+    """The sorted search by blocks of rows (`BlockedSortedNegatives`: compiled steps whose
+    `[B, R]` matrix exceeds `BLOCK_ENTRIES`), forced here with blocks of 5 rows (the last
+    one overlapping the one before) on every backend, in a compiled step whose choice's
+    `ops.cond` takes the sorted branch (a class larger than `DIRECT_MAX_POSITIVES + 1`),
+    with tied distances: the same loss (to float rounding of its sum), statistics and
+    gradient as the unblocked sorted search."""
+    from keras_triplet.miners.search import blocked_negatives
+
+    labels = np.concatenate([np.zeros(search.DIRECT_MAX_POSITIVES + 3, int), np.arange(1, 6)])
+    x = make_batch(6, labels, dim=5).astype("float32")
+    # Ties: duplicated embeddings give equal distances across rows and columns.
+    x[1] = x[0]
+    x[len(labels) - 1] = x[2]
+    loss = LOSSES[name](0.5)
+    y = keras.ops.convert_to_tensor(labels.astype("int32"))
+
+    def step(e):
+        return loss_and_statistics(loss, y, loss.pairwise(e))
+
+    monkeypatch.setattr(blocked_negatives, "BLOCK_ENTRIES", 10**9)
+    want_value, want_stats, want_grad = _compiled_value_and_grad(step, x)
+    monkeypatch.setattr(blocked_negatives, "FUSES_BROADCAST_COMPARISONS", True)
+    monkeypatch.setattr(blocked_negatives, "BLOCK_ENTRIES", 5 * len(labels))
+    value, stats, grad = _compiled_value_and_grad(step, x)
+    assert float(value) == pytest.approx(float(want_value), rel=1e-6)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-7)
+    for key in want_stats:
+        assert float(stats[key]) == float(want_stats[key]), key
+
+
+def test_sorted_blocks_only_for_large_compiled_matrices():
+    """`blocked`: static shapes beyond `BLOCK_ENTRIES`, on backends that compile their
+    loops; eager PyTorch keeps the unblocked (compacting) sorted search."""
+    from keras_triplet.miners.search import blocked_negatives
+
+    small = keras.ops.zeros((8, 8))
+    assert not blocked_negatives.blocked(small)
+    large = keras.ops.zeros((2048, 2048))
+    assert blocked_negatives.blocked(large) == (keras.backend.backend() != "torch")

@@ -7,9 +7,16 @@ Re-Identification", 2017, page 4)."""
 import keras
 from keras import ops
 
+from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS, fori_loop
+from keras_triplet.losses import reductions
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
 from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_finite
-from keras_triplet.losses.reductions import by_row_blocks, loss_with_matrix_gradient, lowest, masked_softmax
+from keras_triplet.losses.reductions import (
+    by_row_blocks,
+    loss_with_matrix_gradient,
+    lowest,
+    masked_softmax,
+)
 from keras_triplet.miners.pair_miner import check_pair_miner
 
 
@@ -69,7 +76,7 @@ def lifted_structure_loss_from_distances(
         count = ops.maximum(ops.cast(ops.sum(positive), distances.dtype), 1.0)
         (row,) = by_row_blocks(lambda *blocks: row_logsumexp(*blocks)[:1], distances, negative)
         other_row = ops.expand_dims(ops.concatenate([row, ops.full((r - b,), floor, row.dtype)], axis=0), 0)
-        squares, to_anchor, to_other, hinge_or_softmax = by_row_blocks(
+        squares, to_anchor, to_other, hinge_or_softmax = _pooled_by_blocks(
             lambda *blocks: pooled_rows(*blocks, other_row, count), distances, positive, negative, row
         )
         # ½ [·]₊² summed: the ½ is taken after the sum (exact: halving commutes with rounding).
@@ -82,6 +89,44 @@ def lifted_structure_loss_from_distances(
         return ops.where(used, value, 0.0), gradient, ops.where(used, 1.0, 0.0)
 
     return loss_with_matrix_gradient(value_and_gradient, distances, positive, negative)
+
+
+def _pooled_by_blocks(fn, distances, positive, negative, row):
+    """`by_row_blocks(fn, ...)` for the pooled pass of `lifted_structure_loss_from_distances`
+    (`fn` returns `[b]`, `[b]`, `[1, R]` column sums and a `[b, R]` block), under XLA in a
+    loop over blocks of rows: the pass holds six `[B, R]` float32 arrays at once (the
+    pooled log-sums, the anchor's share, the hinge, the softmax recomputed, their
+    products), which XLA does not fuse away. A loop (not unrolled blocks, which XLA
+    schedules side by side) holds one block's. Blocks divide `B`, so that the column sums
+    count every row once."""
+    b, r = distances.shape[0], distances.shape[1]
+    static = isinstance(b, int) and isinstance(r, int)
+    entries = reductions.BLOCK_ENTRIES  # read at the call: tests lower it
+    if not (FUSES_BROADCAST_COMPARISONS and static) or b * r <= entries:
+        return by_row_blocks(fn, distances, positive, negative, row)
+    block = max(d for d in range(1, max(1, entries // r) + 1) if b % d == 0)
+    dtype = distances.dtype
+    init = (
+        ops.zeros((b,), dtype),
+        ops.zeros((b,), dtype),
+        ops.zeros((1, r), dtype),
+        ops.zeros((b, r), dtype),
+    )
+
+    def body(i, state):
+        (squares, to_anchor, to_other, gradient), arrays = state
+        start = i * block
+        corner = [start, ops.zeros_like(start)]
+        d, p, n = (ops.slice(x, corner, (block, r)) for x in arrays[:3])
+        part = fn(d, p, n, ops.slice(arrays[3], [start], (block,)))
+        return (
+            ops.slice_update(squares, [start], part[0]),
+            ops.slice_update(to_anchor, [start], part[1]),
+            to_other + part[2],
+            ops.slice_update(gradient, corner, part[3]),
+        ), arrays
+
+    return fori_loop(0, b // block, body, (init, (distances, positive, negative, row)))[0]
 
 
 def lifted_structure_loss(

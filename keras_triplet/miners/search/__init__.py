@@ -21,12 +21,16 @@ Reading order:
    are not fused, for small batches, all M at once: `[B, M, R]`, capped).
 4. `sorted_negatives.py`: `SortedNegatives`, each anchor's negatives sorted once and
    binary-searched: O(B·R log R) time, O(B·R) memory, any labels.
+5. `blocked_negatives.py`: `BlockedSortedNegatives`, the sorted search of a compiled
+   step's large static matrix by blocks of rows, its gradients written out by blocks too:
+   the choice's fallback in a few blocks' memory.
 
 Both answer with exact `<` / `≤` comparisons and give the same selections. Row gathers,
 sorts and compaction come from `keras_triplet._backend`.
 """
 
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
+from keras_triplet.miners.search.blocked_negatives import BlockedSortedNegatives
 from keras_triplet.miners.search.choice import (
     DIRECT_MAX_POSITIVES,
     DIRECT_WIDTHS,
@@ -40,6 +44,7 @@ __all__ = [
     "AnchorNegatives",
     "DirectNegatives",
     "SortedNegatives",
+    "BlockedSortedNegatives",
     "with_negatives",
     "SEARCHES",
     "DIRECT_MAX_POSITIVES",

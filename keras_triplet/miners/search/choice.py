@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS
 from keras_triplet._validation import check_choice
+from keras_triplet.miners.search.blocked_negatives import BlockedSortedNegatives, blocked
 from keras_triplet.miners.search.direct_negatives import DirectNegatives, broadcasts
 from keras_triplet.miners.search.sorted_negatives import SortedNegatives
 
@@ -30,7 +31,8 @@ def with_negatives(distances, negative_mask, positive_mask, fn, search="auto", *
         search: `"auto"` (default): the direct search where every anchor has at most
             `DIRECT_MAX_POSITIVES` positives (compiled: at the narrowest of
             `DIRECT_WIDTHS` that holds them; its cost grows with M, its memory does not);
-            the sorted search otherwise.
+            the sorted search otherwise (by blocks of rows, `BlockedSortedNegatives`,
+            for a compiled step's static matrix larger than one block).
             `"sorted"`: always the sorted search. `"direct"`: the direct search whenever it
             is exact, without the cap on M: eagerly always (M sized by the data); in a
             compiled function, where M must be static, a class larger than
@@ -64,7 +66,9 @@ def with_negatives(distances, negative_mask, positive_mask, fn, search="auto", *
     check_choice(search, SEARCHES, "negative search")
 
     def sorted_search():
-        return fn(SortedNegatives(distances, negative_mask, positive_mask))
+        # Static shapes beyond one block of rows, compiled: the sorted search by blocks.
+        search_class = BlockedSortedNegatives if blocked(distances) else SortedNegatives
+        return fn(search_class(distances, negative_mask, positive_mask))
 
     op_by_op = not (FUSES_BROADCAST_COMPARISONS if fused is None else fused)
 

@@ -112,10 +112,19 @@ class DirectNegatives(AnchorNegatives):
             count, total = self._band_at_once(stop, stop_inclusive, start_offset)
         else:
             start = ops.full(ops.shape(stop), -_INF) if start_offset is None else self._shifted(start_offset)
-            count, total = _BAND_SUMS[bool(stop_inclusive)](self.distances, self._negatives, stop, start)
+            count, total = _BAND_SUMS[bool(stop_inclusive)](
+                self.distances, self._negatives, self._backward_arrays(), stop, start
+            )
         if start_offset is None:  # the same count as `count_within`'s: share it
             self._counts.setdefault((float(stop_offset), bool(stop_inclusive)), count)
         return count, total
+
+    def _backward_arrays(self):
+        """`(distances, negative_mask)` with gradients stopped, from which a hand-written
+        backward pass builds the `[B, R]` negatives again (`_negatives_of`), made here:
+        a TensorFlow `tf.cond` branch's gradient cannot read a tensor its branch captured
+        from outside (the distances and masks are made before the choice)."""
+        return ops.stop_gradient(self.distances), ops.stop_gradient(self.negative_mask)
 
     def closest_beyond(self, or_farthest=False):
         """`(distance, found)`, `[B, M]` each: the closest negative with `d(a, n) >
@@ -133,7 +142,9 @@ class DirectNegatives(AnchorNegatives):
         if or_farthest:
             farthest = ops.max(ops.where(self.negative_mask, self._negatives, -_INF), axis=1)
             closest = ops.where(found, closest, ops.expand_dims(farthest, 1))
-        return _differentiable(_picked, _picked_by_autodiff, self.distances, self._negatives, closest), found
+        return _differentiable(
+            _picked, _picked_by_autodiff, self.distances, *self._backward_arrays(), closest
+        ), found
 
     def _band_at_once(self, stop, stop_inclusive, start_offset):
         """`band` by one `[B, M, R]` 0/1 mask: its count, and the sum of the distances in
@@ -325,8 +336,17 @@ def _zero_with_gradient(distances, mask):
     return ops.sum(ops.where(mask, distances - ops.stop_gradient(distances), 0.0), axis=1)
 
 
-def _picked_by_autodiff(distances, negatives, targets):
+def _negatives_of(stopped, negative_mask):
+    """`[B, R]`: the distances (gradients stopped) at the negatives, +inf elsewhere. The
+    hand-written backward passes build it again from the mask rather than keep it: a
+    compiled step would otherwise hold it from the forward pass to the backward one (in
+    the choice's `ops.cond`, beside the other branches' kept arrays)."""
+    return ops.where(negative_mask, stopped, _INF)
+
+
+def _picked_by_autodiff(distances, stopped, negative_mask, targets):
     """`_picked` by autodiff (it keeps a `[B, R]` mask per column)."""
+    negatives = _negatives_of(stopped, negative_mask)
     finite = ops.where(ops.abs(targets) < _INF, targets, 0.0)
     shares = []
     for m in range(targets.shape[1]):
@@ -337,19 +357,21 @@ def _picked_by_autodiff(distances, negatives, targets):
 
 
 @ops.custom_gradient
-def _picked(distances, negatives, targets):
+def _picked(distances, stopped, negative_mask, targets):
     """`targets` (`[B, M]`, each a negative distance of its row or ±inf), differentiable in
     `distances` as the entries they were read from: the gradient of `targets[a, m]` goes
     to the negatives of row `a` equal to it (shared on ties); ±inf reads as 0, without
     gradient. The backward pass compares again, one `[B, R]` pass per column: autodiff
     of a masked minimum would keep a `[B, R]` mask per column."""
     width = targets.shape[1]
+    negatives = _negatives_of(stopped, negative_mask)
     ties = _column_loop(_ties, width, ops.zeros(ops.shape(targets), distances.dtype), negatives, targets)
 
     def grad(*args, upstream=None):
         weights = _upstream(args, upstream) / ops.maximum(ties, 1.0)
         init = functools.partial(_zero_rows, distances)
-        return _column_loop(_share, width, init, negatives, targets, weights), None, None
+        negatives = _negatives_of(stopped, negative_mask)
+        return _column_loop(_share, width, init, negatives, targets, weights), None, None, None
 
     return ops.where(ops.abs(targets) < _INF, targets, 0.0), grad
 
@@ -372,15 +394,17 @@ def _band_functions(inclusive):
         return result + ops.where(inside(m, negatives, stop, start), _column(weights, m), 0.0)
 
     @ops.custom_gradient
-    def differentiable(distances, negatives, stop, start, total):
+    def differentiable(distances, stopped, negative_mask, stop, start, total):
         """`total`, the band sums of `distances`, with their gradient: the band masks
         again, not kept from the forward pass (O(B·R) memory for any M)."""
 
         def grad(*args, upstream=None):
             init = functools.partial(_zero_rows, distances)
             weights = _upstream(args, upstream)
+            negatives = _negatives_of(stopped, negative_mask)
             return (
                 _column_loop(share, stop.shape[1], init, negatives, stop, start, weights),
+                None,
                 None,
                 None,
                 None,
@@ -389,13 +413,14 @@ def _band_functions(inclusive):
 
         return ops.multiply(total, 1.0), grad
 
-    def by_autodiff(distances, negatives, stop, start, total):
+    def by_autodiff(distances, stopped, negative_mask, stop, start, total):
+        negatives = _negatives_of(stopped, negative_mask)
         zeros = [
             _zero_with_gradient(distances, inside(m, negatives, stop, start)) for m in range(stop.shape[1])
         ]
         return total + ops.stack(zeros, axis=1)
 
-    def band_sums(distances, negatives, stop, start):
+    def band_sums(distances, negatives, backward, stop, start):
         """`(count, sum)`, `[B, M]` each: per row `a` and column `m`, the negatives of
         `negatives` (`[B, R]`, +inf elsewhere) in `(start[a, m], stop[a, m])` (`]` at the
         top if inclusive), and the sum of their `distances` (differentiable)."""
@@ -403,7 +428,7 @@ def _band_functions(inclusive):
         init = (ops.zeros(ops.shape(stop), INDEX_DTYPE), ops.zeros(ops.shape(stop), distances.dtype))
         values = ops.stop_gradient(distances)
         count, total = _column_loop(count_and_sum, width, init, negatives, values, stop, start)
-        return count, _differentiable(differentiable, by_autodiff, distances, negatives, stop, start, total)
+        return count, _differentiable(differentiable, by_autodiff, distances, *backward, stop, start, total)
 
     return band_sums
 

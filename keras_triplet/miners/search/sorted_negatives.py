@@ -31,13 +31,17 @@ class SortedNegatives(AnchorNegatives):
     Attributes (beyond `AnchorNegatives`'):
         values: `[B, R]`; row `a` holds the distances to `a`'s negatives sorted ascending,
             then a large finite filler for the non-negative columns.
+        order: `[B, R]`; the column of `distances` each entry of `values` was read from.
     """
 
-    def __init__(self, distances, negative_mask, positive_mask):
+    def __init__(self, distances, negative_mask, positive_mask, filler=None):
         super().__init__(distances, negative_mask, positive_mask)
-        self._filler = filler = ops.max(ops.stop_gradient(distances)) + 1.0
+        if filler is None:  # `filler`: given by a search of the matrix's rows in blocks
+            filler = ops.max(ops.stop_gradient(distances)) + 1.0
+        self._filler = filler
         masked = ops.where(negative_mask, distances, filler)
-        self.values = take_along_rows(masked, argsort_rows(ops.stop_gradient(masked)))
+        self.order = argsort_rows(ops.stop_gradient(masked))
+        self.values = take_along_rows(masked, self.order)
         columns = compact_columns(positive_mask)
         if columns is not None:
             self._compact(columns)

@@ -1,0 +1,235 @@
+"""The sorted search in blocks of rows: compiled graphs' fallback in bounded memory.
+
+Every answer of a search for anchor `a` depends only on row `a` of the distances and of
+the masks, forward and backward. A compiled step (static shapes) cannot compact its
+query columns, so the sorted search's answers, its argsort, sorted values, prefix sums
+and binary-search state are all `[B, R]` arrays, and autodiff keeps some of them for
+the backward pass: at B = 4096 that branch of the choice's `ops.cond` needed more
+temporaries than the direct search it stands behind.
+
+`BlockedSortedNegatives` answers each question in a loop over blocks of rows
+(`BLOCK_ENTRIES` entries each): a block is sorted, searched and answered by a
+`SortedNegatives` of its rows, with gradients stopped, and its answers are written into
+the `[B, R]` query layout. Gradients are written out, per block too:
+
+* `closest_beyond`: the loop returns the original column of each chosen negative, and
+  the distance is gathered from that column (its gradient: a scatter to it);
+* `band`: the sum's gradient reaches a negative from every band that holds it. In sorted
+  order a band is the run of positions `[start, stop)`, so the gradient of the sorted
+  row is a prefix sum of `+w` at each `start` and `−w` at each `stop` (`w` the upstream
+  weight of the band), un-permuted by the argsort.
+
+The same comparisons and arithmetic as `SortedNegatives` (a block is one), so the same
+counts and sums. Compiled backends only (`blocked`): eager PyTorch compacts the query
+columns and keeps `SortedNegatives`.
+"""
+
+from keras import ops
+
+from keras_triplet._backend import (
+    FUSES_BROADCAST_COMPARISONS,
+    INDEX_DTYPE,
+    fori_loop,
+    scatter_rows,
+    take_along_rows,
+)
+from keras_triplet.distances import _upstream
+from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
+from keras_triplet.miners.search.sorted_negatives import SortedNegatives
+
+# Entries of a block of rows: 8 MB per float32 `[b, R]` array; a block's sort, search and
+# answers hold a few of them.
+BLOCK_ENTRIES = 2**21
+
+
+def blocked(distances):
+    """Whether the sorted search of this `[B, R]` matrix runs in blocks of rows: static
+    shapes larger than one block, on a backend that compiles (fuses) its loops."""
+    rows, columns = distances.shape[0], distances.shape[1]
+    static = isinstance(rows, int) and isinstance(columns, int)
+    return FUSES_BROADCAST_COMPARISONS and static and rows * columns > BLOCK_ENTRIES
+
+
+class BlockedSortedNegatives(AnchorNegatives):
+    """`SortedNegatives`' answers, computed in blocks of rows (see the module docstring).
+
+    Args:
+        distances: `[B, R]` with static shape; negative_mask, positive_mask: `[B, R]`
+            booleans.
+
+    Example (one block here; `with_negatives` builds it for matrices larger than one):
+
+    >>> import numpy as np
+    >>> from keras import ops
+    >>> from keras_triplet.miners import pair_masks
+    >>> d = ops.convert_to_tensor(np.array(
+    ...     [[0, 1, 2, 4], [1, 0, 3, 1], [2, 3, 0, 5], [4, 1, 5, 0]], "float32"))
+    >>> positive, negative = pair_masks(ops.convert_to_tensor(np.array([0, 0, 1, 1])))
+    >>> count, total = BlockedSortedNegatives(d, negative, positive).band(2.0)
+    >>> ops.convert_to_numpy(count)[ops.convert_to_numpy(positive)].tolist()  # below d(a, p) + 2
+    [1, 1, 2, 2]
+    """
+
+    def __init__(self, distances, negative_mask, positive_mask):
+        super().__init__(distances, negative_mask, positive_mask)
+        self._stopped = ops.stop_gradient(distances)
+        # One filler for every block: the sums then match the unblocked search's.
+        self._filler = ops.max(self._stopped) + 1.0
+        rows, width = distances.shape[0], distances.shape[1]
+        self._rows = rows
+        self._block = min(rows, max(1, BLOCK_ENTRIES // max(width, 1)))
+
+    def _by_blocks(self, answer, outputs, *extra, arrays=None):
+        """`answer(block, *extra_rows)`, a tuple of `[b, R]` arrays from a `SortedNegatives`
+        of a block of rows and the block's rows of `extra` (`[B, R]` arrays), run over every
+        block; returns the `[B, R]` arrays, of the dtypes `outputs`.
+
+        Blocks start at `min(i·b, B − b)`: the last one overlaps the one before when `b`
+        does not divide `B`, and writes the same answers for the rows they share.
+        `arrays`: the distances (gradients stopped), masks and filler to search, if not
+        this object's."""
+        rows, block = self._rows, self._block
+        # Static shapes only: a backward pass must not read the forward pass's tensors.
+        shape = tuple(self._stopped.shape)
+        init = tuple(ops.zeros(shape, dtype) for dtype in outputs)
+
+        def body(i, state):
+            out, arrays = state
+            start = ops.minimum(i * block, rows - block)
+            corner = [start, ops.zeros_like(start)]
+
+            def rows_of(x):
+                return ops.slice(x, corner, (block, ops.shape(x)[1]))
+
+            distances, negative, positive, filler = arrays[:4]
+            found = SortedNegatives(rows_of(distances), rows_of(negative), rows_of(positive), filler=filler)
+            answers = answer(found, *(rows_of(x) for x in arrays[4:]))
+            return tuple(
+                ops.slice_update(o, corner, ops.cast(a, o.dtype)) for o, a in zip(out, answers)
+            ), arrays
+
+        if arrays is None:
+            arrays = (self._stopped, self.negative_mask, self.positive_mask, self._filler)
+        arrays = tuple(arrays) + extra
+        blocks = -(-rows // block)
+        return fori_loop(0, blocks, body, (init, arrays))[0]
+
+    def _count_below(self, thresholds, inclusive):
+        def answer(found, thresholds):
+            return (found._count_below(thresholds, inclusive),)
+
+        return self._by_blocks(answer, (INDEX_DTYPE,), ops.stop_gradient(thresholds))[0]
+
+    def band(self, stop_offset, stop_inclusive=False, start_offset=None):
+        """`SortedNegatives.band`, by blocks; the sum's gradient by blocks too."""
+
+        def answer(found):
+            return found.band(stop_offset, stop_inclusive, start_offset)
+
+        count, total = self._by_blocks(answer, (INDEX_DTYPE, self._stopped.dtype))
+        if start_offset is None:  # the same count as `count_within`'s: share it
+            self._counts.setdefault((float(stop_offset), bool(stop_inclusive)), count)
+        bounds = (stop_offset, stop_inclusive, start_offset)
+        return count, self._differentiable_sum(bounds)(self.distances, total)
+
+    def _differentiable_sum(self, bounds):
+        """A function `(distances, total) -> total` whose gradient in `distances` is that
+        of the band sums `total` (`_band_gradient`)."""
+        search = self
+
+        @ops.custom_gradient
+        def band_sum(distances, total, *arrays):
+            def grad(*args, upstream=None):
+                gradient = search._band_gradient(_upstream(args, upstream), bounds, arrays)
+                return (gradient, None) + (None,) * len(arrays)
+
+            return ops.multiply(total, 1.0), grad
+
+        return lambda distances, total: band_sum(distances, total, *self._backward_arrays())
+
+    def _band_gradient(self, upstream, bounds, arrays):
+        """`[B, R]`: per negative, the sum of `upstream` over the bands that hold it."""
+        stop_offset, stop_inclusive, start_offset = bounds
+        width = self._stopped.shape[1]
+
+        def answer(found, weights):
+            stop = found.count_within(stop_offset, inclusive=stop_inclusive)
+            if start_offset is None:
+                start = ops.zeros_like(stop)
+            else:
+                start = found.count_within(start_offset, inclusive=True)
+                stop = ops.maximum(stop, start)
+            # Sorted positions [start, stop) each get `w`: +w at `start`, −w at `stop` in
+            # a row one longer (stop may be R), then a prefix sum along the row.
+            rows = ops.shape(weights)[0]
+            base = ops.expand_dims(ops.arange(rows, dtype=INDEX_DTYPE) * (width + 1), 1)
+            index = ops.concatenate(
+                [ops.reshape(base + start, (-1,)), ops.reshape(base + stop, (-1,))], axis=0
+            )
+            delta = ops.concatenate([ops.reshape(weights, (-1,)), -ops.reshape(weights, (-1,))], axis=0)
+            steps = ops.scatter(ops.expand_dims(index, 1), delta, (rows * (width + 1),))
+            sorted_gradient = ops.cumsum(ops.reshape(steps, (rows, width + 1)), axis=1)[:, :width]
+            # Positions past the row's negatives hold fillers; no band reaches them.
+            return (scatter_rows(sorted_gradient, found.order, width),)
+
+        return self._by_blocks(answer, (self._stopped.dtype,), ops.stop_gradient(upstream), arrays=arrays)[0]
+
+    def closest_beyond(self, or_farthest=False):
+        """`SortedNegatives.closest_beyond`, by blocks; the gradient of each chosen
+        distance goes to the column it was read from (found again by blocks)."""
+
+        def answer(found):
+            index, beyond = _closest_index(found, or_farthest)
+            return found.take(index), beyond
+
+        value, found = self._by_blocks(answer, (self._stopped.dtype, "bool"))
+        search = self
+
+        @ops.custom_gradient
+        def picked(distances, value, *arrays):
+            def grad(*args, upstream=None):
+                gradient = search._pick_gradient(_upstream(args, upstream), or_farthest, arrays)
+                return (gradient, None) + (None,) * len(arrays)
+
+            return ops.multiply(value, 1.0), grad
+
+        return picked(self.distances, value, *self._backward_arrays()), found
+
+    def _backward_arrays(self):
+        """What a hand-written backward pass searches, as arguments of its custom gradient
+        (JAX's cannot close over the arrays of a function being traced), each made here:
+        a TensorFlow `tf.cond` branch's gradient cannot read the tensors its branch
+        captured from outside (the masks, made before the choice) directly."""
+        return (
+            self._stopped,
+            ops.stop_gradient(self.negative_mask),
+            ops.stop_gradient(self.positive_mask),
+            self._filler,
+        )
+
+    def _pick_gradient(self, upstream, or_farthest, arrays):
+        """`[B, R]`: per negative, the sum of `upstream` over the picks that read it."""
+        width = self._stopped.shape[1]
+
+        def answer(found, weights):
+            index, _ = _closest_index(found, or_farthest)
+            index = ops.clip(ops.cast(index, INDEX_DTYPE), 0, max(width - 1, 0))
+            # Positions past the row's negatives hold fillers: no gradient.
+            weights = ops.where(index < ops.expand_dims(found.count, 1), weights, 0.0)
+            column = take_along_rows(found.order, index)
+            rows = ops.shape(weights)[0]
+            flat = ops.expand_dims(ops.arange(rows, dtype=column.dtype) * width, 1) + column
+            summed = ops.scatter(ops.reshape(flat, (-1, 1)), ops.reshape(weights, (-1,)), (rows * width,))
+            return (ops.reshape(summed, (rows, width)),)
+
+        return self._by_blocks(answer, (self._stopped.dtype,), ops.stop_gradient(upstream), arrays=arrays)[0]
+
+
+def _closest_index(found, or_farthest):
+    """`(index, beyond)`, `[b, R]` each, of a `SortedNegatives` `found`: the sorted position
+    of `closest_beyond`'s answer, and whether a negative lies beyond the positive."""
+    first_farther = found.count_within(0.0, inclusive=True)
+    n_negative = ops.expand_dims(found.count, 1)
+    beyond = first_farther < n_negative
+    index = ops.where(beyond, first_farther, n_negative - 1) if or_farthest else first_farther
+    return index, beyond
