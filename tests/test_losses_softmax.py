@@ -270,7 +270,7 @@ def test_row_blocks_give_the_whole_matrix_result(make, monkeypatch):
     x = make_batch(5, LABELS, dim=3)
     labels = ops.convert_to_tensor(LABELS)
     whole = value_and_grad(lambda e: make()(labels, e), x)
-    monkeypatch.setattr(reductions, "FUSES_BROADCAST_COMPARISONS", False)
+    monkeypatch.setattr(reductions, "FUSES_ELEMENTWISE_STEPS", False)
     monkeypatch.setattr(reductions, "BLOCK_ENTRIES", 3 * len(LABELS))
     blocks = value_and_grad(lambda e: make()(labels, e), x)
     assert float(blocks[0]) == pytest.approx(float(whole[0]), rel=1e-6)

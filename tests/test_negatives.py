@@ -151,7 +151,7 @@ def test_row_blocks_change_nothing(name, monkeypatch):
     y = keras.ops.convert_to_tensor(labels.astype("int32"))
     with forced_search("direct"):
         want = value_and_grad(lambda e: loss(y, e), x)
-        monkeypatch.setattr(direct_negatives, "FUSES_BROADCAST_COMPARISONS", False)
+        monkeypatch.setattr(direct_negatives, "FUSES_ELEMENTWISE_STEPS", False)
         monkeypatch.setattr(direct_negatives, "BLOCK_ENTRIES", 5 * len(labels))
         got = value_and_grad(lambda e: loss(y, e), x)
     assert float(got[0]) == float(want[0])
@@ -304,7 +304,7 @@ def test_sorted_blocks_change_nothing(name, monkeypatch):
 
     monkeypatch.setattr(blocked_negatives, "BLOCK_ENTRIES", 10**9)
     want_value, want_stats, want_grad = _compiled_value_and_grad(step, x)
-    monkeypatch.setattr(blocked_negatives, "FUSES_BROADCAST_COMPARISONS", True)
+    monkeypatch.setattr(blocked_negatives, "FUSES_ELEMENTWISE_STEPS", True)
     monkeypatch.setattr(blocked_negatives, "BLOCK_ENTRIES", 5 * len(labels))
     value, stats, grad = _compiled_value_and_grad(step, x)
     assert float(value) == pytest.approx(float(want_value), rel=1e-6)

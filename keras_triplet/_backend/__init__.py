@@ -50,11 +50,12 @@ Both row-primitive modules export:
   CosFace). On PyTorch a `torch.autograd.Function` with its gradient written out: through
   autograd, the scatter's and `nll_loss`'s gradients each cost a `[B, C]` copy or fill,
   a large share of the step at `[1024, 1000]`;
-* `FUSES_BROADCAST_COMPARISONS`: whether a chain of elementwise steps over `[B, R]` arrays
+* `FUSES_ELEMENTWISE_STEPS`: whether a chain of elementwise steps over `[B, R]` arrays
   and its reduction runs as a few fused passes (XLA, on TensorFlow and JAX) rather than
-  materialising each step's array (eager PyTorch). `losses.reductions.by_row_blocks` asks
-  it: where steps do not fuse, the pair and log-sum-exp losses run in row blocks, so that
-  the peak holds a few blocks and not a few `[B, R]` arrays;
+  materialising each step's array (eager PyTorch). Where steps do not fuse, the pair and
+  log-sum-exp losses (`losses.reductions.by_row_blocks`) and the direct search's column
+  passes run in row blocks, so that the peak holds a few blocks and not a few `[B, R]`
+  arrays, and `miners.search.with_negatives` weighs its searches by their passes;
 * `BROADCAST_ENTRIES`: the largest `B·M·R` for which a direct search in a step that does
   not fuse compares all its `M` columns at once (`miners.search.DirectNegatives`): smaller
   on PyTorch, where each large array costs page faults.
@@ -72,7 +73,7 @@ else:
 if keras.backend.backend() == "torch":
     from keras_triplet._backend._torch import (
         BROADCAST_ENTRIES,
-        FUSES_BROADCAST_COMPARISONS,
+        FUSES_ELEMENTWISE_STEPS,
         INDEX_DTYPE,
         argsort_rows,
         compact_columns,
@@ -86,7 +87,7 @@ if keras.backend.backend() == "torch":
 else:
     from keras_triplet._backend._generic import (
         BROADCAST_ENTRIES,
-        FUSES_BROADCAST_COMPARISONS,
+        FUSES_ELEMENTWISE_STEPS,
         INDEX_DTYPE,
         argsort_rows,
         compact_columns,
@@ -100,7 +101,7 @@ else:
 
 __all__ = [
     "BROADCAST_ENTRIES",
-    "FUSES_BROADCAST_COMPARISONS",
+    "FUSES_ELEMENTWISE_STEPS",
     "INDEX_DTYPE",
     "argsort_rows",
     "compact_columns",

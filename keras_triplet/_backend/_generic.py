@@ -5,7 +5,7 @@ from keras import ops
 INDEX_DTYPE = "int32"
 
 # XLA fuses elementwise steps and their reduction: row blocks would only cut its fusions apart.
-FUSES_BROADCAST_COMPARISONS = True
+FUSES_ELEMENTWISE_STEPS = True
 # The largest `[B, M, R]` a direct search compares at once in a step XLA does not compile
 # (a TensorFlow graph without XLA: `miners.search.DirectNegatives(broadcast=True)`): 16 MB
 # of float32, B ≤ 512 at M = 16.

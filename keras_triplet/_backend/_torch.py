@@ -6,7 +6,7 @@ INDEX_DTYPE = "int64"
 
 # Eager PyTorch materialises every elementwise step's array: the pair losses run in row
 # blocks here (`losses.reductions.by_row_blocks`).
-FUSES_BROADCAST_COMPARISONS = False
+FUSES_ELEMENTWISE_STEPS = False
 # The largest `[B, M, R]` a direct search compares at once where steps are not fused
 # (`miners.search.DirectNegatives(broadcast=True)`): 1 MB of float32, B = 256 at M ≤ 4.
 # Eager PyTorch takes each larger array fresh from the system (glibc gives freed large

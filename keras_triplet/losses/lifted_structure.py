@@ -7,7 +7,7 @@ Re-Identification", 2017, page 4)."""
 import keras
 from keras import ops
 
-from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS, fori_loop
+from keras_triplet._backend import FUSES_ELEMENTWISE_STEPS, fori_loop
 from keras_triplet.losses import reductions
 from keras_triplet.losses.base import mined_pair_masks, prepare, propagate_nonfinite
 from keras_triplet.losses.mined_pair_loss import MinedPairLoss, check_finite
@@ -102,7 +102,7 @@ def _pooled_by_blocks(fn, distances, positive, negative, row):
     b, r = distances.shape[0], distances.shape[1]
     static = isinstance(b, int) and isinstance(r, int)
     entries = reductions.BLOCK_ENTRIES  # read at the call: tests lower it
-    if not (FUSES_BROADCAST_COMPARISONS and static) or b * r <= entries:
+    if not (FUSES_ELEMENTWISE_STEPS and static) or b * r <= entries:
         return by_row_blocks(fn, distances, positive, negative, row)
     block = max(d for d in range(1, max(1, entries // r) + 1) if b % d == 0)
     dtype = distances.dtype

@@ -5,7 +5,7 @@ define (`MeanReducer`: over every term; `AvgNonZeroReducer`: over the terms > 0)
 import keras
 from keras import ops
 
-from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS, count_true
+from keras_triplet._backend import FUSES_ELEMENTWISE_STEPS, count_true
 from keras_triplet.distances import _upstream
 
 
@@ -126,7 +126,7 @@ def by_row_blocks(fn, *matrices):
     """
     b, r = matrices[0].shape[0], matrices[0].shape[1]
     static = isinstance(b, int) and isinstance(r, int)
-    if FUSES_BROADCAST_COMPARISONS or not static or b * r <= BLOCK_ENTRIES:
+    if FUSES_ELEMENTWISE_STEPS or not static or b * r <= BLOCK_ENTRIES:
         return fn(*matrices)
     rows = max(1, BLOCK_ENTRIES // r)
     blocks = [fn(*(m[start : start + rows] for m in matrices)) for start in range(0, b, rows)]

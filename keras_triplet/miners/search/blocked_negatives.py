@@ -27,7 +27,7 @@ columns and keeps `SortedNegatives`.
 from keras import ops
 
 from keras_triplet._backend import (
-    FUSES_BROADCAST_COMPARISONS,
+    FUSES_ELEMENTWISE_STEPS,
     INDEX_DTYPE,
     fori_loop,
     scatter_rows,
@@ -47,7 +47,7 @@ def blocked(distances):
     shapes larger than one block, on a backend that compiles (fuses) its loops."""
     rows, columns = distances.shape[0], distances.shape[1]
     static = isinstance(rows, int) and isinstance(columns, int)
-    return FUSES_BROADCAST_COMPARISONS and static and rows * columns > BLOCK_ENTRIES
+    return FUSES_ELEMENTWISE_STEPS and static and rows * columns > BLOCK_ENTRIES
 
 
 class BlockedSortedNegatives(AnchorNegatives):

@@ -4,7 +4,7 @@ import math
 
 from keras import ops
 
-from keras_triplet._backend import FUSES_BROADCAST_COMPARISONS
+from keras_triplet._backend import FUSES_ELEMENTWISE_STEPS
 from keras_triplet._validation import check_choice
 from keras_triplet.miners.search.blocked_negatives import BlockedSortedNegatives, blocked
 from keras_triplet.miners.search.direct_negatives import DirectNegatives, broadcasts
@@ -41,7 +41,7 @@ def with_negatives(distances, negative_mask, positive_mask, fn, search="auto", *
             for benchmarks and tests.
         fused: whether the caller's step fuses chains of elementwise operations (XLA:
             TensorFlow `jit_compile=True`, JAX); None (default): whether the backend
-            does (`_backend.FUSES_BROADCAST_COMPARISONS`: not eager PyTorch). Where they
+            does (`_backend.FUSES_ELEMENTWISE_STEPS`: not eager PyTorch). Where they
             do not fuse, a small direct search compares all its columns at once
             (`DirectNegatives(broadcast=True)`, up to `BROADCAST_ENTRIES`), and eagerly
             that search is taken for any M up to the cap.
@@ -70,7 +70,7 @@ def with_negatives(distances, negative_mask, positive_mask, fn, search="auto", *
         search_class = BlockedSortedNegatives if blocked(distances) else SortedNegatives
         return fn(search_class(distances, negative_mask, positive_mask))
 
-    op_by_op = not (FUSES_BROADCAST_COMPARISONS if fused is None else fused)
+    op_by_op = not (FUSES_ELEMENTWISE_STEPS if fused is None else fused)
 
     def direct_search(width):
         return fn(DirectNegatives(distances, negative_mask, positive_mask, width, broadcast=op_by_op))
@@ -105,7 +105,7 @@ def _direct_pays_eagerly(m, references):
     faster for R = 256, the direct one for R = 1024; at M = 15 the sorted one for
     R = 256 to 4096. Backends that fuse the passes keep the direct search; so do small
     batches that compare their columns at once (`with_negatives`), asked before this."""
-    if FUSES_BROADCAST_COMPARISONS or references is None:
+    if FUSES_ELEMENTWISE_STEPS or references is None:
         return True
     return m <= max(3.0, math.log2(max(references, 1)) - 3.0)
 

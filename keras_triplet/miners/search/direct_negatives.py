@@ -27,7 +27,7 @@ from keras import ops
 
 from keras_triplet._backend import (
     BROADCAST_ENTRIES,
-    FUSES_BROADCAST_COMPARISONS,
+    FUSES_ELEMENTWISE_STEPS,
     INDEX_DTYPE,
     fori_loop,
     take_along_rows,
@@ -273,7 +273,7 @@ def _column_loop(step, width, init, *arrays):
 def _blocked(rows, columns):
     """Whether `_column_loop` runs a static `[rows, columns]` pass in row blocks."""
     static = isinstance(rows, int) and isinstance(columns, int)
-    return not FUSES_BROADCAST_COMPARISONS and static and rows * columns > BLOCK_ENTRIES
+    return not FUSES_ELEMENTWISE_STEPS and static and rows * columns > BLOCK_ENTRIES
 
 
 @functools.cache
