@@ -39,6 +39,11 @@ Both row-primitive modules export:
   None to keep every column (always None where shapes must stay static);
 * `compact_rows(mask)`: the positions of the True entries of a `[B]` mask, or None where
   shapes must stay static (always None in `_generic.py`);
+* `search_rows(sorted_rows, thresholds, inclusive)`: per row, the number of entries of
+  the ascending `sorted_rows` (`[B, R]`) below each of `thresholds` (`[B, M]`; `≤` if
+  inclusive), or None where the caller's own binary search is the way (`_generic.py`:
+  XLA runs it as a loop of fused passes; PyTorch has one batched `searchsorted` call for
+  the log2(R) passes of several eager operations each);
 * `fori_loop(lower, upper, body, state)`: `keras.ops.fori_loop` (on PyTorch a plain
   loop: Keras' flattening of the state leaves a reference cycle that keeps it alive);
 * `count_true(mask)`: the number of True entries of a boolean array, a scalar integer
@@ -82,6 +87,7 @@ if keras.backend.backend() == "torch":
         fori_loop,
         margin_cross_entropy,
         scatter_rows,
+        search_rows,
         take_along_rows,
     )
 else:
@@ -96,6 +102,7 @@ else:
         fori_loop,
         margin_cross_entropy,
         scatter_rows,
+        search_rows,
         take_along_rows,
     )
 
@@ -110,6 +117,7 @@ __all__ = [
     "distribute",
     "fori_loop",
     "margin_cross_entropy",
+    "search_rows",
     "scatter_rows",
     "take_along_rows",
 ]

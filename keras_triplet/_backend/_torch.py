@@ -36,6 +36,12 @@ def argsort_rows(x):
     return torch.argsort(x, dim=1)
 
 
+def search_rows(sorted_rows, thresholds, inclusive):
+    # One batched binary search (left: the count of entries < t; right: ≤ t) where the
+    # generic search runs log2(R) passes of several eager operations each.
+    return torch.searchsorted(sorted_rows.contiguous(), thresholds.contiguous(), right=bool(inclusive))
+
+
 def take_along_rows(x, index):
     if index.dtype != torch.int64:
         index = index.long()

@@ -17,7 +17,14 @@ import math
 
 from keras import ops
 
-from keras_triplet._backend import INDEX_DTYPE, argsort_rows, compact_columns, fori_loop, take_along_rows
+from keras_triplet._backend import (
+    INDEX_DTYPE,
+    argsort_rows,
+    compact_columns,
+    fori_loop,
+    search_rows,
+    take_along_rows,
+)
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 
 
@@ -126,10 +133,15 @@ def count_below(sorted_rows, thresholds, inclusive=False):
     and the final clamp to the row length gives the right count. One `[B, M]` state and
     one gather per step, inside `fori_loop` so that compiled code reuses its buffers:
     O(B·M·log R) time, O(B·M) memory, and exact comparisons (no stable sort needed).
-    Large inputs are searched by blocks of rows (`SEARCH_BLOCK`).
+    Large inputs are searched by blocks of rows (`SEARCH_BLOCK`). Where the backend has
+    a batched search of its own (`_backend.search_rows`: PyTorch's `searchsorted`, the
+    same counts), that one call replaces the loop.
     """
     sorted_rows = ops.stop_gradient(sorted_rows)
     thresholds = ops.stop_gradient(thresholds)
+    found = search_rows(sorted_rows, thresholds, inclusive)
+    if found is not None:  # the backend's own batched search (PyTorch)
+        return found
     rows, width = thresholds.shape[0], thresholds.shape[1]
     if isinstance(rows, int) and isinstance(width, int) and rows * width > SEARCH_BLOCK:
         block = max(1, SEARCH_BLOCK // max(width, 1))
