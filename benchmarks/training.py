@@ -8,9 +8,10 @@ P = 16 classes × K = 16) trained
 * `triplet-model-mse`: as a `TripletModel` compiled with a plain (non-metric) loss
   (MSE to a fixed target per class): the TripletModel step without any distance matrix;
 * `semi-hard` / `batch-hard` / `batch-all`: `TripletModel` with `TripletLoss` and that
-  miner (one distance matrix, the mining statistics logged every step); `semi-hard/10`
-  etc.: the same with `TripletModel(statistics_freq=10)` (the statistics every 10th step;
-  `--statistics-freq 1,10` adds those kinds for every miner).
+  miner (one distance matrix, the mining statistics at `TripletModel`'s default,
+  `statistics_freq="auto"`: every step under XLA, every 10th op by op); `semi-hard/1`,
+  `semi-hard/10` etc.: the same with `TripletModel(statistics_freq=1)` (every step) or
+  `10` (`--statistics-freq auto,1,10` adds those kinds for every miner).
 
 The mining overhead is the extra time per sample of a mining run over a plain-loss run,
 `plain samples/s / mining samples/s − 1`, against both plain baselines: the
@@ -71,7 +72,7 @@ def make_model(kind, size, dim, classes, jit_compile):
         loss = "mse"
     else:
         miner, _, freq = kind.partition("/")
-        model = TripletModel(embedder, statistics_freq=int(freq or 1))
+        model = TripletModel(embedder, statistics_freq=int(freq) if freq else "auto")
         loss = losses.TripletLoss(margin=0.2, miner=miner)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, jit_compile=jit_compile)
     return model
@@ -135,9 +136,9 @@ def main():
     parser.add_argument("--kinds", default="softmax,triplet-model-mse,semi-hard,batch-hard,batch-all")
     parser.add_argument(
         "--statistics-freq",
-        default="1",
+        default="auto",
         help="comma-separated TripletModel(statistics_freq=...) values: each mining kind "
-        "runs once per value (e.g. 1,10)",
+        "runs once per value (e.g. auto,1,10; auto: the default)",
     )
     parser.add_argument(
         "--jit-compile",
@@ -168,13 +169,13 @@ def main():
         args.jit_compile = False  # torch.compile: slower than eager here (see BENCHMARKS.md)
 
     backend = keras.backend.backend()
-    freqs = [int(f) for f in args.statistics_freq.split(",")]
+    freqs = [f if f == "auto" else int(f) for f in args.statistics_freq.split(",")]
     kinds = []
     for kind in args.kinds.split(","):
         if kind in ("softmax", "triplet-model-mse") or "/" in kind:
             kinds.append(kind)
         else:
-            kinds.extend(kind if f == 1 else f"{kind}/{f}" for f in freqs)
+            kinds.extend(kind if f == "auto" else f"{kind}/{f}" for f in freqs)
     print(
         f"backend={backend} keras={keras.__version__} B={args.batch_size} "
         f"(P={args.classes_per_batch} x K={args.batch_size // args.classes_per_batch}) "

@@ -54,9 +54,9 @@ class TripletModel(SimilarityMixin, keras.Model):
     are computed in training on every N-th step of each epoch only (its first step
     included): between those steps the logs and the progress bar keep the last mean, and
     an epoch's value is the mean over the steps that computed them. The default, `"auto"`,
-    computes them every step where XLA compiles the step (JAX, TensorFlow's default) and
-    every 10th step where it runs op by op (eager PyTorch). `evaluate` computes them on
-    every batch.
+    computes them every step where XLA compiles the step (JAX; TensorFlow with
+    `jit_compile=True`) and every 10th step where it runs op by op (eager PyTorch,
+    TensorFlow without XLA). `evaluate` computes them on every batch.
 
     With any other loss the model falls back to Keras' usual loss computation (the
     targets `y` are then compared with the embeddings by that loss).
@@ -89,14 +89,15 @@ class TripletModel(SimilarityMixin, keras.Model):
             same on one device. See `keras_triplet/models/distributed.py`.
         statistics_freq: compute the mining statistics on every `statistics_freq`-th
             training step; `"auto"` (default): every step where the step is compiled
-            with XLA (TensorFlow's `jit_compile=True`, what `"auto"` picks there; JAX),
-            every `UNFUSED_STATISTICS_FREQ` (10) steps where it runs op by op (eager
-            PyTorch, TensorFlow graphs without XLA, `run_eagerly`). They cost a few
-            `[B, B]` passes per step, which BENCHMARKS.md measured at B = 256 (16 × 16)
-            at 0.3–1.5 % of a small CNN's training step under XLA, but 2–4 % in
-            TensorFlow graphs without it and on eager PyTorch for semi-hard and
-            batch-all mining, whose search they share, and 4–8 % with batch-hard mining,
-            whose loss searches nothing: over the 5 % that mining may add to a step.
+            with XLA (JAX; TensorFlow's `jit_compile=True`, which Keras' `"auto"` picks
+            where there is a GPU), every `UNFUSED_STATISTICS_FREQ` (10) steps where it
+            runs op by op (eager PyTorch, TensorFlow graphs without XLA, `run_eagerly`).
+            They cost a few `[B, B]` passes per step, which BENCHMARKS.md measured at
+            B = 256 (16 × 16) at 0.3–1.5 % of a small CNN's training step under XLA,
+            1–4 % in TensorFlow graphs without it and on eager PyTorch for semi-hard
+            and batch-all mining, whose search they share, and 3–6 % with batch-hard
+            mining, whose loss searches nothing: a share of the 5 % that mining may add
+            to a step.
             `1` computes them every step anywhere; a larger value skips them on the
             other steps, search included (for a network whose step is small beside the
             `[B, B]` matrix).
