@@ -105,6 +105,10 @@ else:
         search_rows,
         take_along_rows,
     )
+if keras.backend.backend() == "jax":
+    from keras_triplet._backend._jax import switch_with_own_gradients
+else:
+    from keras_triplet._backend._generic import switch_with_own_gradients
 
 __all__ = [
     "BROADCAST_ENTRIES",
@@ -119,5 +123,6 @@ __all__ = [
     "margin_cross_entropy",
     "search_rows",
     "scatter_rows",
+    "switch_with_own_gradients",
     "take_along_rows",
 ]
