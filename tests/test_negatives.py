@@ -322,3 +322,38 @@ def test_sorted_blocks_only_for_large_compiled_matrices():
     assert not blocked_negatives.blocked(small)
     large = keras.ops.zeros((2048, 2048))
     assert blocked_negatives.blocked(large) == (keras.backend.backend() != "torch")
+
+
+@pytest.mark.parametrize("big_class", [False, True], ids=["direct", "sorted"])
+def test_switch_with_own_gradients_changes_nothing(big_class, monkeypatch):
+    """A compiled semi-hard triplet loss over a matrix beyond one block of rows (forced
+    here: blocks of 5 rows) takes the choice as one switch whose backward pass computes
+    the chosen branch again (`with_negatives(own_gradients=True)`, JAX): the same loss
+    and gradient as the nested `ops.cond`s, in the direct branch (P×K) and in the blocked
+    sorted one (a class larger than `DIRECT_MAX_POSITIVES + 1`), with tied distances."""
+    from keras_triplet.miners.search import blocked_negatives, choice
+
+    if big_class:
+        labels = np.concatenate([np.zeros(search.DIRECT_MAX_POSITIVES + 3, int), np.arange(1, 6)])
+    else:
+        labels = np.repeat(np.arange(6), 4)
+    x = make_batch(6, labels, dim=5).astype("float32")
+    x[1] = x[0]
+    x[len(labels) - 1] = x[2]
+    y = keras.ops.convert_to_tensor(labels.astype("int32"))
+
+    def step(e):
+        value = losses.triplet_loss(y, e, margin=0.5, miner="semi-hard")
+        return value, value
+
+    monkeypatch.setattr(blocked_negatives, "FUSES_ELEMENTWISE_STEPS", True)
+    monkeypatch.setattr(blocked_negatives, "BLOCK_ENTRIES", 5 * len(labels))
+    switches = []
+    own = choice.switch_with_own_gradients
+    monkeypatch.setattr(choice, "switch_with_own_gradients", lambda *args: switches.append(1) or own(*args))
+    value, _, grad = _compiled_value_and_grad(step, x)
+    assert bool(switches) == (keras.backend.backend() != "torch")  # eager PyTorch decides in Python
+    monkeypatch.setattr(choice, "switch_with_own_gradients", lambda *args: None)
+    want_value, _, want_grad = _compiled_value_and_grad(step, x)
+    assert float(value) == float(want_value)
+    np.testing.assert_array_equal(grad, want_grad)

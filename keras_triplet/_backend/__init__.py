@@ -55,6 +55,11 @@ Both row-primitive modules export:
   CosFace). On PyTorch a `torch.autograd.Function` with its gradient written out: through
   autograd, the scatter's and `nll_loss`'s gradients each cost a `[B, C]` copy or fill,
   a large share of the step at `[1024, 1000]`;
+* `switch_with_own_gradients(index, branches, x)`: `branches[index](x)`, differentiable
+  in `x` alone, whose backward pass runs the chosen branch again inside a second switch,
+  so that no branch's residuals cross it (`_jax.py`: `jax.vjp` inside `lax.switch`; Keras
+  has no backend-free vjp), or None elsewhere: the caller keeps its `ops.cond`s
+  (`miners.search.with_negatives(own_gradients=True)`);
 * `FUSES_ELEMENTWISE_STEPS`: whether a chain of elementwise steps over `[B, R]` arrays
   and its reduction runs as a few fused passes (XLA, on TensorFlow and JAX) rather than
   materialising each step's array (eager PyTorch). Where steps do not fuse, the pair and
@@ -105,6 +110,10 @@ else:
         search_rows,
         take_along_rows,
     )
+if keras.backend.backend() == "jax":
+    from keras_triplet._backend._jax import switch_with_own_gradients
+else:
+    from keras_triplet._backend._generic import switch_with_own_gradients
 
 __all__ = [
     "BROADCAST_ENTRIES",
@@ -119,5 +128,6 @@ __all__ = [
     "margin_cross_entropy",
     "search_rows",
     "scatter_rows",
+    "switch_with_own_gradients",
     "take_along_rows",
 ]

@@ -56,8 +56,13 @@ def _mined_triplet_loss(
             negative,
             positive,
             lambda found: _mined_triplet_loss(
-                labels, distances, miner, margin, soft_margin, average, ref_labels, negatives=found
+                labels, found.distances, miner, margin, soft_margin, average, ref_labels, negatives=found
             ),
+            # Differentiable in the search's distances alone (`mine_pairs` reads them from
+            # `found`). A band miner's sorted fallback holds more inside its one branch
+            # (pair mask, counts and sums, `[B, R]` each) than the choice's residuals cost:
+            # measured at B = 4096 on JAX (BENCHMARKS.md), so single negatives only.
+            own_gradients=miner.single_negative,
         )
     # The selection in the miner's own layout (compact on eager PyTorch, one pair per
     # anchor for batch-hard): only sums follow.

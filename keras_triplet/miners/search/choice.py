@@ -4,8 +4,9 @@ import math
 
 from keras import ops
 
-from keras_triplet._backend import FUSES_ELEMENTWISE_STEPS
+from keras_triplet._backend import FUSES_ELEMENTWISE_STEPS, switch_with_own_gradients
 from keras_triplet._validation import check_choice
+from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 from keras_triplet.miners.search.blocked_negatives import BlockedSortedNegatives, blocked
 from keras_triplet.miners.search.direct_negatives import DirectNegatives, broadcasts
 from keras_triplet.miners.search.sorted_negatives import SortedNegatives
@@ -20,7 +21,9 @@ DIRECT_MAX_POSITIVES = 16
 DIRECT_WIDTHS = (4, DIRECT_MAX_POSITIVES)
 
 
-def with_negatives(distances, negative_mask, positive_mask, fn, search="auto", *, fused=None):
+def with_negatives(
+    distances, negative_mask, positive_mask, fn, search="auto", *, fused=None, own_gradients=False
+):
     """`fn(negatives)` with a `DirectNegatives` or a `SortedNegatives` of this matrix.
 
     Args:
@@ -45,6 +48,15 @@ def with_negatives(distances, negative_mask, positive_mask, fn, search="auto", *
             do not fuse, a small direct search compares all its columns at once
             (`DirectNegatives(broadcast=True)`, up to `BROADCAST_ENTRIES`), and eagerly
             that search is taken for any M up to the cap.
+        own_gradients: whether a compiled step's choice over a matrix larger than one
+            block of rows runs, where the backend can (JAX), as one switch whose backward
+            pass computes the chosen branch again inside it
+            (`_backend.switch_with_own_gradients`): no branch's residuals are then held
+            from the forward pass to the backward one (`ops.cond`s output the largest
+            branch's, several `[B, R]` arrays, whichever branch runs), for the mining's
+            forward pass run twice. Only for an `fn` differentiable in the search's own
+            distances alone (`found.distances`, `found.query_distances`), never in an
+            array it reads from outside (JAX raises).
 
     Eagerly the choice is made in Python from the data (and M sized by it); in a
     compiled function it is nested `ops.cond`s on the data (one per width of
@@ -88,9 +100,14 @@ def with_negatives(distances, negative_mask, positive_mask, fn, search="auto", *
         if capped and (m > cap or not (at_once or _direct_pays_eagerly(m, width))):
             return sorted_search()
         return direct_search(m)
+    tiers = sorted({min(w, cap) for w in DIRECT_WIDTHS})
+    if own_gradients and blocked(distances):
+        out = _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op)
+        if out is not None:
+            return out
     choice = sorted_search
     # From the widest tier in: each `ops.cond` tries a narrower width before the last.
-    for tier in sorted({min(w, cap) for w in DIRECT_WIDTHS}, reverse=True):
+    for tier in reversed(tiers):
         choice = _tier(most <= tier, tier, direct_search, choice)
     return choice()
 
@@ -108,6 +125,30 @@ def _direct_pays_eagerly(m, references):
     if FUSES_ELEMENTWISE_STEPS or references is None:
         return True
     return m <= max(3.0, math.log2(max(references, 1)) - 3.0)
+
+
+def _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op):
+    """`with_negatives`' compiled choice (the direct search at the narrowest of `tiers`
+    that holds `most` positives, else the blocked sorted search) as one switch whose
+    gradient is computed inside the chosen branch, or None where the backend has none.
+    Every branch builds its search from the switch's own distances."""
+    # Each anchor's number of negatives, counted once out here: counted inside, the
+    # branch's backward pass would count again beside its gradient arrays (the count's
+    # int32 `[B, R]` cast, which XLA's reduction reads materialised). The searches'
+    # own counts, unused, are dropped by the compiler.
+    count = AnchorNegatives(distances, negative_mask, positive_mask).count
+
+    def counted(search):
+        search.count = count
+        return fn(search)
+
+    def direct(width):
+        return lambda d: counted(DirectNegatives(d, negative_mask, positive_mask, width, broadcast=op_by_op))
+
+    branches = [direct(width) for width in tiers]
+    branches.append(lambda d: counted(BlockedSortedNegatives(d, negative_mask, positive_mask)))
+    index = sum(ops.cast(most > width, "int32") for width in tiers)
+    return switch_with_own_gradients(index, branches, distances)
 
 
 def _tier(fits, width, direct_search, otherwise):
