@@ -314,6 +314,25 @@ def test_statistics_freq_computes_them_every_n_steps(jit_compile):
         np.testing.assert_allclose([s[name] for s in auto], [w[name] for w in want], rtol=1e-4, atol=1e-6)
 
 
+def test_statistics_step_test_is_python_where_the_step_runs_eagerly():
+    """The every-N-th-step test reads the step count: on eager PyTorch (CPU) as a Python
+    bool (no tensor operations; a skipped step leaves the statistics' trackers alone),
+    elsewhere as a boolean tensor (a compiled step's); the same answer either way."""
+    model = TripletModel(mlp(10, 8, hidden=16), statistics_freq=3)
+    model.compile(optimizer="sgd", loss=losses.TripletLoss(margin=0.2))
+    x = np.random.default_rng(0).normal(size=(32, 10)).astype("float32")
+    model.fit(x, np.repeat(np.arange(8), 4), batch_size=16, epochs=1, verbose=0)
+    norm = model._statistic_trackers[STATISTICS.index("embedding_norm")]
+    for count, expected in ((5.0, False), (6.0, True), (0.0, True)):
+        norm.count.assign(count)
+        answer = model._statistics_this_step(True)
+        if BACKEND == "torch":
+            assert answer is expected
+        else:
+            assert bool(ops.convert_to_numpy(answer)) is expected
+    assert model._statistics_this_step(False) is True  # evaluation: always
+
+
 @pytest.mark.skipif(BACKEND == "torch", reason="jit_compile=True is for TensorFlow (XLA) and JAX")
 def test_jit_compile(small_batch):
     x, y = small_batch

@@ -46,6 +46,10 @@ Both row-primitive modules export:
   the log2(R) passes of several eager operations each);
 * `fori_loop(lower, upper, body, state)`: `keras.ops.fori_loop` (on PyTorch a plain
   loop: Keras' flattening of the state leaves a reference cycle that keeps it alive);
+* `host_value(x)`: the Python number of a scalar tensor or variable where an eager step
+  can read it without waiting for a device (eager PyTorch on CPU), else None (traced
+  steps, accelerators): a training step then decides in Python what would otherwise be
+  a few eager tensor operations (`TripletModel`'s every-N-th-step test of the statistics);
 * `count_true(mask)`: the number of True entries of a boolean array, a scalar integer
   (on PyTorch without the int64 copy of a summed bool array);
 * `scatter_rows(values, index, width)`: the `[B, width]` array holding `values[a, j]` at
@@ -90,6 +94,7 @@ if keras.backend.backend() == "torch":
         compact_rows,
         count_true,
         fori_loop,
+        host_value,
         margin_cross_entropy,
         scatter_rows,
         search_rows,
@@ -105,6 +110,7 @@ else:
         compact_rows,
         count_true,
         fori_loop,
+        host_value,
         margin_cross_entropy,
         scatter_rows,
         search_rows,
@@ -125,6 +131,7 @@ __all__ = [
     "count_true",
     "distribute",
     "fori_loop",
+    "host_value",
     "margin_cross_entropy",
     "search_rows",
     "scatter_rows",

@@ -16,6 +16,18 @@ FUSES_ELEMENTWISE_STEPS = False
 BROADCAST_ENTRIES = 2**18
 
 
+def host_value(x):
+    """The Python number held by the scalar tensor or variable `x` when the step runs
+    eagerly on the host (CPU), else None. Reading it there costs a few microseconds,
+    where the tensor arithmetic it replaces costs an eager dispatch per operation; on
+    an accelerator it would wait for the device, and under `torch.compile` it would
+    break the graph."""
+    value = getattr(x, "value", x)  # a Keras variable holds its tensor in `value`
+    if not isinstance(value, torch.Tensor) or value.device.type != "cpu" or torch.compiler.is_compiling():
+        return None
+    return value.item()
+
+
 def fori_loop(lower, upper, body, state):
     """`keras.ops.fori_loop` as a plain loop. Keras' version first flattens the state to
     look for symbolic tensors, and on PyTorch that flattening (torch's pytree) leaves a

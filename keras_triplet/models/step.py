@@ -129,7 +129,8 @@ def when_statistics(statistics, loss_fn, compute):
         return {name: ops.cast(stats[name], "float32") for name in names}
 
     def zeros():
-        return {name: ops.zeros((), "float32") for name in names}
+        zero = ops.zeros((), "float32")  # one immutable scalar for every name
+        return {name: zero for name in names}
 
     if statistics is True:
         return computed()

@@ -432,12 +432,14 @@ class TripletModel(SimilarityMixin, keras.Model):
         norm = step.mean_norm(self._embedder_output_of(y_pred))
         stats["embedding_norm"] = distributed.replica_mean(norm)  # of this replica's rows: averaged
         # On a step without statistics (zeros) the trackers take them at weight 0: their
-        # means, hence the logs, stay as they were.
+        # means, hence the logs, stay as they were. Where that is known in Python (an
+        # eager step, `_statistics_this_step`), they are not updated at all: the same
+        # state, without a weighted update's dozens of eager operations per tracker.
         weight = None if statistics is True else ops.cast(statistics, "float32")
         for tracker in self._statistic_trackers:
             if tracker.name == "embedding_norm":
                 tracker.update_state(stats[tracker.name])
-            elif tracker.name in stats:  # statistics that apply to this loss (step.statistics_of)
+            elif tracker.name in stats and statistics is not False:  # step.statistics_of
                 tracker.update_state(stats[tracker.name], sample_weight=weight)
         if not training:
             self._recall_tracker.update_state(stats[RECALL_NAME], sample_weight=ops.shape(y_pred)[0])
@@ -448,8 +450,9 @@ class TripletModel(SimilarityMixin, keras.Model):
 
     def _statistics_this_step(self, training):
         """Whether this step computes the mining statistics: True, or with
-        `statistics_freq=N` in training a boolean tensor, true on every N-th step of the
-        epoch from its first. The step's index in the epoch is the count of the
+        `statistics_freq=N` in training a boolean (a Python bool where the step runs
+        eagerly on the host, `_backend.host_value`; else a boolean scalar tensor), true
+        on every N-th step of the epoch from its first. The step's index in the epoch is the count of the
         `embedding_norm` tracker (updated once a step, reset with the metrics at each
         epoch): a metric variable, which Keras' JAX step carries in its state."""
         freq = self.statistics_freq
@@ -458,6 +461,11 @@ class TripletModel(SimilarityMixin, keras.Model):
         if not training or freq == 1:
             return True
         norm = self._statistic_trackers[STATISTICS.index("embedding_norm")]
+        count = _backend.host_value(norm.count)
+        if count is not None:
+            # An eager step on the host: the test in Python (a bool), where the tensor
+            # form costs five eager operations and makes every later test a tensor one.
+            return round(count) % freq == 0
         steps = ops.cast(ops.round(norm.count), "int32")
         return ops.equal(ops.mod(steps, freq), 0)
 
