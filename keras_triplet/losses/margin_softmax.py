@@ -235,11 +235,13 @@ class ArcFaceLoss(_MarginSoftmaxLoss):
 
     Example:
 
+    >>> import keras
     >>> import numpy as np
     >>> loss = ArcFaceLoss(num_classes=3, embedding_size=2, scale=8.0)
     >>> loss.set_weights([np.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]], "float32")])
     >>> emb = np.array([[0.9, 0.1], [0.8, -0.2], [0.1, 0.9]], "float32")
-    >>> round(float(loss(np.array([0, 1, 1]), emb)), 4)
+    >>> value = loss(np.array([0, 1, 1]), emb)  # differentiable in W: detach to read it
+    >>> round(float(keras.ops.convert_to_numpy(value)), 4)
     4.3958
     """
 
@@ -263,11 +265,13 @@ class SubCenterArcFaceLoss(ArcFaceLoss):
 
     Example:
 
+    >>> import keras
     >>> import numpy as np
     >>> loss = SubCenterArcFaceLoss(num_classes=2, embedding_size=2, scale=8.0, sub_centers=2)
     >>> loss.set_weights([np.array([[1.0, 0.0, 0.0, -1.0], [0.0, 1.0, -1.0, 0.0]], "float32")])
     >>> emb = np.array([[0.9, 0.1], [0.1, 0.9], [-0.9, 0.1]], "float32")
-    >>> round(float(loss(np.array([0, 1, 1]), emb)), 4)
+    >>> value = loss(np.array([0, 1, 1]), emb)  # differentiable in W: detach to read it
+    >>> round(float(keras.ops.convert_to_numpy(value)), 4)
     4.179
     """
 
@@ -299,11 +303,13 @@ class CosFaceLoss(_MarginSoftmaxLoss):
 
     Example:
 
+    >>> import keras
     >>> import numpy as np
     >>> loss = CosFaceLoss(num_classes=3, embedding_size=2, scale=8.0)
     >>> loss.set_weights([np.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]], "float32")])
     >>> emb = np.array([[0.9, 0.1], [0.8, -0.2], [0.1, 0.9]], "float32")
-    >>> round(float(loss(np.array([0, 1, 1]), emb)), 4)
+    >>> value = loss(np.array([0, 1, 1]), emb)  # differentiable in W: detach to read it
+    >>> round(float(keras.ops.convert_to_numpy(value)), 4)
     4.1772
     """
 

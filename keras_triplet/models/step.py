@@ -50,7 +50,7 @@ def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True
     >>> from keras_triplet import losses
     >>> loss_fn = losses.TripletLoss(margin=0.2, miner="batch-hard")
     >>> x = np.array([[0.0], [1.0], [0.5], [3.0]], "float32")
-    >>> value, stats = loss_and_statistics(loss_fn, np.array([0, 0, 1, 1]), loss_fn.pairwise(x))
+    >>> value, stats = loss_and_statistics(loss_fn, np.array([0, 0, 1, 1], "int32"), loss_fn.pairwise(x))
     >>> round(float(value), 4)  # hinges 0.7, 0.7, 2.2, 0.7
     1.075
     >>> float(stats["hard_fraction"])  # 5 of the 8 triplets have d(a, n) < d(a, p)
