@@ -409,7 +409,35 @@ def worker_main(argv):
     floor_step, _ = _ours_step(args.worker, args, floor=True)
     floor = runner.measure(floor_step, args.warmup, args.repeats, args.budget, args.clock)
     result.update(floor_ms=floor["ms"], floor_ms_min=floor["ms_min"], floor_ms_max=floor["ms_max"])
+    # The ratio from calls of the loss and the floor taking turns, so that a drift of the
+    # machine's load (or of the allocator's state) between the two runs above does not
+    # move it: the floor alone moved 2-4x between runs of a loaded machine.
+    paired = _paired_medians(step, floor_step, args.repeats, args.budget, args.clock)
+    result.update(paired_ms=paired[0], paired_floor_ms=paired[1], floor_ratio=paired[0] / paired[1])
     runner.emit(result)
+
+
+def _paired_medians(step, floor_step, rounds, budget, clock):
+    """Median ms of `step` and of `floor_step` over rounds of one call each, in turns."""
+    import statistics
+    import time
+
+    timer = time.process_time if clock == "cpu" else time.perf_counter
+    times = ([], [])
+    start = time.perf_counter()
+    for _ in range(max(rounds or 1, 3)):
+        for fn, out in ((step, times[0]), (floor_step, times[1])):
+            t0 = timer()
+            fn()
+            out.append((timer() - t0) * 1e3)
+        if time.perf_counter() - start > budget:
+            break
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def _times_floor(r):
+    """The loss's time over the floor's: from the paired calls where measured."""
+    return r["floor_ratio"] if r.get("floor_ratio") else r["ms"] / r["floor_ms"]
 
 
 # --------------------------------------------------------------------------- report
@@ -423,7 +451,7 @@ def _cell(r):
     ms = r["ms"]
     text = f"{_ms(ms)} ms / {r['extra_mb']:.0f} MB"
     if r.get("floor_ms"):
-        text += f" ({ms / r['floor_ms']:.1f}× floor)"
+        text += f" ({_times_floor(r):.1f}× floor)"
     return text
 
 
@@ -483,7 +511,7 @@ def make_details(results):
         lines.append(
             f"| {r['impl']} | {r['loss_name']} | {r['batch_size']} | {r['ms']:.1f} "
             f"({r['ms_min']:.1f}–{r['ms_max']:.1f}, {r['repeats']}) | "
-            + (f"{r['floor_ms']:.2f} | {r['ms'] / r['floor_ms']:.1f} | " if r.get("floor_ms") else "| | ")
+            + (f"{r['floor_ms']:.2f} | {_times_floor(r):.1f} | " if r.get("floor_ms") else "| | ")
             + f"{r['first_ms']:.0f} | "
             f"{r['extra_mb']:.0f} | {r['loss']:.6f} | {r['grad_norm']:.4g} | "
             f"{r['load_start']:.1f}→{r['load_end']:.1f} |"
@@ -578,7 +606,7 @@ def summarize(results, impls, batch_sizes, losses=LOSSES):
                 r = ok.get((impl, loss, b))
                 if r is None or not r.get("floor_ms"):
                     continue
-                x = r["ms"] / r["floor_ms"]
+                x = _times_floor(r)
                 lines.append(
                     f"- {loss}, B = {b}, {IMPLS[impl]['title']}: {x:.1f}× the floor "
                     f"({r['ms']:.1f} ms vs {r['floor_ms']:.2f} ms) — target ≤ 3×: "
