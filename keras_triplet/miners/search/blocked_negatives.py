@@ -22,6 +22,10 @@ the `[B, R]` query layout. Gradients are written out, per block too:
 The same comparisons and arithmetic as `SortedNegatives` (a block is one), so the same
 counts and sums. Compiled backends only (`blocked`): eager PyTorch compacts the query
 columns and keeps `SortedNegatives`.
+
+The loop over blocks (`over_row_blocks`) and the custom gradient that puts a
+hand-written `[B, R]` gradient on the distances (`with_matrix_gradient`) serve the
+direct search by blocks too (`direct_negatives.py`).
 """
 
 from keras import ops

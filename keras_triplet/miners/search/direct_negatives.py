@@ -7,7 +7,11 @@ positive distances as thresholds, one column `m` at a time, and compares each wi
 band a masked count and sum (batch-all, the statistics). M passes over `[B, R]` arrays
 in a loop: no `[B, M, R]` array and no per-column copies, so memory stays O(B·R) for any
 M and B, on every backend (eager PyTorch, where each elementwise step is a new array,
-runs each pass on blocks of rows: `_column_loop`).
+runs each pass on blocks of rows: `_column_loop`). A compiled step over a static matrix
+beyond one block of rows (`blocked_negatives.blocked`: B > 1448) asks every question,
+and writes every hand-written gradient, in a loop over blocks of rows whose body loops
+over the M columns (`_by_row_blocks`): the search then holds no `[B, R]` array of its own
+(the negatives, the accumulators of its backward passes), only `[b, R]` blocks.
 Comparisons are made with gradients stopped (selections are piecewise constant in the
 distances); the selected distances get their gradient from hand-written backward passes
 (`keras.ops.custom_gradient`) that compare again instead of keeping masks. `choice.py`
@@ -171,8 +175,8 @@ class DirectNegatives(AnchorNegatives):
         farthest negative's if `or_farthest`, else meaningless.
 
         Minima, not argmins (XLA reduces a minimum in vectorised passes, an argmin one
-        pair at a time), with gradients stopped; a hand-written backward pass gives them their gradient. On
-        an exact tie the gradient is shared among the tied negatives."""
+        pair at a time), with gradients stopped; a hand-written backward pass gives them
+        their gradient. On an exact tie the gradient is shared among the tied negatives."""
         if self._across is not None:
             return self._closest_beyond_at_once(or_farthest)
         width, block = self._width, self._block
@@ -185,8 +189,8 @@ class DirectNegatives(AnchorNegatives):
                 farthest = ops.max(ops.where(negative_mask, negatives, -_INF), axis=1)
                 closest = ops.where(found, closest, ops.expand_dims(farthest, 1))
             # How many negatives equal each pick: its gradient is shared among them.
-            ties = _column_loop(_ties, width, ops.zeros(ops.shape(closest), closest.dtype), negatives, closest)
-            return closest, found, ties
+            none = ops.zeros(ops.shape(closest), closest.dtype)
+            return closest, found, _column_loop(_ties, width, none, negatives, closest)
 
         dtype = self.distances.dtype
         outputs = [(width, dtype), (width, "bool"), (width, dtype)]
@@ -218,8 +222,8 @@ class DirectNegatives(AnchorNegatives):
         """`closest_beyond` by one `[B, M, R]` masked minimum: each negative not beyond the
         threshold is pushed to at least `_BIG` (the largest float32) before the minimum,
         so a pick below `_BIG` is a negative beyond it. Its gradient goes to the
-        negatives equal to the pick, shared on ties, as `closest_beyond`'s: the pick plus an
-        exactly-zero mean of `d − d` over the tied negatives (whose gradient is 1)."""
+        negatives equal to the pick, shared on ties, as in `closest_beyond`: the pick plus
+        an exactly-zero mean of `d − d` over the tied negatives (whose gradient is 1)."""
         thresholds = ops.expand_dims(self._thresholds, 2)
         not_beyond = 1.0 - _below(thresholds, self._across)
         closest = ops.min(self._across + not_beyond * _BIG, axis=2)
@@ -407,9 +411,11 @@ def _shares(step, width, block, stopped, negative_mask, *arrays):
         return _column_loop(step, width, init, _negatives_of(stopped, negative_mask), *arrays)
 
     def answer(negatives, negative_mask, values, *arrays):
-        return (_column_loop(step, width, ops.zeros(ops.shape(negatives), negatives.dtype), negatives, *arrays),)
+        init = ops.zeros(ops.shape(negatives), negatives.dtype)
+        return (_column_loop(step, width, init, negatives, *arrays),)
 
-    return _by_row_blocks(answer, [(stopped.shape[1], stopped.dtype)], block, stopped, negative_mask, *arrays)[0]
+    outputs = [(stopped.shape[1], stopped.dtype)]
+    return _by_row_blocks(answer, outputs, block, stopped, negative_mask, *arrays)[0]
 
 
 def _zero_rows(like, rows):
