@@ -71,7 +71,13 @@ def over_row_blocks(answer, outputs, arrays, block):
     one before when `block` does not divide `B`, and writes again the same answers for
     the rows they share."""
     rows = arrays[0].shape[0]
-    init = tuple(ops.zeros((rows, columns), dtype) for columns, dtype in outputs)
+    # The outputs' first buffers (every entry is overwritten): the last array's first
+    # entry times 0, broadcast. Zeros, a constant, would be shared by XLA between the
+    # loops of a step (the forward's and the backward's, copied at the start of the step)
+    # and made early, holding a `[B, R]` buffer from the forward pass to the backward one;
+    # this one is made when the loop's last input is (a backward pass: its upstream).
+    late = ops.cast(ops.reshape(arrays[-1], (-1,))[0], "float32") * 0.0
+    init = tuple(ops.broadcast_to(ops.cast(late, dtype), (rows, columns)) for columns, dtype in outputs)
 
     def body(i, state):
         out, arrays = state
