@@ -65,8 +65,8 @@ def over_row_blocks(answer, outputs, arrays, block):
 
     `arrays` have static shapes, the batch's rows first (or are scalars, passed whole);
     `rows_of(x)` slices the block's rows of `x`. `answer` returns one `[block, columns]`
-    array per entry `(columns, dtype)` of `outputs`; they are written into zero-filled
-    `[B, columns]` arrays, returned as a tuple. Each row's answer must depend on its own
+    array per entry `(columns, dtype)` of `outputs`; they are written into `[B, columns]`
+    arrays (every row is written), returned as a tuple. Each row's answer must depend on its own
     rows alone: blocks start at `min(i·block, B − block)`, so the last one overlaps the
     one before when `block` does not divide `B`, and writes again the same answers for
     the rows they share."""
