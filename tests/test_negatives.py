@@ -357,3 +357,61 @@ def test_switch_with_own_gradients_changes_nothing(big_class, monkeypatch):
     want_value, _, want_grad = _compiled_value_and_grad(step, x)
     assert float(value) == float(want_value)
     np.testing.assert_array_equal(grad, want_grad)
+
+
+# --- M16f: the direct search by blocks of rows under XLA (begin) ---
+
+
+@pytest.mark.parametrize("name", ["semi-hard", "batch-all-semi-hard"])
+def test_direct_blocks_change_nothing(name, monkeypatch):
+    """The direct search by blocks of rows (compiled steps whose static `[B, R]` matrix
+    exceeds `BLOCK_ENTRIES`: every question and hand-written gradient in a loop over
+    blocks; a semi-hard pick, and a band with both edges), forced here with blocks of 5 rows (the last one overlapping the one before)
+    on every backend, in a compiled step whose choice takes the direct branch (P×K), for
+    embeddings with duplicates and for integer distances (ties: shared semi-hard picks,
+    band edges): the same loss, statistics and gradient as the unblocked search."""
+    from keras_triplet.miners.search import blocked_negatives
+
+    labels = np.repeat(np.arange(6), 4)
+    x = make_batch(7, labels, dim=5).astype("float32")
+    x[1] = x[0]
+    x[len(labels) - 1] = x[2]
+    d = integer_distances(8, len(labels)).astype("float32")
+    loss = LOSSES[name](1.0)
+    y = keras.ops.convert_to_tensor(labels.astype("int32"))
+
+    def from_embeddings(e):
+        return loss_and_statistics(loss, y, loss.pairwise(e))
+
+    def from_distances(t):
+        return loss_and_statistics(loss, y, t)
+
+    for step, arg in [(from_embeddings, x), (from_distances, d)]:
+        monkeypatch.setattr(blocked_negatives, "BLOCK_ENTRIES", 10**9)
+        want_value, want_stats, want_grad = _compiled_value_and_grad(step, arg)
+        monkeypatch.setattr(blocked_negatives, "FUSES_ELEMENTWISE_STEPS", True)
+        monkeypatch.setattr(blocked_negatives, "BLOCK_ENTRIES", 5 * len(labels))
+        value, stats, grad = _compiled_value_and_grad(step, arg)
+        monkeypatch.undo()
+        assert float(value) == pytest.approx(float(want_value), rel=1e-6)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-7)
+        for key in want_stats:
+            assert float(stats[key]) == float(want_stats[key]), key
+
+
+def test_direct_blocks_only_without_broadcast():
+    """A direct search compares its columns at once (`broadcast=True`, small batches in
+    steps that are not fused) or, for a large static matrix on a compiling backend, by
+    blocks of rows: never both."""
+    from keras_triplet.miners.search import blocked_negatives
+
+    rows = 2048
+    distances = keras.ops.zeros((rows, rows))
+    mask = keras.ops.zeros((rows, rows), "bool")
+    found = DirectNegatives(distances, mask, mask, width=1)
+    assert (found._block is not None) == blocked_negatives.blocked(distances)
+    small = DirectNegatives(keras.ops.zeros((8, 8)), mask[:8, :8], mask[:8, :8], width=1, broadcast=True)
+    assert small._block is None and small._across is not None
+
+
+# --- M16f (end) ---

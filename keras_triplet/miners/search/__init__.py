@@ -23,7 +23,8 @@ Reading order:
    binary-searched: O(B·R log R) time, O(B·R) memory, any labels.
 5. `blocked_negatives.py`: `BlockedSortedNegatives`, the sorted search of a compiled
    step's large static matrix by blocks of rows, its gradients written out by blocks too:
-   the choice's fallback in a few blocks' memory.
+   the choice's fallback in a few blocks' memory. Its loop over blocks and its
+   hand-written-gradient helper also run `DirectNegatives` by blocks for such matrices.
 
 Both answer with exact `<` / `≤` comparisons and give the same selections. Row gathers,
 sorts and compaction come from `keras_triplet._backend`.

@@ -22,6 +22,10 @@ the `[B, R]` query layout. Gradients are written out, per block too:
 The same comparisons and arithmetic as `SortedNegatives` (a block is one), so the same
 counts and sums. Compiled backends only (`blocked`): eager PyTorch compacts the query
 columns and keeps `SortedNegatives`.
+
+The loop over blocks (`over_row_blocks`) and the custom gradient that puts a
+hand-written `[B, R]` gradient on the distances (`with_matrix_gradient`) serve the
+direct search by blocks too (`direct_negatives.py`).
 """
 
 from keras import ops
@@ -43,11 +47,68 @@ BLOCK_ENTRIES = 2**21
 
 
 def blocked(distances):
-    """Whether the sorted search of this `[B, R]` matrix runs in blocks of rows: static
-    shapes larger than one block, on a backend that compiles (fuses) its loops."""
+    """Whether the searches of this `[B, R]` matrix run in blocks of rows: static shapes
+    larger than one block, on a backend that compiles (fuses) its loops."""
     rows, columns = distances.shape[0], distances.shape[1]
     static = isinstance(rows, int) and isinstance(columns, int)
     return FUSES_ELEMENTWISE_STEPS and static and rows * columns > BLOCK_ENTRIES
+
+
+def block_rows(distances):
+    """The rows of a block of this static `[B, R]` matrix: about `BLOCK_ENTRIES` entries."""
+    rows, width = distances.shape[0], distances.shape[1]
+    return min(rows, max(1, BLOCK_ENTRIES // max(width, 1)))
+
+
+def over_row_blocks(answer, outputs, arrays, block):
+    """Runs `answer(rows_of, *arrays)` on every block of `block` rows, in a loop.
+
+    `arrays` have static shapes, the batch's rows first (or are scalars, passed whole);
+    `rows_of(x)` slices the block's rows of `x`. `answer` returns one `[block, columns]`
+    array per entry `(columns, dtype)` of `outputs`; they are written into `[B, columns]`
+    arrays (every row is written), returned as a tuple. Each row's answer must depend on its own
+    rows alone: blocks start at `min(i·block, B − block)`, so the last one overlaps the
+    one before when `block` does not divide `B`, and writes again the same answers for
+    the rows they share."""
+    rows = arrays[0].shape[0]
+    # The outputs' first buffers (every entry is overwritten): the last array's first
+    # entry times 0, broadcast. Zeros, a constant, would be shared by XLA between the
+    # loops of a step (the forward's and the backward's, copied at the start of the step)
+    # and made early, holding a `[B, R]` buffer from the forward pass to the backward one;
+    # this one is made when the loop's last input is (a backward pass: its upstream).
+    late = ops.cast(ops.reshape(arrays[-1], (-1,))[0], "float32") * 0.0
+    init = tuple(ops.broadcast_to(ops.cast(late, dtype), (rows, columns)) for columns, dtype in outputs)
+
+    def body(i, state):
+        out, arrays = state
+        start = ops.minimum(i * block, rows - block)
+        corner = [start, ops.zeros_like(start)]
+
+        def rows_of(x):
+            return ops.slice(x, corner, (block, ops.shape(x)[1]))
+
+        answers = answer(rows_of, *arrays)
+        return tuple(ops.slice_update(o, corner, ops.cast(a, o.dtype)) for o, a in zip(out, answers)), arrays
+
+    blocks = -(-rows // block)
+    return fori_loop(0, blocks, body, (init, tuple(arrays)))[0]
+
+
+def with_matrix_gradient(gradient, distances, value, *arrays):
+    """`value`, differentiable in `distances` (`[B, R]`) through a hand-written gradient:
+    `gradient(upstream, *arrays)` returns the `[B, R]` gradient in `distances` for the
+    `upstream` gradient of `value`. `arrays`: what `gradient` reads, passed as arguments
+    (JAX's custom gradients cannot close over the arrays of a function being traced;
+    on TensorFlow, make them inside the choice's branch: `_backward_arrays`)."""
+
+    @ops.custom_gradient
+    def attached(distances, value, *arrays):
+        def grad(*args, upstream=None):
+            return (gradient(_upstream(args, upstream), *arrays), None) + (None,) * len(arrays)
+
+        return ops.multiply(value, 1.0), grad
+
+    return attached(distances, value, *arrays)
 
 
 class BlockedSortedNegatives(AnchorNegatives):
@@ -75,44 +136,25 @@ class BlockedSortedNegatives(AnchorNegatives):
         self._stopped = ops.stop_gradient(distances)
         # One filler for every block: the sums then match the unblocked search's.
         self._filler = ops.max(self._stopped) + 1.0
-        rows, width = distances.shape[0], distances.shape[1]
-        self._rows = rows
-        self._block = min(rows, max(1, BLOCK_ENTRIES // max(width, 1)))
+        self._block = block_rows(distances)
 
     def _by_blocks(self, answer, outputs, *extra, arrays=None):
         """`answer(block, *extra_rows)`, a tuple of `[b, R]` arrays from a `SortedNegatives`
         of a block of rows and the block's rows of `extra` (`[B, R]` arrays), run over every
-        block; returns the `[B, R]` arrays, of the dtypes `outputs`.
-
-        Blocks start at `min(i·b, B − b)`: the last one overlaps the one before when `b`
-        does not divide `B`, and writes the same answers for the rows they share.
+        block (`over_row_blocks`); returns the `[B, R]` arrays, of the dtypes `outputs`.
         `arrays`: the distances (gradients stopped), masks and filler to search, if not
         this object's."""
-        rows, block = self._rows, self._block
-        # Static shapes only: a backward pass must not read the forward pass's tensors.
-        shape = tuple(self._stopped.shape)
-        init = tuple(ops.zeros(shape, dtype) for dtype in outputs)
-
-        def body(i, state):
-            out, arrays = state
-            start = ops.minimum(i * block, rows - block)
-            corner = [start, ops.zeros_like(start)]
-
-            def rows_of(x):
-                return ops.slice(x, corner, (block, ops.shape(x)[1]))
-
-            distances, negative, positive, filler = arrays[:4]
-            found = SortedNegatives(rows_of(distances), rows_of(negative), rows_of(positive), filler=filler)
-            answers = answer(found, *(rows_of(x) for x in arrays[4:]))
-            return tuple(
-                ops.slice_update(o, corner, ops.cast(a, o.dtype)) for o, a in zip(out, answers)
-            ), arrays
-
         if arrays is None:
             arrays = (self._stopped, self.negative_mask, self.positive_mask, self._filler)
-        arrays = tuple(arrays) + extra
-        blocks = -(-rows // block)
-        return fori_loop(0, blocks, body, (init, arrays))[0]
+
+        def searched(rows_of, distances, negative, positive, filler, *extra):
+            found = SortedNegatives(rows_of(distances), rows_of(negative), rows_of(positive), filler=filler)
+            return answer(found, *(rows_of(x) for x in extra))
+
+        # Static shapes only: a backward pass must not read the forward pass's tensors.
+        width = self._stopped.shape[1]
+        outputs = tuple((width, dtype) for dtype in outputs)
+        return over_row_blocks(searched, outputs, tuple(arrays) + extra, self._block)
 
     def _count_below(self, thresholds, inclusive):
         def answer(found, thresholds):
@@ -130,22 +172,11 @@ class BlockedSortedNegatives(AnchorNegatives):
         if start_offset is None:  # the same count as `count_within`'s: share it
             self._counts.setdefault((float(stop_offset), bool(stop_inclusive)), count)
         bounds = (stop_offset, stop_inclusive, start_offset)
-        return count, self._differentiable_sum(bounds)(self.distances, total)
 
-    def _differentiable_sum(self, bounds):
-        """A function `(distances, total) -> total` whose gradient in `distances` is that
-        of the band sums `total` (`_band_gradient`)."""
-        search = self
+        def gradient(upstream, *arrays):
+            return self._band_gradient(upstream, bounds, arrays)
 
-        @ops.custom_gradient
-        def band_sum(distances, total, *arrays):
-            def grad(*args, upstream=None):
-                gradient = search._band_gradient(_upstream(args, upstream), bounds, arrays)
-                return (gradient, None) + (None,) * len(arrays)
-
-            return ops.multiply(total, 1.0), grad
-
-        return lambda distances, total: band_sum(distances, total, *self._backward_arrays())
+        return count, with_matrix_gradient(gradient, self.distances, total, *self._backward_arrays())
 
     def _band_gradient(self, upstream, bounds, arrays):
         """`[B, R]`: per negative, the sum of `upstream` over the bands that hold it."""
@@ -183,17 +214,11 @@ class BlockedSortedNegatives(AnchorNegatives):
             return found.take(index), beyond
 
         value, found = self._by_blocks(answer, (self._stopped.dtype, "bool"))
-        search = self
 
-        @ops.custom_gradient
-        def picked(distances, value, *arrays):
-            def grad(*args, upstream=None):
-                gradient = search._pick_gradient(_upstream(args, upstream), or_farthest, arrays)
-                return (gradient, None) + (None,) * len(arrays)
+        def gradient(upstream, *arrays):
+            return self._pick_gradient(upstream, or_farthest, arrays)
 
-            return ops.multiply(value, 1.0), grad
-
-        return picked(self.distances, value, *self._backward_arrays()), found
+        return with_matrix_gradient(gradient, self.distances, value, *self._backward_arrays()), found
 
     def _backward_arrays(self):
         """What a hand-written backward pass searches, as arguments of its custom gradient

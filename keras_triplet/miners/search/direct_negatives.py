@@ -7,7 +7,11 @@ positive distances as thresholds, one column `m` at a time, and compares each wi
 band a masked count and sum (batch-all, the statistics). M passes over `[B, R]` arrays
 in a loop: no `[B, M, R]` array and no per-column copies, so memory stays O(B·R) for any
 M and B, on every backend (eager PyTorch, where each elementwise step is a new array,
-runs each pass on blocks of rows: `_column_loop`).
+runs each pass on blocks of rows: `_column_loop`). A compiled step over a static matrix
+beyond one block of rows (`blocked_negatives.blocked`: B > 1448) asks every question,
+and writes every hand-written gradient, in a loop over blocks of rows whose body loops
+over the M columns (`_by_row_blocks`): the search then holds no `[B, R]` array of its own
+(the negatives, the accumulators of its backward passes), only `[b, R]` blocks.
 Comparisons are made with gradients stopped (selections are piecewise constant in the
 distances); the selected distances get their gradient from hand-written backward passes
 (`keras.ops.custom_gradient`) that compare again instead of keeping masks. `choice.py`
@@ -32,8 +36,13 @@ from keras_triplet._backend import (
     fori_loop,
     take_along_rows,
 )
-from keras_triplet.distances import _upstream
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
+from keras_triplet.miners.search.blocked_negatives import (
+    block_rows,
+    blocked,
+    over_row_blocks,
+    with_matrix_gradient,
+)
 
 
 class DirectNegatives(AnchorNegatives):
@@ -84,20 +93,40 @@ class DirectNegatives(AnchorNegatives):
         )
         self._width = width
         self._thresholds = ops.stop_gradient(self.query_distances)
+        at_once = broadcasts(distances.shape, width, broadcast)
+        # A compiled step's static matrix beyond one block of rows: every question and
+        # every hand-written gradient runs by blocks of rows (`_answer`, `_shares`), so
+        # that the search holds no `[B, R]` array of its own, only blocks.
+        self._block = block_rows(distances) if not at_once and blocked(distances) else None
         # Non-negatives at +inf: never below a (finite) threshold, never the closest.
-        self._negatives = ops.where(negative_mask, ops.stop_gradient(distances), float("inf"))
+        self._negatives = None
+        if self._block is None:
+            self._negatives = _negatives_of(ops.stop_gradient(distances), negative_mask)
         # `[B, 1, R]`, to compare with `[B, M, 1]` thresholds, or None: the column loop.
-        self._across = (
-            ops.expand_dims(self._negatives, 1) if broadcasts(distances.shape, width, broadcast) else None
-        )
+        self._across = ops.expand_dims(self._negatives, 1) if at_once else None
+
+    def _answer(self, answer, outputs, *arrays):
+        """`answer(negatives, negative_mask, values, *arrays)`: a tuple of `[B, M]` answers
+        from the `[B, R]` negatives (+inf elsewhere), mask and distances (gradients
+        stopped) and `[B, M]` arrays; by blocks of rows (`outputs`: `(M, dtype)` each)
+        where the search runs in blocks, else at once."""
+        stopped = ops.stop_gradient(self.distances)
+        if self._block is None:
+            return answer(self._negatives, self.negative_mask, stopped, *arrays)
+        return _by_row_blocks(answer, outputs, self._block, stopped, self.negative_mask, *arrays)
 
     def _count_below(self, thresholds, inclusive):
         if self._across is not None:
             top = ops.expand_dims(thresholds, 2)
             return ops.sum(_at_most(self._across, top) if inclusive else _below(self._across, top), axis=2)
         step = _count_at_most if inclusive else _count_below
-        init = ops.zeros(ops.shape(thresholds), INDEX_DTYPE)
-        return _column_loop(step, self._width, init, self._negatives, thresholds)
+        width = self._width
+
+        def answer(negatives, negative_mask, values, thresholds):
+            init = ops.zeros(ops.shape(thresholds), INDEX_DTYPE)
+            return (_column_loop(step, width, init, negatives, thresholds),)
+
+        return self._answer(answer, [(width, INDEX_DTYPE)], thresholds)[0]
 
     def _shifted(self, offset):
         return self._thresholds + offset if offset else self._thresholds
@@ -112,9 +141,23 @@ class DirectNegatives(AnchorNegatives):
             count, total = self._band_at_once(stop, stop_inclusive, start_offset)
         else:
             start = ops.full(ops.shape(stop), -_INF) if start_offset is None else self._shifted(start_offset)
-            count, total = _BAND_SUMS[bool(stop_inclusive)](
-                self.distances, self._negatives, self._backward_arrays(), stop, start
-            )
+            count_and_sum, share, by_autodiff = _BAND_STEPS[bool(stop_inclusive)]
+            width, block = self._width, self._block
+
+            def answer(negatives, negative_mask, values, stop, start):
+                init = (ops.zeros(ops.shape(stop), INDEX_DTYPE), ops.zeros(ops.shape(stop), values.dtype))
+                return _column_loop(count_and_sum, width, init, negatives, values, stop, start)
+
+            outputs = [(width, INDEX_DTYPE), (width, self.distances.dtype)]
+            count, total = self._answer(answer, outputs, stop, start)
+
+            # The band sums' gradient: the band masks again, not kept from the forward
+            # pass (O(B·R) memory for any M).
+            def gradient(upstream, stopped, negative_mask, stop, start):
+                return _shares(share, width, block, stopped, negative_mask, stop, start, upstream)
+
+            arrays = self._backward_arrays() + (stop, start)
+            total = _differentiable(gradient, by_autodiff, self.distances, total, *arrays)
         if start_offset is None:  # the same count as `count_within`'s: share it
             self._counts.setdefault((float(stop_offset), bool(stop_inclusive)), count)
         return count, total
@@ -132,19 +175,38 @@ class DirectNegatives(AnchorNegatives):
         farthest negative's if `or_farthest`, else meaningless.
 
         Minima, not argmins (XLA reduces a minimum in vectorised passes, an argmin one
-        pair at a time), with gradients stopped; `_picked` gives them their gradient. On
-        an exact tie the gradient is shared among the tied negatives."""
+        pair at a time), with gradients stopped; a hand-written backward pass gives them
+        their gradient. On an exact tie the gradient is shared among the tied negatives."""
         if self._across is not None:
             return self._closest_beyond_at_once(or_farthest)
-        init = ops.zeros(ops.shape(self._thresholds), self._negatives.dtype)
-        closest = _column_loop(_closest_beyond, self._width, init, self._negatives, self._thresholds)
-        found = closest < _INF
-        if or_farthest:
-            farthest = ops.max(ops.where(self.negative_mask, self._negatives, -_INF), axis=1)
-            closest = ops.where(found, closest, ops.expand_dims(farthest, 1))
-        return _differentiable(
-            _picked, _picked_by_autodiff, self.distances, *self._backward_arrays(), closest
-        ), found
+        width, block = self._width, self._block
+
+        def answer(negatives, negative_mask, values, thresholds):
+            init = ops.zeros(ops.shape(thresholds), negatives.dtype)
+            closest = _column_loop(_closest_beyond, width, init, negatives, thresholds)
+            found = closest < _INF
+            if or_farthest:
+                farthest = ops.max(ops.where(negative_mask, negatives, -_INF), axis=1)
+                closest = ops.where(found, closest, ops.expand_dims(farthest, 1))
+            # How many negatives equal each pick: its gradient is shared among them.
+            none = ops.zeros(ops.shape(closest), closest.dtype)
+            return closest, found, _column_loop(_ties, width, none, negatives, closest)
+
+        dtype = self.distances.dtype
+        outputs = [(width, dtype), (width, "bool"), (width, dtype)]
+        closest, found, ties = self._answer(answer, outputs, self._thresholds)
+
+        # The gradient of `closest[a, m]` goes to the negatives of row `a` equal to it,
+        # shared on ties (±inf, no such negative, reads as 0 without gradient): the
+        # backward pass compares again, one `[B, R]` pass per column, where autodiff of
+        # a masked minimum would keep a `[B, R]` mask per column.
+        def gradient(upstream, stopped, negative_mask, closest, ties):
+            weights = upstream / ops.maximum(ties, 1.0)
+            return _shares(_share, width, block, stopped, negative_mask, closest, weights)
+
+        value = ops.where(ops.abs(closest) < _INF, closest, 0.0)
+        arrays = self._backward_arrays() + (closest, ties)
+        return _differentiable(gradient, _picked_by_autodiff, self.distances, value, *arrays), found
 
     def _band_at_once(self, stop, stop_inclusive, start_offset):
         """`band` by one `[B, M, R]` 0/1 mask: its count, and the sum of the distances in
@@ -160,8 +222,8 @@ class DirectNegatives(AnchorNegatives):
         """`closest_beyond` by one `[B, M, R]` masked minimum: each negative not beyond the
         threshold is pushed to at least `_BIG` (the largest float32) before the minimum,
         so a pick below `_BIG` is a negative beyond it. Its gradient goes to the
-        negatives equal to the pick, shared on ties, as `_picked`'s: the pick plus an
-        exactly-zero mean of `d − d` over the tied negatives (whose gradient is 1)."""
+        negatives equal to the pick, shared on ties, as in `closest_beyond`: the pick plus
+        an exactly-zero mean of `d − d` over the tied negatives (whose gradient is 1)."""
         thresholds = ops.expand_dims(self._thresholds, 2)
         not_beyond = 1.0 - _below(thresholds, self._across)
         closest = ops.min(self._across + not_beyond * _BIG, axis=2)
@@ -316,13 +378,44 @@ def _share(m, total, negatives, targets, weights):
     return total + ops.where(negatives == _column(targets, m), _column(weights, m), 0.0)
 
 
-def _differentiable(by_hand, by_autodiff, distances, *arrays):
-    """`by_hand(distances, *arrays)`, a hand-written gradient; `by_autodiff` in a
-    TensorFlow graph with a dynamic batch size (a last, partial batch), where the
-    gradient of a `tf.custom_gradient` inside the choice's `tf.cond`s fails to build."""
+def _differentiable(gradient, by_autodiff, distances, value, *arrays):
+    """`value` with the hand-written gradient in `distances` `gradient(upstream, *arrays)`
+    (`with_matrix_gradient`); `by_autodiff(distances, value, *arrays)` in a TensorFlow
+    graph with a dynamic batch size (a last, partial batch), where the gradient of a
+    `tf.custom_gradient` inside the choice's `tf.cond`s fails to build."""
     if distances.shape[0] is None:
-        return by_autodiff(distances, *arrays)
-    return by_hand(distances, *arrays)
+        return by_autodiff(distances, value, *arrays)
+    return with_matrix_gradient(gradient, distances, value, *arrays)
+
+
+def _by_row_blocks(answer, outputs, block, stopped, negative_mask, *arrays):
+    """`answer(negatives, negative_mask, values, *arrays)` on every block of `block` rows
+    (`over_row_blocks`): each block builds its rows' negatives from the distances
+    (`stopped`, gradients stopped) and the mask; returns the `[B, columns]` arrays of
+    `outputs` (`(columns, dtype)` each)."""
+
+    def by_block(rows_of, stopped, negative_mask, *arrays):
+        values, mask = rows_of(stopped), rows_of(negative_mask)
+        return answer(_negatives_of(values, mask), mask, values, *(rows_of(x) for x in arrays))
+
+    return over_row_blocks(by_block, outputs, (stopped, negative_mask) + arrays, block)
+
+
+def _shares(step, width, block, stopped, negative_mask, *arrays):
+    """`[B, R]`: a hand-written gradient, the sum over the query columns `m < width` of
+    `step(m, total, negatives, *arrays)`'s shares, with the negatives built again from
+    `stopped` and the mask; by blocks of `block` rows (each block writes its rows of the
+    gradient) unless `block` is None."""
+    if block is None:
+        init = functools.partial(_zero_rows, stopped)
+        return _column_loop(step, width, init, _negatives_of(stopped, negative_mask), *arrays)
+
+    def answer(negatives, negative_mask, values, *arrays):
+        init = ops.zeros(ops.shape(negatives), negatives.dtype)
+        return (_column_loop(step, width, init, negatives, *arrays),)
+
+    outputs = [(stopped.shape[1], stopped.dtype)]
+    return _by_row_blocks(answer, outputs, block, stopped, negative_mask, *arrays)[0]
 
 
 def _zero_rows(like, rows):
@@ -344,40 +437,20 @@ def _negatives_of(stopped, negative_mask):
     return ops.where(negative_mask, stopped, _INF)
 
 
-def _picked_by_autodiff(distances, stopped, negative_mask, targets):
-    """`_picked` by autodiff (it keeps a `[B, R]` mask per column)."""
+def _picked_by_autodiff(distances, value, stopped, negative_mask, targets, ties):
+    """`closest_beyond`'s gradient by autodiff (it keeps a `[B, R]` mask per column)."""
     negatives = _negatives_of(stopped, negative_mask)
-    finite = ops.where(ops.abs(targets) < _INF, targets, 0.0)
     shares = []
     for m in range(targets.shape[1]):
         tied = negatives == targets[:, m : m + 1]
-        ties = ops.maximum(ops.sum(ops.cast(tied, distances.dtype), axis=1), 1.0)
-        shares.append(_zero_with_gradient(distances, tied) / ties)
-    return finite + ops.stack(shares, axis=1)
+        shares.append(_zero_with_gradient(distances, tied) / ops.maximum(ties[:, m], 1.0))
+    return value + ops.stack(shares, axis=1)
 
 
-@ops.custom_gradient
-def _picked(distances, stopped, negative_mask, targets):
-    """`targets` (`[B, M]`, each a negative distance of its row or ±inf), differentiable in
-    `distances` as the entries they were read from: the gradient of `targets[a, m]` goes
-    to the negatives of row `a` equal to it (shared on ties); ±inf reads as 0, without
-    gradient. The backward pass compares again, one `[B, R]` pass per column: autodiff
-    of a masked minimum would keep a `[B, R]` mask per column."""
-    width = targets.shape[1]
-    negatives = _negatives_of(stopped, negative_mask)
-    ties = _column_loop(_ties, width, ops.zeros(ops.shape(targets), distances.dtype), negatives, targets)
-
-    def grad(*args, upstream=None):
-        weights = _upstream(args, upstream) / ops.maximum(ties, 1.0)
-        init = functools.partial(_zero_rows, distances)
-        negatives = _negatives_of(stopped, negative_mask)
-        return _column_loop(_share, width, init, negatives, targets, weights), None, None, None
-
-    return ops.where(ops.abs(targets) < _INF, targets, 0.0), grad
-
-
-def _band_functions(inclusive):
-    """The band's loop steps and its differentiable sum, for a top edge `<` or `≤`."""
+def _band_steps(inclusive):
+    """The band's loop steps, for a top edge `<` or `≤`: `(count_and_sum, share,
+    by_autodiff)` (the count and sum per column, the sum's gradient per column, and the
+    sum's gradient by autodiff)."""
 
     def inside(m, negatives, stop, start):
         top = _column(stop, m)
@@ -393,44 +466,14 @@ def _band_functions(inclusive):
     def share(m, result, negatives, stop, start, weights):
         return result + ops.where(inside(m, negatives, stop, start), _column(weights, m), 0.0)
 
-    @ops.custom_gradient
-    def differentiable(distances, stopped, negative_mask, stop, start, total):
-        """`total`, the band sums of `distances`, with their gradient: the band masks
-        again, not kept from the forward pass (O(B·R) memory for any M)."""
-
-        def grad(*args, upstream=None):
-            init = functools.partial(_zero_rows, distances)
-            weights = _upstream(args, upstream)
-            negatives = _negatives_of(stopped, negative_mask)
-            return (
-                _column_loop(share, stop.shape[1], init, negatives, stop, start, weights),
-                None,
-                None,
-                None,
-                None,
-                None,
-            )
-
-        return ops.multiply(total, 1.0), grad
-
-    def by_autodiff(distances, stopped, negative_mask, stop, start, total):
+    def by_autodiff(distances, total, stopped, negative_mask, stop, start):
         negatives = _negatives_of(stopped, negative_mask)
         zeros = [
             _zero_with_gradient(distances, inside(m, negatives, stop, start)) for m in range(stop.shape[1])
         ]
         return total + ops.stack(zeros, axis=1)
 
-    def band_sums(distances, negatives, backward, stop, start):
-        """`(count, sum)`, `[B, M]` each: per row `a` and column `m`, the negatives of
-        `negatives` (`[B, R]`, +inf elsewhere) in `(start[a, m], stop[a, m])` (`]` at the
-        top if inclusive), and the sum of their `distances` (differentiable)."""
-        width = stop.shape[1]
-        init = (ops.zeros(ops.shape(stop), INDEX_DTYPE), ops.zeros(ops.shape(stop), distances.dtype))
-        values = ops.stop_gradient(distances)
-        count, total = _column_loop(count_and_sum, width, init, negatives, values, stop, start)
-        return count, _differentiable(differentiable, by_autodiff, distances, *backward, stop, start, total)
-
-    return band_sums
+    return count_and_sum, share, by_autodiff
 
 
-_BAND_SUMS = {inclusive: _band_functions(inclusive) for inclusive in (False, True)}
+_BAND_STEPS = {inclusive: _band_steps(inclusive) for inclusive in (False, True)}
