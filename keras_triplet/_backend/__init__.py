@@ -118,6 +118,8 @@ else:
     )
 if keras.backend.backend() == "jax":
     from keras_triplet._backend._jax import switch_with_own_gradients
+elif keras.backend.backend() == "tensorflow":
+    from keras_triplet._backend._tensorflow import switch_with_own_gradients
 else:
     from keras_triplet._backend._generic import switch_with_own_gradients
 
