@@ -14,6 +14,11 @@ hence this module.
 
 import tensorflow as tf
 
+# Band miners (batch-all) take the switch too on TensorFlow: its `cond`s' gradients output
+# every branch's intermediates, copies of the distances and masks included, so at B = 4096
+# the step's extra memory falls from 1 138 to 858 MB through the switch (BENCHMARKS.md).
+SWITCH_BAND_SEARCHES = True
+
 
 def switch_with_own_gradients(index, branches, x):
     """`branches[index](x)`, differentiable in `x` (a `[B, R]` float tensor) only: each
