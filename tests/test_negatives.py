@@ -324,13 +324,28 @@ def test_sorted_blocks_only_for_large_compiled_matrices():
     assert blocked_negatives.blocked(large) == (keras.backend.backend() != "torch")
 
 
-@pytest.mark.parametrize("big_class", [False, True], ids=["direct", "sorted"])
-def test_switch_with_own_gradients_changes_nothing(big_class, monkeypatch):
-    """A compiled semi-hard triplet loss over a matrix beyond one block of rows (forced
-    here: blocks of 5 rows) takes the choice as one switch whose backward pass computes
-    the chosen branch again (`with_negatives(own_gradients=True)`, JAX): the same loss
-    and gradient as the nested `ops.cond`s, in the direct branch (P×K) and in the blocked
-    sorted one (a class larger than `DIRECT_MAX_POSITIVES + 1`), with tied distances."""
+@pytest.mark.parametrize(
+    "big_class, name, in_step",
+    [
+        (False, "semi-hard", True),
+        (True, "semi-hard", False),
+        (False, "batch-all", False),
+        (True, "batch-all", True),
+    ],
+    ids=["direct-semi-hard-step", "sorted-semi-hard", "direct-batch-all", "sorted-batch-all-step"],
+)
+def test_switch_with_own_gradients_changes_nothing(big_class, name, in_step, monkeypatch):
+    """A compiled triplet loss over a matrix beyond one block of rows (forced here: blocks
+    of 5 rows), alone or in a training step's `loss_and_statistics`, takes the choice as
+    one switch whose backward pass computes the chosen branch again
+    (`with_negatives(own_gradients=True)`, JAX and TensorFlow; batch-all where
+    `_backend.SWITCH_BAND_SEARCHES`): the same loss, statistics and gradient as the nested
+    `ops.cond`s, in the direct branch (P×K) and in the blocked sorted one (a class larger
+    than `DIRECT_MAX_POSITIVES + 1`), with tied distances. Bit for bit on JAX; on
+    TensorFlow the gradient is, the loss and the statistics to float rounding (XLA fuses
+    the forward arithmetic of the switch, whose intermediates are not kept for the
+    backward pass, otherwise than the `cond`'s)."""
+    from keras_triplet import _backend
     from keras_triplet.miners.search import blocked_negatives, choice
 
     if big_class:
@@ -341,22 +356,33 @@ def test_switch_with_own_gradients_changes_nothing(big_class, monkeypatch):
     x[1] = x[0]
     x[len(labels) - 1] = x[2]
     y = keras.ops.convert_to_tensor(labels.astype("int32"))
+    loss = losses.TripletLoss(margin=0.5, miner=name)
 
     def step(e):
-        value = losses.triplet_loss(y, e, margin=0.5, miner="semi-hard")
-        return value, value
+        if in_step:  # one search for the loss and the statistics
+            return loss_and_statistics(loss, y, loss.pairwise(e))
+        return loss(y, e), {}
 
     monkeypatch.setattr(blocked_negatives, "FUSES_ELEMENTWISE_STEPS", True)
     monkeypatch.setattr(blocked_negatives, "BLOCK_ENTRIES", 5 * len(labels))
     switches = []
     own = choice.switch_with_own_gradients
     monkeypatch.setattr(choice, "switch_with_own_gradients", lambda *args: switches.append(1) or own(*args))
-    value, _, grad = _compiled_value_and_grad(step, x)
-    assert bool(switches) == (keras.backend.backend() != "torch")  # eager PyTorch decides in Python
+    value, stats, grad = _compiled_value_and_grad(step, x)
+    # Eager PyTorch decides in Python.
+    asked = keras.backend.backend() != "torch" and (name == "semi-hard" or _backend.SWITCH_BAND_SEARCHES)
+    assert bool(switches) == asked
     monkeypatch.setattr(choice, "switch_with_own_gradients", lambda *args: None)
-    want_value, _, want_grad = _compiled_value_and_grad(step, x)
-    assert float(value) == float(want_value)
+    want_value, want_stats, want_grad = _compiled_value_and_grad(step, x)
     np.testing.assert_array_equal(grad, want_grad)
+    if keras.backend.backend() == "tensorflow":
+        np.testing.assert_array_max_ulp(value, want_value, maxulp=2)
+        for key in want_stats:
+            np.testing.assert_array_max_ulp(stats[key], want_stats[key], maxulp=2)
+    else:
+        assert float(value) == float(want_value)
+        for key in want_stats:
+            assert float(stats[key]) == float(want_stats[key]), key
 
 
 # --- M16f: the direct search by blocks of rows under XLA (begin) ---

@@ -61,9 +61,13 @@ Both row-primitive modules export:
   a large share of the step at `[1024, 1000]`;
 * `switch_with_own_gradients(index, branches, x)`: `branches[index](x)`, differentiable
   in `x` alone, whose backward pass runs the chosen branch again inside a second switch,
-  so that no branch's residuals cross it (`_jax.py`: `jax.vjp` inside `lax.switch`; Keras
-  has no backend-free vjp), or None elsewhere: the caller keeps its `ops.cond`s
-  (`miners.search.with_negatives(own_gradients=True)`);
+  so that no branch's residuals cross it (`_jax.py`: `jax.vjp` inside `lax.switch`;
+  `_tensorflow.py`: a `tf.GradientTape` inside `tf.switch_case`, under `tf.custom_gradient`;
+  Keras has no backend-free vjp), or None elsewhere (eager PyTorch decides in Python): the
+  caller keeps its `ops.cond`s (`miners.search.with_negatives(own_gradients=True)`);
+* `SWITCH_BAND_SEARCHES`: whether the triplet loss with a band miner (batch-all) takes
+  that switch too (`losses.triplet.switches_own_gradients`): measured, it pays on
+  TensorFlow, whose `cond`s hold far more, and not on JAX;
 * `FUSES_ELEMENTWISE_STEPS`: whether a chain of elementwise steps over `[B, R]` arrays
   and its reduction runs as a few fused passes (XLA, on TensorFlow and JAX) rather than
   materialising each step's array (eager PyTorch). Where steps do not fuse, the pair and
@@ -117,14 +121,17 @@ else:
         take_along_rows,
     )
 if keras.backend.backend() == "jax":
-    from keras_triplet._backend._jax import switch_with_own_gradients
+    from keras_triplet._backend._jax import SWITCH_BAND_SEARCHES, switch_with_own_gradients
+elif keras.backend.backend() == "tensorflow":
+    from keras_triplet._backend._tensorflow import SWITCH_BAND_SEARCHES, switch_with_own_gradients
 else:
-    from keras_triplet._backend._generic import switch_with_own_gradients
+    from keras_triplet._backend._generic import SWITCH_BAND_SEARCHES, switch_with_own_gradients
 
 __all__ = [
     "BROADCAST_ENTRIES",
     "FUSES_ELEMENTWISE_STEPS",
     "INDEX_DTYPE",
+    "SWITCH_BAND_SEARCHES",
     "argsort_rows",
     "compact_columns",
     "compact_rows",

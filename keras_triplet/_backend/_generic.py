@@ -75,5 +75,10 @@ def margin_cross_entropy(logits, labels, target):
 
 
 def switch_with_own_gradients(index, branches, x):
-    # JAX alone (`_jax.py`); elsewhere the caller keeps its `ops.cond`s.
+    # JAX and TensorFlow alone (`_jax.py`, `_tensorflow.py`); elsewhere the caller keeps
+    # its `ops.cond`s.
     return None
+
+
+# No switch here: nothing to ask for.
+SWITCH_BAND_SEARCHES = False

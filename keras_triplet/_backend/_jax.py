@@ -12,6 +12,13 @@ backend-free `vjp`, hence this module.
 
 import jax
 
+# Band miners (batch-all) keep the `ops.cond`s on JAX: their blocked sorted branch holds
+# its `[B, R]` pair mask, counts and band sums inside the switch, and at B = 4096 the step's
+# temporaries are 456 MB through the switch against 435 MB through the `cond`s (the
+# process's RSS is 30 MB lower through the switch, its compiled code smaller, but that part
+# does not grow with B) for a forward pass run twice (BENCHMARKS.md).
+SWITCH_BAND_SEARCHES = False
+
 
 def switch_with_own_gradients(index, branches, x):
     """`branches[index](x)`, differentiable in `x` (a `[B, R]` float array) only: each

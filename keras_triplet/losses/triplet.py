@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_triplet import miners as miners_lib
+from keras_triplet._backend import SWITCH_BAND_SEARCHES
 from keras_triplet._validation import check_choice, check_margin
 from keras_triplet.losses.base import MetricLoss, prepare, propagate_nonfinite
 from keras_triplet.miners.search import with_negatives
@@ -44,6 +45,16 @@ def check_options(miner, margin, soft_margin, average):
     return average
 
 
+def switches_own_gradients(miner):
+    """Whether the triplet loss with `miner` asks `with_negatives` for its choice as one
+    switch with its own gradients (`own_gradients=True`): its arithmetic is
+    differentiable in the search's distances alone (`mine_pairs` reads them from the
+    search). Single-negative miners always; band miners (batch-all) where the backend
+    says it pays (`_backend.SWITCH_BAND_SEARCHES`: their blocked sorted branch holds
+    several `[B, R]` arrays inside the switch)."""
+    return miner.single_negative or SWITCH_BAND_SEARCHES
+
+
 def _mined_triplet_loss(
     labels, distances, miner, margin, soft_margin, average, ref_labels=None, negatives=None
 ):
@@ -58,11 +69,7 @@ def _mined_triplet_loss(
             lambda found: _mined_triplet_loss(
                 labels, found.distances, miner, margin, soft_margin, average, ref_labels, negatives=found
             ),
-            # Differentiable in the search's distances alone (`mine_pairs` reads them from
-            # `found`). A band miner's sorted fallback holds more inside its one branch
-            # (pair mask, counts and sums, `[B, R]` each) than the choice's residuals cost:
-            # measured at B = 4096 on JAX (BENCHMARKS.md), so single negatives only.
-            own_gradients=miner.single_negative,
+            own_gradients=switches_own_gradients(miner),
         )
     # The selection in the miner's own layout (compact on eager PyTorch, one pair per
     # anchor for batch-hard): only sums follow.

@@ -13,6 +13,7 @@ from keras import ops
 from keras_triplet._validation import check_labels
 from keras_triplet.losses.base import propagate_nonfinite
 from keras_triplet.losses.class_weights import reject_memory
+from keras_triplet.losses.triplet import TripletLoss, switches_own_gradients
 from keras_triplet.miners import NegativeSearchMiner, pair_masks, triplet_statistics
 from keras_triplet.miners.search import with_negatives
 from keras_triplet.models import distributed
@@ -79,7 +80,9 @@ def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True
         return compute(None)
     positive, negative = pair_masks(labels)
     forced = {} if search is None else {"search": search}
-    return with_negatives(distances, negative, positive, compute, fused=fused, **forced)
+    # A searching triplet loss reads the search's distances alone, the statistics `blocked`.
+    own = _searches(loss_fn) and isinstance(loss_fn, TripletLoss) and switches_own_gradients(loss_fn.miner)
+    return with_negatives(distances, negative, positive, compute, fused=fused, own_gradients=own, **forced)
 
 
 def _searches(loss_fn):

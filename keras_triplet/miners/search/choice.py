@@ -49,14 +49,16 @@ def with_negatives(
             (`DirectNegatives(broadcast=True)`, up to `BROADCAST_ENTRIES`), and eagerly
             that search is taken for any M up to the cap.
         own_gradients: whether a compiled step's choice over a matrix larger than one
-            block of rows runs, where the backend can (JAX), as one switch whose backward
-            pass computes the chosen branch again inside it
+            block of rows runs, where the backend can (JAX, TensorFlow), as one switch
+            whose backward pass computes the chosen branch again inside it
             (`_backend.switch_with_own_gradients`): no branch's residuals are then held
             from the forward pass to the backward one (`ops.cond`s output the largest
             branch's, several `[B, R]` arrays, whichever branch runs), for the mining's
             forward pass run twice. Only for an `fn` differentiable in the search's own
             distances alone (`found.distances`, `found.query_distances`), never in an
-            array it reads from outside (JAX raises).
+            array it reads from outside (JAX raises; TensorFlow would drop that gradient).
+            Arrays without gradients (labels, masks, distances under `stop_gradient`)
+            may be read.
 
     Eagerly the choice is made in Python from the data (and M sized by it); in a
     compiled function it is nested `ops.cond`s on the data (one per width of
