@@ -96,8 +96,11 @@ if keras.backend.backend() == "torch":
         fori_loop,
         host_value,
         margin_cross_entropy,
+        pick_sorted,
         scatter_rows,
         search_rows,
+        sorted_rows,
+        sum_sorted_runs,
         take_along_rows,
     )
 else:
@@ -112,8 +115,11 @@ else:
         fori_loop,
         host_value,
         margin_cross_entropy,
+        pick_sorted,
         scatter_rows,
         search_rows,
+        sorted_rows,
+        sum_sorted_runs,
         take_along_rows,
     )
 if keras.backend.backend() == "jax":
@@ -133,7 +139,10 @@ __all__ = [
     "fori_loop",
     "host_value",
     "margin_cross_entropy",
+    "pick_sorted",
     "search_rows",
+    "sorted_rows",
+    "sum_sorted_runs",
     "scatter_rows",
     "switch_with_own_gradients",
     "take_along_rows",

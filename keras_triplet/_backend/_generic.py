@@ -32,6 +32,22 @@ def take_along_rows(x, index):
     return ops.take(ops.reshape(x, (-1,)), _flat(index, ops.shape(x)[1]), axis=0)
 
 
+def sorted_rows(x, order):
+    # `x`'s rows in `order`, differentiable: autodiff carries the gradients of the picks
+    # and sums read from them (XLA fuses the backward pass's gathers and prefix sums).
+    return take_along_rows(x, order)
+
+
+def pick_sorted(values, order, index, count, distances):
+    # `values` carry the gradient (`sorted_rows`).
+    return take_along_rows(values, index)
+
+
+def sum_sorted_runs(total, order, start, stop, distances):
+    # `total` carries the gradient, through the prefix sums of `sorted_rows`' values.
+    return total
+
+
 def compact_columns(mask):
     # Compiled graphs need static shapes: every column is searched.
     return None

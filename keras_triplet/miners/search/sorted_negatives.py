@@ -10,7 +10,10 @@ anchor's negative distances in ascending order,
 Counts come from a vectorised binary search (`count_below`): exact `<` / `≤`
 comparisons, O(log R) gathers of `[B, M]`, and no reliance on a stable sort. O(B·R log R)
 time, O(B·R) memory. Gradients reach the chosen distances through row gathers; nothing
-of size B³ exists.
+of size B³ exists. Where the backend writes them out (`_backend.sorted_rows`: eager
+PyTorch), the sorted values carry none and each pick and each run's sum carries its own
+(`_backend.pick_sorted`, `_backend.sum_sorted_runs`): one `[B, R]` gradient per answer,
+where autodiff walks back through the prefix sums, the sort's gather and the mask.
 """
 
 import math
@@ -22,7 +25,10 @@ from keras_triplet._backend import (
     argsort_rows,
     compact_columns,
     fori_loop,
+    pick_sorted,
     search_rows,
+    sorted_rows,
+    sum_sorted_runs,
     take_along_rows,
 )
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
@@ -37,7 +43,9 @@ class SortedNegatives(AnchorNegatives):
 
     Attributes (beyond `AnchorNegatives`'):
         values: `[B, R]`; row `a` holds the distances to `a`'s negatives sorted ascending,
-            then a large finite filler for the non-negative columns.
+            then a large finite filler for the non-negative columns (differentiable, or
+            not where `_backend.sorted_rows` leaves the gradients to `take` and
+            `range_sum`).
         order: `[B, R]`; the column of `distances` each entry of `values` was read from.
     """
 
@@ -48,7 +56,7 @@ class SortedNegatives(AnchorNegatives):
         self._filler = filler
         masked = ops.where(negative_mask, distances, filler)
         self.order = argsort_rows(ops.stop_gradient(masked))
-        self.values = take_along_rows(masked, self.order)
+        self.values = sorted_rows(masked, self.order)
         columns = compact_columns(positive_mask)
         if columns is not None:
             self._compact(columns)
@@ -83,7 +91,8 @@ class SortedNegatives(AnchorNegatives):
     def take(self, index):
         """`[B, M]` distances of the negatives at sorted positions `index` (`[B, M]`)."""
         last = ops.maximum(ops.shape(self.values)[1] - 1, 0)
-        return take_along_rows(self.values, ops.clip(ops.cast(index, INDEX_DTYPE), 0, last))
+        index = ops.clip(ops.cast(index, INDEX_DTYPE), 0, last)
+        return pick_sorted(self.values, self.order, index, self.count, self.distances)
 
     def range_sum(self, start, stop):
         """`[B, M]` sums of the sorted negatives at positions `[start, stop)` (`start=None`:
@@ -104,10 +113,12 @@ class SortedNegatives(AnchorNegatives):
             self._prefix = ops.cumsum(self.values - self._center, axis=1)
         stop = ops.cast(stop, INDEX_DTYPE)
         if start is None:  # from the first negative: one gather fewer
-            return self._first(stop) + ops.cast(stop, self._prefix.dtype) * self._center
-        start = ops.cast(start, INDEX_DTYPE)
-        total = self._first(stop) - self._first(start)
-        return total + ops.cast(stop - start, total.dtype) * self._center
+            total = self._first(stop) + ops.cast(stop, self._prefix.dtype) * self._center
+        else:
+            start = ops.cast(start, INDEX_DTYPE)
+            total = self._first(stop) - self._first(start)
+            total = total + ops.cast(stop - start, total.dtype) * self._center
+        return sum_sorted_runs(total, self.order, start, stop, self.distances)
 
     def _first(self, k):
         """Σ of the first `k` centred sorted negatives of each row (`k`: `[B, M]`)."""
