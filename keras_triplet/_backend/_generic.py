@@ -32,6 +32,12 @@ def take_along_rows(x, index):
     return ops.take(ops.reshape(x, (-1,)), _flat(index, ops.shape(x)[1]), axis=0)
 
 
+def self_euclidean(x):
+    # `distances._self_euclidean` (keras.ops, a custom gradient) is the way: XLA fuses
+    # its elementwise steps.
+    return None
+
+
 def sorted_rows(x, order):
     # `x`'s rows in `order`, differentiable: autodiff carries the gradients of the picks
     # and sums read from them (XLA fuses the backward pass's gathers and prefix sums).

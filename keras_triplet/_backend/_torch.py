@@ -218,6 +218,46 @@ def scatter_rows(values, index, width):
     )
 
 
+# `distances.safe_sqrt`'s floor: the same matrix and gradient as `distances._self_euclidean`.
+_SQRT_FLOOR = 1e-30
+
+
+def self_euclidean(x):
+    """`distances.pairwise_distances(x)` (Euclidean, `x` against itself) with the same
+    values and hand-written gradient as `distances._self_euclidean`, its steps written
+    in place: eager PyTorch runs each of that function's `keras.ops` calls as its own
+    pass over a fresh `[B, B]` array (the diagonal's mask alone is an `arange`, a
+    comparison and a `logical_and`), where here the product's output is clamped,
+    rooted and masked where it lies, and the diagonal is zeroed by one strided write."""
+    return _SelfEuclidean.apply(x)
+
+
+class _SelfEuclidean(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        # The product exactly as `distances._squared_euclidean` forms it: the same bits.
+        squared_norms = torch.sum(torch.square(x), dim=1, keepdim=True)
+        ones = torch.ones_like(squared_norms)
+        left = torch.cat([-2.0 * x, squared_norms, ones], dim=1)
+        right = torch.cat([x, ones, squared_norms], dim=1)
+        distances = torch.matmul(left, right.T)
+        # `where(squared > 0 and off the diagonal, sqrt(max(squared, floor)), 0)`; NaN is
+        # not > 0, so it gives 0 there as well.
+        zero = torch.logical_not(distances > 0)
+        distances.clamp_min_(_SQRT_FLOOR).sqrt_().masked_fill_(zero, 0.0).fill_diagonal_(0.0)
+        ctx.save_for_backward(x, distances)
+        return distances
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        # `distances._self_euclidean`'s gradient, the same operations in the same order.
+        x, distances = ctx.saved_tensors
+        h = torch.where(distances > _SQRT_FLOOR**0.5, grad / distances, 0.0)
+        weight = torch.sum(h, dim=1, keepdim=True) + torch.sum(h, dim=0).unsqueeze(1)
+        return x * weight - torch.matmul(h, x) - torch.matmul(h.T, x)
+
+
 class _MarginCrossEntropy(torch.autograd.Function):
     """`−log softmax(ℓ')[i, y_i]` per row, `ℓ'` the logits with `ℓ[i, y_i]` replaced by
     `target[i]`, with a hand-written gradient: `softmax(ℓ')` with the own entries zeroed
