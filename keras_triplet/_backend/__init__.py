@@ -103,6 +103,7 @@ if keras.backend.backend() == "torch":
         sorted_rows,
         sum_sorted_runs,
         take_along_rows,
+        without_diagonal,
     )
 else:
     from keras_triplet._backend._generic import (
@@ -123,6 +124,7 @@ else:
         sorted_rows,
         sum_sorted_runs,
         take_along_rows,
+        without_diagonal,
     )
 if keras.backend.backend() == "jax":
     from keras_triplet._backend._jax import switch_with_own_gradients
@@ -149,4 +151,5 @@ __all__ = [
     "scatter_rows",
     "switch_with_own_gradients",
     "take_along_rows",
+    "without_diagonal",
 ]

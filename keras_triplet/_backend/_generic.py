@@ -32,6 +32,12 @@ def take_along_rows(x, index):
     return ops.take(ops.reshape(x, (-1,)), _flat(index, ops.shape(x)[1]), axis=0)
 
 
+def without_diagonal(mask):
+    rows = ops.expand_dims(ops.arange(ops.shape(mask)[0]), 1)
+    cols = ops.expand_dims(ops.arange(ops.shape(mask)[1]), 0)
+    return ops.logical_and(mask, rows != cols)
+
+
 def self_euclidean(x):
     # `distances._self_euclidean` (keras.ops, a custom gradient) is the way: XLA fuses
     # its elementwise steps.

@@ -52,8 +52,10 @@ def argsort_rows(x):
         # go through NumPy without a copy and the indices come back without one. NaN
         # sorts last in both.
         rows = x.detach().numpy()
-        if x.dtype == torch.float32 and x.numel() <= PACKED_SORT_ENTRIES and not np.isnan(rows).any():
-            return _argsort_packed(rows)
+        if x.dtype == torch.float32 and 0 < x.numel() <= PACKED_SORT_ENTRIES:
+            smallest = rows.min()  # NaN if any entry is NaN
+            if not np.isnan(smallest):
+                return _argsort_packed(rows, signed=smallest < 0)
         return torch.from_numpy(np.argsort(rows, axis=1))
     return torch.argsort(x, dim=1)
 
@@ -63,15 +65,18 @@ def argsort_rows(x):
 PACKED_SORT_ENTRIES = 2**18
 
 
-def _argsort_packed(rows):
+def _argsort_packed(rows, signed):
     """`np.argsort(rows, axis=1)` of a NaN-free float32 `[B, R]` array (ties by column)
     through one sort of int64 keys, `(order-preserving bits of the value) << 32 | column`:
     NumPy's vectorised sort of plain int64 numbers takes about 0.6 times its float32
-    argsort's time at `[256, 256]` (one thread), and the column comes back in the low bits."""
+    argsort's time at `[256, 256]` (one thread), and the column comes back in the low bits.
+    `signed`: whether some entry is below 0 (distances never are)."""
     keys = rows.view(np.int32).astype(np.int64)
-    # A float's bits read as an int order non-negative floats; flipping a negative one's
-    # magnitude bits orders the negatives below them (−0 just below +0: equal values).
-    keys ^= (keys >> 31) & 0x7FFFFFFF
+    # A float's bits read as a (sign-extended) int order the floats ≥ 0, −0 first (its
+    # bits are the smallest int32: equal to +0, below every other one). Flipping a
+    # negative float's magnitude bits orders the negatives below them.
+    if signed:
+        keys ^= (keys >> 31) & 0x7FFFFFFF
     keys <<= 32
     keys |= np.arange(rows.shape[1], dtype=np.int64)
     keys.sort(axis=1)
@@ -216,6 +221,12 @@ def scatter_rows(values, index, width):
     return torch.zeros(values.shape[0], width, dtype=values.dtype, device=values.device).scatter(
         1, index, values
     )
+
+
+def without_diagonal(mask):
+    # One strided write of the B diagonal entries, where the comparison of two `arange`s
+    # and a `logical_and` are two passes over a fresh `[B, R]` array.
+    return mask.clone().fill_diagonal_(False)
 
 
 # `distances.safe_sqrt`'s floor: the same matrix and gradient as `distances._self_euclidean`.
