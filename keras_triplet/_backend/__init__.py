@@ -39,9 +39,9 @@ Both row-primitive modules export:
   None to keep every column (always None where shapes must stay static);
 * `compact_rows(mask)`: the positions of the True entries of a `[B]` mask, or None where
   shapes must stay static (always None in `_generic.py`);
-* `search_rows(sorted_rows, thresholds, inclusive)`: per row, the number of entries of
-  the ascending `sorted_rows` (`[B, R]`) below each of `thresholds` (`[B, M]`; `≤` if
-  inclusive), or None where the caller's own binary search is the way (`_generic.py`:
+* `search_rows(sorted_rows, thresholds, inclusive, limit=None)`: per row, the number of
+  entries of the ascending `sorted_rows` (`[B, R]`) below each of `thresholds` (`[B, M]`;
+  `≤` if inclusive; at most `limit`, `[B, 1]`, if given), or None where the caller's own binary search is the way (`_generic.py`:
   XLA runs it as a loop of fused passes; PyTorch has one batched `searchsorted` call for
   the log2(R) passes of several eager operations each);
 * `fori_loop(lower, upper, body, state)`: `keras.ops.fori_loop` (on PyTorch a plain
@@ -64,6 +64,19 @@ Both row-primitive modules export:
   so that no branch's residuals cross it (`_jax.py`: `jax.vjp` inside `lax.switch`; Keras
   has no backend-free vjp), or None elsewhere: the caller keeps its `ops.cond`s
   (`miners.search.with_negatives(own_gradients=True)`);
+* `sorted_rows(x, order)`, `pick_sorted(values, order, index, count, distances)`,
+  `sum_sorted_runs(total, order, start, stop, distances)`: the sorted search's values
+  (`x`'s rows in `order`), its picks at sorted positions and its sums over runs of
+  sorted positions. `_generic.py`: the values carry the gradient and autodiff takes it
+  to the picks and sums; `_torch.py`: the values carry none, and each pick or run sum
+  writes its gradient into `distances`' `[B, R]` once (`torch.autograd.Function`s), where
+  eager autodiff would walk back through the prefix sums, the sort's gather and the
+  negative mask, a pass over `[B, R]` each;
+* `self_euclidean(x)`: `distances.pairwise_distances(x)` (Euclidean, square) with its
+  hand-written gradient, its steps in place on PyTorch (the same values and gradient),
+  or None (`_generic.py`: `distances._self_euclidean` in `keras.ops` is the way);
+* `without_diagonal(mask)`: a `[B, R]` boolean mask with its entries `(i, i)` False (on
+  PyTorch one strided write instead of two `arange`s, a comparison and a `logical_and`);
 * `FUSES_ELEMENTWISE_STEPS`: whether a chain of elementwise steps over `[B, R]` arrays
   and its reduction runs as a few fused passes (XLA, on TensorFlow and JAX) rather than
   materialising each step's array (eager PyTorch). Where steps do not fuse, the pair and

@@ -70,7 +70,7 @@ def compact_rows(mask):
     return None
 
 
-def search_rows(sorted_rows, thresholds, inclusive):
+def search_rows(sorted_rows, thresholds, inclusive, limit=None):
     # XLA fuses each step of `miners.search.sorted_negatives.count_below`'s binary search:
     # the caller runs it.
     return None

@@ -95,10 +95,12 @@ def _numpy_sorts(x):
     )
 
 
-def search_rows(sorted_rows, thresholds, inclusive):
+def search_rows(sorted_rows, thresholds, inclusive, limit=None):
     # One batched binary search (left: the count of entries < t; right: ≤ t) where the
-    # generic search runs log2(R) passes of several eager operations each.
-    return torch.searchsorted(sorted_rows.contiguous(), thresholds.contiguous(), right=bool(inclusive))
+    # generic search runs log2(R) passes of several eager operations each; clamped to
+    # `limit` in place (int64 throughout, where `keras.ops.minimum` casts both to int32).
+    found = torch.searchsorted(sorted_rows.contiguous(), thresholds.contiguous(), right=bool(inclusive))
+    return found if limit is None else torch.minimum(found, limit.long(), out=found)
 
 
 def sorted_rows(x, order):

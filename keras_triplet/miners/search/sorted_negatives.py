@@ -63,9 +63,14 @@ class SortedNegatives(AnchorNegatives):
         self._prefix = None
 
     def _count_below(self, thresholds, inclusive):
-        found = count_below(self.values, thresholds, inclusive=inclusive)
         # The filler sorts after every negative but may still lie below a large threshold.
-        return ops.minimum(found, ops.expand_dims(self.count, 1))
+        return count_below(self.values, thresholds, inclusive=inclusive, limit=self._count_column())
+
+    def _count_column(self):
+        """`[B, 1]`: each anchor's number of negatives, computed once."""
+        if getattr(self, "_column_count", None) is None:
+            self._column_count = ops.expand_dims(self.count, 1)
+        return self._column_count
 
     def band(self, stop_offset, stop_inclusive=False, start_offset=None):
         """`(count, sum)`, `[B, M]` each: the negatives with `d(a, p) + start_offset <
@@ -83,9 +88,10 @@ class SortedNegatives(AnchorNegatives):
         d(a, p)` and whether there is one; where there is none, the distance is the
         farthest negative's if `or_farthest`, else meaningless."""
         first_farther = self.count_within(0.0, inclusive=True)
-        n_negative = ops.expand_dims(self.count, 1)
+        n_negative = self._count_column()
         found = first_farther < n_negative
-        index = ops.where(found, first_farther, n_negative - 1) if or_farthest else first_farther
+        # `first_farther ≤ n_negative`: where none is farther, the last negative.
+        index = ops.minimum(first_farther, n_negative - 1) if or_farthest else first_farther
         return self.take(index), found
 
     def take(self, index):
@@ -134,7 +140,7 @@ class SortedNegatives(AnchorNegatives):
 SEARCH_BLOCK = 2**21
 
 
-def count_below(sorted_rows, thresholds, inclusive=False):
+def count_below(sorted_rows, thresholds, inclusive=False, limit=None):
     """Batched `searchsorted`: per row `r`, the number of entries of `sorted_rows[r]`
     (ascending) that are `< thresholds[r, j]` (`≤` when `inclusive`).
 
@@ -146,13 +152,16 @@ def count_below(sorted_rows, thresholds, inclusive=False):
     O(B·M·log R) time, O(B·M) memory, and exact comparisons (no stable sort needed).
     Large inputs are searched by blocks of rows (`SEARCH_BLOCK`). Where the backend has
     a batched search of its own (`_backend.search_rows`: PyTorch's `searchsorted`, the
-    same counts), that one call replaces the loop.
+    same counts), that one call replaces the loop. `limit` (`[B, 1]`, optional): the
+    counts are clamped to it.
     """
     sorted_rows = ops.stop_gradient(sorted_rows)
     thresholds = ops.stop_gradient(thresholds)
-    found = search_rows(sorted_rows, thresholds, inclusive)
+    found = search_rows(sorted_rows, thresholds, inclusive, limit)
     if found is not None:  # the backend's own batched search (PyTorch)
         return found
+    if limit is not None:
+        return ops.minimum(count_below(sorted_rows, thresholds, inclusive), limit)
     rows, width = thresholds.shape[0], thresholds.shape[1]
     if isinstance(rows, int) and isinstance(width, int) and rows * width > SEARCH_BLOCK:
         block = max(1, SEARCH_BLOCK // max(width, 1))
