@@ -64,10 +64,11 @@ Both row-primitive modules export:
   so that no branch's residuals cross it (`_jax.py`: `jax.vjp` inside `lax.switch`; Keras
   has no backend-free vjp), or None elsewhere: the caller keeps its `ops.cond`s
   (`miners.search.with_negatives(own_gradients=True)`);
-* `sorted_rows(x, order)`, `pick_sorted(values, order, index, count, distances)`,
-  `sum_sorted_runs(total, order, start, stop, distances)`: the sorted search's values
-  (`x`'s rows in `order`), its picks at sorted positions and its sums over runs of
-  sorted positions. `_generic.py`: the values carry the gradient and autodiff takes it
+* `sort_masked_rows(x, mask, filler)` (`(values, order)`: the rows of `x`, `filler`
+  where `mask` is False, sorted ascending, and the columns they came from),
+  `pick_sorted(values, order, index, count, distances)`,
+  `sum_sorted_runs(total, order, start, stop, distances)`: the sorted search's values,
+  its picks at sorted positions and its sums over runs of sorted positions. `_generic.py`: the values carry the gradient and autodiff takes it
   to the picks and sums; `_torch.py`: the values carry none, and each pick or run sum
   writes its gradient into `distances`' `[B, R]` once (`torch.autograd.Function`s), where
   eager autodiff would walk back through the prefix sums, the sort's gather and the
@@ -113,7 +114,7 @@ if keras.backend.backend() == "torch":
         scatter_rows,
         search_rows,
         self_euclidean,
-        sorted_rows,
+        sort_masked_rows,
         sum_sorted_runs,
         take_along_rows,
         without_diagonal,
@@ -134,7 +135,7 @@ else:
         scatter_rows,
         search_rows,
         self_euclidean,
-        sorted_rows,
+        sort_masked_rows,
         sum_sorted_runs,
         take_along_rows,
         without_diagonal,
@@ -159,7 +160,7 @@ __all__ = [
     "pick_sorted",
     "search_rows",
     "self_euclidean",
-    "sorted_rows",
+    "sort_masked_rows",
     "sum_sorted_runs",
     "scatter_rows",
     "switch_with_own_gradients",

@@ -44,19 +44,21 @@ def self_euclidean(x):
     return None
 
 
-def sorted_rows(x, order):
-    # `x`'s rows in `order`, differentiable: autodiff carries the gradients of the picks
-    # and sums read from them (XLA fuses the backward pass's gathers and prefix sums).
-    return take_along_rows(x, order)
+def sort_masked_rows(x, mask, filler):
+    # Differentiable values: autodiff carries the gradients of the picks and sums read
+    # from them (XLA fuses the backward pass's gathers and prefix sums).
+    masked = ops.where(mask, x, filler)
+    order = argsort_rows(ops.stop_gradient(masked))
+    return take_along_rows(masked, order), order
 
 
 def pick_sorted(values, order, index, count, distances):
-    # `values` carry the gradient (`sorted_rows`).
+    # `values` carry the gradient (`sort_masked_rows`).
     return take_along_rows(values, index)
 
 
 def sum_sorted_runs(total, order, start, stop, distances):
-    # `total` carries the gradient, through the prefix sums of `sorted_rows`' values.
+    # `total` carries the gradient, through the prefix sums of `sort_masked_rows`' values.
     return total
 
 

@@ -103,16 +103,18 @@ def search_rows(sorted_rows, thresholds, inclusive, limit=None):
     return found if limit is None else torch.minimum(found, limit.long(), out=found)
 
 
-def sorted_rows(x, order):
+def sort_masked_rows(x, mask, filler):
     # The values alone: `pick_sorted` and `sum_sorted_runs` write each answer's gradient
     # into one `[B, R]` array. Through autodiff, every sum would walk back through the
     # prefix sums' reversed cumsum, the sort's gather (a `[B, R]` zero fill and
-    # `scatter_add`) and the negative mask's `where`, each a pass over `[B, R]` run op by op.
-    return torch.gather(x.detach(), 1, order)
+    # `scatter_add`) and the mask's `where`, each a pass over `[B, R]` run op by op.
+    masked = torch.where(mask, x.detach(), torch.as_tensor(filler, dtype=x.dtype).detach())
+    order = argsort_rows(masked)
+    return torch.gather(masked, 1, order), order
 
 
 def pick_sorted(values, order, index, count, distances):
-    """`values[a, index[a, j]]` (`[B, M]`, `values` from `sorted_rows`), differentiable in
+    """`values[a, index[a, j]]` (`[B, M]`, `values` from `sort_masked_rows`), differentiable in
     `distances` (`[B, R]`): the gradient of a pick goes to the column it was read from,
     `order[a, index]`, where it is a negative (sorted position below `count[a]`), and
     nowhere at a filler."""

@@ -10,7 +10,7 @@ anchor's negative distances in ascending order,
 Counts come from a vectorised binary search (`count_below`): exact `<` / `≤`
 comparisons, O(log R) gathers of `[B, M]`, and no reliance on a stable sort. O(B·R log R)
 time, O(B·R) memory. Gradients reach the chosen distances through row gathers; nothing
-of size B³ exists. Where the backend writes them out (`_backend.sorted_rows`: eager
+of size B³ exists. Where the backend writes them out (`_backend.sort_masked_rows`: eager
 PyTorch), the sorted values carry none and each pick and each run's sum carries its own
 (`_backend.pick_sorted`, `_backend.sum_sorted_runs`): one `[B, R]` gradient per answer,
 where autodiff walks back through the prefix sums, the sort's gather and the mask.
@@ -22,12 +22,11 @@ from keras import ops
 
 from keras_triplet._backend import (
     INDEX_DTYPE,
-    argsort_rows,
     compact_columns,
     fori_loop,
     pick_sorted,
     search_rows,
-    sorted_rows,
+    sort_masked_rows,
     sum_sorted_runs,
     take_along_rows,
 )
@@ -44,7 +43,7 @@ class SortedNegatives(AnchorNegatives):
     Attributes (beyond `AnchorNegatives`'):
         values: `[B, R]`; row `a` holds the distances to `a`'s negatives sorted ascending,
             then a large finite filler for the non-negative columns (differentiable, or
-            not where `_backend.sorted_rows` leaves the gradients to `take` and
+            not where `_backend.sort_masked_rows` leaves the gradients to `take` and
             `range_sum`).
         order: `[B, R]`; the column of `distances` each entry of `values` was read from.
     """
@@ -54,9 +53,7 @@ class SortedNegatives(AnchorNegatives):
         if filler is None:  # `filler`: given by a search of the matrix's rows in blocks
             filler = ops.max(ops.stop_gradient(distances)) + 1.0
         self._filler = filler
-        masked = ops.where(negative_mask, distances, filler)
-        self.order = argsort_rows(ops.stop_gradient(masked))
-        self.values = sorted_rows(masked, self.order)
+        self.values, self.order = sort_masked_rows(distances, negative_mask, filler)
         columns = compact_columns(positive_mask)
         if columns is not None:
             self._compact(columns)
