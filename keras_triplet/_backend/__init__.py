@@ -50,8 +50,9 @@ Both row-primitive modules export:
   can read it without waiting for a device (eager PyTorch on CPU), else None (traced
   steps, accelerators): a training step then decides in Python what would otherwise be
   a few eager tensor operations (`TripletModel`'s every-N-th-step test of the statistics);
-* `count_true(mask)`: the number of True entries of a boolean array, a scalar integer
-  (on PyTorch without the int64 copy of a summed bool array);
+* `count_true(mask, axis=None)`: the number of True entries of a boolean array, a
+  scalar integer, or per slice along `axis` (on PyTorch without the int64 copy of a
+  summed bool array);
 * `scatter_rows(values, index, width)`: the `[B, width]` array holding `values[a, j]` at
   column `index[a, j]` (distinct per row), 0 elsewhere: the inverse of a compaction;
 * `margin_cross_entropy(logits, labels, target)`: `[B]` `−log softmax(ℓ')[i, labels[i]]`,

@@ -78,8 +78,10 @@ def search_rows(sorted_rows, thresholds, inclusive, limit=None):
     return None
 
 
-def count_true(mask):
-    return ops.count_nonzero(mask)
+def count_true(mask, axis=None):
+    if axis is None:
+        return ops.count_nonzero(mask)
+    return ops.sum(ops.cast(mask, "int32"), axis=axis)
 
 
 def scatter_rows(values, index, width):

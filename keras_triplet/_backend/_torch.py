@@ -212,12 +212,12 @@ def compact_rows(mask):
     return torch.nonzero(mask).squeeze(1)
 
 
-def count_true(mask):
-    """The number of True entries of a boolean array (a 0-d int64 tensor). A full
-    `count_nonzero` has its own kernel; summing a bool array first copies it to int64
-    (eight bytes an entry), and `keras.ops.count_nonzero` transposes its 0-d result,
-    which PyTorch warns about."""
-    return torch.count_nonzero(torch.as_tensor(mask))
+def count_true(mask, axis=None):
+    """The number of True entries of a boolean array (a 0-d int64 tensor), or of each
+    row along `axis`. `count_nonzero` has its own kernel; summing a bool array first
+    copies it to int64 (eight bytes an entry), and `keras.ops.count_nonzero` transposes
+    its 0-d result, which PyTorch warns about."""
+    return torch.count_nonzero(torch.as_tensor(mask), dim=axis)
 
 
 def scatter_rows(values, index, width):
