@@ -22,6 +22,7 @@ zero diagonal), for the losses defined on it (`losses.NPairsLoss(distance="dot")
 
 from keras import ops
 
+from keras_triplet._backend import self_euclidean
 from keras_triplet._validation import check_choice, check_embeddings
 
 METRICS = ("euclidean", "squared_euclidean", "cosine", "angular", "minkowski")
@@ -190,7 +191,9 @@ def pairwise_distances(x, y=None, metric="euclidean", p=None):
     x, y = _check_pair(x, y)
 
     if square and metric == "euclidean":
-        return _self_euclidean(x)
+        # Eager PyTorch: the same matrix and gradient, written in place (`_backend`).
+        found = self_euclidean(x)
+        return _self_euclidean(x) if found is None else found
     if square and metric == "cosine":
         return _self_cosine(l2_normalize(x))
     if metric == "euclidean":

@@ -39,9 +39,9 @@ Both row-primitive modules export:
   None to keep every column (always None where shapes must stay static);
 * `compact_rows(mask)`: the positions of the True entries of a `[B]` mask, or None where
   shapes must stay static (always None in `_generic.py`);
-* `search_rows(sorted_rows, thresholds, inclusive)`: per row, the number of entries of
-  the ascending `sorted_rows` (`[B, R]`) below each of `thresholds` (`[B, M]`; `≤` if
-  inclusive), or None where the caller's own binary search is the way (`_generic.py`:
+* `search_rows(sorted_rows, thresholds, inclusive, limit=None)`: per row, the number of
+  entries of the ascending `sorted_rows` (`[B, R]`) below each of `thresholds` (`[B, M]`;
+  `≤` if inclusive; at most `limit`, `[B, 1]`, if given), or None where the caller's own binary search is the way (`_generic.py`:
   XLA runs it as a loop of fused passes; PyTorch has one batched `searchsorted` call for
   the log2(R) passes of several eager operations each);
 * `fori_loop(lower, upper, body, state)`: `keras.ops.fori_loop` (on PyTorch a plain
@@ -50,8 +50,9 @@ Both row-primitive modules export:
   can read it without waiting for a device (eager PyTorch on CPU), else None (traced
   steps, accelerators): a training step then decides in Python what would otherwise be
   a few eager tensor operations (`TripletModel`'s every-N-th-step test of the statistics);
-* `count_true(mask)`: the number of True entries of a boolean array, a scalar integer
-  (on PyTorch without the int64 copy of a summed bool array);
+* `count_true(mask, axis=None)`: the number of True entries of a boolean array, a
+  scalar integer, or per slice along `axis` (on PyTorch without the int64 copy of a
+  summed bool array);
 * `scatter_rows(values, index, width)`: the `[B, width]` array holding `values[a, j]` at
   column `index[a, j]` (distinct per row), 0 elsewhere: the inverse of a compaction;
 * `margin_cross_entropy(logits, labels, target)`: `[B]` `−log softmax(ℓ')[i, labels[i]]`,
@@ -68,6 +69,20 @@ Both row-primitive modules export:
 * `SWITCH_BAND_SEARCHES`: whether the triplet loss with a band miner (batch-all) takes
   that switch too (`losses.triplet.switches_own_gradients`): measured, it pays on
   TensorFlow, whose `cond`s hold far more, and not on JAX;
+* `sort_masked_rows(x, mask, filler)` (`(values, order)`: the rows of `x`, `filler`
+  where `mask` is False, sorted ascending, and the columns they came from),
+  `pick_sorted(values, order, index, count, distances)`,
+  `sum_sorted_runs(total, order, start, stop, distances)`: the sorted search's values,
+  its picks at sorted positions and its sums over runs of sorted positions. `_generic.py`: the values carry the gradient and autodiff takes it
+  to the picks and sums; `_torch.py`: the values carry none, and each pick or run sum
+  writes its gradient into `distances`' `[B, R]` once (`torch.autograd.Function`s), where
+  eager autodiff would walk back through the prefix sums, the sort's gather and the
+  negative mask, a pass over `[B, R]` each;
+* `self_euclidean(x)`: `distances.pairwise_distances(x)` (Euclidean, square) with its
+  hand-written gradient, its steps in place on PyTorch (the same values and gradient),
+  or None (`_generic.py`: `distances._self_euclidean` in `keras.ops` is the way);
+* `without_diagonal(mask)`: a `[B, R]` boolean mask with its entries `(i, i)` False (on
+  PyTorch one strided write instead of two `arange`s, a comparison and a `logical_and`);
 * `FUSES_ELEMENTWISE_STEPS`: whether a chain of elementwise steps over `[B, R]` arrays
   and its reduction runs as a few fused passes (XLA, on TensorFlow and JAX) rather than
   materialising each step's array (eager PyTorch). Where steps do not fuse, the pair and
@@ -100,9 +115,14 @@ if keras.backend.backend() == "torch":
         fori_loop,
         host_value,
         margin_cross_entropy,
+        pick_sorted,
         scatter_rows,
         search_rows,
+        self_euclidean,
+        sort_masked_rows,
+        sum_sorted_runs,
         take_along_rows,
+        without_diagonal,
     )
 else:
     from keras_triplet._backend._generic import (
@@ -116,9 +136,14 @@ else:
         fori_loop,
         host_value,
         margin_cross_entropy,
+        pick_sorted,
         scatter_rows,
         search_rows,
+        self_euclidean,
+        sort_masked_rows,
+        sum_sorted_runs,
         take_along_rows,
+        without_diagonal,
     )
 if keras.backend.backend() == "jax":
     from keras_triplet._backend._jax import SWITCH_BAND_SEARCHES, switch_with_own_gradients
@@ -140,8 +165,13 @@ __all__ = [
     "fori_loop",
     "host_value",
     "margin_cross_entropy",
+    "pick_sorted",
     "search_rows",
+    "self_euclidean",
+    "sort_masked_rows",
+    "sum_sorted_runs",
     "scatter_rows",
     "switch_with_own_gradients",
     "take_along_rows",
+    "without_diagonal",
 ]

@@ -32,6 +32,36 @@ def take_along_rows(x, index):
     return ops.take(ops.reshape(x, (-1,)), _flat(index, ops.shape(x)[1]), axis=0)
 
 
+def without_diagonal(mask):
+    rows = ops.expand_dims(ops.arange(ops.shape(mask)[0]), 1)
+    cols = ops.expand_dims(ops.arange(ops.shape(mask)[1]), 0)
+    return ops.logical_and(mask, rows != cols)
+
+
+def self_euclidean(x):
+    # `distances._self_euclidean` (keras.ops, a custom gradient) is the way: XLA fuses
+    # its elementwise steps.
+    return None
+
+
+def sort_masked_rows(x, mask, filler):
+    # Differentiable values: autodiff carries the gradients of the picks and sums read
+    # from them (XLA fuses the backward pass's gathers and prefix sums).
+    masked = ops.where(mask, x, filler)
+    order = argsort_rows(ops.stop_gradient(masked))
+    return take_along_rows(masked, order), order
+
+
+def pick_sorted(values, order, index, count, distances):
+    # `values` carry the gradient (`sort_masked_rows`).
+    return take_along_rows(values, index)
+
+
+def sum_sorted_runs(total, order, start, stop, distances):
+    # `total` carries the gradient, through the prefix sums of `sort_masked_rows`' values.
+    return total
+
+
 def compact_columns(mask):
     # Compiled graphs need static shapes: every column is searched.
     return None
@@ -42,14 +72,16 @@ def compact_rows(mask):
     return None
 
 
-def search_rows(sorted_rows, thresholds, inclusive):
+def search_rows(sorted_rows, thresholds, inclusive, limit=None):
     # XLA fuses each step of `miners.search.sorted_negatives.count_below`'s binary search:
     # the caller runs it.
     return None
 
 
-def count_true(mask):
-    return ops.count_nonzero(mask)
+def count_true(mask, axis=None):
+    if axis is None:
+        return ops.count_nonzero(mask)
+    return ops.sum(ops.cast(mask, "int32"), axis=axis)
 
 
 def scatter_rows(values, index, width):

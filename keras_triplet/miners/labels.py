@@ -9,6 +9,8 @@ slot that is neither a positive nor a negative.
 
 from keras import ops
 
+from keras_triplet._backend import without_diagonal
+
 
 def pair_masks(labels, ref_labels=None):
     """Returns `(positive, negative)`, boolean `[B, R]` masks.
@@ -22,9 +24,7 @@ def pair_masks(labels, ref_labels=None):
     else:
         valid = ops.expand_dims(ref_labels >= 0, 0)
     same = ops.expand_dims(labels, 1) == ops.expand_dims(ops.cast(ref_labels, labels.dtype), 0)
-    rows = ops.expand_dims(ops.arange(ops.shape(labels)[0]), 1)
-    cols = ops.expand_dims(ops.arange(ops.shape(ref_labels)[0]), 0)
-    positive = ops.logical_and(same, rows != cols)
+    positive = without_diagonal(same)
     negative = ops.logical_not(same)
     if valid is not None:
         positive = ops.logical_and(positive, valid)

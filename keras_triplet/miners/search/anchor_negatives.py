@@ -2,7 +2,7 @@
 
 from keras import ops
 
-from keras_triplet._backend import INDEX_DTYPE, scatter_rows, take_along_rows
+from keras_triplet._backend import INDEX_DTYPE, count_true, scatter_rows, take_along_rows
 
 
 class AnchorNegatives:
@@ -30,7 +30,7 @@ class AnchorNegatives:
     def __init__(self, distances, negative_mask, positive_mask):
         self.distances = distances
         self.negative_mask, self.positive_mask = negative_mask, positive_mask
-        self.count = ops.cast(ops.sum(ops.cast(negative_mask, "int32"), axis=1), INDEX_DTYPE)
+        self.count = ops.cast(count_true(negative_mask, axis=1), INDEX_DTYPE)
         self._columns = None
         self.query_mask, self.query_distances = positive_mask, distances
         self._counts = {}

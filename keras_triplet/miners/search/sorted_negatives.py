@@ -10,7 +10,10 @@ anchor's negative distances in ascending order,
 Counts come from a vectorised binary search (`count_below`): exact `<` / `≤`
 comparisons, O(log R) gathers of `[B, M]`, and no reliance on a stable sort. O(B·R log R)
 time, O(B·R) memory. Gradients reach the chosen distances through row gathers; nothing
-of size B³ exists.
+of size B³ exists. Where the backend writes them out (`_backend.sort_masked_rows`: eager
+PyTorch), the sorted values carry none and each pick and each run's sum carries its own
+(`_backend.pick_sorted`, `_backend.sum_sorted_runs`): one `[B, R]` gradient per answer,
+where autodiff walks back through the prefix sums, the sort's gather and the mask.
 """
 
 import math
@@ -19,10 +22,12 @@ from keras import ops
 
 from keras_triplet._backend import (
     INDEX_DTYPE,
-    argsort_rows,
     compact_columns,
     fori_loop,
+    pick_sorted,
     search_rows,
+    sort_masked_rows,
+    sum_sorted_runs,
     take_along_rows,
 )
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
@@ -37,7 +42,9 @@ class SortedNegatives(AnchorNegatives):
 
     Attributes (beyond `AnchorNegatives`'):
         values: `[B, R]`; row `a` holds the distances to `a`'s negatives sorted ascending,
-            then a large finite filler for the non-negative columns.
+            then a large finite filler for the non-negative columns (differentiable, or
+            not where `_backend.sort_masked_rows` leaves the gradients to `take` and
+            `range_sum`).
         order: `[B, R]`; the column of `distances` each entry of `values` was read from.
     """
 
@@ -46,18 +53,21 @@ class SortedNegatives(AnchorNegatives):
         if filler is None:  # `filler`: given by a search of the matrix's rows in blocks
             filler = ops.max(ops.stop_gradient(distances)) + 1.0
         self._filler = filler
-        masked = ops.where(negative_mask, distances, filler)
-        self.order = argsort_rows(ops.stop_gradient(masked))
-        self.values = take_along_rows(masked, self.order)
+        self.values, self.order = sort_masked_rows(distances, negative_mask, filler)
         columns = compact_columns(positive_mask)
         if columns is not None:
             self._compact(columns)
         self._prefix = None
 
     def _count_below(self, thresholds, inclusive):
-        found = count_below(self.values, thresholds, inclusive=inclusive)
         # The filler sorts after every negative but may still lie below a large threshold.
-        return ops.minimum(found, ops.expand_dims(self.count, 1))
+        return count_below(self.values, thresholds, inclusive=inclusive, limit=self._count_column())
+
+    def _count_column(self):
+        """`[B, 1]`: each anchor's number of negatives, computed once."""
+        if getattr(self, "_column_count", None) is None:
+            self._column_count = ops.expand_dims(self.count, 1)
+        return self._column_count
 
     def band(self, stop_offset, stop_inclusive=False, start_offset=None):
         """`(count, sum)`, `[B, M]` each: the negatives with `d(a, p) + start_offset <
@@ -75,15 +85,17 @@ class SortedNegatives(AnchorNegatives):
         d(a, p)` and whether there is one; where there is none, the distance is the
         farthest negative's if `or_farthest`, else meaningless."""
         first_farther = self.count_within(0.0, inclusive=True)
-        n_negative = ops.expand_dims(self.count, 1)
+        n_negative = self._count_column()
         found = first_farther < n_negative
-        index = ops.where(found, first_farther, n_negative - 1) if or_farthest else first_farther
+        # `first_farther ≤ n_negative`: where none is farther, the last negative.
+        index = ops.minimum(first_farther, n_negative - 1) if or_farthest else first_farther
         return self.take(index), found
 
     def take(self, index):
         """`[B, M]` distances of the negatives at sorted positions `index` (`[B, M]`)."""
         last = ops.maximum(ops.shape(self.values)[1] - 1, 0)
-        return take_along_rows(self.values, ops.clip(ops.cast(index, INDEX_DTYPE), 0, last))
+        index = ops.clip(ops.cast(index, INDEX_DTYPE), 0, last)
+        return pick_sorted(self.values, self.order, index, self.count, self.distances)
 
     def range_sum(self, start, stop):
         """`[B, M]` sums of the sorted negatives at positions `[start, stop)` (`start=None`:
@@ -104,10 +116,12 @@ class SortedNegatives(AnchorNegatives):
             self._prefix = ops.cumsum(self.values - self._center, axis=1)
         stop = ops.cast(stop, INDEX_DTYPE)
         if start is None:  # from the first negative: one gather fewer
-            return self._first(stop) + ops.cast(stop, self._prefix.dtype) * self._center
-        start = ops.cast(start, INDEX_DTYPE)
-        total = self._first(stop) - self._first(start)
-        return total + ops.cast(stop - start, total.dtype) * self._center
+            total = self._first(stop) + ops.cast(stop, self._prefix.dtype) * self._center
+        else:
+            start = ops.cast(start, INDEX_DTYPE)
+            total = self._first(stop) - self._first(start)
+            total = total + ops.cast(stop - start, total.dtype) * self._center
+        return sum_sorted_runs(total, self.order, start, stop, self.distances)
 
     def _first(self, k):
         """Σ of the first `k` centred sorted negatives of each row (`k`: `[B, M]`)."""
@@ -123,7 +137,7 @@ class SortedNegatives(AnchorNegatives):
 SEARCH_BLOCK = 2**21
 
 
-def count_below(sorted_rows, thresholds, inclusive=False):
+def count_below(sorted_rows, thresholds, inclusive=False, limit=None):
     """Batched `searchsorted`: per row `r`, the number of entries of `sorted_rows[r]`
     (ascending) that are `< thresholds[r, j]` (`≤` when `inclusive`).
 
@@ -135,13 +149,16 @@ def count_below(sorted_rows, thresholds, inclusive=False):
     O(B·M·log R) time, O(B·M) memory, and exact comparisons (no stable sort needed).
     Large inputs are searched by blocks of rows (`SEARCH_BLOCK`). Where the backend has
     a batched search of its own (`_backend.search_rows`: PyTorch's `searchsorted`, the
-    same counts), that one call replaces the loop.
+    same counts), that one call replaces the loop. `limit` (`[B, 1]`, optional): the
+    counts are clamped to it.
     """
     sorted_rows = ops.stop_gradient(sorted_rows)
     thresholds = ops.stop_gradient(thresholds)
-    found = search_rows(sorted_rows, thresholds, inclusive)
+    found = search_rows(sorted_rows, thresholds, inclusive, limit)
     if found is not None:  # the backend's own batched search (PyTorch)
         return found
+    if limit is not None:
+        return ops.minimum(count_below(sorted_rows, thresholds, inclusive), limit)
     rows, width = thresholds.shape[0], thresholds.shape[1]
     if isinstance(rows, int) and isinstance(width, int) and rows * width > SEARCH_BLOCK:
         block = max(1, SEARCH_BLOCK // max(width, 1))
