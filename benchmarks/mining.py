@@ -18,7 +18,12 @@ by the direct search's loop over the query columns (what XLA-compiled steps use:
 `loss_and_statistics(fused=True)`) and, for small batches, all columns at once in one
 `[B, M, R]` comparison per question (what steps that run op by op use: eager PyTorch up
 to 2^18 entries, TensorFlow without XLA up to 2^22; `fused=False`, the miner's questions
-and the statistics' alike).
+and the statistics' alike). TensorFlow without XLA compiles the mining part alone with
+XLA, as `TripletModel`'s step does (`models.step.mined_loss_and_statistics`,
+`_backend.compiled_mining`): its direct and sorted columns and its own choice then run
+inside one XLA function, whose search is the loop (`fused=False` asks for it; the
+`fused=True` column, meaning "the step is compiled already", runs op by op there);
+`--compile-mining false` times the op-by-op mining of earlier versions.
 Every variant is compiled first, then they take turns
 call by call, so that a drift of a shared machine's load hits all of them alike. Times
 are medians of the process's CPU time (`time.process_time`, all threads), which other

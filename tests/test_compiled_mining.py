@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_triplet import losses
-from keras_triplet._backend import compiled_mining
+from keras_triplet._backend import _compiled_mining, compiled_mining
 from keras_triplet.models.step import loss_and_statistics, mined_loss_and_statistics
 
 BACKEND = keras.backend.backend()
@@ -20,15 +20,36 @@ def _batch(rows=24, k=4, dim=6):
 
 
 def test_eagerly_the_function_runs_as_it_is():
-    x, _ = _batch()
+    x, _ = _batch(rows=128)  # large enough to be compiled in a TensorFlow graph
     compiled, value = compiled_mining(lambda c, e: (c, keras.ops.sum(e)), keras.ops.convert_to_tensor(x))
     assert compiled is False
     np.testing.assert_allclose(float(value), x.sum(), rtol=1e-5)
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="the mining part is compiled alone on TensorFlow only")
-def test_tensorflow_graph_compiles_the_mining_with_the_same_numbers():
+def test_tensorflow_graph_leaves_small_batches_op_by_op(monkeypatch):
     import tensorflow as tf
+
+    compiled = []  # the batch sizes handed to XLA
+    monkeypatch.setattr(
+        _compiled_mining, "_xla_call", lambda fn, x, tensors, gradient: compiled.append(x.shape[0]) or fn(False, x)
+    )
+
+    @tf.function(jit_compile=False)
+    def step(e):
+        return compiled_mining(lambda c, e: (tf.reduce_sum(e), ()), e)[0]
+
+    for rows in (127, 128):
+        step.get_concrete_function(tf.TensorSpec((rows, 4)))
+    step.get_concrete_function(tf.TensorSpec((None, 4)))  # a dynamic batch: op by op
+    assert compiled == [128]
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="the mining part is compiled alone on TensorFlow only")
+def test_tensorflow_graph_compiles_the_mining_with_the_same_numbers(monkeypatch):
+    import tensorflow as tf
+
+    monkeypatch.setattr(_compiled_mining, "MIN_ENTRIES", 0)  # compile this small batch too
 
     x, y = _batch()
     loss_fn = losses.TripletLoss(margin=0.2, miner="semi-hard")  # conds and loops: the hard case

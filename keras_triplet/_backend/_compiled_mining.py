@@ -12,13 +12,19 @@ counterpart of "`torch.compile` of the mining function alone", which does not pa
 eager PyTorch (BENCHMARKS.md); there, and on JAX (whose steps XLA always compiles),
 `compiled_mining` calls the function as it is.
 
-Where TensorFlow does not compile it either: eagerly (`run_eagerly=True`, a debugging
+Where TensorFlow does not compile it either: small batches, below `MIN_ENTRIES` entries
+of the `[B, B]` matrix (B < 128), whose op-by-op mining costs little while XLA's compile
+of it (2–3 s of CPU per traced step) would not pay back in a short fit (nor in a test
+suite's hundreds of small models); eagerly (`run_eagerly=True`, a debugging
 mode: op by op, as asked; a `tf.function` would also be traced again at every step), and
 where a shape is not static (Keras' step relaxed to a dynamic batch size after a short
 last batch: XLA would compile again for every size).
 """
 
 import keras
+
+# The smallest `x.shape[0]²` (a batch's `[B, B]` distance matrix) compiled alone: B ≥ 128.
+MIN_ENTRIES = 2**14
 
 
 def compiled_mining(fn, x, *tensors, gradient=True):
@@ -34,7 +40,7 @@ def compiled_mining(fn, x, *tensors, gradient=True):
     same XLA function as the loss (see below) and handed to the caller's backward pass
     as `dloss · ∂loss/∂x`; with `gradient` False (evaluation) neither output carries a
     gradient."""
-    if _compiles((x,) + tensors):
+    if x.shape[0] is not None and x.shape[0] ** 2 >= MIN_ENTRIES and _compiles((x,) + tensors):
         return _xla_call(fn, x, tensors, gradient)
     return fn(False, x, *tensors)
 
