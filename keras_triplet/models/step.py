@@ -245,6 +245,14 @@ def batch_loss_and_statistics(
             # Per replica, the memory still takes the global batch (detached by `push`).
             gathered = embeddings if mining == "global" else ops.stop_gradient(embeddings)
             global_batch = (distributed.gather(labels), distributed.gather(gathered))
+            if embeddings.shape[0] is not None and embeddings.shape[-1] is not None:
+                # The gather's static shape, lost by tf.distribute: the mining part is
+                # compiled alone only for static shapes (`mined_loss_and_statistics`).
+                rows = embeddings.shape[0] * replicas.count
+                global_batch = (
+                    ops.reshape(global_batch[0], (rows,)),
+                    ops.reshape(global_batch[1], (rows, embeddings.shape[-1])),
+                )
         part = global_batch if mining == "global" else (labels, embeddings)
     else:
         global_batch = part = (labels, embeddings)
