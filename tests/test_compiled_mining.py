@@ -32,7 +32,9 @@ def test_tensorflow_graph_leaves_small_batches_op_by_op(monkeypatch):
 
     compiled = []  # the batch sizes handed to XLA
     monkeypatch.setattr(
-        _compiled_mining, "_xla_call", lambda fn, x, tensors, gradient: compiled.append(x.shape[0]) or fn(False, x)
+        _compiled_mining,
+        "_xla_call",
+        lambda fn, x, tensors, gradient: compiled.append(x.shape[0]) or fn(False, x),
     )
 
     @tf.function(jit_compile=False)
@@ -65,7 +67,9 @@ def test_tensorflow_graph_compiles_the_mining_with_the_same_numbers(monkeypatch)
     args = tf.constant(x), tf.constant(y), tf.constant(True)
     graph = step.get_concrete_function(*args).graph
     assert any(
-        op.node_def.attr["_XlaMustCompile"].b for op in graph.get_operations() if "_XlaMustCompile" in op.node_def.attr
+        op.node_def.attr["_XlaMustCompile"].b
+        for op in graph.get_operations()
+        if "_XlaMustCompile" in op.node_def.attr
     ), "no XLA cluster in the step"
     value, stats, grad = step(*args)
     e = tf.constant(x)
