@@ -18,7 +18,12 @@ by the direct search's loop over the query columns (what XLA-compiled steps use:
 `loss_and_statistics(fused=True)`) and, for small batches, all columns at once in one
 `[B, M, R]` comparison per question (what steps that run op by op use: eager PyTorch up
 to 2^18 entries, TensorFlow without XLA up to 2^22; `fused=False`, the miner's questions
-and the statistics' alike).
+and the statistics' alike). TensorFlow without XLA compiles the mining part alone with
+XLA, as `TripletModel`'s step does (`models.step.mined_loss_and_statistics`,
+`_backend.compiled_mining`): its direct and sorted columns and its own choice then run
+inside one XLA function, whose search is the loop (`fused=False` asks for it; the
+`fused=True` column, meaning "the step is compiled already", runs op by op there);
+`--compile-mining false` times the op-by-op mining of earlier versions.
 Every variant is compiled first, then they take turns
 call by call, so that a drift of a shared machine's load hits all of them alike. Times
 are medians of the process's CPU time (`time.process_time`, all threads), which other
@@ -44,16 +49,23 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_triplet import losses  # noqa: E402
-from keras_triplet.models.step import loss_and_statistics  # noqa: E402
+from keras_triplet.models.step import loss_and_statistics, mined_loss_and_statistics  # noqa: E402
 
 
-def mining_step(loss_fn, search, statistics=True, fused=True):
+def mining_step(loss_fn, search, statistics=True, fused=True, compile_mining=True):
     """Loss and statistics from embeddings, as `TripletModel`'s step computes them
-    (`models.step.loss_and_statistics`), with the given search of the negatives (None:
-    the backend's own choice), with or without the statistics, counted as a step
-    compiled by XLA searches (`fused`) or as one that runs op by op."""
+    (`models.step.mined_loss_and_statistics`), with the given search of the negatives
+    (None: the backend's own choice), with or without the statistics, counted as a step
+    compiled by XLA searches (`fused`) or as one that runs op by op. `compile_mining`
+    False: a TensorFlow graph without XLA runs the mining op by op too
+    (`loss_and_statistics` on the distances), as before `_backend.compiled_mining`."""
 
     def step(x, y):
+        if compile_mining:
+            value, stats, _ = mined_loss_and_statistics(
+                loss_fn, y, x, search=search, statistics=statistics, fused=fused
+            )
+            return value, stats
         distances = loss_fn.pairwise(x)
         return loss_and_statistics(loss_fn, y, distances, search=search, statistics=statistics, fused=fused)
 
@@ -124,6 +136,13 @@ def main():
         help="TensorFlow: tf.function with XLA (true) or without",
     )
     parser.add_argument(
+        "--compile-mining",
+        choices=["true", "false"],
+        default="true",
+        help="TensorFlow without XLA: the mining part compiled by XLA alone, as TripletModel's "
+        "step does (true), or op by op (false)",
+    )
+    parser.add_argument(
         "--clock",
         choices=["cpu", "wall"],
         default="cpu",
@@ -149,6 +168,8 @@ def main():
     compiled = {"jax": "jax.jit", "tensorflow": "XLA" if jit_compile else "tf.function", "torch": "eager"}[
         backend
     ]
+    if backend == "tensorflow" and not jit_compile and args.compile_mining == "true":
+        compiled += ", mining by XLA"
     print(
         f"backend={backend} ({compiled}) keras={keras.__version__} B={b} "
         f"(P={args.classes_per_batch} x K={args.samples_per_class}) D={args.dim} median of {args.repeats}"
@@ -174,7 +195,12 @@ def main():
     for miner in args.miners.split(","):
         loss_fn = losses.TripletLoss(margin=args.margin, miner=miner)
         runs = {
-            name: runner(mining_step(loss_fn, search, statistics, by_xla), x, y, jit_compile)
+            name: runner(
+                mining_step(loss_fn, search, statistics, by_xla, args.compile_mining == "true"),
+                x,
+                y,
+                jit_compile,
+            )
             for name, (search, statistics, by_xla) in kinds.items()
         }
         row = measure(runs, args.repeats, clock)

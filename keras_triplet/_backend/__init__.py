@@ -29,6 +29,11 @@ here too, as its own module chosen below.
   JAX's `keras.distribution` traces the step over global arrays: nothing to gather.
   `keras_triplet/models/distributed.py` is the backend-free side.
 
+* `compiled_mining(fn, *tensors)` (`_compiled_mining.py`): the mining part of a step
+  that XLA does not compile (TensorFlow's `jit_compile=False`), compiled by XLA alone as
+  a `tf.function(jit_compile=True)` inside the step, its gradient too; elsewhere (JAX,
+  PyTorch, eager or dynamic-shape TensorFlow) `fn` called as it is.
+
 Both row-primitive modules export:
 
 * `INDEX_DTYPE`: the integer dtype of index arrays (int64 on PyTorch, int32 elsewhere);
@@ -145,6 +150,8 @@ else:
         take_along_rows,
         without_diagonal,
     )
+from keras_triplet._backend._compiled_mining import compiled_mining
+
 if keras.backend.backend() == "jax":
     from keras_triplet._backend._jax import SWITCH_BAND_SEARCHES, switch_with_own_gradients
 elif keras.backend.backend() == "tensorflow":
@@ -158,6 +165,7 @@ __all__ = [
     "INDEX_DTYPE",
     "SWITCH_BAND_SEARCHES",
     "argsort_rows",
+    "compiled_mining",
     "compact_columns",
     "compact_rows",
     "count_true",

@@ -10,6 +10,7 @@ stateless JAX step. Reading order: `batch_loss_and_statistics` → `loss_and_sta
 import numpy as np
 from keras import ops
 
+from keras_triplet._backend import compiled_mining
 from keras_triplet._validation import check_labels
 from keras_triplet.losses.base import propagate_nonfinite
 from keras_triplet.losses.class_weights import reject_memory
@@ -247,6 +248,14 @@ def batch_loss_and_statistics(
             # Per replica, the memory still takes the global batch (detached by `push`).
             gathered = embeddings if mining == "global" else ops.stop_gradient(embeddings)
             global_batch = (distributed.gather(labels), distributed.gather(gathered))
+            if embeddings.shape[0] is not None and embeddings.shape[-1] is not None:
+                # The gather's static shape, lost by tf.distribute: the mining part is
+                # compiled alone only for static shapes (`mined_loss_and_statistics`).
+                rows = embeddings.shape[0] * replicas.count
+                global_batch = (
+                    ops.reshape(global_batch[0], (rows,)),
+                    ops.reshape(global_batch[1], (rows, embeddings.shape[-1])),
+                )
         part = global_batch if mining == "global" else (labels, embeddings)
     else:
         global_batch = part = (labels, embeddings)
@@ -280,13 +289,63 @@ def batch_loss_and_statistics(
     return value, stats, new_memory
 
 
+def mined_loss_and_statistics(
+    loss_fn, labels, embeddings, statistics=True, fused=True, search=None, gradient=True
+):
+    """`loss_and_statistics` of the embeddings' distance matrix, and that matrix with
+    gradients stopped: `(loss, statistics, distances)`, the mining part of a step.
+
+    Where the step is not compiled by XLA (`fused` False) but the backend can compile
+    the mining part alone (TensorFlow graphs, static shapes:
+    `_backend.compiled_mining`), the distances, the loss with its miner and the
+    statistics, forward and backward, run as one XLA function, fused as under
+    `jit_compile=True`; elsewhere as the step runs. `statistics` and `search`: as
+    `loss_and_statistics` (a boolean tensor goes in as an argument). `gradient`: whether
+    the loss is differentiated (training); compiled, its gradient is computed with it.
+
+    Example:
+
+    >>> import numpy as np
+    >>> from keras_triplet import losses
+    >>> loss_fn = losses.TripletLoss(margin=0.2, miner="batch-hard")
+    >>> x = np.array([[0.0], [1.0], [0.5], [3.0]], "float32")
+    >>> value, stats, d = mined_loss_and_statistics(loss_fn, np.array([0, 0, 1, 1]), x)
+    >>> round(float(value), 4), float(d[0, 3])
+    (1.075, 3.0)
+    """
+    flag = () if isinstance(statistics, bool) else (statistics,)
+
+    def mine(compiled, embeddings, labels, *flag):
+        distances = loss_fn.pairwise(embeddings)  # [B, B], computed once per step
+        value, stats = loss_and_statistics(
+            loss_fn,
+            labels,
+            distances,
+            search=search,
+            statistics=flag[0] if flag else statistics,
+            fused=fused or compiled,
+        )
+        return value, (stats, ops.stop_gradient(distances))
+
+    if fused:  # already compiled with the step
+        value, (stats, distances) = mine(False, embeddings, labels, *flag)
+    else:
+        value, (stats, distances) = compiled_mining(mine, embeddings, labels, *flag, gradient=gradient)
+    return value, stats, distances
+
+
 def _slice_loss_and_statistics(
     loss_fn, labels, embeddings, memory_state, with_memory, training, statistics, fused
 ):
     """The float32 loss and statistics of one batch (or one replica's slice of it)."""
-    distances = loss_fn.pairwise(embeddings)  # [B, B], computed once per step
-    blocked = ops.stop_gradient(distances)
     from_embeddings = getattr(loss_fn, "compute_from_embeddings", None)
+    if from_embeddings is None and not with_memory:
+        value, stats, blocked = mined_loss_and_statistics(
+            loss_fn, labels, embeddings, statistics, fused, gradient=training
+        )
+    else:
+        distances = loss_fn.pairwise(embeddings)  # [B, B], computed once per step
+        blocked = ops.stop_gradient(distances)
     if from_embeddings is not None:
         # Losses with class weights (proxies, class centres: losses/class_weights.py)
         # compare the embeddings with their weights, not with each other: they take the
@@ -307,8 +366,6 @@ def _slice_loss_and_statistics(
         stats = when_statistics(
             statistics, loss_fn, lambda: triplet_statistics(labels, blocked, margin=_margin(loss_fn))
         )
-    else:
-        value, stats = loss_and_statistics(loss_fn, labels, distances, statistics=statistics, fused=fused)
     # A diverged network's NaN / inf embeddings give a NaN loss, never a finite one.
     value = propagate_nonfinite(value, embeddings)
 
