@@ -74,6 +74,10 @@ Both row-primitive modules export:
 * `SWITCH_BAND_SEARCHES`: whether the triplet loss with a band miner (batch-all) takes
   that switch too (`losses.triplet.switches_own_gradients`): measured, it pays on
   TensorFlow, whose `cond`s hold far more, and not on JAX;
+* `SWITCH_MIN_ENTRIES`: the smallest static `[B, R]` matrix whose compiled choice takes
+  that switch below the size where the searches run by row blocks (JAX: 2^18, where its
+  `cond`s' residuals cost more than the forward pass run twice), or None: only where
+  they run by blocks (TensorFlow, whose `cond`s cost no time there);
 * `sort_masked_rows(x, mask, filler)` (`(values, order)`: the rows of `x`, `filler`
   where `mask` is False, sorted ascending, and the columns they came from),
   `pick_sorted(values, order, index, count, distances)`,
@@ -153,17 +157,30 @@ else:
 from keras_triplet._backend._compiled_mining import compiled_mining
 
 if keras.backend.backend() == "jax":
-    from keras_triplet._backend._jax import SWITCH_BAND_SEARCHES, switch_with_own_gradients
+    from keras_triplet._backend._jax import (
+        SWITCH_BAND_SEARCHES,
+        SWITCH_MIN_ENTRIES,
+        switch_with_own_gradients,
+    )
 elif keras.backend.backend() == "tensorflow":
-    from keras_triplet._backend._tensorflow import SWITCH_BAND_SEARCHES, switch_with_own_gradients
+    from keras_triplet._backend._tensorflow import (
+        SWITCH_BAND_SEARCHES,
+        SWITCH_MIN_ENTRIES,
+        switch_with_own_gradients,
+    )
 else:
-    from keras_triplet._backend._generic import SWITCH_BAND_SEARCHES, switch_with_own_gradients
+    from keras_triplet._backend._generic import (
+        SWITCH_BAND_SEARCHES,
+        SWITCH_MIN_ENTRIES,
+        switch_with_own_gradients,
+    )
 
 __all__ = [
     "BROADCAST_ENTRIES",
     "FUSES_ELEMENTWISE_STEPS",
     "INDEX_DTYPE",
     "SWITCH_BAND_SEARCHES",
+    "SWITCH_MIN_ENTRIES",
     "argsort_rows",
     "compiled_mining",
     "compact_columns",

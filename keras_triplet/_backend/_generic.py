@@ -114,3 +114,4 @@ def switch_with_own_gradients(index, branches, x):
 
 # No switch here: nothing to ask for.
 SWITCH_BAND_SEARCHES = False
+SWITCH_MIN_ENTRIES = None

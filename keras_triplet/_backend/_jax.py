@@ -12,12 +12,16 @@ backend-free `vjp`, hence this module.
 
 import jax
 
-# Band miners (batch-all) keep the `ops.cond`s on JAX: their blocked sorted branch holds
-# its `[B, R]` pair mask, counts and band sums inside the switch, and at B = 4096 the step's
-# temporaries are 456 MB through the switch against 435 MB through the `cond`s (the
-# process's RSS is 30 MB lower through the switch, its compiled code smaller, but that part
-# does not grow with B) for a forward pass run twice (BENCHMARKS.md).
-SWITCH_BAND_SEARCHES = False
+# Band miners (batch-all) take the switch too: with the direct search by row blocks, the
+# switch's branches hold less than the `cond`s' residuals (B = 4096: 524 against 673 MB of
+# peak extra memory), and from B = 512 they run faster (BENCHMARKS.md).
+SWITCH_BAND_SEARCHES = True
+# The smallest static `[B, R]` matrix whose compiled choice takes the switch, below the
+# size where the searches run by row blocks: the `lax.cond`s' residuals, written and
+# zero-filled whichever branch runs, cost more than running the chosen branch's forward
+# pass again from B = 512 (B = 1024: semi-hard 38 → 20 ms, batch-all 43 → 34 ms), and
+# less below (B = 256: 1.12 against 1.21 ms; BENCHMARKS.md).
+SWITCH_MIN_ENTRIES = 2**18
 
 
 def switch_with_own_gradients(index, branches, x):

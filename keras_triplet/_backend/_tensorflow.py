@@ -18,6 +18,9 @@ import tensorflow as tf
 # every branch's intermediates, copies of the distances and masks included, so at B = 4096
 # the step's extra memory falls from 1 138 to 858 MB through the switch (BENCHMARKS.md).
 SWITCH_BAND_SEARCHES = True
+# TensorFlow's `cond`s cost no time below the row blocks (B = 1024: 22.5 ms either way):
+# the switch only where the searches run by blocks.
+SWITCH_MIN_ENTRIES = None
 
 
 def switch_with_own_gradients(index, branches, x):
