@@ -70,6 +70,7 @@ def _mined_triplet_loss(
                 labels, found.distances, miner, margin, soft_margin, average, ref_labels, negatives=found
             ),
             own_gradients=switches_own_gradients(miner),
+            picks=miner.single_negative,
         )
     # The selection in the miner's own layout (compact on eager PyTorch, one pair per
     # anchor for batch-hard): only sums follow.

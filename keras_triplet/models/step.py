@@ -82,8 +82,12 @@ def loss_and_statistics(loss_fn, labels, distances, search=None, statistics=True
     positive, negative = pair_masks(labels)
     forced = {} if search is None else {"search": search}
     # A searching triplet loss reads the search's distances alone, the statistics `blocked`.
-    own = _searches(loss_fn) and isinstance(loss_fn, TripletLoss) and switches_own_gradients(loss_fn.miner)
-    return with_negatives(distances, negative, positive, compute, fused=fused, own_gradients=own, **forced)
+    triplet = _searches(loss_fn) and isinstance(loss_fn, TripletLoss)
+    own = triplet and switches_own_gradients(loss_fn.miner)
+    picks = triplet and loss_fn.miner.single_negative
+    return with_negatives(
+        distances, negative, positive, compute, fused=fused, own_gradients=own, picks=picks, **forced
+    )
 
 
 def _searches(loss_fn):
