@@ -417,7 +417,9 @@ class TripletModel(SimilarityMixin, keras.Model):
             samples_per_class=getattr(self, "_samples_per_class", None),
             statistics=statistics,
             # XLA (TensorFlow's jit_compile=True, JAX) fuses the search's column loops;
-            # op-by-op steps (eager PyTorch, TensorFlow graphs) count at once instead.
+            # TensorFlow graphs without XLA compile the mining part alone with XLA
+            # (`_backend.compiled_mining`, static batches of 128 or more); eager
+            # PyTorch and the rest count small batches' columns at once.
             fused=self._fused_step(),
         )
         extra = [ops.sum(ops.cast(value, "float32")) for value in self.losses]
