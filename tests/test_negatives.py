@@ -421,8 +421,10 @@ def test_direct_blocks_change_nothing(name, monkeypatch):
         monkeypatch.undo()
         assert float(value) == pytest.approx(float(want_value), rel=1e-6)
         np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-7)
+        # Forced blocks also send TensorFlow's choice through its switch, whose forward
+        # pass XLA fuses otherwise: means of distances then differ in the last bits.
         for key in want_stats:
-            assert float(stats[key]) == float(want_stats[key]), key
+            assert float(stats[key]) == pytest.approx(float(want_stats[key]), rel=1e-6), key
 
 
 def test_direct_blocks_only_without_broadcast():
