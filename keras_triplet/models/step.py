@@ -313,7 +313,7 @@ def mined_loss_and_statistics(
     >>> from keras_triplet import losses
     >>> loss_fn = losses.TripletLoss(margin=0.2, miner="batch-hard")
     >>> x = np.array([[0.0], [1.0], [0.5], [3.0]], "float32")
-    >>> value, stats, d = mined_loss_and_statistics(loss_fn, np.array([0, 0, 1, 1]), x)
+    >>> value, stats, d = mined_loss_and_statistics(loss_fn, np.array([0, 0, 1, 1], "int32"), x)
     >>> round(float(value), 4), float(d[0, 3])
     (1.075, 3.0)
     """
@@ -350,23 +350,20 @@ def _slice_loss_and_statistics(
     else:
         distances = loss_fn.pairwise(embeddings)  # [B, B], computed once per step
         blocked = ops.stop_gradient(distances)
-    if from_embeddings is not None:
-        # Losses with class weights (proxies, class centres: losses/class_weights.py)
-        # compare the embeddings with their weights, not with each other: they take the
-        # embeddings; the [B, B] matrix feeds the statistics only. No cross-batch memory.
-        if with_memory:
-            reject_memory(loss_fn)
-        value = from_embeddings(labels, embeddings)
-        stats = when_statistics(
-            statistics, loss_fn, lambda: triplet_statistics(labels, blocked, margin=_margin(loss_fn))
-        )
-    elif with_memory:
-        memory_embeddings, memory_labels = memory_state[0], memory_state[1]
-        valid = memory_module.valid_mask(memory_state)
-        memory_distances = loss_fn.pairwise(embeddings, ops.cast(memory_embeddings, embeddings.dtype))
-        all_distances = ops.concatenate([distances, memory_distances], axis=1)
-        ref_labels = ops.concatenate([labels, ops.where(valid, memory_labels, -1)], axis=0)
-        value = loss_fn.compute_from_distances(labels, all_distances, ref_labels=ref_labels)
+        if from_embeddings is not None:
+            # Losses with class weights (proxies, class centres: losses/class_weights.py)
+            # compare the embeddings with their weights, not with each other: they take the
+            # embeddings; the [B, B] matrix feeds the statistics only. No cross-batch memory.
+            if with_memory:
+                reject_memory(loss_fn)
+            value = from_embeddings(labels, embeddings)
+        else:
+            memory_embeddings, memory_labels = memory_state[0], memory_state[1]
+            valid = memory_module.valid_mask(memory_state)
+            memory_distances = loss_fn.pairwise(embeddings, ops.cast(memory_embeddings, embeddings.dtype))
+            all_distances = ops.concatenate([distances, memory_distances], axis=1)
+            ref_labels = ops.concatenate([labels, ops.where(valid, memory_labels, -1)], axis=0)
+            value = loss_fn.compute_from_distances(labels, all_distances, ref_labels=ref_labels)
         stats = when_statistics(
             statistics, loss_fn, lambda: triplet_statistics(labels, blocked, margin=_margin(loss_fn))
         )
