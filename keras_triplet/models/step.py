@@ -144,7 +144,11 @@ def when_statistics(statistics, loss_fn, compute):
         return computed()
     if statistics is False:
         return zeros()
-    return ops.cond(statistics, computed, zeros)
+    # Nothing differentiates the statistics; said outside the `cond` so that no gradient
+    # reaches it: TensorFlow's gradient of a `cond` adds the branches' intermediates to
+    # its outputs, which XLA cannot compile at a dynamic batch size (a partial last
+    # batch) when the other branch has none.
+    return {name: ops.stop_gradient(value) for name, value in ops.cond(statistics, computed, zeros).items()}
 
 
 def _margin(loss_fn):

@@ -22,8 +22,8 @@ from keras_triplet.models import memory as memory_module
 from keras_triplet.models.similarity import SimilarityMixin
 from keras_triplet.models.step import RECALL_NAME, STATISTICS
 
-# `statistics_freq="auto"` on steps that run op by op: the statistics of every 10th step.
-UNFUSED_STATISTICS_FREQ = 10
+# `statistics_freq="auto"`: the statistics of every 10th training step.
+AUTO_STATISTICS_FREQ = 10
 _FIT_SIGNATURE = inspect.signature(keras.Model.fit)
 _EVALUATE_SIGNATURE = inspect.signature(keras.Model.evaluate)
 
@@ -88,19 +88,16 @@ class TripletModel(SimilarityMixin, keras.Model):
             did; cheaper under `tf.distribute`) and averages the slices' losses. The
             same on one device. See `keras_triplet/models/distributed.py`.
         statistics_freq: compute the mining statistics on every `statistics_freq`-th
-            training step; `"auto"` (default): every step where the step is compiled
-            with XLA (JAX; TensorFlow's `jit_compile=True`, which Keras' `"auto"` picks
-            where there is a GPU), every `UNFUSED_STATISTICS_FREQ` (10) steps where it
-            runs op by op (eager PyTorch, TensorFlow graphs without XLA, `run_eagerly`).
-            They cost a few `[B, B]` passes per step, which BENCHMARKS.md measured at
-            B = 256 (16 × 16) at 0.3–1.5 % of a small CNN's training step under XLA,
-            1–4 % in TensorFlow graphs without it and on eager PyTorch for semi-hard
-            and batch-all mining, whose search they share, and 3–6 % with batch-hard
-            mining, whose loss searches nothing: a share of the 5 % that mining may add
-            to a step.
-            `1` computes them every step anywhere; a larger value skips them on the
-            other steps, search included (for a network whose step is small beside the
-            `[B, B]` matrix).
+            training step; `"auto"` (default): every `AUTO_STATISTICS_FREQ` (10)
+            steps. They cost a few `[B, B]` passes per step, which BENCHMARKS.md
+            measured at B = 256 (16 × 16) at about 1–2.5 % of a small CNN's training
+            step under XLA (JAX, TensorFlow's `jit_compile=True`), 1–4 % in TensorFlow
+            graphs without it and on eager PyTorch for semi-hard and batch-all mining,
+            whose search they share, and 3–6 % with batch-hard mining, whose loss
+            searches nothing: too large a share of the 5 % that mining may add to a
+            step to pay on every step. `1` computes them every step; a larger value
+            skips them on the other steps, search included (for a network whose step
+            is small beside the `[B, B]` matrix).
         name, dtype, trainable: as for any Keras model.
 
     Example:
@@ -457,9 +454,7 @@ class TripletModel(SimilarityMixin, keras.Model):
         on every N-th step of the epoch from its first. The step's index in the epoch is the count of the
         `embedding_norm` tracker (updated once a step, reset with the metrics at each
         epoch): a metric variable, which Keras' JAX step carries in its state."""
-        freq = self.statistics_freq
-        if freq == "auto":  # see __init__: every step only where XLA fuses the search
-            freq = 1 if self._fused_step() else UNFUSED_STATISTICS_FREQ
+        freq = AUTO_STATISTICS_FREQ if self.statistics_freq == "auto" else self.statistics_freq
         if not training or freq == 1:
             return True
         norm = self._statistic_trackers[STATISTICS.index("embedding_norm")]
