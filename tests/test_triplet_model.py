@@ -303,8 +303,7 @@ def test_statistics_freq_computes_them_every_n_steps(jit_compile):
         and TripletModel.from_config(model.get_config()).statistics_freq == "auto"
     )
     want = [
-        dict(e, **{k: every[0][k] for k in every[0] if k.endswith(("_fraction", "_distance"))})
-        for e in every
+        dict(e, **{k: every[0][k] for k in every[0] if k.endswith(("_fraction", "_distance"))}) for e in every
     ]
     for name in ("loss", "active_fraction", "hard_fraction", "positive_distance", "negative_distance"):
         np.testing.assert_allclose([s[name] for s in auto], [w[name] for w in want], rtol=1e-4, atol=1e-6)
