@@ -9,7 +9,7 @@ P = 16 classes × K = 16) trained
   (MSE to a fixed target per class): the TripletModel step without any distance matrix;
 * `semi-hard` / `batch-hard` / `batch-all`: `TripletModel` with `TripletLoss` and that
   miner (one distance matrix, the mining statistics at `TripletModel`'s default,
-  `statistics_freq="auto"`: every step under XLA, every 10th op by op); `semi-hard/1`,
+  `statistics_freq="auto"`: every 10th step); `semi-hard/1`,
   `semi-hard/10` etc.: the same with `TripletModel(statistics_freq=1)` (every step) or
   `10` (`--statistics-freq auto,1,10` adds those kinds for every miner).
 

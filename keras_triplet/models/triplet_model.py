@@ -54,9 +54,7 @@ class TripletModel(SimilarityMixin, keras.Model):
     are computed in training on every N-th step of each epoch only (its first step
     included): between those steps the logs and the progress bar keep the last mean, and
     an epoch's value is the mean over the steps that computed them. The default, `"auto"`,
-    computes them every step where XLA compiles the step (JAX; TensorFlow with
-    `jit_compile=True`) and every 10th step where it runs op by op (eager PyTorch,
-    TensorFlow without XLA). `evaluate` computes them on every batch.
+    computes them every 10th step. `evaluate` computes them on every batch.
 
     With any other loss the model falls back to Keras' usual loss computation (the
     targets `y` are then compared with the embeddings by that loss).
