@@ -92,7 +92,16 @@ WORDS = (
     "silver monkey candle butter ladder kitten dragon forest jacket lemon marble pepper "
     "rabbit summer tiger velvet wagon zero"
 ).split()
-ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
+ACCENTS = (
+    "en",
+    "en-us",
+    "en-gb-scotland",
+    "en-gb-x-rp",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+    "en-029",
+    "en-us-nyc",
+)
 VARIANTS = (
     "m1 m2 m3 m4 m5 m6 m7 f1 f2 f3 f4 f5 croak whisper klatt klatt2 klatt3 klatt4 "
     "klatt6 grandpa grandma edward steph iven annie belinda john linda"
@@ -196,10 +205,14 @@ def render(soundfont, plan, out_dir, tmp, group=12):
 
 def instruments(args):
     if shutil.which("fluidsynth") is None:
-        fail("fluidsynth not found (Debian: apt-get install fluidsynth fluid-soundfont-gm timgm6mb-soundfont).")
+        fail(
+            "fluidsynth not found (Debian: apt-get install fluidsynth fluid-soundfont-gm timgm6mb-soundfont)."
+        )
     for sf in (args.soundfont, args.heldout_soundfont):
         if not os.path.isfile(sf):
-            fail(f"soundfont {sf!r} not found (Debian: apt-get install fluid-soundfont-gm timgm6mb-soundfont).")
+            fail(
+                f"soundfont {sf!r} not found (Debian: apt-get install fluid-soundfont-gm timgm6mb-soundfont)."
+            )
     if os.path.realpath(args.soundfont) == os.path.realpath(args.heldout_soundfont):
         print("warning: the held-out soundfont is the training one", file=sys.stderr)
     train, heldout = split_classes(list(range(len(GM_PROGRAMS))), args.seed)
@@ -269,7 +282,9 @@ def build_parser():
     )
     p.add_argument("--clips-per-class", type=int, default=36, help="training clips per program (default 36)")
     p.add_argument("--heldout-clips-per-class", type=int, default=24, help="default 24")
-    p.add_argument("--no-same", action="store_true", help="no heldout_same/ (held-out programs, training soundfont)")
+    p.add_argument(
+        "--no-same", action="store_true", help="no heldout_same/ (held-out programs, training soundfont)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("words", help="English words spoken by espeak-ng")
     p.add_argument("out", metavar="OUT")

@@ -52,6 +52,7 @@ import numpy as np
 from apps.audio_similarity.features import FeatureSettings, fit_window
 
 _FREQUENCIES = {}
+DEFAULT_SETTINGS = FeatureSettings()
 
 
 @dataclasses.dataclass
@@ -101,10 +102,16 @@ class Augmenter:
         # Steps 6-8 add sounds: in the power domain, converted once.
         power = None
         if self.reverb_prob and rng.random() < self.reverb_prob:
-            power = add_reverb(to_power(x), rng.uniform(*self.rt60), 10 ** (rng.uniform(-12.0, 0.0) / 10), self.settings)
+            power = add_reverb(
+                to_power(x), rng.uniform(*self.rt60), 10 ** (rng.uniform(-12.0, 0.0) / 10), self.settings
+            )
         if pool is not None and len(pool) and self.mix_prob and rng.random() < self.mix_prob:
-            other = fit_window(np.asarray(pool[int(rng.integers(len(pool)))], np.float32), self.frames, rng=rng)
-            power = add_scaled(to_power(x) if power is None else power, to_power(other), rng.uniform(*self.mix_snr_db))
+            other = fit_window(
+                np.asarray(pool[int(rng.integers(len(pool)))], np.float32), self.frames, rng=rng
+            )
+            power = add_scaled(
+                to_power(x) if power is None else power, to_power(other), rng.uniform(*self.mix_snr_db)
+            )
         if rng.random() < self.noise_prob:
             power = add_noise(to_power(x) if power is None else power, rng, rng.uniform(*self.snr_db))
         if power is not None:
@@ -151,7 +158,7 @@ def band_frequencies(settings):
     return _FREQUENCIES[key]
 
 
-def pitch_shift(x, semitones, settings=FeatureSettings()):
+def pitch_shift(x, semitones, settings=DEFAULT_SETTINGS):
     """`x` `[T, n_mels]` with every partial moved from `f` to `f·2^(semitones/12)`: band
     `m` takes the value at the fractional band of `f_m·2^(−semitones/12)` (the edge bands
     repeat beyond the range).
@@ -188,7 +195,7 @@ def to_db(power):
     return (10.0 * np.log10(np.maximum(power, np.float32(1e-10)))).astype(np.float32)
 
 
-def add_reverb(power, rt60, wet, settings=FeatureSettings()):
+def add_reverb(power, rt60, wet, settings=DEFAULT_SETTINGS):
     """`power` `[T, n_mels]` plus `wet` times its exponentially decaying tail (the module
     docstring's step 6): reverberation time `rt60` s at the lowest band, half of it at the
     highest. The recursion `R[t] = a R[t−1] + (1 − a) P[t]` is the convolution of `P` with
@@ -219,7 +226,7 @@ def add_noise(power, rng, snr_db):
     return add_scaled(power, noise.astype(np.float32), snr_db)
 
 
-def reverb(x, rt60, wet, settings=FeatureSettings()):
+def reverb(x, rt60, wet, settings=DEFAULT_SETTINGS):
     """`x` (dB) with a reverberant tail (`add_reverb` in dB)."""
     return to_db(add_reverb(to_power(x), rt60, wet, settings))
 

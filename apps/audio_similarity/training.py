@@ -219,9 +219,7 @@ def resume_or_build(args, data, checkpoint, steps):
         schedule = keras.optimizers.schedules.CosineDecay(
             args.lr, decay_steps=max(args.epochs * steps, 1), alpha=0.05
         )
-        model.compile(
-            optimizer=keras.optimizers.Adam(schedule), loss=make_loss(args)
-        )
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=make_loss(args))
     if initial_epoch:
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
@@ -263,7 +261,6 @@ def make_augmenter(args, settings):
     if name == "basic":
         return Augmenter.basic(frames=args.frames, settings=settings)
     return Augmenter(frames=args.frames, settings=settings, enabled=name != "none")
-
 
 
 def fit(model, data, sampler, args, steps, initial_epoch, checkpoint, validation=None):
