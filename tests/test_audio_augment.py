@@ -56,12 +56,12 @@ def test_augmenter_is_seeded_and_each_step_can_be_off():
     rng = np.random.default_rng(0)
     x = rng.normal(-40, 10, (150, 64)).astype(np.float32)
     pool = [rng.normal(-40, 10, (n, 64)).astype(np.float32) for n in (30, 120)]
-    full = A.Augmenter(frames=96, stretch_prob=1.0, pitch_prob=1.0, reverb_prob=1.0, mix_prob=1.0)
+    full = A.Augmenter.recordings(frames=96, stretch_prob=1.0, pitch_prob=1.0, reverb_prob=1.0, mix_prob=1.0)
     a = full(x, np.random.default_rng(1), pool=pool)
     b = full(x, np.random.default_rng(1), pool=pool)
     assert a.shape == (96, 64) and a.dtype == np.float32 and np.all(np.isfinite(a))
     np.testing.assert_array_equal(a, b)
-    basic = A.Augmenter.basic(frames=96)(x, np.random.default_rng(1), pool=pool)
+    basic = A.Augmenter(frames=96)(x, np.random.default_rng(1), pool=pool)
     assert basic.shape == (96, 64) and not np.array_equal(basic, a)
     crop = A.Augmenter(frames=96, enabled=False)(x, np.random.default_rng(1))
     assert any(np.array_equal(crop, x[s : s + 96]) for s in range(55))
@@ -79,8 +79,8 @@ def test_loss_and_augment_options():
     assert isinstance(training.make_loss(default), TripletLoss)
     assert isinstance(training.make_loss(parsed("--loss", "multi-similarity")), MultiSimilarityLoss)
     assert isinstance(training.make_loss(parsed("--loss", "supcon")), SupConLoss)
-    assert training.make_augmenter(default, FeatureSettings()).pitch_prob > 0
-    assert training.make_augmenter(parsed("--augment", "basic"), FeatureSettings()).pitch_prob == 0
+    assert training.make_augmenter(default, FeatureSettings()) == A.Augmenter(frames=96)
+    assert training.make_augmenter(parsed("--augment", "full"), FeatureSettings()).pitch_prob > 0
     assert not training.make_augmenter(parsed("--no-augment"), FeatureSettings()).enabled
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["train", "DATA", "--out", "m.keras", "--loss", "nope"])

@@ -69,11 +69,10 @@ def _training(p, epochs):
     g.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     g.add_argument(
         "--augment",
-        default="full",
-        choices=("full", "basic", "none"),
-        help="training augmentation (default full: time stretch, pitch shift, EQ, gain, reverb, "
-        "mixing another clip, noise, SpecAugment; basic: gain, noise, SpecAugment; none: "
-        "random crop only)",
+        default="basic",
+        choices=("basic", "full", "none"),
+        help="training augmentation (default basic: gain, noise, SpecAugment; full: also time "
+        "stretch, pitch shift, EQ, reverb and mixing another clip; none: random crop only)",
     )
     g.add_argument("--no-augment", action="store_true", help="the same as --augment none")
     g.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (on a GPU)")

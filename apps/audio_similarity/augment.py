@@ -34,8 +34,9 @@ a synthetic or single-source training set lacks):
    `max_time_mask` frames and `freq_masks` bands of up to `max_freq_mask` mel bands
    set to the window's mean.
 
-Steps 1, 3, 4, 6 and 7 are off when their probability or size is 0 (`Augmenter.basic()`
-is the augmentation before them: crop, gain, noise, SpecAugment).
+Steps 1, 3, 4, 6 and 7 are off when their probability or size is 0, as they are by
+default (`Augmenter()`: crop, gain, noise, SpecAugment, the `train --augment basic`
+default); `Augmenter.recordings()` turns them on (`train --augment full`).
 
 Example:
 
@@ -65,23 +66,24 @@ class Augmenter:
     max_time_mask: int = 12
     freq_masks: int = 2
     max_freq_mask: int = 8
-    stretch_prob: float = 0.5
+    stretch_prob: float = 0.0
     stretch: tuple = (0.8, 1.25)
-    pitch_prob: float = 0.5
+    pitch_prob: float = 0.0
     pitch_semitones: float = 2.0
-    eq_db: float = 6.0
-    reverb_prob: float = 0.3
+    eq_db: float = 0.0
+    reverb_prob: float = 0.0
     rt60: tuple = (0.2, 1.2)
-    mix_prob: float = 0.3
+    mix_prob: float = 0.0
     mix_snr_db: tuple = (6.0, 20.0)
     settings: FeatureSettings = FeatureSettings()
     enabled: bool = True
 
     @classmethod
-    def basic(cls, **kwargs):
-        """Crop, gain, noise and SpecAugment only (the augmentation of earlier versions)."""
-        off = dict(stretch_prob=0.0, pitch_prob=0.0, eq_db=0.0, reverb_prob=0.0, mix_prob=0.0)
-        return cls(**{**off, **kwargs})
+    def recordings(cls, **kwargs):
+        """Every step on: stretch and pitch shift half the time, EQ always, reverb and
+        mixing 30 % of the time (`train --augment full`)."""
+        on = dict(stretch_prob=0.5, pitch_prob=0.5, eq_db=6.0, reverb_prob=0.3, mix_prob=0.3)
+        return cls(**{**on, **kwargs})
 
     def __call__(self, x, rng, pool=None):
         """A training window of `x` `[T, n_mels]`; `pool`: clips to mix in (a list of

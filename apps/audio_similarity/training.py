@@ -250,16 +250,16 @@ def make_loss(args):
 
 
 def augment_name(args):
-    """`--augment` (`none` with `--no-augment`; `full` for a namespace without either)."""
-    return "none" if getattr(args, "no_augment", False) else (getattr(args, "augment", None) or "full")
+    """`--augment` (`none` with `--no-augment`; `basic` for a namespace without either)."""
+    return "none" if getattr(args, "no_augment", False) else (getattr(args, "augment", None) or "basic")
 
 
 def make_augmenter(args, settings):
-    """The `Augmenter` of `--augment`: `full` (every step of `augment.py`), `basic`
-    (crop, gain, noise, SpecAugment) or `none` (random crop only)."""
+    """The `Augmenter` of `--augment`: `basic` (crop, gain, noise, SpecAugment), `full`
+    (every step of `augment.py`) or `none` (random crop only)."""
     name = augment_name(args)
-    if name == "basic":
-        return Augmenter.basic(frames=args.frames, settings=settings)
+    if name == "full":
+        return Augmenter.recordings(frames=args.frames, settings=settings)
     return Augmenter(frames=args.frames, settings=settings, enabled=name != "none")
 
 
