@@ -188,13 +188,13 @@ def equalize(x, coefficients):
 
 
 def to_power(x):
-    """`10^(x/10)`: dB to power (float32)."""
-    return np.power(np.float32(10.0), np.asarray(x, np.float32) / np.float32(10.0))
+    """`10^(x/10)`: dB to power (float64: the sums below span many decades)."""
+    return 10.0 ** (np.asarray(x).astype(np.float64) / 10.0)
 
 
 def to_db(power):
     """`10·log10(max(power, 1e-10))` (float32)."""
-    return (10.0 * np.log10(np.maximum(power, np.float32(1e-10)))).astype(np.float32)
+    return (10.0 * np.log10(np.maximum(power, 1e-10))).astype(np.float32)
 
 
 def add_reverb(power, rt60, wet, settings=DEFAULT_SETTINGS):
@@ -208,13 +208,13 @@ def add_reverb(power, rt60, wet, settings=DEFAULT_SETTINGS):
     kernel = (1.0 - a)[None, :] * a[None, :] ** np.arange(t)[:, None]
     n = 2 * t
     tail = np.fft.irfft(np.fft.rfft(power, n, axis=0) * np.fft.rfft(kernel, n, axis=0), n, axis=0)[:t]
-    return (power + wet * np.maximum(tail, 0.0)).astype(np.float32)
+    return power + wet * np.maximum(tail, 0.0)
 
 
 def add_scaled(power, other, snr_db):
     """`power` plus `other` (same shape) scaled to a mean power `snr_db` dB below it."""
-    scale = power.mean() / (max(float(other.mean()), 1e-20) * 10.0 ** (snr_db / 10.0))
-    return (power + np.float32(scale) * other).astype(np.float32)
+    scale = power.mean() / (max(other.mean(), 1e-20) * 10.0 ** (snr_db / 10.0))
+    return power + scale * other
 
 
 def add_noise(power, rng, snr_db):
@@ -225,7 +225,7 @@ def add_noise(power, rng, snr_db):
     shape = 10.0 ** (slope * (np.arange(m) - m / 2) / 40.0)
     wobble = 1.0 + 0.3 * rng.standard_normal((t, 1))
     noise = np.abs(wobble) * shape[None, :] * rng.chisquare(2, size=(t, m)) / 2.0
-    return add_scaled(power, noise.astype(np.float32), snr_db)
+    return add_scaled(power, noise, snr_db)
 
 
 def reverb(x, rt60, wet, settings=DEFAULT_SETTINGS):
