@@ -8,7 +8,7 @@ model, fit, export.
    and the mean and standard deviation that the network's first layer standardises with;
 2. `resume_or_build`: the checkpoint of an interrupted run with the same settings
    (`MODEL.partial.keras` + `MODEL.partial.json`), else a new model; compiled with
-   `TripletLoss` and Adam on a cosine schedule;
+   the loss of `--loss` (`TripletLoss` by default) and Adam on a cosine schedule;
 3. `fit`: P×K batches from `keras_triplet.data.PKSampler`, each clip randomly cropped
    and augmented (`augment.Augmenter`), a checkpoint after every epoch;
 4. `export`: the weights without the optimizer state (a third of the size) to
