@@ -6,7 +6,8 @@ Run `python -m apps.audio_similarity --help`. Modules:
   fallback), mono, resampling, checks and the skipped-file report;
 - `features`: log-mel spectrograms, the on-disk cache, windows, the MFCC baseline;
 - `synth`: the built-in (synthesised, seeded) data set;
-- `augment`: random crop, gain, noise mixing, SpecAugment;
+- `augment`: time stretch, random crop, pitch shift, EQ, gain, reverb, mixing another
+  clip, noise, SpecAugment;
 - `model`: the compact CNN embedder, loading a model with its feature settings;
 - `training`: prepare, resume or build, fit, export;
 - `evaluation`: leave-one-out metrics beside the MFCC baseline;

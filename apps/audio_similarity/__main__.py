@@ -46,6 +46,13 @@ def _training(p, epochs):
         "--samples-per-class", "-K", type=int, default=4, help="K, clips per class in a batch (default 4)"
     )
     g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate, cosine decay (default 2e-3)")
+    g.add_argument(
+        "--loss",
+        default="triplet",
+        choices=("triplet", "multi-similarity", "supcon"),
+        help="metric-learning loss (default triplet; --margin and --miner apply to it): "
+        "multi-similarity and supcon use every pair of the batch",
+    )
     g.add_argument("--margin", type=float, default=0.2, help="triplet margin (default 0.2)")
     g.add_argument(
         "--miner",
@@ -61,8 +68,13 @@ def _training(p, epochs):
     g.add_argument("--dim", type=int, default=64, help="embedding dimension (default 64)")
     g.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     g.add_argument(
-        "--no-augment", action="store_true", help="no gain / noise / SpecAugment (random crop only)"
+        "--augment",
+        default="basic",
+        choices=("basic", "full", "none"),
+        help="training augmentation (default basic: gain, noise, SpecAugment; full: also time "
+        "stretch, pitch shift, EQ, reverb and mixing another clip; none: random crop only)",
     )
+    g.add_argument("--no-augment", action="store_true", help="the same as --augment none")
     g.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (on a GPU)")
     g.add_argument(
         "--restart",

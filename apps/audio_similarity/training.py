@@ -8,7 +8,7 @@ model, fit, export.
    and the mean and standard deviation that the network's first layer standardises with;
 2. `resume_or_build`: the checkpoint of an interrupted run with the same settings
    (`MODEL.partial.keras` + `MODEL.partial.json`), else a new model; compiled with
-   `TripletLoss` and Adam on a cosine schedule;
+   the loss of `--loss` (`TripletLoss` by default) and Adam on a cosine schedule;
 3. `fit`: P×K batches from `keras_triplet.data.PKSampler`, each clip randomly cropped
    and augmented (`augment.Augmenter`), a checkpoint after every epoch;
 4. `export`: the weights without the optimizer state (a third of the size) to
@@ -31,7 +31,7 @@ from apps.audio_similarity.model import build_model, self_check_input
 from apps.audio_similarity.plots import plot_history
 from keras_triplet import TripletModel
 from keras_triplet.data import PKSampler
-from keras_triplet.losses import TripletLoss
+from keras_triplet.losses import MultiSimilarityLoss, SupConLoss, TripletLoss
 
 
 @dataclasses.dataclass
@@ -145,6 +145,8 @@ def run_signature(args, P, steps):
         "lr": args.lr,
         "margin": args.margin,
         "miner": args.miner,
+        "loss": loss_name(args),
+        "augment": augment_name(args),
         "epochs": args.epochs,
         "steps": steps,
         "backend": keras.backend.backend(),
@@ -217,9 +219,7 @@ def resume_or_build(args, data, checkpoint, steps):
         schedule = keras.optimizers.schedules.CosineDecay(
             args.lr, decay_steps=max(args.epochs * steps, 1), alpha=0.05
         )
-        model.compile(
-            optimizer=keras.optimizers.Adam(schedule), loss=TripletLoss(margin=args.margin, miner=args.miner)
-        )
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=make_loss(args))
     if initial_epoch:
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
@@ -227,19 +227,52 @@ def resume_or_build(args, data, checkpoint, steps):
     return model, initial_epoch
 
 
+def loss_name(args):
+    """`--loss` (`triplet` for a namespace without it)."""
+    return getattr(args, "loss", None) or "triplet"
+
+
+def make_loss(args):
+    """The loss of `--loss`: `TripletLoss(margin, miner)` (`--margin`, `--miner`),
+    `MultiSimilarityLoss()` (cosine similarities, α = 2, β = 50, base 0.5) or
+    `SupConLoss(temperature=0.1)`; the last two use every pair of the batch."""
+    name = loss_name(args)
+    if name == "triplet":
+        return TripletLoss(margin=args.margin, miner=args.miner)
+    if name == "multi-similarity":
+        return MultiSimilarityLoss()
+    if name == "supcon":
+        return SupConLoss(temperature=0.1)
+    fail(f"unknown --loss {name!r}")
+
+
 # ------------------------------------------------------------------------------------ 3. fit
+
+
+def augment_name(args):
+    """`--augment` (`none` with `--no-augment`; `basic` for a namespace without either)."""
+    return "none" if getattr(args, "no_augment", False) else (getattr(args, "augment", None) or "basic")
+
+
+def make_augmenter(args, settings):
+    """The `Augmenter` of `--augment`: `basic` (crop, gain, noise, SpecAugment), `full`
+    (every step of `augment.py`) or `none` (random crop only)."""
+    name = augment_name(args)
+    if name == "full":
+        return Augmenter.recordings(frames=args.frames, settings=settings)
+    return Augmenter(frames=args.frames, settings=settings, enabled=name != "none")
 
 
 def fit(model, data, sampler, args, steps, initial_epoch, checkpoint, validation=None):
     """Fits `model` from `initial_epoch` to `args.epochs` on augmented random crops
     (and reports the loss on `validation`, from `validation_batches`, after each epoch)."""
-    augment = Augmenter(frames=args.frames, enabled=not args.no_augment)
+    augment = make_augmenter(args, data.settings)
 
     def load_fn(i, rng):
         # `rng` is seeded by the example's place in the stream (the sampler's seed,
         # step and position), so the crops and augmentations repeat exactly from run
         # to run, whatever order the parallel loaders run in, and on resuming.
-        return augment(data.features[int(i)], rng)[..., None]
+        return augment(data.features[int(i)], rng, pool=data.features)[..., None]
 
     dataset = sampler.as_dataset(
         list(range(len(data.features))),
@@ -290,7 +323,9 @@ def export(model, out, data, args, steps, P, checkpoint):
             "epochs": args.epochs,
             "steps_per_epoch": steps,
             "batch": [P, args.samples_per_class],
-            "loss": {"name": "TripletLoss", "margin": args.margin, "miner": args.miner},
+            "loss": {"name": type(make_loss(args)).__name__}
+            | ({"margin": args.margin, "miner": args.miner} if loss_name(args) == "triplet" else {}),
+            "augment": augment_name(args),
             "seconds_per_epoch": float(np.median(seconds)) if seconds else None,
             "history": checkpoint.history,
             "self_check": {
