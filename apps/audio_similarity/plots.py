@@ -18,9 +18,10 @@ Y_LABELS = {
 }
 
 
-def plot_history(history, path):
+def plot_history(history, path, loss_label="triplet loss"):
     """Loss and mining statistics per epoch, one panel each (PNG): training in solid
-    lines, validation (the `val_` series, when the run had validation data) dashed."""
+    lines, validation (the `val_` series, when the run had validation data) dashed;
+    `loss_label` names the loss on its panel's y axis."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -36,7 +37,7 @@ def plot_history(history, path):
                 ax.plot(np.arange(1, len(values) + 1), values, style, marker="o", markersize=3, label=label)
         ax.set_title(name.replace("_", " "))
         ax.set_xlabel("epoch")
-        ax.set_ylabel(Y_LABELS[name])
+        ax.set_ylabel(loss_label if name == "loss" else Y_LABELS[name])
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if i == 0 and any("val_" + n in history for n in names):

@@ -337,4 +337,4 @@ def export(model, out, data, args, steps, P, checkpoint):
     stem = model_stem(out)
     write_json(stem + ".history.json", checkpoint.history)
     if checkpoint.history:
-        plot_history(checkpoint.history, stem + ".curves.png")
+        plot_history(checkpoint.history, stem + ".curves.png", loss_label=f"{loss_name(args)} loss")
