@@ -181,6 +181,21 @@ def build_parser():
     c.add_argument(
         "--references", type=int, default=None, help="references per writer (default: the model's, 5)"
     )
+    c.add_argument(
+        "--fuse",
+        default=None,
+        metavar="PARTNER.keras",
+        help="fuse MODEL with another model of the same images (the shipped default: the HOG metric "
+        "with the CNN): one calibration of both embeddings, PARTNER named in MODEL's side file and "
+        "loaded with it by every command; `none` drops a partner (default: keep MODEL's)",
+    )
+    c.add_argument(
+        "--regularization",
+        type=float,
+        default=1.0,
+        metavar="C",
+        help="the regression's inverse L2 strength (scikit-learn's C; default 1)",
+    )
     c.add_argument("--layout", default="auto", choices=("auto", "cedar", "bhsig260", "generic"))
     c.add_argument("--seed", type=int, default=0)
     add_backend_argument(c)
@@ -307,6 +322,10 @@ def check_inputs(args):
         args.rule_given = True
     if args.command == "calibrate" and args.cohort_writers < 1:
         fail(f"--cohort-writers must be at least 1; got {args.cohort_writers}.")
+    if args.command == "calibrate" and not args.regularization > 0:
+        fail(f"--regularization must be positive; got {args.regularization}.")
+    if args.command == "calibrate" and args.fuse not in (None, "none"):
+        require_file(args.fuse, "--fuse model", "Give a .keras model of the same images, or `none`.")
     if args.command in ("train", "evaluate", "calibrate"):
         require_folder(args.data, hint="Give a CEDAR, BHSig260 or generic (DATA/<writer>/...) folder.")
     if args.command == "evaluate" and args.model is None and args.baseline is None:
