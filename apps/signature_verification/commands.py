@@ -156,7 +156,7 @@ def _initial_model(args, num_writers):
                 f"{choice}'s network (add --init none to train a new one)."
             )
     try:
-        model, meta = load_model(choice)
+        model, meta = load_model(choice, fused=False)  # the network alone: its partner is not trained
     except FileNotFoundError as e:
         fail(str(e))
     network = "hog" if meta.get("features") == "hog" else "signet"
@@ -294,7 +294,7 @@ def train(args):
         calibration.save(cohort_path(args.out))
         print(
             f"rule calibrated: {init_path}'s cohort calibration kept ({cohort_path(args.out)}"
-            + (f", fused with {fuse_partner_path(args.out, {'fuse': fuse})}" if fuse else "")
+            + (f", fused with {_shown(fuse_partner_path(args.out, {'fuse': fuse}))}" if fuse else "")
             + f"), threshold {threshold:.4f} on the validation writers"
         )
     print(
@@ -458,7 +458,7 @@ def calibrate(args):
     write_json(side_path(args.model), meta, indent=1)
     print(
         f"calibrated {args.model}"
-        + (f" fused with {fuse_partner_path(args.model, meta)}" if fuse else "")
+        + (f" fused with {_shown(fuse_partner_path(args.model, meta))}" if fuse else "")
         + f" on {len(writers)} writers ({args.cohort_writers} in the cohort): "
         f"EER skilled {percent(summary['eer_skilled'])}, random {percent(summary['eer_random'])} on the "
         f"others; rule calibrated, threshold {threshold:.4f}; cohort: {cohort_path(args.model)} "
