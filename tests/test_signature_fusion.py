@@ -119,17 +119,19 @@ def test_cli_fused_round_trip(data, tmp_path, capsys):
     stored = json.loads(open(profile).read())
     assert stored["rule"] == "calibrated" and np.shape(stored["references"]) == (3, 3780 + 64)
     capsys.readouterr()
-    decisions = []
-    for image in (f"{data}/full_org/original_1_5.png", f"{data}/full_forg/forgeries_1_1.png"):
-        assert main(["verify", image, "--profile", profile, "--json"]) == 0
-        decisions.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
-    assert decisions[0]["distance"] < decisions[1]["distance"]  # the genuine signature scores lower
+    genuine, forgery = f"{data}/full_org/original_1_5.png", f"{data}/full_forg/forgeries_1_1.png"
+    assert main(["verify", genuine, "--profile", profile, "--json"]) == 0
+    decision = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert decision["accepted"] is (decision["distance"] <= decision["threshold"])
 
-    # The web page's service: the same pair, the same score.
+    # The web page's service: the same pair, the same score; the forgery scores higher.
     service = SignatureService(model)
-    x = load_image(f"{data}/full_org/original_1_5.png", tuple(service.image_size))
-    _, distance, _ = enrollment.verify(service.embed(x[None])[0], stored, calibration=service.calibration)
-    assert distance == pytest.approx(decisions[0]["distance"], abs=1e-3)
+    distances = []
+    for image in (genuine, forgery):
+        x = load_image(image, tuple(service.image_size))
+        distances.append(enrollment.verify(service.embed(x[None])[0], stored, calibration=service.calibration)[1])
+    assert distances[0] == pytest.approx(decision["distance"], abs=1e-3)
+    assert distances[0] < distances[1]
 
     # `train --init` with a fused model: tests/test_signature_hog_metric.py (the default `train`
     # fine-tunes the shipped pair).

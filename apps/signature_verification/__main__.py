@@ -169,7 +169,8 @@ def build_parser():
         "--cohort-writers of them as the cohort and fits, on the others (genuine signatures, skilled "
         "and random forgeries), the logistic regression of the calibrated rule (see cohort.py). Writes "
         "MODEL.keras.cohort.npz and makes `calibrated` the model's rule, with a threshold chosen on the "
-        "same writers. Use writers the model may see (its training data or other generated writers), "
+        "same writers. With --fuse PARTNER, one calibration of both models' embeddings (MODEL's side "
+        "file then names PARTNER, which every command loads with MODEL). Use writers the model may see (its training data or other generated writers), "
         "never the writers you test on.",
     )
     c.add_argument("data", metavar="DATA", help="writers with genuine signatures and skilled forgeries")

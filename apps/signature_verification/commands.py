@@ -382,7 +382,9 @@ def _calibration(model_path, meta):
 def calibrate(args):
     """Fits the `"calibrated"` rule (cohort score normalisation, `cohort.py`) of MODEL on
     the writers of DATA (with their forgeries); writes MODEL.keras.cohort.npz and makes
-    `"calibrated"` the model's rule, with a threshold chosen on the same writers."""
+    `"calibrated"` the model's rule, with a threshold chosen on the same writers. With a
+    partner (`--fuse PARTNER`, or the one MODEL's side file names) one calibration of both
+    models' embeddings, and the side file's `"fuse"` names the partner."""
     # The models whose embeddings the calibration scores: MODEL, and its partner when fused
     # (`--fuse PARTNER`, else the one MODEL's side file names, unless `--fuse none`).
     model, meta = load_model(args.model, fused=args.fuse is None)
