@@ -598,9 +598,12 @@ def verify(args):
         x = load_image(args.image, tuple(profile["image_size"]))
     except UnreadableImageError as e:
         fail(str(e))
-    accepted, distance, threshold = enrollment.verify(
-        model.embed(x[None], batch_size=1)[0], profile, args.threshold, calibration
-    )
+    try:
+        accepted, distance, threshold = enrollment.verify(
+            model.embed(x[None], batch_size=1)[0], profile, args.threshold, calibration
+        )
+    except ValueError as e:  # e.g. a fused profile scored with one model's cohort
+        fail(str(e))
     if args.json:
         print(
             json.dumps(
