@@ -58,6 +58,22 @@ def test_fused_calibration_fits_saves_and_loads(tmp_path):
     # Embeddings of another width (one model where the calibration fused two): one clear error.
     with pytest.raises(ValueError, match="holds 24-dimensional embeddings"):
         again.score(emb[:, :16], ref[:, :16])
+    # The guard (the default): the first model's own regression vetoes. The score is the larger
+    # of the fused and the guard's negated log-odds; without it, the fused format as before.
+    assert again.guard is not None and not again.guard[0][len(cohort.FEATURES) :].any()
+    with np.load(path) as z:
+        assert str(z["format"]) == cohort.GUARDED_FORMAT
+    unguarded = cohort.CohortCalibration(cal.cohort, cal.mean, cal.scale, cal.weights, cal.bias, 3, (16, 8))
+    alone = cohort.CohortCalibration(cal.cohort, cal.mean, cal.scale, cal.guard[0], cal.guard[1], 3, (16, 8))
+    np.testing.assert_allclose(scores, np.maximum(unguarded.score(emb, ref), alone.score(emb, ref)))
+    assert (scores > unguarded.score(emb, ref)).any()  # the veto acts on these writers
+    with pytest.raises(ValueError, match="first part's features only"):
+        cohort.CohortCalibration(cal.cohort, cal.mean, cal.scale, cal.weights, 0, 3, (16, 8), (cal.weights, 0))
+    plain = cohort.fit_calibration(emb, w, g, references=3, cohort_writers=4, parts=(16, 8), guard=False)
+    plain.save(path)
+    with np.load(path) as z:
+        assert str(z["format"]) == cohort.FUSED_FORMAT and "guard_weights" not in z.files
+    assert cohort.CohortCalibration.load(path).guard is None
     # A single-embedding calibration is still written in (and read from) the first format.
     single = cohort.fit_calibration(emb[:, :16], w, g, references=3, cohort_writers=4)
     single.save(path)
@@ -107,6 +123,7 @@ def test_cli_fused_round_trip(data, tmp_path, capsys):
     assert "fused with" in capsys.readouterr().out
     meta = json.loads(open(model + ".json").read())
     assert meta["rule"] == "calibrated" and meta["calibration"]["regularization"] == 0.1
+    assert meta["calibration"]["guard"] and cohort.load_calibration(model).guard is not None
     assert meta["fuse"]["model"] == "cnn.keras" and meta["fuse"]["parts"] == [3780, 64]
     assert cohort.load_calibration(model).parts == (3780, 64)
 

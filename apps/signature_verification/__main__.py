@@ -197,6 +197,13 @@ def build_parser():
         metavar="C",
         help="the regression's inverse L2 strength (scikit-learn's C; default 1)",
     )
+    c.add_argument(
+        "--no-guard",
+        dest="guard",
+        action="store_false",
+        help="with a partner: no veto of MODEL's own calibrated score (by default a signature is "
+        "accepted only when the fused score and MODEL's alone both accept it; see cohort.py)",
+    )
     c.add_argument("--layout", default="auto", choices=("auto", "cedar", "bhsig260", "generic"))
     c.add_argument("--seed", type=int, default=0)
     add_backend_argument(c)

@@ -59,6 +59,9 @@ COHORT_FORMAT = "keras-triplet/signature-cohort/1"
 # A fused calibration (several embeddings of the same images, `parts` > 1): another format,
 # so that a reader of the single-embedding format refuses it rather than misreads it.
 FUSED_FORMAT = "keras-triplet/signature-cohort-fused/1"
+# A fused calibration with the first model's own regression as a veto (`guard`): a third
+# format, so that a reader of the second one refuses it rather than scores without the veto.
+GUARDED_FORMAT = "keras-triplet/signature-cohort-fused-guarded/1"
 _FLOOR = 1e-3  # the smallest spread / standard deviation divided by (identical references)
 
 
@@ -88,9 +91,18 @@ class CohortCalibration:
     features of its own distances and cohort statistics, and one regression weighs all
     `8 * len(parts)` of them (score-level fusion). The distances `d` that `features` and
     `scores` take are then `[P, N, R]`, one `[N, R]` per part (`protocol.part_distances`),
-    and `query_stats` gives one pair of statistics per part."""
+    and `query_stats` gives one pair of statistics per part.
 
-    def __init__(self, cohort, mean, scale, weights, bias, references, parts=None):
+    **Guard.** A fused calibration may hold a second regression (`guard`: its weights over
+    the same standardised features, zero outside the first part, and its bias): the first
+    model's own calibrated score. The score is then the larger of the two negated
+    log-odds, so a signature is accepted only when the fused score *and* the first model
+    alone accept it: the partner can veto, never let through what the first model rejects.
+    Why: the shipped partner (the CNN) does not transfer to other populations, and its
+    errors on random forgeries, which the HOG metric alone almost never makes, came
+    through the fused regression (README, "The random-forgery guard")."""
+
+    def __init__(self, cohort, mean, scale, weights, bias, references, parts=None, guard=None):
         self.cohort = np.asarray(cohort, np.float32)
         self.mean, self.scale, self.weights = (np.asarray(v, np.float64) for v in (mean, scale, weights))
         self.bias = float(bias)
@@ -100,6 +112,14 @@ class CohortCalibration:
             raise ValueError(f"parts {self.parts} do not add up to the cohort's width {self.cohort.shape[-1]}.")
         self.cohort_writers = None  # their names, known after `fit_calibration` (not saved)
         self.regularization = None  # the regression's C, known after `fit_calibration` (not saved)
+        self.guard = None  # (weights, bias) of the first part's own regression (class docstring)
+        if guard is not None:
+            if not self.fused:
+                raise ValueError("a guard needs a fused calibration (several parts).")
+            weights_, bias_ = np.asarray(guard[0], np.float64), float(guard[1])
+            if weights_.shape != self.weights.shape or np.any(weights_[len(FEATURES) :]):
+                raise ValueError("the guard weighs the first part's features only.")
+            self.guard = (weights_, bias_)
 
     @property
     def fused(self):
@@ -176,7 +196,10 @@ class CohortCalibration:
     def scores(self, d, reference_embeddings, query_stats):
         """The calibrated scores `[N]` (lower: more likely genuine) of `features(...)`."""
         x = (self.features(d, reference_embeddings, query_stats) - self.mean) / self.scale
-        return -(x @ self.weights + self.bias)
+        score = -(x @ self.weights + self.bias)
+        if self.guard is not None:  # the first model alone must accept too (class docstring)
+            score = np.maximum(score, -(x @ self.guard[0] + self.guard[1]))
+        return score
 
     def distances(self, embeddings, reference_embeddings):
         """The distances `features` takes: `[N, R]`, or `[P, N, R]` with several parts."""
@@ -195,7 +218,7 @@ class CohortCalibration:
         tmp = f"{path}.tmp.npz"
         np.savez(
             tmp,
-            format=FUSED_FORMAT if self.fused else COHORT_FORMAT,
+            format=GUARDED_FORMAT if self.guard is not None else FUSED_FORMAT if self.fused else COHORT_FORMAT,
             cohort=self.cohort.astype(np.float16),
             mean=self.mean,
             scale=self.scale,
@@ -204,6 +227,9 @@ class CohortCalibration:
             references=self.references,
             features=np.array(self.feature_names),
             **({"parts": np.array(self.parts)} if self.fused else {}),
+            **(
+                {"guard_weights": self.guard[0], "guard_bias": self.guard[1]} if self.guard is not None else {}
+            ),
         )
         os.replace(tmp, path)
 
@@ -213,11 +239,12 @@ class CohortCalibration:
         try:
             with np.load(path, allow_pickle=False) as z:
                 kind = str(z["format"])
-                if kind not in (COHORT_FORMAT, FUSED_FORMAT):
+                if kind not in (COHORT_FORMAT, FUSED_FORMAT, GUARDED_FORMAT):
                     raise ValueError("another format")
-                parts = z["parts"].tolist() if kind == FUSED_FORMAT else None
+                parts = z["parts"].tolist() if kind != COHORT_FORMAT else None
+                guard = (z["guard_weights"], z["guard_bias"]) if kind == GUARDED_FORMAT else None
                 calibration = cls(
-                    z["cohort"], z["mean"], z["scale"], z["weights"], z["bias"], z["references"], parts
+                    z["cohort"], z["mean"], z["scale"], z["weights"], z["bias"], z["references"], parts, guard
                 )
                 if tuple(z["features"].tolist()) != calibration.feature_names:
                     raise ValueError("other features")
@@ -243,6 +270,7 @@ def fit_calibration(
     max_random=20000,
     parts=None,
     regularization=1.0,
+    guard=True,
 ):
     """A `CohortCalibration` fitted on one set of writers (see module).
 
@@ -251,7 +279,9 @@ def fit_calibration(
     genuine queries against skilled forgeries (weight 1) and at most `max_random` random
     forgeries (weight `random_weight`), with scikit-learn's inverse L2 strength
     `regularization` (its `C`). `parts`: the widths of the embeddings side by side in
-    `embeddings` (a fused calibration, see `CohortCalibration`). Raises ValueError when fewer than two writers are
+    `embeddings` (a fused calibration, see `CohortCalibration`); with `guard` (the default)
+    a fused calibration also fits the first part's own regression on the same examples, its
+    veto. Raises ValueError when fewer than two writers are
     left beside the cohort or there is no forgery.
     """
     from sklearn.linear_model import LogisticRegression
@@ -293,8 +323,16 @@ def fit_calibration(
     y = np.r_[np.ones(len(positives)), np.zeros(len(skilled) + len(random))]
     weight = np.r_[np.ones(len(positives) + len(skilled)), np.full(len(random), random_weight)]
     mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-12)
-    fit = LogisticRegression(C=regularization, max_iter=5000).fit((x - mean) / scale, y, sample_weight=weight)
-    calibration = CohortCalibration(cohort, mean, scale, fit.coef_[0], fit.intercept_[0], references, parts)
+    x = (x - mean) / scale
+    fit = LogisticRegression(C=regularization, max_iter=5000).fit(x, y, sample_weight=weight)
+    veto = None
+    if guard and parts is not None and len(parts) > 1:
+        k = len(FEATURES)
+        alone = LogisticRegression(C=regularization, max_iter=5000).fit(x[:, :k], y, sample_weight=weight)
+        veto = (np.r_[alone.coef_[0], np.zeros(n - k)], alone.intercept_[0])
+    calibration = CohortCalibration(
+        cohort, mean, scale, fit.coef_[0], fit.intercept_[0], references, parts, veto
+    )
     calibration.cohort_writers = [names[i] for i in chosen]
     calibration.regularization = regularization
     return calibration

@@ -422,6 +422,7 @@ def calibrate(args):
             args.seed,
             parts=widths,
             regularization=args.regularization,
+            guard=getattr(args, "guard", True),
         )
     except ValueError as e:
         fail(str(e))
@@ -450,6 +451,7 @@ def calibrate(args):
                 "eer_skilled": summary["eer_skilled"],
                 "eer_random": summary["eer_random"],
                 "regularization": args.regularization,
+                "guard": calibration.guard is not None,
                 "before": before,
             },
         }
@@ -461,6 +463,7 @@ def calibrate(args):
     print(
         f"calibrated {args.model}"
         + (f" fused with {_shown(fuse_partner_path(args.model, meta))}" if fuse else "")
+        + (" (guarded by the model's own score)" if calibration.guard is not None else "")
         + f" on {len(writers)} writers ({args.cohort_writers} in the cohort): "
         f"EER skilled {percent(summary['eer_skilled'])}, random {percent(summary['eer_random'])} on the "
         f"others; rule calibrated, threshold {threshold:.4f}; cohort: {cohort_path(args.model)} "
