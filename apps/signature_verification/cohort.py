@@ -30,7 +30,9 @@ fitted (`fit_calibration`) on writers *with* skilled forgeries, none of them in 
 cohort: genuine queries against skilled and (a sample of, weighted 0.2) random forgeries.
 The score is a negated log-odds: lower means more likely genuine, so, as for every rule,
 a questioned signature is accepted when `score <= threshold`. The `calibrate` command fits
-it for a saved model; it needs no forgery of the enrolled writers.
+it for a saved model; it needs no forgery of the enrolled writers. A fused calibration (two
+models' embeddings) also holds the first model's own regression as a veto
+(`CohortCalibration`, "Guard").
 
 Example (two writers' references; the cohort of two others):
 
