@@ -316,6 +316,8 @@ def test_cli_bad_data_is_one_line(tmp_path):
         if argv[0] == "calibrate":
             shutil.copy(model, tmp_path / "copy.keras")
             shutil.copy(model + ".json", tmp_path / "copy.keras.json")
+            cnn = os.path.join(ROOT, "saved_models", "signature_verification.keras")
+            shutil.copy(cnn, tmp_path / "signature_verification.keras")  # its partner (the shipped pair)
         with pytest.raises(SystemExit, match=f"^error: .*{message}"):
             main(argv)
 

@@ -90,7 +90,8 @@ def test_cli_calibrate_evaluate_enroll_verify(data, tmp_path, capsys):
     model = str(tmp_path / "hog.keras")
     shutil.copy(SHIPPED, model)
     meta = json.loads(open(SHIPPED + ".json").read())
-    meta.pop("calibration", None)  # a model as `train` writes it: no cohort
+    meta.pop("calibration", None)
+    meta.pop("fuse", None)  # the HOG metric alone (the shipped one is fused with the CNN)  # a model as `train` writes it: no cohort
     meta["rule"] = "min"
     open(model + ".json", "w").write(json.dumps(meta))
     with pytest.raises(SystemExit, match="^error: rule 'calibrated' needs the model's cohort calibration"):
@@ -133,6 +134,7 @@ def test_cli_train_keeps_the_calibration_of_an_unchanged_init(data, tmp_path, ca
     shutil.copy(SHIPPED, model)
     meta = json.loads(open(SHIPPED + ".json").read())
     meta.pop("calibration", None)
+    meta.pop("fuse", None)  # the HOG metric alone (the shipped one is fused with the CNN)
     open(model + ".json", "w").write(json.dumps({**meta, "rule": "min"}))
     assert main(["calibrate", data, "--model", model, "--cohort-writers", "4", "--references", "3"]) == 0
     args = [

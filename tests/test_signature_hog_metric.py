@@ -145,8 +145,21 @@ def test_cli_default_train_fine_tunes_the_shipped_hog_metric(transfer_data, tmp_
     assert meta["network"] == "hog" and meta["features"] == "hog"
     assert meta["init"] == {"model": SHIPPED_HOG_MODEL, "sha256": sha256(SHIPPED_HOG_MODEL)}
     assert meta["settings"]["hidden"] == shipped["settings"]["hidden"]
+    # The shipped pair's fused calibration: kept when the metric comes back unchanged (or
+    # does better on the validation writers calibrated than fine-tuned), the CNN named
+    # relative to the new model's folder; else rule min and no cohort.
+    from apps.signature_verification import cohort
+
+    if meta["rule"] == "calibrated":
+        assert meta["training"]["best_epoch"] == 0 and "cohort calibration kept" in printed, printed
+        assert meta["fuse"]["parts"] == [3780, 64] and cohort.load_calibration(out).parts == (3780, 64)
+        from apps.signature_verification.training import SHIPPED_MODEL, fuse_partner_path
+
+        assert fuse_partner_path(out, meta) == SHIPPED_MODEL
+    else:
+        assert "fuse" not in meta and cohort.load_calibration(out) is None
     # The shipped metric loads on this backend with the embeddings recorded when it was saved.
     from apps.signature_verification.training import check_inputs, load_model
 
-    model, _ = load_model(SHIPPED_HOG_MODEL)
+    model, _ = load_model(SHIPPED_HOG_MODEL, fused=False)  # the metric alone (test_signature_fusion: the pair)
     np.testing.assert_allclose(model.embed(check_inputs((64, 128))), shipped["check_embeddings"], atol=1e-4)

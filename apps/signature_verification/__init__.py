@@ -15,14 +15,16 @@ Modules:
 - `features`: HOG descriptors (scikit-image), the `--baseline hog` embeddings and the
   input of the learned HOG metric.
 - `model`: the SigNet-style CNN embedder (Dey et al., 2017), scaled down for CPUs, and the
-  learned HOG metric (a residual MLP on HOG descriptors, `train`'s default network).
+  learned HOG metric (a residual MLP on HOG descriptors, `train`'s default network), and
+  `FusedModel`, a model pair (the shipped default: the HOG metric with the CNN).
 - `training`: writer-independent training with `TripletModel`, `PKSampler` and
   `TripletLoss`, skilled forgeries as hard negatives; the model and its side file.
 - `protocol`: writer splits, the decision rule (smallest, mean or writer-normalised
   distance to the references), the threshold chosen on validation writers,
   FAR / FRR / EER / AUC.
 - `cohort`: the `calibrated` rule, cohort score normalisation (Z / T-norm and the
-  references' spread combined by a logistic regression), fitted by `calibrate`.
+  references' spread combined by a logistic regression), fitted by `calibrate`; one
+  calibration of a fused pair's two embeddings (`calibrate --fuse`).
 - `evaluation`: the protocol run on a data folder with a saved model.
 - `enrollment`: enrolment profiles and the verification of one signature.
 - `plots`: ROC / DET curves and score histograms.

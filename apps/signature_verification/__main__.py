@@ -169,7 +169,8 @@ def build_parser():
         "--cohort-writers of them as the cohort and fits, on the others (genuine signatures, skilled "
         "and random forgeries), the logistic regression of the calibrated rule (see cohort.py). Writes "
         "MODEL.keras.cohort.npz and makes `calibrated` the model's rule, with a threshold chosen on the "
-        "same writers. Use writers the model may see (its training data or other generated writers), "
+        "same writers. With --fuse PARTNER, one calibration of both models' embeddings (MODEL's side "
+        "file then names PARTNER, which every command loads with MODEL). Use writers the model may see (its training data or other generated writers), "
         "never the writers you test on.",
     )
     c.add_argument("data", metavar="DATA", help="writers with genuine signatures and skilled forgeries")
@@ -180,6 +181,28 @@ def build_parser():
     )
     c.add_argument(
         "--references", type=int, default=None, help="references per writer (default: the model's, 5)"
+    )
+    c.add_argument(
+        "--fuse",
+        default=None,
+        metavar="PARTNER.keras",
+        help="fuse MODEL with another model of the same images (the shipped default: the HOG metric "
+        "with the CNN): one calibration of both embeddings, PARTNER named in MODEL's side file and "
+        "loaded with it by every command; `none` drops a partner (default: keep MODEL's)",
+    )
+    c.add_argument(
+        "--regularization",
+        type=float,
+        default=1.0,
+        metavar="C",
+        help="the regression's inverse L2 strength (scikit-learn's C; default 1)",
+    )
+    c.add_argument(
+        "--no-guard",
+        dest="guard",
+        action="store_false",
+        help="with a partner: no veto of MODEL's own calibrated score (by default a signature is "
+        "accepted only when the fused score and MODEL's alone both accept it; see cohort.py)",
     )
     c.add_argument("--layout", default="auto", choices=("auto", "cedar", "bhsig260", "generic"))
     c.add_argument("--seed", type=int, default=0)
@@ -307,6 +330,10 @@ def check_inputs(args):
         args.rule_given = True
     if args.command == "calibrate" and args.cohort_writers < 1:
         fail(f"--cohort-writers must be at least 1; got {args.cohort_writers}.")
+    if args.command == "calibrate" and not args.regularization > 0:
+        fail(f"--regularization must be positive; got {args.regularization}.")
+    if args.command == "calibrate" and args.fuse not in (None, "none"):
+        require_file(args.fuse, "--fuse model", "Give a .keras model of the same images, or `none`.")
     if args.command in ("train", "evaluate", "calibrate"):
         require_folder(args.data, hint="Give a CEDAR, BHSig260 or generic (DATA/<writer>/...) folder.")
     if args.command == "evaluate" and args.model is None and args.baseline is None:

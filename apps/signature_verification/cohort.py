@@ -30,7 +30,9 @@ fitted (`fit_calibration`) on writers *with* skilled forgeries, none of them in 
 cohort: genuine queries against skilled and (a sample of, weighted 0.2) random forgeries.
 The score is a negated log-odds: lower means more likely genuine, so, as for every rule,
 a questioned signature is accepted when `score <= threshold`. The `calibrate` command fits
-it for a saved model; it needs no forgery of the enrolled writers.
+it for a saved model; it needs no forgery of the enrolled writers. A fused calibration (two
+models' embeddings) also holds the first model's own regression as a veto
+(`CohortCalibration`, "Guard").
 
 Example (two writers' references; the cohort of two others):
 
@@ -56,6 +58,12 @@ from apps.signature_verification import protocol
 FEATURES = ("min", "mean", "min/spread", "min/nearest", "z", "t", "z-affine", "t-affine")
 COHORT_SUFFIX = ".cohort.npz"
 COHORT_FORMAT = "keras-triplet/signature-cohort/1"
+# A fused calibration (several embeddings of the same images, `parts` > 1): another format,
+# so that a reader of the single-embedding format refuses it rather than misreads it.
+FUSED_FORMAT = "keras-triplet/signature-cohort-fused/1"
+# A fused calibration with the first model's own regression as a veto (`guard`): a third
+# format, so that a reader of the second one refuses it rather than scores without the veto.
+GUARDED_FORMAT = "keras-triplet/signature-cohort-fused-guarded/1"
 _FLOOR = 1e-3  # the smallest spread / standard deviation divided by (identical references)
 
 
@@ -70,27 +78,98 @@ def _distances(a, b):
     return pairwise_distances_numpy(np.asarray(a, np.float64), np.asarray(b, np.float64))
 
 
+def _bounds(parts):
+    """The column ranges `[(start, stop)]` of the embeddings of `parts` (their widths)."""
+    stops = np.cumsum(parts).tolist()
+    return list(zip([0, *stops[:-1]], stops))
+
+
 class CohortCalibration:
     """The `"calibrated"` rule's cohort (`[K, R, D]` reference embeddings of `K` cohort
-    writers) and logistic regression (`mean`, `scale`, `weights` over `FEATURES`, `bias`)."""
+    writers) and logistic regression (`mean`, `scale`, `weights` over `FEATURES`, `bias`).
 
-    def __init__(self, cohort, mean, scale, weights, bias, references):
+    **Fusion.** With `parts` (the widths of several embeddings of the same images, side by
+    side in each `D = sum(parts)` row: `model.FusedModel`), each part gets the eight
+    features of its own distances and cohort statistics, and one regression weighs all
+    `8 * len(parts)` of them (score-level fusion). The distances `d` that `features` and
+    `scores` take are then `[P, N, R]`, one `[N, R]` per part (`protocol.part_distances`),
+    and `query_stats` gives one pair of statistics per part.
+
+    **Guard.** A fused calibration may hold a second regression (`guard`: its weights over
+    the same standardised features, zero outside the first part, and its bias): the first
+    model's own calibrated score. The score is then the larger of the two negated
+    log-odds, so a signature is accepted only when the fused score *and* the first model
+    alone accept it: the partner can veto, never let through what the first model rejects.
+    Why: the shipped partner (the CNN) does not transfer to other populations, and its
+    errors on random forgeries, which the HOG metric alone almost never makes, came
+    through the fused regression (README, "The random-forgery guard")."""
+
+    def __init__(self, cohort, mean, scale, weights, bias, references, parts=None, guard=None):
         self.cohort = np.asarray(cohort, np.float32)
         self.mean, self.scale, self.weights = (np.asarray(v, np.float64) for v in (mean, scale, weights))
         self.bias = float(bias)
         self.references = int(references)  # the number of references it was fitted with
+        self.parts = tuple(int(p) for p in parts) if parts is not None else (self.cohort.shape[-1],)
+        if sum(self.parts) != self.cohort.shape[-1]:
+            raise ValueError(f"parts {self.parts} do not add up to the cohort's width {self.cohort.shape[-1]}.")
         self.cohort_writers = None  # their names, known after `fit_calibration` (not saved)
+        self.regularization = None  # the regression's C, known after `fit_calibration` (not saved)
+        self.guard = None  # (weights, bias) of the first part's own regression (class docstring)
+        if guard is not None:
+            if not self.fused:
+                raise ValueError("a guard needs a fused calibration (several parts).")
+            weights_, bias_ = np.asarray(guard[0], np.float64), float(guard[1])
+            if weights_.shape != self.weights.shape or np.any(weights_[len(FEATURES) :]):
+                raise ValueError("the guard weighs the first part's features only.")
+            self.guard = (weights_, bias_)
+
+    @property
+    def fused(self):
+        return len(self.parts) > 1
+
+    @property
+    def feature_names(self):
+        """`FEATURES`, or with several parts `"<part>:<feature>"` for each."""
+        return FEATURES if not self.fused else tuple(f"{i}:{f}" for i in range(len(self.parts)) for f in FEATURES)
+
+    def _check_width(self, embeddings):
+        if embeddings.shape[-1] != self.cohort.shape[-1]:
+            raise ValueError(
+                f"the cohort calibration holds {self.cohort.shape[-1]}-dimensional embeddings {self.parts}, "
+                f"the model gives {embeddings.shape[-1]}: calibrate this model (`calibrate DATA --model MODEL`)."
+            )
 
     def query_stats(self, embeddings):
-        """`(μ_q, σ_q)`, each `[N]`: the T-norm statistics of `embeddings [N, D]`."""
+        """`(μ_q, σ_q)`, each `[N]`: the T-norm statistics of `embeddings [N, D]` (with
+        several parts, a list of one pair per part)."""
+        embeddings = np.asarray(embeddings, np.float64)
+        self._check_width(embeddings)
         k, r, _ = self.cohort.shape
-        d = _distances(embeddings, self.cohort.reshape(k * r, -1)).reshape(len(embeddings), k, r).min(axis=2)
-        return d.mean(axis=1), np.maximum(d.std(axis=1), _FLOOR)
+        stats = []
+        for a, b in _bounds(self.parts):
+            cohort = self.cohort[..., a:b].reshape(k * r, -1)
+            d = _distances(embeddings[:, a:b], cohort).reshape(len(embeddings), k, r).min(axis=2)
+            stats.append((d.mean(axis=1), np.maximum(d.std(axis=1), _FLOOR)))
+        return stats if self.fused else stats[0]
 
     def features(self, d, reference_embeddings, query_stats):
-        """`[N, len(FEATURES)]` of the distances `d [N, R]` of N queries to one writer's
-        references `[R, D]`, with the queries' `query_stats`."""
+        """`[N, len(feature_names)]` of the distances `d [N, R]` of N queries to one
+        writer's references `[R, D]` (`[P, N, R]` with several parts), with the queries'
+        `query_stats`."""
         refs = np.asarray(reference_embeddings, np.float64)
+        if not self.fused:
+            return self._features(d, refs, self.cohort, query_stats)
+        return np.concatenate(
+            [
+                self._features(d[i], refs[:, a:b], self.cohort[..., a:b], query_stats[i])
+                for i, (a, b) in enumerate(_bounds(self.parts))
+            ],
+            axis=1,
+        )
+
+    @staticmethod
+    def _features(d, refs, cohort, query_stats):
+        """The eight `FEATURES` `[N, 8]` of one embedding."""
         s, m = d.min(axis=1), d.mean(axis=1)
         if len(refs) > 1:
             rr = _distances(refs, refs) + np.diag(np.full(len(refs), np.inf))
@@ -98,8 +177,8 @@ class CohortCalibration:
             nearest = float(rr.min(axis=1).mean())
         else:  # one reference: no spread to divide by
             spread, nearest = 1.0, 0.0
-        k, r, _ = self.cohort.shape
-        z = _distances(self.cohort.reshape(k * r, -1), refs).min(axis=1)
+        k, r, _ = cohort.shape
+        z = _distances(cohort.reshape(k * r, -1), refs).min(axis=1)
         z_mean, z_std = z.mean(), max(z.std(), _FLOOR)
         t_mean, t_std = query_stats
         return np.stack(
@@ -119,37 +198,59 @@ class CohortCalibration:
     def scores(self, d, reference_embeddings, query_stats):
         """The calibrated scores `[N]` (lower: more likely genuine) of `features(...)`."""
         x = (self.features(d, reference_embeddings, query_stats) - self.mean) / self.scale
-        return -(x @ self.weights + self.bias)
+        score = -(x @ self.weights + self.bias)
+        if self.guard is not None:  # the first model alone must accept too (class docstring)
+            score = np.maximum(score, -(x @ self.guard[0] + self.guard[1]))
+        return score
+
+    def distances(self, embeddings, reference_embeddings):
+        """The distances `features` takes: `[N, R]`, or `[P, N, R]` with several parts."""
+        from apps.signature_verification.protocol import part_distances
+
+        return part_distances(embeddings, reference_embeddings, self.parts if self.fused else None)
 
     def score(self, embeddings, reference_embeddings):
         """The calibrated scores `[N]` of `embeddings [N, D]` against one writer's references."""
         e = np.asarray(embeddings, np.float64)
-        return self.scores(_distances(e, reference_embeddings), reference_embeddings, self.query_stats(e))
+        stats = self.query_stats(e)
+        return self.scores(self.distances(e, reference_embeddings), reference_embeddings, stats)
 
     def save(self, path):
         """Writes the calibration to `path` (`.npz`, no pickle; the cohort as float16)."""
         tmp = f"{path}.tmp.npz"
         np.savez(
             tmp,
-            format=COHORT_FORMAT,
+            format=GUARDED_FORMAT if self.guard is not None else FUSED_FORMAT if self.fused else COHORT_FORMAT,
             cohort=self.cohort.astype(np.float16),
             mean=self.mean,
             scale=self.scale,
             weights=self.weights,
             bias=self.bias,
             references=self.references,
-            features=np.array(FEATURES),
+            features=np.array(self.feature_names),
+            **({"parts": np.array(self.parts)} if self.fused else {}),
+            **(
+                {"guard_weights": self.guard[0], "guard_bias": self.guard[1]} if self.guard is not None else {}
+            ),
         )
         os.replace(tmp, path)
 
     @classmethod
     def load(cls, path):
-        """The calibration at `path`; ValueError when it is not one of ours."""
+        """The calibration at `path` (one embedding, or fused); ValueError when it is not one of ours."""
         try:
             with np.load(path, allow_pickle=False) as z:
-                if str(z["format"]) != COHORT_FORMAT or tuple(z["features"].tolist()) != FEATURES:
+                kind = str(z["format"])
+                if kind not in (COHORT_FORMAT, FUSED_FORMAT, GUARDED_FORMAT):
                     raise ValueError("another format")
-                return cls(z["cohort"], z["mean"], z["scale"], z["weights"], z["bias"], z["references"])
+                parts = z["parts"].tolist() if kind != COHORT_FORMAT else None
+                guard = (z["guard_weights"], z["guard_bias"]) if kind == GUARDED_FORMAT else None
+                calibration = cls(
+                    z["cohort"], z["mean"], z["scale"], z["weights"], z["bias"], z["references"], parts, guard
+                )
+                if tuple(z["features"].tolist()) != calibration.feature_names:
+                    raise ValueError("other features")
+                return calibration
         except (OSError, KeyError, ValueError) as e:
             raise ValueError(f"{path} is not a cohort calibration ({e}).") from None
 
@@ -169,13 +270,20 @@ def fit_calibration(
     seed=0,
     random_weight=0.2,
     max_random=20000,
+    parts=None,
+    regularization=1.0,
+    guard=True,
 ):
     """A `CohortCalibration` fitted on one set of writers (see module).
 
     `cohort_writers` of the writers (drawn with `seed`) become the cohort (their
     `references` reference signatures); the logistic regression learns, on the others,
     genuine queries against skilled forgeries (weight 1) and at most `max_random` random
-    forgeries (weight `random_weight`). Raises ValueError when fewer than two writers are
+    forgeries (weight `random_weight`), with scikit-learn's inverse L2 strength
+    `regularization` (its `C`). `parts`: the widths of the embeddings side by side in
+    `embeddings` (a fused calibration, see `CohortCalibration`); with `guard` (the default)
+    a fused calibration also fits the first part's own regression on the same examples, its
+    veto. Raises ValueError when fewer than two writers are
     left beside the cohort or there is no forgery.
     """
     from sklearn.linear_model import LogisticRegression
@@ -194,9 +302,8 @@ def fit_calibration(
     chosen = sorted(rng.choice(len(names), size=cohort_writers, replace=False))
     cohort = np.stack([embeddings[refs[names[i]]] for i in chosen])
     rest = ~np.isin(writers, [names[i] for i in chosen])
-    unfitted = CohortCalibration(
-        cohort, np.zeros(len(FEATURES)), np.ones(len(FEATURES)), np.zeros(len(FEATURES)), 0, references
-    )
+    n = len(FEATURES) * (len(parts) if parts is not None else 1)
+    unfitted = CohortCalibration(cohort, np.zeros(n), np.ones(n), np.zeros(n), 0, references, parts)
     stats = unfitted.query_stats(embeddings[rest])
     f = protocol.writer_scores(
         embeddings[rest],
@@ -205,19 +312,29 @@ def fit_calibration(
         references,
         seed,
         lambda d, r: unfitted.features(d, r, stats),
+        parts=parts,
     )
-    random = f["random"].reshape(-1, len(FEATURES))
+    random = f["random"].reshape(-1, n)
     if len(random) > max_random:
         random = random[rng.choice(len(random), size=max_random, replace=False)]
-    skilled = f["skilled"].reshape(-1, len(FEATURES))
-    positives = f["genuine"].reshape(-1, len(FEATURES))
+    skilled = f["skilled"].reshape(-1, n)
+    positives = f["genuine"].reshape(-1, n)
     if not len(skilled) and not len(random):
         raise ValueError("calibration needs forgeries: skilled ones, or several writers.")
     x = np.concatenate([positives, skilled, random])
     y = np.r_[np.ones(len(positives)), np.zeros(len(skilled) + len(random))]
     weight = np.r_[np.ones(len(positives) + len(skilled)), np.full(len(random), random_weight)]
     mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-12)
-    fit = LogisticRegression(C=1.0, max_iter=2000).fit((x - mean) / scale, y, sample_weight=weight)
-    calibration = CohortCalibration(cohort, mean, scale, fit.coef_[0], fit.intercept_[0], references)
+    x = (x - mean) / scale
+    fit = LogisticRegression(C=regularization, max_iter=5000).fit(x, y, sample_weight=weight)
+    veto = None
+    if guard and parts is not None and len(parts) > 1:
+        k = len(FEATURES)
+        alone = LogisticRegression(C=regularization, max_iter=5000).fit(x[:, :k], y, sample_weight=weight)
+        veto = (np.r_[alone.coef_[0], np.zeros(n - k)], alone.intercept_[0])
+    calibration = CohortCalibration(
+        cohort, mean, scale, fit.coef_[0], fit.intercept_[0], references, parts, veto
+    )
     calibration.cohort_writers = [names[i] for i in chosen]
+    calibration.regularization = regularization
     return calibration

@@ -18,6 +18,7 @@ from apps.signature_verification.cohort import cohort_path, fit_calibration, loa
 from apps.signature_verification.evaluation import FEW_WRITERS, load_split_images, percent
 from apps.signature_verification.features import HOG_SETTINGS, hog_size
 from apps.signature_verification.loaders import load_dataset
+from apps.signature_verification.model import FusedModel
 from apps.signature_verification.preprocessing import DEFAULT_SIZE
 from apps.signature_verification.training import (
     DEFAULT_EMBEDDING_DIM,
@@ -33,6 +34,8 @@ from apps.signature_verification.training import (
     SHIPPED_HOG_MODEL,
     SHIPPED_MODEL,
     check_inputs,
+    fuse_entry,
+    fuse_partner_path,
     load_model,
     save_model,
     train_model,
@@ -153,7 +156,7 @@ def _initial_model(args, num_writers):
                 f"{choice}'s network (add --init none to train a new one)."
             )
     try:
-        model, meta = load_model(choice)
+        model, meta = load_model(choice, fused=False)  # the network alone: its partner is not trained
     except FileNotFoundError as e:
         fail(str(e))
     network = "hog" if meta.get("features") == "hog" else "signet"
@@ -235,17 +238,13 @@ def train(args):
         scores = protocol.verification_scores(model.embed(x), w, g, args.references, args.rule, args.seed)
         threshold = protocol.choose_threshold(scores)
         log("warning: no validation writers; the threshold was chosen on the training writers.")
-    rule, calibration = args.rule, None
-    if init_path is not None and info.get("best_epoch") == 0 and not getattr(args, "rule_given", True):
-        # The calibrated model came back unchanged: its cohort (its own embeddings) still holds.
-        calibration = load_calibration(init_path)
-        if calibration is not None and vx is not None:
-            rule = "calibrated"
-            threshold = protocol.choose_threshold(
-                protocol.verification_scores(
-                    model.embed(vx), vw, vg, args.references, rule, args.seed, calibration
-                )
-            )
+    rule, calibration, fuse = args.rule, None, None
+    if init_path is not None and vx is not None and not getattr(args, "rule_given", True):
+        model, info, calibration, fuse, kept_threshold = _keep_calibration(
+            model, info, init_path, init_meta, args.out, (vx, vw, vg), args.references, args.seed, args.rule
+        )
+        if calibration is not None:
+            rule, threshold = "calibrated", kept_threshold
     save_model(
         model,
         args.out,
@@ -286,6 +285,7 @@ def train(args):
                 if rule == "calibrated"
                 else {}
             ),
+            **({"fuse": fuse} if fuse is not None else {}),
         },
     )
     if rule != "calibrated" and os.path.exists(cohort_path(args.out)):
@@ -293,8 +293,9 @@ def train(args):
     if rule == "calibrated":
         calibration.save(cohort_path(args.out))
         print(
-            f"rule calibrated: {init_path}'s cohort calibration kept ({cohort_path(args.out)}), "
-            f"threshold {threshold:.4f} on the validation writers"
+            f"rule calibrated: {init_path}'s cohort calibration kept ({cohort_path(args.out)}"
+            + (f", fused with {_shown(fuse_partner_path(args.out, {'fuse': fuse}))}" if fuse else "")
+            + f"), threshold {threshold:.4f} on the validation writers"
         )
     print(
         ("fine-tuned" if init is not None else "trained")
@@ -317,6 +318,50 @@ def train(args):
     return 0
 
 
+def _keep_calibration(model, info, init_path, init_meta, out, val, references, seed, rule):
+    """`(model, info, calibration, fuse, threshold)` of `train --init MODEL` when MODEL is
+    calibrated (its cohort file, and its partner when fused, `"fuse"`), else
+    `(model, info, None, None, None)`.
+
+    The calibration holds only for MODEL's own network. When training gave MODEL back
+    unchanged (best epoch 0) it is kept, the threshold chosen again on the validation
+    writers. When training changed the network, the changed network (rule `min`, the
+    cohort would be the old network's embeddings) competes with MODEL as it was, with its
+    calibration, on the validation writers (skilled EER, then random): a fine-tuned metric
+    that does not beat the calibrated (or fused) one gives MODEL back."""
+    calibration = load_calibration(init_path)
+    if calibration is None:
+        return model, info, None, None, None
+    vx, vw, vg = val
+    original = model
+    if info.get("best_epoch") != 0:
+        original, _ = load_model(init_path, fused=False)
+    fuse, scored = None, original
+    if init_meta.get("fuse"):
+        partner_path = fuse_partner_path(init_path, init_meta)
+        partner, _ = load_model(partner_path, fused=False)
+        scored = FusedModel([original, partner], init_meta["fuse"]["parts"])
+        fuse = fuse_entry(out, partner_path, init_meta["fuse"]["parts"])
+    scores = protocol.verification_scores(scored.embed(vx), vw, vg, references, "calibrated", seed, calibration)
+    threshold = protocol.choose_threshold(scores)
+    if info.get("best_epoch") != 0:
+        mine = protocol.summarize(scores, threshold)
+        theirs = info.get("val") or {}
+        ours_key = (mine["eer_skilled"] or 0.0, mine["eer_random"] or 0.0)
+        theirs_key = (theirs.get("eer_skilled") or 0.0, theirs.get("eer_random") or 0.0)
+        print(
+            f"validation writers: {init_path} as it was, rule calibrated"
+            + (" (fused)" if fuse else "")
+            + f": EER skilled {percent(ours_key[0])}, random {percent(ours_key[1])}; fine-tuned, rule "
+            f"{rule}: {percent(theirs_key[0])}, {percent(theirs_key[1])}"
+        )
+        if not ours_key <= theirs_key:
+            return model, info, None, None, None
+        print(f"kept {init_path} as it was (its calibration does better on the validation writers)")
+        info = {**info, "best_epoch": 0, "val": mine, "fine_tuned_val": theirs}
+    return original, info, calibration, fuse, threshold
+
+
 def _calibration(model_path, meta):
     """The cohort calibration of `model_path` when `meta` (the model's side file or a
     profile) asks for the `"calibrated"` rule, else None; a one-line error when missing."""
@@ -337,8 +382,21 @@ def _calibration(model_path, meta):
 def calibrate(args):
     """Fits the `"calibrated"` rule (cohort score normalisation, `cohort.py`) of MODEL on
     the writers of DATA (with their forgeries); writes MODEL.keras.cohort.npz and makes
-    `"calibrated"` the model's rule, with a threshold chosen on the same writers."""
-    model, meta = load_model(args.model)
+    `"calibrated"` the model's rule, with a threshold chosen on the same writers. With a
+    partner (`--fuse PARTNER`, or the one MODEL's side file names) one calibration of both
+    models' embeddings, and the side file's `"fuse"` names the partner."""
+    # The models whose embeddings the calibration scores: MODEL, and its partner when fused
+    # (`--fuse PARTNER`, else the one MODEL's side file names, unless `--fuse none`).
+    model, meta = load_model(args.model, fused=args.fuse is None)
+    models = model.models if isinstance(model, FusedModel) else [model]
+    if args.fuse not in (None, "none"):
+        partner, partner_meta = load_model(args.fuse, fused=False)
+        if list(partner_meta["image_size"]) != list(meta["image_size"]):
+            fail(
+                f"--fuse {args.fuse} takes {partner_meta['image_size']} images, {args.model} "
+                f"{meta['image_size']}: fuse models of the same input size."
+            )
+        models = [model, partner]
     dataset = load_dataset(args.data, args.layout)
     print(dataset.summary())
     SkipReport(dataset.skipped).print()
@@ -348,10 +406,24 @@ def calibrate(args):
     references = args.references or meta.get("references", 5)
     t = time.perf_counter()
     x, w, g = load_split_images(dataset, writers, tuple(meta["image_size"]))
-    embeddings = model.embed(x, batch_size=128)
+    parts = [np.asarray(m.embed(x, batch_size=128), np.float32) for m in models]
+    embeddings, widths, fuse = parts[0], None, None
+    if len(parts) > 1:
+        embeddings, widths = np.concatenate(parts, axis=1), [p.shape[1] for p in parts]
+        fuse = fuse_entry(args.model, args.fuse or fuse_partner_path(args.model, meta), widths)
     print(f"embedded {len(x)} images of {len(writers)} writers in {time.perf_counter() - t:.1f} s")
     try:
-        calibration = fit_calibration(embeddings, w, g, references, args.cohort_writers, args.seed)
+        calibration = fit_calibration(
+            embeddings,
+            w,
+            g,
+            references,
+            args.cohort_writers,
+            args.seed,
+            parts=widths,
+            regularization=args.regularization,
+            guard=getattr(args, "guard", True),
+        )
     except ValueError as e:
         fail(str(e))
     # The threshold on the writers the regression was fitted on, the cohort left out.
@@ -378,13 +450,21 @@ def calibrate(args):
                 "file": os.path.basename(cohort_path(args.model)),
                 "eer_skilled": summary["eer_skilled"],
                 "eer_random": summary["eer_random"],
+                "regularization": args.regularization,
+                "guard": calibration.guard is not None,
                 "before": before,
             },
         }
     )
+    meta.pop("fuse", None)
+    if fuse is not None:
+        meta["fuse"] = fuse
     write_json(side_path(args.model), meta, indent=1)
     print(
-        f"calibrated {args.model} on {len(writers)} writers ({args.cohort_writers} in the cohort): "
+        f"calibrated {args.model}"
+        + (f" fused with {_shown(fuse_partner_path(args.model, meta))}" if fuse else "")
+        + (" (guarded by the model's own score)" if calibration.guard is not None else "")
+        + f" on {len(writers)} writers ({args.cohort_writers} in the cohort): "
         f"EER skilled {percent(summary['eer_skilled'])}, random {percent(summary['eer_random'])} on the "
         f"others; rule calibrated, threshold {threshold:.4f}; cohort: {cohort_path(args.model)} "
         f"({time.perf_counter() - t:.0f} s)"
@@ -521,9 +601,12 @@ def verify(args):
         x = load_image(args.image, tuple(profile["image_size"]))
     except UnreadableImageError as e:
         fail(str(e))
-    accepted, distance, threshold = enrollment.verify(
-        model.embed(x[None], batch_size=1)[0], profile, args.threshold, calibration
-    )
+    try:
+        accepted, distance, threshold = enrollment.verify(
+            model.embed(x[None], batch_size=1)[0], profile, args.threshold, calibration
+        )
+    except ValueError as e:  # e.g. a fused profile scored with one model's cohort
+        fail(str(e))
     if args.json:
         print(
             json.dumps(

@@ -21,6 +21,7 @@ Example:
 """
 
 import keras
+import numpy as np
 from keras import layers
 
 
@@ -136,3 +137,27 @@ class DescriptorModel:
         from apps.signature_verification.features import hog_descriptors
 
         return self.network.embed(hog_descriptors(images, self.settings), batch_size=batch_size)
+
+
+class FusedModel:
+    """Two (or more) models of the same images side by side: `embed(images)` is their
+    embeddings concatenated, `[N, sum(parts)]`, each part L2-normalised by its own model.
+
+    What the fused `calibrated` rule scores (`cohort.CohortCalibration` with `parts`): the
+    shipped HOG metric and the CNN see different things (README, "The shipped default:
+    the HOG metric fused with the CNN"). A model's side file names its partner (`"fuse"`,
+    `training.load_model` loads it from beside the model); evaluation, enrolment (the
+    profile holds the concatenated embeddings), verification and the web page use it as
+    they use one model. `models[0]` is the model the path names (what `train --init`
+    fine-tunes)."""
+
+    def __init__(self, models, parts):
+        self.models = list(models)
+        self.parts = tuple(int(p) for p in parts)
+
+    def embed(self, images, batch_size=256):
+        parts = [np.asarray(m.embed(images, batch_size=batch_size), np.float32) for m in self.models]
+        widths = tuple(p.shape[-1] for p in parts)
+        if widths != self.parts:
+            raise ValueError(f"the fused models give embeddings of {widths} values, their side file says {self.parts}.")
+        return np.concatenate(parts, axis=-1)

@@ -122,10 +122,23 @@ def score_matrix(embeddings, reference_embeddings, rule="mean", calibration=None
 
     _check_rule(rule, calibration)
     embeddings = np.asarray(embeddings, np.float64)
-    d = pairwise_distances_numpy(embeddings, reference_embeddings)
     if rule == "calibrated":
-        return calibration.scores(d, reference_embeddings, calibration.query_stats(embeddings))
-    return _rule_scores(d, reference_embeddings, rule)
+        stats = calibration.query_stats(embeddings)
+        return calibration.scores(calibration.distances(embeddings, reference_embeddings), reference_embeddings, stats)
+    return _rule_scores(pairwise_distances_numpy(embeddings, reference_embeddings), reference_embeddings, rule)
+
+
+def part_distances(a, b, parts=None):
+    """The Euclidean distances `[N, M]` between the rows of `a [N, D]` and `b [M, D]`; with
+    `parts` (the widths of several embeddings side by side in each row, a fused model),
+    one matrix per part, `[P, N, M]` (what a fused `cohort.CohortCalibration` takes)."""
+    from keras_triplet.metrics import pairwise_distances_numpy
+
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if parts is None:
+        return pairwise_distances_numpy(a, b)
+    stops = np.cumsum(parts)
+    return np.stack([pairwise_distances_numpy(a[:, i:j], b[:, i:j]) for i, j in zip(stops - parts, stops)])
 
 
 def _check_rule(rule, calibration=None):
@@ -172,18 +185,23 @@ def verification_scores(embeddings, writers, genuine, references=5, rule="mean",
 
         def score(d, reference_embeddings):
             return calibration.scores(d, reference_embeddings, stats)
+
+        parts = calibration.parts if calibration.fused else None
     else:
 
         def score(d, reference_embeddings):
             return _rule_scores(d, reference_embeddings, rule)
 
-    return writer_scores(embeddings, writers, genuine, references, seed, score)
+        parts = None
+    return writer_scores(embeddings, writers, genuine, references, seed, score, parts)
 
 
-def writer_scores(embeddings, writers, genuine, references, seed, score):
+def writer_scores(embeddings, writers, genuine, references, seed, score, parts=None):
     """`verification_scores` with the scores of `score(d [N, R], references [R, D])`,
     the distances of every embedding to one writer's references: an array `[N]` (or
-    `[N, F]`, F values per pair, as `cohort.fit_calibration` collects)."""
+    `[N, F]`, F values per pair, as `cohort.fit_calibration` collects). With `parts`
+    (a fused model's embedding widths) `d` is `[P, N, R]`, one matrix per part
+    (`part_distances`)."""
     embeddings = np.asarray(embeddings, np.float64)
     writers = np.asarray(writers).astype(str)
     genuine = np.asarray(genuine, dtype=bool)
@@ -196,18 +214,16 @@ def writer_scores(embeddings, writers, genuine, references, seed, score):
     out = {
         k: [] for k in ("genuine", "skilled", "random", "genuine_writer", "skilled_writer", "random_writer")
     }
-    from keras_triplet.metrics import pairwise_distances_numpy
-
     # The distances to many writers' references at once: one matrix product per block of
     # writers instead of a thin one per writer (which made 400 writers take minutes).
     names = list(refs)
     block = max(1, _BLOCK_ELEMENTS // max(1, len(embeddings) * references))
     for i in range(0, len(names), block):
         group = names[i : i + block]
-        d = pairwise_distances_numpy(embeddings, embeddings[np.concatenate([refs[w] for w in group])])
+        d = part_distances(embeddings, embeddings[np.concatenate([refs[w] for w in group])], parts)
         for k, w in enumerate(group):
             ref = refs[w]
-            scores = score(d[:, k * references : (k + 1) * references], embeddings[ref])
+            scores = score(d[..., k * references : (k + 1) * references], embeddings[ref])
             own = writers == w
             is_ref = np.zeros(len(writers), bool)
             is_ref[ref] = True

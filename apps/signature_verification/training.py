@@ -59,7 +59,17 @@ import time
 import keras
 import numpy as np
 
-from apps._common import epoch_progress, load_keras_model, read_side_file, side_path, write_json, write_model
+from apps._common import (
+    epoch_progress,
+    fail,
+    load_keras_model,
+    log,
+    read_side_file,
+    sha256,
+    side_path,
+    write_json,
+    write_model,
+)
 from apps.signature_verification import protocol
 from apps.signature_verification.features import (  # noqa: F401  (train's defaults, for commands.py)
     DEFAULT_NETWORK,
@@ -70,7 +80,7 @@ from apps.signature_verification.features import (  # noqa: F401  (train's defau
     HOG_MARGIN,
     NETWORKS,
 )
-from apps.signature_verification.model import DescriptorModel, build_hog_model, build_model
+from apps.signature_verification.model import DescriptorModel, FusedModel, build_hog_model, build_model
 from keras_triplet.data import PKSampler
 from keras_triplet.losses import TripletLoss
 
@@ -385,12 +395,16 @@ def save_model(model, path, metadata):
     write_json(side_path(path), {**metadata, "format": METADATA_FORMAT}, indent=1)
 
 
-def load_model(path):
+def load_model(path, fused=True):
     """Loads a `.keras` model and its metadata (an empty dict when there is no side file;
     `MODEL.json`, the older name, is read too). A HOG metric (`"features": "hog"` in the
     metadata) comes back as a `DescriptorModel`, whose `embed` takes images too.
 
-    The image size is read from the model's input shape when the metadata lacks it.
+    A model whose side file names a partner (`"fuse"`, written by `calibrate --fuse`)
+    comes back as a `model.FusedModel` of both, the partner loaded from its path relative
+    to the model's folder; `fused=False` gives the model alone (what `train --init`
+    fine-tunes). The image size is read from the model's input shape when the metadata
+    lacks it.
     """
     import keras_triplet  # noqa: F401  (registers TripletModel and the losses)
 
@@ -398,8 +412,36 @@ def load_model(path):
     model = load_keras_model(path, hint=f"Train one with `train DATA --out {path}`.")
     meta = read_side_file(path)
     if meta.get("features") == "hog":  # the learned HOG metric: it embeds descriptors of images
-        return DescriptorModel(model, meta.get("hog")), meta
-    if "image_size" not in meta:
+        model = DescriptorModel(model, meta.get("hog"))
+    elif "image_size" not in meta:
         shape = model.embedder.input_shape if hasattr(model, "embedder") else model.input_shape
         meta["image_size"] = [int(shape[1]), int(shape[2])]
+    if fused and meta.get("fuse"):
+        fuse = meta["fuse"]
+        partner_path = fuse_partner_path(path, meta)
+        if not os.path.isfile(partner_path):
+            fail(
+                f"{path} is fused with {partner_path} (its side file's \"fuse\"), which is missing: put it "
+                f"back, or `calibrate DATA --model {path} --fuse none`."
+            )
+        partner, partner_meta = load_model(partner_path, fused=False)
+        if list(partner_meta["image_size"]) != list(meta["image_size"]):
+            fail(f"{partner_path} takes {partner_meta['image_size']} images, {path} {meta['image_size']}.")
+        if fuse.get("sha256") and sha256(partner_path) != fuse["sha256"]:
+            log(f"warning: {partner_path} is not the model {path} was calibrated with; calibrate it again.")
+        model = FusedModel([model, partner], fuse["parts"])
     return model, meta
+
+
+def fuse_partner_path(model_path, meta):
+    """The path of the partner that `meta["fuse"]` names (relative to the model's folder)."""
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(model_path)), meta["fuse"]["model"]))
+
+
+def fuse_entry(model_path, partner_path, parts):
+    """The side file's `"fuse"` entry of `model_path` fused with `partner_path`."""
+    return {
+        "model": os.path.relpath(os.path.abspath(partner_path), os.path.dirname(os.path.abspath(model_path))),
+        "sha256": sha256(partner_path),
+        "parts": [int(p) for p in parts],
+    }
