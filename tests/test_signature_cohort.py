@@ -91,7 +91,9 @@ def test_cli_calibrate_evaluate_enroll_verify(data, tmp_path, capsys):
     shutil.copy(SHIPPED, model)
     meta = json.loads(open(SHIPPED + ".json").read())
     meta.pop("calibration", None)
-    meta.pop("fuse", None)  # the HOG metric alone (the shipped one is fused with the CNN)  # a model as `train` writes it: no cohort
+    meta.pop(
+        "fuse", None
+    )  # the HOG metric alone (the shipped one is fused with the CNN)  # a model as `train` writes it: no cohort
     meta["rule"] = "min"
     open(model + ".json", "w").write(json.dumps(meta))
     with pytest.raises(SystemExit, match="^error: rule 'calibrated' needs the model's cohort calibration"):

@@ -68,7 +68,9 @@ def test_fused_calibration_fits_saves_and_loads(tmp_path):
     np.testing.assert_allclose(scores, np.maximum(unguarded.score(emb, ref), alone.score(emb, ref)))
     assert (scores > unguarded.score(emb, ref)).any()  # the veto acts on these writers
     with pytest.raises(ValueError, match="first part's features only"):
-        cohort.CohortCalibration(cal.cohort, cal.mean, cal.scale, cal.weights, 0, 3, (16, 8), (cal.weights, 0))
+        cohort.CohortCalibration(
+            cal.cohort, cal.mean, cal.scale, cal.weights, 0, 3, (16, 8), (cal.weights, 0)
+        )
     plain = cohort.fit_calibration(emb, w, g, references=3, cohort_writers=4, parts=(16, 8), guard=False)
     plain.save(path)
     with np.load(path) as z:
@@ -132,7 +134,9 @@ def test_cli_fused_round_trip(data, tmp_path, capsys):
     assert result["rule"] == "calibrated" and result["eer_skilled"] is not None
 
     profile = str(tmp_path / "w.json")
-    assert main(["enroll", data, "--writer", "1", "--references", "3", "--model", model, "--out", profile]) == 0
+    assert (
+        main(["enroll", data, "--writer", "1", "--references", "3", "--model", model, "--out", profile]) == 0
+    )
     stored = json.loads(open(profile).read())
     assert stored["rule"] == "calibrated" and np.shape(stored["references"]) == (3, 3780 + 64)
     capsys.readouterr()
@@ -146,7 +150,9 @@ def test_cli_fused_round_trip(data, tmp_path, capsys):
     distances = []
     for image in (genuine, forgery):
         x = load_image(image, tuple(service.image_size))
-        distances.append(enrollment.verify(service.embed(x[None])[0], stored, calibration=service.calibration)[1])
+        distances.append(
+            enrollment.verify(service.embed(x[None])[0], stored, calibration=service.calibration)[1]
+        )
     assert distances[0] == pytest.approx(decision["distance"], abs=1e-3)
     assert distances[0] < distances[1]
 
@@ -175,10 +181,7 @@ def test_shipped_pair_loads_on_every_backend():
     calibration = cohort.load_calibration(SHIPPED)
     assert calibration.parts == tuple(meta["fuse"]["parts"]) == (3780, 64)
     expected = np.concatenate(
-        [
-            json.loads(open(path + ".json").read())["check_embeddings"]
-            for path in (SHIPPED, SHIPPED_CNN)
-        ],
+        [json.loads(open(path + ".json").read())["check_embeddings"] for path in (SHIPPED, SHIPPED_CNN)],
         axis=1,
     )
     embeddings = model.embed(check_inputs((64, 128)))

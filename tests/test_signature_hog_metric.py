@@ -161,5 +161,7 @@ def test_cli_default_train_fine_tunes_the_shipped_hog_metric(transfer_data, tmp_
     # The shipped metric loads on this backend with the embeddings recorded when it was saved.
     from apps.signature_verification.training import check_inputs, load_model
 
-    model, _ = load_model(SHIPPED_HOG_MODEL, fused=False)  # the metric alone (test_signature_fusion: the pair)
+    model, _ = load_model(
+        SHIPPED_HOG_MODEL, fused=False
+    )  # the metric alone (test_signature_fusion: the pair)
     np.testing.assert_allclose(model.embed(check_inputs((64, 128))), shipped["check_embeddings"], atol=1e-4)

@@ -111,7 +111,9 @@ class CohortCalibration:
         self.references = int(references)  # the number of references it was fitted with
         self.parts = tuple(int(p) for p in parts) if parts is not None else (self.cohort.shape[-1],)
         if sum(self.parts) != self.cohort.shape[-1]:
-            raise ValueError(f"parts {self.parts} do not add up to the cohort's width {self.cohort.shape[-1]}.")
+            raise ValueError(
+                f"parts {self.parts} do not add up to the cohort's width {self.cohort.shape[-1]}."
+            )
         self.cohort_writers = None  # their names, known after `fit_calibration` (not saved)
         self.regularization = None  # the regression's C, known after `fit_calibration` (not saved)
         self.guard = None  # (weights, bias) of the first part's own regression (class docstring)
@@ -130,7 +132,11 @@ class CohortCalibration:
     @property
     def feature_names(self):
         """`FEATURES`, or with several parts `"<part>:<feature>"` for each."""
-        return FEATURES if not self.fused else tuple(f"{i}:{f}" for i in range(len(self.parts)) for f in FEATURES)
+        return (
+            FEATURES
+            if not self.fused
+            else tuple(f"{i}:{f}" for i in range(len(self.parts)) for f in FEATURES)
+        )
 
     def _check_width(self, embeddings):
         if embeddings.shape[-1] != self.cohort.shape[-1]:
@@ -220,7 +226,11 @@ class CohortCalibration:
         tmp = f"{path}.tmp.npz"
         np.savez(
             tmp,
-            format=GUARDED_FORMAT if self.guard is not None else FUSED_FORMAT if self.fused else COHORT_FORMAT,
+            format=GUARDED_FORMAT
+            if self.guard is not None
+            else FUSED_FORMAT
+            if self.fused
+            else COHORT_FORMAT,
             cohort=self.cohort.astype(np.float16),
             mean=self.mean,
             scale=self.scale,
@@ -230,7 +240,9 @@ class CohortCalibration:
             features=np.array(self.feature_names),
             **({"parts": np.array(self.parts)} if self.fused else {}),
             **(
-                {"guard_weights": self.guard[0], "guard_bias": self.guard[1]} if self.guard is not None else {}
+                {"guard_weights": self.guard[0], "guard_bias": self.guard[1]}
+                if self.guard is not None
+                else {}
             ),
         )
         os.replace(tmp, path)

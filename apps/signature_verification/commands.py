@@ -342,7 +342,9 @@ def _keep_calibration(model, info, init_path, init_meta, out, val, references, s
         partner, _ = load_model(partner_path, fused=False)
         scored = FusedModel([original, partner], init_meta["fuse"]["parts"])
         fuse = fuse_entry(out, partner_path, init_meta["fuse"]["parts"])
-    scores = protocol.verification_scores(scored.embed(vx), vw, vg, references, "calibrated", seed, calibration)
+    scores = protocol.verification_scores(
+        scored.embed(vx), vw, vg, references, "calibrated", seed, calibration
+    )
     threshold = protocol.choose_threshold(scores)
     if info.get("best_epoch") != 0:
         mine = protocol.summarize(scores, threshold)

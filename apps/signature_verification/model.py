@@ -159,5 +159,7 @@ class FusedModel:
         parts = [np.asarray(m.embed(images, batch_size=batch_size), np.float32) for m in self.models]
         widths = tuple(p.shape[-1] for p in parts)
         if widths != self.parts:
-            raise ValueError(f"the fused models give embeddings of {widths} values, their side file says {self.parts}.")
+            raise ValueError(
+                f"the fused models give embeddings of {widths} values, their side file says {self.parts}."
+            )
         return np.concatenate(parts, axis=-1)

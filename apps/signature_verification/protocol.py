@@ -124,8 +124,12 @@ def score_matrix(embeddings, reference_embeddings, rule="mean", calibration=None
     embeddings = np.asarray(embeddings, np.float64)
     if rule == "calibrated":
         stats = calibration.query_stats(embeddings)
-        return calibration.scores(calibration.distances(embeddings, reference_embeddings), reference_embeddings, stats)
-    return _rule_scores(pairwise_distances_numpy(embeddings, reference_embeddings), reference_embeddings, rule)
+        return calibration.scores(
+            calibration.distances(embeddings, reference_embeddings), reference_embeddings, stats
+        )
+    return _rule_scores(
+        pairwise_distances_numpy(embeddings, reference_embeddings), reference_embeddings, rule
+    )
 
 
 def part_distances(a, b, parts=None):

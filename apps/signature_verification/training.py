@@ -421,7 +421,7 @@ def load_model(path, fused=True):
         partner_path = fuse_partner_path(path, meta)
         if not os.path.isfile(partner_path):
             fail(
-                f"{path} is fused with {partner_path} (its side file's \"fuse\"), which is missing: put it "
+                f'{path} is fused with {partner_path} (its side file\'s "fuse"), which is missing: put it '
                 f"back, or `calibrate DATA --model {path} --fuse none`."
             )
         partner, partner_meta = load_model(partner_path, fused=False)
