@@ -34,6 +34,7 @@ from keras_triplet._backend import (
     FUSES_ELEMENTWISE_STEPS,
     INDEX_DTYPE,
     fori_loop,
+    scatter_rows,
     take_along_rows,
 )
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
@@ -153,11 +154,11 @@ class DirectNegatives(AnchorNegatives):
 
             # The band sums' gradient: the band masks again, not kept from the forward
             # pass (O(B·R) memory for any M).
-            def gradient(upstream, stopped, negative_mask, stop, start):
-                return _shares(share, width, block, stopped, negative_mask, stop, start, upstream)
+            def gradient(upstream, stopped, negative_mask, stop, start, query=()):
+                return _shares(share, width, block, stopped, negative_mask, stop, start, upstream, query=query)
 
             arrays = self._backward_arrays() + (stop, start)
-            total = _differentiable(gradient, by_autodiff, self.distances, total, *arrays)
+            total = self._differentiable(gradient, by_autodiff, total, arrays)
         if start_offset is None:  # the same count as `count_within`'s: share it
             self._counts.setdefault((float(stop_offset), bool(stop_inclusive)), count)
         return count, total
@@ -200,13 +201,38 @@ class DirectNegatives(AnchorNegatives):
         # shared on ties (±inf, no such negative, reads as 0 without gradient): the
         # backward pass compares again, one `[B, R]` pass per column, where autodiff of
         # a masked minimum would keep a `[B, R]` mask per column.
-        def gradient(upstream, stopped, negative_mask, closest, ties):
+        def gradient(upstream, stopped, negative_mask, closest, ties, query=()):
             weights = upstream / ops.maximum(ties, 1.0)
-            return _shares(_share, width, block, stopped, negative_mask, closest, weights)
+            return _shares(_share, width, block, stopped, negative_mask, closest, weights, query=query)
 
         value = ops.where(ops.abs(closest) < _INF, closest, 0.0)
         arrays = self._backward_arrays() + (closest, ties)
-        return _differentiable(gradient, _picked_by_autodiff, self.distances, value, *arrays), found
+        return self._differentiable(gradient, _picked_by_autodiff, value, arrays), found
+
+    def _differentiable(self, gradient, by_autodiff, value, arrays):
+        """`value` (`[B, M]`, an answer) with its hand-written gradient in the distances,
+        `gradient(upstream, *arrays, query=...)` (`_differentiable`).
+
+        By blocks of rows, the same custom gradient also carries the query distances'
+        (`query_distances` is replaced by a copy of itself whose gradient it writes):
+        each block's gradient starts from its rows' query-distance gradient, scattered to
+        their columns, and adds the answer's shares to it, one `[B, R]` gradient array
+        where autodiff of the gather would add a second one to it (a compiled step holds
+        both at its peak). The same sums: the query columns are positives, where the
+        shares add exact zeros, and the shares' columns are negatives. A reader of the
+        query distances before the question keeps the gather's own gradient."""
+        if self._block is None:
+            return _differentiable(gradient, by_autodiff, self.distances, value, *arrays)
+        width = self._width
+        packed = ops.concatenate([ops.stop_gradient(self.query_distances), value], axis=1)
+
+        def both(upstream, columns, *arrays):
+            query = (columns, upstream[:, :width])
+            return gradient(upstream[:, width:], *arrays, query=query)
+
+        packed = with_matrix_gradient(both, self.distances, packed, self._columns, *arrays)
+        self.query_distances = packed[:, :width]
+        return packed[:, width:]
 
     def _band_at_once(self, stop, stop_inclusive, start_offset):
         """`band` by one `[B, M, R]` 0/1 mask: its count, and the sum of the distances in
@@ -401,21 +427,28 @@ def _by_row_blocks(answer, outputs, block, stopped, negative_mask, *arrays):
     return over_row_blocks(by_block, outputs, (stopped, negative_mask) + arrays, block)
 
 
-def _shares(step, width, block, stopped, negative_mask, *arrays):
+def _shares(step, width, block, stopped, negative_mask, *arrays, query=()):
     """`[B, R]`: a hand-written gradient, the sum over the query columns `m < width` of
     `step(m, total, negatives, *arrays)`'s shares, with the negatives built again from
     `stopped` and the mask; by blocks of `block` rows (each block writes its rows of the
-    gradient) unless `block` is None."""
+    gradient) unless `block` is None. `query`: by blocks, `(columns, upstream)` (`[B, M]`
+    each), the query distances' gradient, which each block starts from
+    (`DirectNegatives._differentiable`)."""
     if block is None:
         init = functools.partial(_zero_rows, stopped)
         return _column_loop(step, width, init, _negatives_of(stopped, negative_mask), *arrays)
+    queried = len(query)
 
     def answer(negatives, negative_mask, values, *arrays):
-        init = ops.zeros(ops.shape(negatives), negatives.dtype)
-        return (_column_loop(step, width, init, negatives, *arrays),)
+        if queried:
+            columns, upstream = arrays[:2]
+            init = scatter_rows(ops.cast(upstream, negatives.dtype), columns, negatives.shape[1])
+        else:
+            init = ops.zeros(ops.shape(negatives), negatives.dtype)
+        return (_column_loop(step, width, init, negatives, *arrays[queried:]),)
 
     outputs = [(stopped.shape[1], stopped.dtype)]
-    return _by_row_blocks(answer, outputs, block, stopped, negative_mask, *arrays)[0]
+    return _by_row_blocks(answer, outputs, block, stopped, negative_mask, *query, *arrays)[0]
 
 
 def _zero_rows(like, rows):
