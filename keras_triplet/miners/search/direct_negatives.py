@@ -76,7 +76,7 @@ class DirectNegatives(AnchorNegatives):
     [1, 1, 2, 2]
     """
 
-    def __init__(self, distances, negative_mask, positive_mask, width, broadcast=False):
+    def __init__(self, distances, negative_mask, positive_mask, width, broadcast=False, visited=None):
         super().__init__(distances, negative_mask, positive_mask)
         # top_k of a 0/1 mask: the positive columns first (k ≥ each row's count).
         scores = ops.cast(positive_mask, "float32")
@@ -99,6 +99,11 @@ class DirectNegatives(AnchorNegatives):
         # every hand-written gradient runs by blocks of rows (`_answer`, `_shares`), so
         # that the search holds no `[B, R]` array of its own, only blocks.
         self._block = block_rows(distances) if not at_once and blocked(distances) else None
+        # By blocks, the column loops may stop at `visited` (a scalar tensor, at least
+        # every row's number of positives: the positive columns come first) rather than
+        # at `width`: one search then serves every width up to its own
+        # (`choice._switch`'s backward pass). The columns it skips hold no positive.
+        self._visited = width if visited is None or self._block is None else visited
         # Non-negatives at +inf: never below a (finite) threshold, never the closest.
         self._negatives = None
         if self._block is None:
@@ -122,10 +127,11 @@ class DirectNegatives(AnchorNegatives):
             return ops.sum(_at_most(self._across, top) if inclusive else _below(self._across, top), axis=2)
         step = _count_at_most if inclusive else _count_below
         width = self._width
+        visited = self._visited
 
         def answer(negatives, negative_mask, values, thresholds):
             init = ops.zeros(ops.shape(thresholds), INDEX_DTYPE)
-            return (_column_loop(step, width, init, negatives, thresholds),)
+            return (_column_loop(step, visited, init, negatives, thresholds),)
 
         return self._answer(answer, [(width, INDEX_DTYPE)], thresholds)[0]
 
@@ -143,11 +149,11 @@ class DirectNegatives(AnchorNegatives):
         else:
             start = ops.full(ops.shape(stop), -_INF) if start_offset is None else self._shifted(start_offset)
             count_and_sum, share, by_autodiff = _BAND_STEPS[bool(stop_inclusive)]
-            width, block = self._width, self._block
+            width, block, visited = self._width, self._block, self._visited
 
             def answer(negatives, negative_mask, values, stop, start):
                 init = (ops.zeros(ops.shape(stop), INDEX_DTYPE), ops.zeros(ops.shape(stop), values.dtype))
-                return _column_loop(count_and_sum, width, init, negatives, values, stop, start)
+                return _column_loop(count_and_sum, visited, init, negatives, values, stop, start)
 
             outputs = [(width, INDEX_DTYPE), (width, self.distances.dtype)]
             count, total = self._answer(answer, outputs, stop, start)
@@ -155,7 +161,7 @@ class DirectNegatives(AnchorNegatives):
             # The band sums' gradient: the band masks again, not kept from the forward
             # pass (O(B·R) memory for any M).
             def gradient(upstream, stopped, negative_mask, stop, start, query=()):
-                return _shares(share, width, block, stopped, negative_mask, stop, start, upstream, query=query)
+                return _shares(share, visited, block, stopped, negative_mask, stop, start, upstream, query=query)
 
             arrays = self._backward_arrays() + (stop, start)
             total = self._differentiable(gradient, by_autodiff, total, arrays)
@@ -180,18 +186,18 @@ class DirectNegatives(AnchorNegatives):
         their gradient. On an exact tie the gradient is shared among the tied negatives."""
         if self._across is not None:
             return self._closest_beyond_at_once(or_farthest)
-        width, block = self._width, self._block
+        width, block, visited = self._width, self._block, self._visited
 
         def answer(negatives, negative_mask, values, thresholds):
             init = ops.zeros(ops.shape(thresholds), negatives.dtype)
-            closest = _column_loop(_closest_beyond, width, init, negatives, thresholds)
+            closest = _column_loop(_closest_beyond, visited, init, negatives, thresholds)
             found = closest < _INF
             if or_farthest:
                 farthest = ops.max(ops.where(negative_mask, negatives, -_INF), axis=1)
                 closest = ops.where(found, closest, ops.expand_dims(farthest, 1))
             # How many negatives equal each pick: its gradient is shared among them.
             none = ops.zeros(ops.shape(closest), closest.dtype)
-            return closest, found, _column_loop(_ties, width, none, negatives, closest)
+            return closest, found, _column_loop(_ties, visited, none, negatives, closest)
 
         dtype = self.distances.dtype
         outputs = [(width, dtype), (width, "bool"), (width, dtype)]
@@ -203,7 +209,7 @@ class DirectNegatives(AnchorNegatives):
         # a masked minimum would keep a `[B, R]` mask per column.
         def gradient(upstream, stopped, negative_mask, closest, ties, query=()):
             weights = upstream / ops.maximum(ties, 1.0)
-            return _shares(_share, width, block, stopped, negative_mask, closest, weights, query=query)
+            return _shares(_share, visited, block, stopped, negative_mask, closest, weights, query=query)
 
         value = ops.where(ops.abs(closest) < _INF, closest, 0.0)
         arrays = self._backward_arrays() + (closest, ties)
@@ -321,7 +327,8 @@ BLOCK_ENTRIES = 2**21
 
 
 def _column_loop(step, width, init, *arrays):
-    """`carry = step(m, carry, *arrays)` for each query column `m < width` in turn.
+    """`carry = step(m, carry, *arrays)` for each query column `m < width` in turn
+    (`width`: an int, or in a compiled step a scalar integer tensor).
 
     `init`: the first carry, or a function of a number of rows that returns it (a `[B, R]`
     accumulator: row blocks then never hold the whole of it at once).
