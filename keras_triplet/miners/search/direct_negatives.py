@@ -11,7 +11,9 @@ runs each pass on blocks of rows: `_column_loop`). A compiled step over a static
 beyond one block of rows (`blocked_negatives.blocked`: B > 1448) asks every question,
 and writes every hand-written gradient, in a loop over blocks of rows whose body loops
 over the M columns (`_by_row_blocks`): the search then holds no `[B, R]` array of its own
-(the negatives, the accumulators of its backward passes), only `[b, R]` blocks.
+(the negatives, the accumulators of its backward passes), only `[b, R]` blocks, and the
+answer's backward pass writes the query distances' gradient too (`_differentiable`: one
+`[B, R]` gradient array, not two added together).
 Comparisons are made with gradients stopped (selections are piecewise constant in the
 distances); the selected distances get their gradient from hand-written backward passes
 (`keras.ops.custom_gradient`) that compare again instead of keeping masks. `choice.py`
