@@ -70,7 +70,8 @@ def switch_with_own_gradients(index, branches, x, gradient_branches=None):
 
                 return gradient
 
-            return tf.switch_case(tf.gather(position, index), [rule(branch) for branch in distinct])
+            shared = index if position == list(range(len(position))) else tf.gather(position, index)
+            return tf.switch_case(shared, [rule(branch) for branch in distinct])
 
         return outputs, grad
 
