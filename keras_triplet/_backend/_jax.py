@@ -37,16 +37,16 @@ def switch_with_own_gradients(index, branches, x, gradient_branches=None):
     def chosen(x):
         def grad(upstream):
             rules = [lambda x, g, branch=branch: jax.vjp(branch, x)[1](g)[0] for branch in distinct]
-            return jax.lax.switch(shared_index(index, position), rules, x, upstream)
+            return jax.lax.switch(_shared_index(index, position), rules, x, upstream)
 
         return jax.lax.switch(index, branches, x), grad
 
     return chosen(x)
 
 
-def shared_index(index, position):
+def _shared_index(index, position):
     # The backward switch's index: the forward's own where no function is shared (the
-    # same value: a gather there cost JAX's step at B = 1024 2 ms in 39).
+    # same value; a gather of it there slowed JAX's step, BENCHMARKS.md).
     if position == list(range(len(position))):
         return index
     return jax.numpy.asarray(position)[index]

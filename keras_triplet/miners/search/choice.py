@@ -186,8 +186,8 @@ def _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op):
         # By blocks, the backward pass of every direct tier is the widest one's, its column
         # loops stopped at `most` (`DirectNegatives(visited=...)`): the same gradient (the
         # columns past `most` hold no positive; the query columns come in the same order),
-        # one direct branch compiled for the backward pass instead of one per tier, which
-        # XLA's compilation of the step costs memory for (B = 4096: ~30 MB of RSS).
+        # one direct branch compiled for the backward pass instead of one per tier: XLA's
+        # compilation of a step holds memory by the size of its graph (BENCHMARKS.md).
         widest = tiers[-1]
 
         def any_direct(d):
