@@ -105,7 +105,10 @@ class NegativeSearchMiner(TripletMiner):
 
     def mine_pairs(self, labels, distances, ref_labels=None, negatives=None):
         negatives = self._negatives(labels, distances, ref_labels, negatives)
-        return negatives.query_distances, self.choose(negatives)
+        chosen = self.choose(negatives)
+        # Read after the question: a search by blocks hands out its query distances with
+        # the answer's gradient (`DirectNegatives._differentiable`).
+        return negatives.query_distances, chosen
 
     @staticmethod
     def _negatives(labels, distances, ref_labels, negatives):

@@ -186,7 +186,10 @@ class BlockedSortedNegatives(AnchorNegatives):
         def answer(found, weights):
             stop = found.count_within(stop_offset, inclusive=stop_inclusive)
             if start_offset is None:
-                start = ops.zeros_like(stop)
+                # Zeros, but read from `stop` (never negative): a constant here becomes,
+                # with the row offsets below, an 8 MB index constant that TensorFlow
+                # folds into the compiled step (and its compilation) at B = 4096.
+                start = ops.minimum(stop, 0)
             else:
                 start = found.count_within(start_offset, inclusive=True)
                 stop = ops.maximum(stop, start)

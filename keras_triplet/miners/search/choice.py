@@ -181,7 +181,20 @@ def _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op):
     branches = [direct(width) for width in tiers]
     branches.append(lambda d: counted(BlockedSortedNegatives(d, negative_mask, positive_mask)))
     index = sum(ops.cast(most > width, "int32") for width in tiers)
-    return switch_with_own_gradients(index, branches, distances)
+    gradients = None
+    if blocked(distances) and len(tiers) > 1:
+        # By blocks, the backward pass of every direct tier is the widest one's, its column
+        # loops stopped at `most` (`DirectNegatives(visited=...)`): the same gradient (the
+        # columns past `most` hold no positive; the query columns come in the same order),
+        # one direct branch compiled for the backward pass instead of one per tier: XLA's
+        # compilation of a step holds memory by the size of its graph (BENCHMARKS.md).
+        widest = tiers[-1]
+
+        def any_direct(d):
+            return counted(DirectNegatives(d, negative_mask, positive_mask, widest, op_by_op, visited=most))
+
+        gradients = [any_direct] * len(tiers) + branches[-1:]
+    return switch_with_own_gradients(index, branches, distances, gradients)
 
 
 def _tier(fits, width, direct_search, otherwise):

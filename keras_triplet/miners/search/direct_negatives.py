@@ -11,7 +11,9 @@ runs each pass on blocks of rows: `_column_loop`). A compiled step over a static
 beyond one block of rows (`blocked_negatives.blocked`: B > 1448) asks every question,
 and writes every hand-written gradient, in a loop over blocks of rows whose body loops
 over the M columns (`_by_row_blocks`): the search then holds no `[B, R]` array of its own
-(the negatives, the accumulators of its backward passes), only `[b, R]` blocks.
+(the negatives, the accumulators of its backward passes), only `[b, R]` blocks, and the
+answer's backward pass writes the query distances' gradient too (`_differentiable`: one
+`[B, R]` gradient array, not two added together).
 Comparisons are made with gradients stopped (selections are piecewise constant in the
 distances); the selected distances get their gradient from hand-written backward passes
 (`keras.ops.custom_gradient`) that compare again instead of keeping masks. `choice.py`
@@ -34,6 +36,7 @@ from keras_triplet._backend import (
     FUSES_ELEMENTWISE_STEPS,
     INDEX_DTYPE,
     fori_loop,
+    scatter_rows,
     take_along_rows,
 )
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
@@ -75,7 +78,7 @@ class DirectNegatives(AnchorNegatives):
     [1, 1, 2, 2]
     """
 
-    def __init__(self, distances, negative_mask, positive_mask, width, broadcast=False):
+    def __init__(self, distances, negative_mask, positive_mask, width, broadcast=False, visited=None):
         super().__init__(distances, negative_mask, positive_mask)
         # top_k of a 0/1 mask: the positive columns first (k ≥ each row's count).
         scores = ops.cast(positive_mask, "float32")
@@ -98,6 +101,11 @@ class DirectNegatives(AnchorNegatives):
         # every hand-written gradient runs by blocks of rows (`_answer`, `_shares`), so
         # that the search holds no `[B, R]` array of its own, only blocks.
         self._block = block_rows(distances) if not at_once and blocked(distances) else None
+        # By blocks, the column loops may stop at `visited` (a scalar tensor, at least
+        # every row's number of positives: the positive columns come first) rather than
+        # at `width`: one search then serves every width up to its own
+        # (`choice._switch`'s backward pass). The columns it skips hold no positive.
+        self._visited = width if visited is None or self._block is None else visited
         # Non-negatives at +inf: never below a (finite) threshold, never the closest.
         self._negatives = None
         if self._block is None:
@@ -121,10 +129,11 @@ class DirectNegatives(AnchorNegatives):
             return ops.sum(_at_most(self._across, top) if inclusive else _below(self._across, top), axis=2)
         step = _count_at_most if inclusive else _count_below
         width = self._width
+        visited = self._visited
 
         def answer(negatives, negative_mask, values, thresholds):
             init = ops.zeros(ops.shape(thresholds), INDEX_DTYPE)
-            return (_column_loop(step, width, init, negatives, thresholds),)
+            return (_column_loop(step, visited, init, negatives, thresholds),)
 
         return self._answer(answer, [(width, INDEX_DTYPE)], thresholds)[0]
 
@@ -142,22 +151,22 @@ class DirectNegatives(AnchorNegatives):
         else:
             start = ops.full(ops.shape(stop), -_INF) if start_offset is None else self._shifted(start_offset)
             count_and_sum, share, by_autodiff = _BAND_STEPS[bool(stop_inclusive)]
-            width, block = self._width, self._block
+            width, block, visited = self._width, self._block, self._visited
 
             def answer(negatives, negative_mask, values, stop, start):
                 init = (ops.zeros(ops.shape(stop), INDEX_DTYPE), ops.zeros(ops.shape(stop), values.dtype))
-                return _column_loop(count_and_sum, width, init, negatives, values, stop, start)
+                return _column_loop(count_and_sum, visited, init, negatives, values, stop, start)
 
             outputs = [(width, INDEX_DTYPE), (width, self.distances.dtype)]
             count, total = self._answer(answer, outputs, stop, start)
 
             # The band sums' gradient: the band masks again, not kept from the forward
             # pass (O(B·R) memory for any M).
-            def gradient(upstream, stopped, negative_mask, stop, start):
-                return _shares(share, width, block, stopped, negative_mask, stop, start, upstream)
+            def gradient(upstream, stopped, negative_mask, stop, start, query=()):
+                return _shares(share, visited, block, stopped, negative_mask, stop, start, upstream, query=query)
 
             arrays = self._backward_arrays() + (stop, start)
-            total = _differentiable(gradient, by_autodiff, self.distances, total, *arrays)
+            total = self._differentiable(gradient, by_autodiff, total, arrays)
         if start_offset is None:  # the same count as `count_within`'s: share it
             self._counts.setdefault((float(stop_offset), bool(stop_inclusive)), count)
         return count, total
@@ -179,18 +188,18 @@ class DirectNegatives(AnchorNegatives):
         their gradient. On an exact tie the gradient is shared among the tied negatives."""
         if self._across is not None:
             return self._closest_beyond_at_once(or_farthest)
-        width, block = self._width, self._block
+        width, block, visited = self._width, self._block, self._visited
 
         def answer(negatives, negative_mask, values, thresholds):
             init = ops.zeros(ops.shape(thresholds), negatives.dtype)
-            closest = _column_loop(_closest_beyond, width, init, negatives, thresholds)
+            closest = _column_loop(_closest_beyond, visited, init, negatives, thresholds)
             found = closest < _INF
             if or_farthest:
                 farthest = ops.max(ops.where(negative_mask, negatives, -_INF), axis=1)
                 closest = ops.where(found, closest, ops.expand_dims(farthest, 1))
             # How many negatives equal each pick: its gradient is shared among them.
             none = ops.zeros(ops.shape(closest), closest.dtype)
-            return closest, found, _column_loop(_ties, width, none, negatives, closest)
+            return closest, found, _column_loop(_ties, visited, none, negatives, closest)
 
         dtype = self.distances.dtype
         outputs = [(width, dtype), (width, "bool"), (width, dtype)]
@@ -200,13 +209,38 @@ class DirectNegatives(AnchorNegatives):
         # shared on ties (±inf, no such negative, reads as 0 without gradient): the
         # backward pass compares again, one `[B, R]` pass per column, where autodiff of
         # a masked minimum would keep a `[B, R]` mask per column.
-        def gradient(upstream, stopped, negative_mask, closest, ties):
+        def gradient(upstream, stopped, negative_mask, closest, ties, query=()):
             weights = upstream / ops.maximum(ties, 1.0)
-            return _shares(_share, width, block, stopped, negative_mask, closest, weights)
+            return _shares(_share, visited, block, stopped, negative_mask, closest, weights, query=query)
 
         value = ops.where(ops.abs(closest) < _INF, closest, 0.0)
         arrays = self._backward_arrays() + (closest, ties)
-        return _differentiable(gradient, _picked_by_autodiff, self.distances, value, *arrays), found
+        return self._differentiable(gradient, _picked_by_autodiff, value, arrays), found
+
+    def _differentiable(self, gradient, by_autodiff, value, arrays):
+        """`value` (`[B, M]`, an answer) with its hand-written gradient in the distances,
+        `gradient(upstream, *arrays, query=...)` (`_differentiable`).
+
+        By blocks of rows, the same custom gradient also carries the query distances'
+        (`query_distances` is replaced by a copy of itself whose gradient it writes):
+        each block's gradient starts from its rows' query-distance gradient, scattered to
+        their columns, and adds the answer's shares to it, one `[B, R]` gradient array
+        where autodiff of the gather would add a second one to it (a compiled step holds
+        both at its peak). The same sums: the query columns are positives, where the
+        shares add exact zeros, and the shares' columns are negatives. A reader of the
+        query distances before the question keeps the gather's own gradient."""
+        if self._block is None:
+            return _differentiable(gradient, by_autodiff, self.distances, value, *arrays)
+        width = self._width
+        packed = ops.concatenate([ops.stop_gradient(self.query_distances), value], axis=1)
+
+        def both(upstream, columns, *arrays):
+            query = (columns, upstream[:, :width])
+            return gradient(upstream[:, width:], *arrays, query=query)
+
+        packed = with_matrix_gradient(both, self.distances, packed, self._columns, *arrays)
+        self.query_distances = packed[:, :width]
+        return packed[:, width:]
 
     def _band_at_once(self, stop, stop_inclusive, start_offset):
         """`band` by one `[B, M, R]` 0/1 mask: its count, and the sum of the distances in
@@ -295,7 +329,8 @@ BLOCK_ENTRIES = 2**21
 
 
 def _column_loop(step, width, init, *arrays):
-    """`carry = step(m, carry, *arrays)` for each query column `m < width` in turn.
+    """`carry = step(m, carry, *arrays)` for each query column `m < width` in turn
+    (`width`: an int, or in a compiled step a scalar integer tensor).
 
     `init`: the first carry, or a function of a number of rows that returns it (a `[B, R]`
     accumulator: row blocks then never hold the whole of it at once).
@@ -401,21 +436,28 @@ def _by_row_blocks(answer, outputs, block, stopped, negative_mask, *arrays):
     return over_row_blocks(by_block, outputs, (stopped, negative_mask) + arrays, block)
 
 
-def _shares(step, width, block, stopped, negative_mask, *arrays):
+def _shares(step, width, block, stopped, negative_mask, *arrays, query=()):
     """`[B, R]`: a hand-written gradient, the sum over the query columns `m < width` of
     `step(m, total, negatives, *arrays)`'s shares, with the negatives built again from
     `stopped` and the mask; by blocks of `block` rows (each block writes its rows of the
-    gradient) unless `block` is None."""
+    gradient) unless `block` is None. `query`: by blocks, `(columns, upstream)` (`[B, M]`
+    each), the query distances' gradient, which each block starts from
+    (`DirectNegatives._differentiable`)."""
     if block is None:
         init = functools.partial(_zero_rows, stopped)
         return _column_loop(step, width, init, _negatives_of(stopped, negative_mask), *arrays)
+    queried = len(query)
 
     def answer(negatives, negative_mask, values, *arrays):
-        init = ops.zeros(ops.shape(negatives), negatives.dtype)
-        return (_column_loop(step, width, init, negatives, *arrays),)
+        if queried:
+            columns, upstream = arrays[:2]
+            init = scatter_rows(ops.cast(upstream, negatives.dtype), columns, negatives.shape[1])
+        else:
+            init = ops.zeros(ops.shape(negatives), negatives.dtype)
+        return (_column_loop(step, width, init, negatives, *arrays[queried:]),)
 
     outputs = [(stopped.shape[1], stopped.dtype)]
-    return _by_row_blocks(answer, outputs, block, stopped, negative_mask, *arrays)[0]
+    return _by_row_blocks(answer, outputs, block, stopped, negative_mask, *query, *arrays)[0]
 
 
 def _zero_rows(like, rows):
