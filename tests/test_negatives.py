@@ -333,7 +333,13 @@ def test_sorted_blocks_only_for_large_compiled_matrices():
         (True, "batch-all", True),
         ("wide", "semi-hard", False),
     ],
-    ids=["direct-semi-hard-step", "sorted-semi-hard", "direct-batch-all", "sorted-batch-all-step", "wide-semi-hard"],
+    ids=[
+        "direct-semi-hard-step",
+        "sorted-semi-hard",
+        "direct-batch-all",
+        "sorted-batch-all-step",
+        "wide-semi-hard",
+    ],
 )
 def test_switch_with_own_gradients_changes_nothing(big_class, name, in_step, monkeypatch):
     """A compiled triplet loss over a matrix beyond one block of rows (forced here: blocks

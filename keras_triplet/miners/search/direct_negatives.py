@@ -163,7 +163,9 @@ class DirectNegatives(AnchorNegatives):
             # The band sums' gradient: the band masks again, not kept from the forward
             # pass (O(B·R) memory for any M).
             def gradient(upstream, stopped, negative_mask, stop, start, query=()):
-                return _shares(share, visited, block, stopped, negative_mask, stop, start, upstream, query=query)
+                return _shares(
+                    share, visited, block, stopped, negative_mask, stop, start, upstream, query=query
+                )
 
             arrays = self._backward_arrays() + (stop, start)
             total = self._differentiable(gradient, by_autodiff, total, arrays)
