@@ -177,6 +177,17 @@ else:
         switch_with_own_gradients,
     )
 
+
+def traced_value(x):
+    """The value of the tensor `x` (NumPy), or None while a compiled function (`jax.jit`,
+    `tf.function`) traces it and it has no value yet: each backend raises its own error
+    there, hence here."""
+    try:
+        return keras.ops.convert_to_numpy(x)
+    except Exception:
+        return None
+
+
 __all__ = [
     "BROADCAST_ENTRIES",
     "FUSES_ELEMENTWISE_STEPS",
@@ -200,5 +211,6 @@ __all__ = [
     "scatter_rows",
     "switch_with_own_gradients",
     "take_along_rows",
+    "traced_value",
     "without_diagonal",
 ]

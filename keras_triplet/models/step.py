@@ -10,7 +10,7 @@ stateless JAX step. Reading order: `batch_loss_and_statistics` → `loss_and_sta
 import numpy as np
 from keras import ops
 
-from keras_triplet._backend import compiled_mining
+from keras_triplet._backend import compiled_mining, traced_value
 from keras_triplet._validation import check_labels
 from keras_triplet.losses.base import propagate_nonfinite
 from keras_triplet.losses.class_weights import reject_memory
@@ -102,10 +102,8 @@ def _known_false(statistics):
     compiled step's tensor has no value yet."""
     if statistics is True or statistics is False:
         return not statistics
-    try:
-        return not bool(ops.convert_to_numpy(statistics))
-    except Exception:  # a tracer or a symbolic tensor: each backend raises its own error
-        return False
+    value = traced_value(statistics)
+    return value is not None and not bool(value)
 
 
 def when_statistics(statistics, loss_fn, compute):

@@ -4,7 +4,12 @@ import math
 
 from keras import ops
 
-from keras_triplet._backend import FUSES_ELEMENTWISE_STEPS, SWITCH_MIN_ENTRIES, switch_with_own_gradients
+from keras_triplet._backend import (
+    FUSES_ELEMENTWISE_STEPS,
+    SWITCH_MIN_ENTRIES,
+    switch_with_own_gradients,
+    traced_value,
+)
 from keras_triplet._validation import check_choice
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 from keras_triplet.miners.search.blocked_negatives import BlockedSortedNegatives, blocked
@@ -207,7 +212,5 @@ def _python_int(value):
     function (jax.jit, tf.function), where it has no value yet."""
     if isinstance(value, int):
         return value
-    try:
-        return int(ops.convert_to_numpy(value))
-    except Exception:  # a tracer or a symbolic tensor: each backend raises its own error
-        return None
+    found = traced_value(value)
+    return None if found is None else int(found)
