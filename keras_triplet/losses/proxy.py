@@ -104,11 +104,11 @@ class ProxyAnchorLoss(ClassWeightLoss):
 
     Example:
 
-    >>> import numpy as np
+    >>> import keras, numpy as np
     >>> loss = ProxyAnchorLoss(num_classes=3, embedding_size=2)
     >>> loss.set_weights([np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], "float32")])
     >>> emb = np.array([[0.9, 0.1], [0.8, -0.2], [0.1, 0.9]], "float32")
-    >>> round(float(loss(np.array([0, 0, 1]), emb)), 4)
+    >>> round(float(keras.ops.convert_to_numpy(loss(np.array([0, 0, 1]), emb))), 4)
     4.67
     """
 
@@ -191,11 +191,11 @@ class ProxyNCALoss(ClassWeightLoss):
 
     Example:
 
-    >>> import numpy as np
+    >>> import keras, numpy as np
     >>> loss = ProxyNCALoss(num_classes=3, embedding_size=2, softmax_scale=1)
     >>> loss.set_weights([np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], "float32")])
     >>> emb = np.array([[0.9, 0.1], [0.8, -0.2], [0.1, 0.9]], "float32")
-    >>> round(float(loss(np.array([0, 0, 1]), emb)), 4)
+    >>> round(float(keras.ops.convert_to_numpy(loss(np.array([0, 0, 1]), emb))), 4)
     0.1749
     """
 
