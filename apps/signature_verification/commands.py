@@ -37,6 +37,7 @@ from apps.signature_verification.training import (
     fuse_entry,
     fuse_partner_path,
     load_model,
+    load_partner,
     save_model,
     train_model,
 )
@@ -339,8 +340,9 @@ def _keep_calibration(model, info, init_path, init_meta, out, val, references, s
     fuse, scored = None, original
     if init_meta.get("fuse"):
         partner_path = fuse_partner_path(init_path, init_meta)
-        partner, _ = load_model(partner_path, fused=False)
-        scored = FusedModel([original, partner], init_meta["fuse"]["parts"])
+        scored = FusedModel(
+            [original, load_partner(partner_path, init_path, init_meta)], init_meta["fuse"]["parts"]
+        )
         fuse = fuse_entry(out, partner_path, init_meta["fuse"]["parts"])
     scores = protocol.verification_scores(
         scored.embed(vx), vw, vg, references, "calibrated", seed, calibration
@@ -392,13 +394,7 @@ def calibrate(args):
     model, meta = load_model(args.model, fused=args.fuse is None)
     models = model.models if isinstance(model, FusedModel) else [model]
     if args.fuse not in (None, "none"):
-        partner, partner_meta = load_model(args.fuse, fused=False)
-        if list(partner_meta["image_size"]) != list(meta["image_size"]):
-            fail(
-                f"--fuse {args.fuse} takes {partner_meta['image_size']} images, {args.model} "
-                f"{meta['image_size']}: fuse models of the same input size."
-            )
-        models = [model, partner]
+        models = [model, load_partner(args.fuse, args.model, meta)]
     dataset = load_dataset(args.data, args.layout)
     print(dataset.summary())
     SkipReport(dataset.skipped).print()

@@ -424,13 +424,23 @@ def load_model(path, fused=True):
                 f'{path} is fused with {partner_path} (its side file\'s "fuse"), which is missing: put it '
                 f"back, or `calibrate DATA --model {path} --fuse none`."
             )
-        partner, partner_meta = load_model(partner_path, fused=False)
-        if list(partner_meta["image_size"]) != list(meta["image_size"]):
-            fail(f"{partner_path} takes {partner_meta['image_size']} images, {path} {meta['image_size']}.")
+        partner = load_partner(partner_path, path, meta)
         if fuse.get("sha256") and sha256(partner_path) != fuse["sha256"]:
             log(f"warning: {partner_path} is not the model {path} was calibrated with; calibrate it again.")
         model = FusedModel([model, partner], fuse["parts"])
     return model, meta
+
+
+def load_partner(partner_path, model_path, meta):
+    """The model at `partner_path` alone, to fuse with `model_path` (whose side file is
+    `meta`); a one-line error when it takes images of another size."""
+    partner, partner_meta = load_model(partner_path, fused=False)
+    if list(partner_meta["image_size"]) != list(meta["image_size"]):
+        fail(
+            f"{partner_path} takes {partner_meta['image_size']} images, {model_path} "
+            f"{meta['image_size']}: fuse models of the same input size."
+        )
+    return partner
 
 
 def fuse_partner_path(model_path, meta):
