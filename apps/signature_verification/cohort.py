@@ -78,12 +78,6 @@ def _distances(a, b):
     return pairwise_distances_numpy(np.asarray(a, np.float64), np.asarray(b, np.float64))
 
 
-def _bounds(parts):
-    """The column ranges `[(start, stop)]` of the embeddings of `parts` (their widths)."""
-    stops = np.cumsum(parts).tolist()
-    return list(zip([0, *stops[:-1]], stops))
-
-
 class CohortCalibration:
     """The `"calibrated"` rule's cohort (`[K, R, D]` reference embeddings of `K` cohort
     writers) and logistic regression (`mean`, `scale`, `weights` over `FEATURES`, `bias`).
@@ -152,7 +146,7 @@ class CohortCalibration:
         self._check_width(embeddings)
         k, r, _ = self.cohort.shape
         stats = []
-        for a, b in _bounds(self.parts):
+        for a, b in protocol.part_bounds(self.parts):
             cohort = self.cohort[..., a:b].reshape(k * r, -1)
             d = _distances(embeddings[:, a:b], cohort).reshape(len(embeddings), k, r).min(axis=2)
             stats.append((d.mean(axis=1), np.maximum(d.std(axis=1), _FLOOR)))
@@ -168,7 +162,7 @@ class CohortCalibration:
         return np.concatenate(
             [
                 self._features(d[i], refs[:, a:b], self.cohort[..., a:b], query_stats[i])
-                for i, (a, b) in enumerate(_bounds(self.parts))
+                for i, (a, b) in enumerate(protocol.part_bounds(self.parts))
             ],
             axis=1,
         )

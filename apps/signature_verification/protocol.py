@@ -123,10 +123,7 @@ def score_matrix(embeddings, reference_embeddings, rule="mean", calibration=None
     _check_rule(rule, calibration)
     embeddings = np.asarray(embeddings, np.float64)
     if rule == "calibrated":
-        stats = calibration.query_stats(embeddings)
-        return calibration.scores(
-            calibration.distances(embeddings, reference_embeddings), reference_embeddings, stats
-        )
+        return calibration.score(embeddings, reference_embeddings)
     return _rule_scores(
         pairwise_distances_numpy(embeddings, reference_embeddings), reference_embeddings, rule
     )
@@ -141,8 +138,13 @@ def part_distances(a, b, parts=None):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if parts is None:
         return pairwise_distances_numpy(a, b)
-    stops = np.cumsum(parts)
-    return np.stack([pairwise_distances_numpy(a[:, i:j], b[:, i:j]) for i, j in zip(stops - parts, stops)])
+    return np.stack([pairwise_distances_numpy(a[:, i:j], b[:, i:j]) for i, j in part_bounds(parts)])
+
+
+def part_bounds(parts):
+    """The column ranges `[(start, stop)]` of embeddings of widths `parts` side by side."""
+    stops = np.cumsum(parts).tolist()
+    return list(zip([0, *stops[:-1]], stops))
 
 
 def _check_rule(rule, calibration=None):
