@@ -150,7 +150,7 @@ class DirectNegatives(AnchorNegatives):
             count, total = self._band_at_once(stop, stop_inclusive, start_offset)
         else:
             start = ops.full(ops.shape(stop), -_INF) if start_offset is None else self._shifted(start_offset)
-            count_and_sum, share, by_autodiff = _BAND_STEPS[bool(stop_inclusive)]
+            count_and_sum, share, by_autodiff = _BAND_STEPS[bool(stop_inclusive), start_offset is not None]
             width, block, visited = self._width, self._block, self._visited
 
             def answer(negatives, negative_mask, values, stop, start):
@@ -394,21 +394,25 @@ def _set_column(out, m, value):
     return ops.where(ops.expand_dims(columns == m, 0), ops.expand_dims(ops.cast(value, out.dtype), 1), out)
 
 
+# The counts sum boolean masks as they are: PyTorch and XLA count them without a cast
+# `[B, R]` array of integers first.
+
+
 def _closest_beyond(m, out, negatives, thresholds):
     beyond = ops.where(negatives > _column(thresholds, m), negatives, _INF)
     return _set_column(out, m, ops.min(beyond, axis=1))
 
 
 def _count_below(m, out, negatives, thresholds):
-    return _set_column(out, m, ops.sum(ops.cast(negatives < _column(thresholds, m), INDEX_DTYPE), axis=1))
+    return _set_column(out, m, ops.sum(negatives < _column(thresholds, m), axis=1))
 
 
 def _count_at_most(m, out, negatives, thresholds):
-    return _set_column(out, m, ops.sum(ops.cast(negatives <= _column(thresholds, m), INDEX_DTYPE), axis=1))
+    return _set_column(out, m, ops.sum(negatives <= _column(thresholds, m), axis=1))
 
 
 def _ties(m, out, negatives, targets):
-    return _set_column(out, m, ops.sum(ops.cast(negatives == _column(targets, m), out.dtype), axis=1))
+    return _set_column(out, m, ops.sum(negatives == _column(targets, m), axis=1))
 
 
 def _share(m, total, negatives, targets, weights):
@@ -491,20 +495,21 @@ def _picked_by_autodiff(distances, value, stopped, negative_mask, targets, ties)
     return value + ops.stack(shares, axis=1)
 
 
-def _band_steps(inclusive):
-    """The band's loop steps, for a top edge `<` or `≤`: `(count_and_sum, share,
-    by_autodiff)` (the count and sum per column, the sum's gradient per column, and the
-    sum's gradient by autodiff)."""
+def _band_steps(inclusive, bounded):
+    """The band's loop steps, for a top edge `<` or `≤`, with a bottom edge or without
+    (`bounded`; without, `start` is not read: two `[B, R]` operations fewer per column
+    where steps run op by op): `(count_and_sum, share, by_autodiff)` (the count and sum
+    per column, the sum's gradient per column, and the sum's gradient by autodiff)."""
 
     def inside(m, negatives, stop, start):
         top = _column(stop, m)
         below = negatives <= top if inclusive else negatives < top
-        return ops.logical_and(below, negatives > _column(start, m))
+        return ops.logical_and(below, negatives > _column(start, m)) if bounded else below
 
     def count_and_sum(m, carry, negatives, values, stop, start):
         count, total = carry
         mask = inside(m, negatives, stop, start)
-        count = _set_column(count, m, ops.sum(ops.cast(mask, count.dtype), axis=1))
+        count = _set_column(count, m, ops.sum(mask, axis=1))
         return count, _set_column(total, m, ops.sum(ops.where(mask, values, 0.0), axis=1))
 
     def share(m, result, negatives, stop, start, weights):
@@ -520,4 +525,6 @@ def _band_steps(inclusive):
     return count_and_sum, share, by_autodiff
 
 
-_BAND_STEPS = {inclusive: _band_steps(inclusive) for inclusive in (False, True)}
+_BAND_STEPS = {
+    (inclusive, bounded): _band_steps(inclusive, bounded) for inclusive in (0, 1) for bounded in (0, 1)
+}
