@@ -144,6 +144,17 @@ def test_cli_fused_round_trip(data, tmp_path, capsys):
     assert main(["verify", genuine, "--profile", profile, "--json"]) == 0
     decision = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert decision["accepted"] is (decision["distance"] <= decision["threshold"])
+    # The profile records both models; another partner file is named in a warning.
+    assert stored["partner_sha256"] == enrollment.model_hashes(cnn)["model_sha256"]
+    assert enrollment.changed_model(stored, enrollment.model_hashes(model, cnn)) is None
+    other = str(tmp_path / "other-partner.json")
+    open(other, "w").write(json.dumps({**stored, "partner_sha256": "0" * 64}))
+    assert main(["verify", genuine, "--profile", other, "--json"]) == 0
+    assert "cnn.keras (the partner" in capsys.readouterr().err
+    assert (
+        enrollment.changed_model({**stored, "model_sha256": "0" * 64}, enrollment.model_hashes(model))
+        == "model"
+    )
 
     # The web page's service: the same pair, the same score; the forgery scores higher.
     service = SignatureService(model)
@@ -155,6 +166,9 @@ def test_cli_fused_round_trip(data, tmp_path, capsys):
         )
     assert distances[0] == pytest.approx(decision["distance"], abs=1e-3)
     assert distances[0] < distances[1]
+    service.check_profile(stored, "w.json")  # the same pair: accepted
+    with pytest.raises(Exception, match="enrolled with another model"):
+        service.check_profile({**stored, "partner_sha256": "0" * 64}, "w.json")
 
     # `train --init` with a fused model: tests/test_signature_hog_metric.py (the default `train`
     # fine-tunes the shipped pair).

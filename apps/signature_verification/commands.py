@@ -38,6 +38,7 @@ from apps.signature_verification.training import (
     fuse_partner_path,
     load_model,
     load_partner,
+    partner_of,
     save_model,
     train_model,
 )
@@ -574,6 +575,7 @@ def enroll(args):
         threshold=threshold,
         files=[os.path.basename(paths[i]) for i in kept],
         embeddings=model.embed(images, batch_size=64),
+        partner_path=partner_of(args.model, meta),
     )
     enrollment.save_profile(profile, args.out)
     print(
@@ -589,11 +591,14 @@ def verify(args):
 
     profile = enrollment.load_profile(args.profile)
     model_path = args.model or profile["model"]
-    if os.path.isfile(model_path) and sha256(model_path) != profile.get("model_sha256"):
-        log(
-            f"warning: {model_path} is not the model the profile was enrolled with; distances may be meaningless."
+    model, meta = load_model(model_path)
+    partner_path = partner_of(model_path, meta)
+    changed = enrollment.changed_model(profile, enrollment.model_hashes(model_path, partner_path))
+    if changed:
+        shown = (
+            model_path if changed == "model" else f"{partner_path} (the partner {model_path} is fused with)"
         )
-    model, _ = load_model(model_path)
+        log(f"warning: {shown} is not the model the profile was enrolled with; distances may be meaningless.")
     calibration = _calibration(model_path, profile)
     try:
         x = load_image(args.image, tuple(profile["image_size"]))

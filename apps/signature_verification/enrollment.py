@@ -1,8 +1,9 @@
 """Enrolment profiles: a writer's reference embeddings and the decision threshold, as
 JSON (no pickle), and the verification of a questioned signature against one.
 
-A profile records the model it was made with (path and SHA-256): embeddings of another
-model are not comparable, and `verify` warns when the model file has changed.
+A profile records the model it was made with (path and SHA-256; a fused pair's partner's
+SHA-256 too, as its embeddings are half of each reference): embeddings of another model
+are not comparable, and `verify` warns when a model file has changed.
 """
 
 import os
@@ -15,19 +16,41 @@ from apps.signature_verification import protocol
 PROFILE_FORMAT = "keras-triplet/signature-profile/1"
 
 
-def make_profile(writer, model_path, image_size, rule, threshold, files, embeddings):
-    """The profile dict of a writer enrolled with `embeddings [R, D]` of `files`."""
+def make_profile(writer, model_path, image_size, rule, threshold, files, embeddings, partner_path=None):
+    """The profile dict of a writer enrolled with `embeddings [R, D]` of `files` (by the
+    model at `model_path`, fused with the one at `partner_path` if given)."""
     return {
         "format": PROFILE_FORMAT,
         "writer": writer,
         "model": os.path.abspath(model_path),
-        "model_sha256": sha256(model_path),
+        **model_hashes(model_path, partner_path),
         "image_size": list(image_size),
         "rule": rule,
         "threshold": float(threshold),
         "files": list(files),
         "references": [[float(v) for v in row] for row in embeddings],
     }
+
+
+def model_hashes(model_path, partner_path=None):
+    """`{"model_sha256": ...}`, with `"partner_sha256"` for a fused pair: what a profile
+    records of the models whose embeddings it holds."""
+    hashes = {"model_sha256": sha256(model_path)}
+    if partner_path is not None:
+        hashes["partner_sha256"] = sha256(partner_path)
+    return hashes
+
+
+def changed_model(profile, hashes):
+    """Which model of `hashes` (`model_hashes`) is not the file `profile` was enrolled
+    with: "model", "partner" or None. A profile without a partner's hash (one model, or
+    written before partners were recorded) is checked on its model alone."""
+    if profile.get("model_sha256") != hashes["model_sha256"]:
+        return "model"
+    recorded = profile.get("partner_sha256")
+    if recorded is not None and recorded != hashes.get("partner_sha256"):
+        return "partner"
+    return None
 
 
 def save_profile(profile, path):

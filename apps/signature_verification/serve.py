@@ -30,7 +30,7 @@ import urllib.parse
 import numpy as np
 
 from apps import _web
-from apps._common import log, sha256
+from apps._common import log
 from apps.signature_verification import enrollment
 from apps.signature_verification.cohort import load_calibration
 from apps.signature_verification.preprocessing import (
@@ -39,7 +39,7 @@ from apps.signature_verification.preprocessing import (
     preprocess,
     read_image,
 )
-from apps.signature_verification.training import load_model
+from apps.signature_verification.training import load_model, partner_of
 
 MAX_IMAGES = 50  # references per enrolment
 WRITER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
@@ -54,6 +54,7 @@ class SignatureService:
         except FileNotFoundError as e:
             raise SystemExit(f"error: {e}") from None
         self.model_path = os.path.abspath(model_path)
+        self.partner_path = partner_of(self.model_path, meta)
         self.image_size = tuple(int(v) for v in meta["image_size"])
         self.rule = meta.get("rule", "mean")
         try:
@@ -92,7 +93,7 @@ class SignatureService:
         """A 400 unless `profile` is a profile made with this model."""
         if not isinstance(profile, dict) or profile.get("format") != enrollment.PROFILE_FORMAT:
             raise _web.HTTPError(400, f"{name} is not a signature profile (written by `enroll`).")
-        if profile.get("model_sha256") != self.model_sha256:
+        if enrollment.changed_model(profile, self.model_hashes):
             raise _web.HTTPError(
                 400,
                 f"{name} was enrolled with another model ({os.path.basename(profile.get('model', '?'))}); "
@@ -100,10 +101,11 @@ class SignatureService:
             )
 
     @property
-    def model_sha256(self):
-        if not hasattr(self, "_sha"):
-            self._sha = sha256(self.model_path)
-        return self._sha
+    def model_hashes(self):
+        """`enrollment.model_hashes` of the model (and its partner), read once."""
+        if not hasattr(self, "_hashes"):
+            self._hashes = enrollment.model_hashes(self.model_path, self.partner_path)
+        return self._hashes
 
     def embed(self, images):
         """Embeddings of `images` `[N, H, W, 1]`, the batch padded to a power of two
@@ -179,6 +181,7 @@ class SignatureService:
             threshold=self.threshold,
             files=files,
             embeddings=embeddings,
+            partner_path=self.partner_path,
         )
         with self.profiles_lock:
             self.profiles[writer] = profile

@@ -448,6 +448,11 @@ def fuse_partner_path(model_path, meta):
     return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(model_path)), meta["fuse"]["model"]))
 
 
+def partner_of(model_path, meta):
+    """The path of the partner `model_path` is fused with (its side file `meta`), or None."""
+    return fuse_partner_path(model_path, meta) if meta.get("fuse") else None
+
+
 def fuse_entry(model_path, partner_path, parts):
     """The side file's `"fuse"` entry of `model_path` fused with `partner_path`."""
     return {
