@@ -13,7 +13,7 @@ and writes every hand-written gradient, in a loop over blocks of rows whose body
 over the M columns (`_by_row_blocks`): the search then holds no `[B, R]` array of its own
 (the negatives, the accumulators of its backward passes), only `[b, R]` blocks, and the
 answer's backward pass writes the query distances' gradient too (`_differentiable`: one
-`[B, R]` gradient array, not two added together).
+`[B, R]` gradient array, not two added together; unblocked as well).
 Comparisons are made with gradients stopped (selections are piecewise constant in the
 distances); the selected distances get their gradient from hand-written backward passes
 (`keras.ops.custom_gradient`) that compare again instead of keeping masks. `choice.py`
@@ -221,18 +221,23 @@ class DirectNegatives(AnchorNegatives):
 
     def _differentiable(self, gradient, by_autodiff, value, arrays):
         """`value` (`[B, M]`, an answer) with its hand-written gradient in the distances,
-        `gradient(upstream, *arrays, query=...)` (`_differentiable`).
+        `gradient(upstream, *arrays, query=...)` (`with_matrix_gradient`);
+        `by_autodiff(distances, value, *arrays)` in a TensorFlow graph with a dynamic
+        batch size (a last, partial batch), where the gradient of a `tf.custom_gradient`
+        inside the choice's `tf.cond`s fails to build.
 
-        By blocks of rows, the same custom gradient also carries the query distances'
-        (`query_distances` is replaced by a copy of itself whose gradient it writes):
-        each block's gradient starts from its rows' query-distance gradient, scattered to
-        their columns, and adds the answer's shares to it, one `[B, R]` gradient array
+        The same custom gradient also carries the query distances' (`query_distances`
+        is replaced by a copy of itself whose gradient it writes): the gradient (each
+        block's, by blocks of rows) starts from the query-distance gradient, scattered to
+        its columns, and adds the answer's shares to it, one `[B, R]` gradient array
         where autodiff of the gather would add a second one to it (a compiled step holds
-        both at its peak). The same sums: the query columns are positives, where the
-        shares add exact zeros, and the shares' columns are negatives. A reader of the
-        query distances before the question keeps the gather's own gradient."""
-        if self._block is None:
-            return _differentiable(gradient, by_autodiff, self.distances, value, *arrays)
+        both at its peak; unblocked, XLA's gather gradient and the sum cost JAX's
+        batch-all a sixth of its step at B = 1024). The same sums: the query columns are
+        positives, where the shares add exact zeros, and the shares' columns are
+        negatives. A reader of the query distances before the question keeps the
+        gather's own gradient."""
+        if self.distances.shape[0] is None:
+            return by_autodiff(self.distances, value, *arrays)
         width = self._width
         packed = ops.concatenate([ops.stop_gradient(self.query_distances), value], axis=1)
 
@@ -419,16 +424,6 @@ def _share(m, total, negatives, targets, weights):
     return total + ops.where(negatives == _column(targets, m), _column(weights, m), 0.0)
 
 
-def _differentiable(gradient, by_autodiff, distances, value, *arrays):
-    """`value` with the hand-written gradient in `distances` `gradient(upstream, *arrays)`
-    (`with_matrix_gradient`); `by_autodiff(distances, value, *arrays)` in a TensorFlow
-    graph with a dynamic batch size (a last, partial batch), where the gradient of a
-    `tf.custom_gradient` inside the choice's `tf.cond`s fails to build."""
-    if distances.shape[0] is None:
-        return by_autodiff(distances, value, *arrays)
-    return with_matrix_gradient(gradient, distances, value, *arrays)
-
-
 def _by_row_blocks(answer, outputs, block, stopped, negative_mask, *arrays):
     """`answer(negatives, negative_mask, values, *arrays)` on every block of `block` rows
     (`over_row_blocks`): each block builds its rows' negatives from the distances
@@ -450,7 +445,11 @@ def _shares(step, width, block, stopped, negative_mask, *arrays, query=()):
     each), the query distances' gradient, which each block starts from
     (`DirectNegatives._differentiable`)."""
     if block is None:
-        init = functools.partial(_zero_rows, stopped)
+        if query:
+            columns, upstream = query
+            init = scatter_rows(ops.cast(upstream, stopped.dtype), columns, stopped.shape[1])
+        else:
+            init = functools.partial(_zero_rows, stopped)
         return _column_loop(step, width, init, _negatives_of(stopped, negative_mask), *arrays)
     queried = len(query)
 
