@@ -62,16 +62,30 @@ def _mined_triplet_loss(
     if negatives is None and isinstance(miner, miners_lib.NegativeSearchMiner):
         # Direct comparisons for P×K batches, a sort otherwise (miners/search/choice.py).
         positive, negative = miners_lib.pair_masks(labels, ref_labels)
-        return with_negatives(
+        total, denominator = with_negatives(
             distances,
             negative,
             positive,
-            lambda found: _mined_triplet_loss(
-                labels, found.distances, miner, margin, soft_margin, average, ref_labels, negatives=found
+            lambda found: _summed_triplet_loss(
+                labels, found.distances, miner, margin, soft_margin, average, ref_labels, found
             ),
             own_gradients=switches_own_gradients(miner),
             picks=miner.single_negative,
         )
+    else:
+        total, denominator = _summed_triplet_loss(
+            labels, distances, miner, margin, soft_margin, average, ref_labels, negatives
+        )
+    # No mined triplet (or none with a loss): the numerator is 0 too, and so is the gradient.
+    return total / ops.maximum(denominator, 1.0)
+
+
+def _summed_triplet_loss(labels, distances, miner, margin, soft_margin, average, ref_labels, negatives):
+    """`(Σ ℓ, N)`: the loss's numerator and its denominator (no gradient), apart so that a
+    choice with its own gradients (`with_negatives(own_gradients=True)`), whose backward
+    pass computes its branch again, needs no value of the branch that only the
+    denominator reads (a band's distance sums, below). (`TripletModel`'s step divides
+    inside its choice, beside the statistics.)"""
     # The selection in the miner's own layout (compact on eager PyTorch, one pair per
     # anchor for batch-hard): only sums follow.
     distances, selected = miner.mine_pairs(labels, distances, ref_labels=ref_labels, negatives=negatives)
@@ -81,16 +95,21 @@ def _mined_triplet_loss(
     # `pair` is 0/1 and the terms are finite: a product masks them (see miners.base.selection).
     if soft_margin:
         pair_loss = pair * ops.softplus(distances - negative_sum)
-    else:
-        # Σ_n max(d(a,p) − d(a,n) + m, 0) over the mined negatives; a band miner only
-        # selects negatives whose hinge is positive, so the sum has a closed form.
+    elif miner.single_negative:
         pair_loss = pair * ops.relu(count * (distances + margin) - negative_sum)
+    else:
+        # Σ_n max(d(a,p) − d(a,n) + m, 0) over the mined negatives: a band miner only
+        # selects negatives whose hinge is positive, so the sum has a closed form, ≥ 0 up
+        # to rounding. Its value is clamped at 0 (exactly the `relu`'s), its gradient is
+        # the sum's own: a `relu`'s would read the band's distance sums again in a
+        # backward pass that computes the search again.
+        hinges = count * (distances + margin) - negative_sum
+        pair_loss = pair * (hinges + ops.stop_gradient(ops.relu(hinges) - hinges))
     if average == "nonzero":
         denominator = ops.sum(count * ops.cast(pair_loss > 0, count.dtype))
     else:
         denominator = ops.sum(count)
-    # No mined triplet (or none with a loss): the numerator is 0 too, and so is the gradient.
-    return ops.sum(pair_loss) / ops.maximum(denominator, 1.0)
+    return ops.sum(pair_loss), ops.stop_gradient(denominator)
 
 
 def triplet_loss(
