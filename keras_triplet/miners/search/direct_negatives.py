@@ -13,7 +13,7 @@ and writes every hand-written gradient, in a loop over blocks of rows whose body
 over the M columns (`_by_row_blocks`): the search then holds no `[B, R]` array of its own
 (the negatives, the accumulators of its backward passes), only `[b, R]` blocks, and the
 answer's backward pass writes the query distances' gradient too (`_differentiable`: one
-`[B, R]` gradient array, not two added together; unblocked as well).
+`[B, R]` gradient array, not two added together; unblocked as well from B = 512).
 Comparisons are made with gradients stopped (selections are piecewise constant in the
 distances); the selected distances get their gradient from hand-written backward passes
 (`keras.ops.custom_gradient`) that compare again instead of keeping masks. `choice.py`
@@ -226,18 +226,20 @@ class DirectNegatives(AnchorNegatives):
         batch size (a last, partial batch), where the gradient of a `tf.custom_gradient`
         inside the choice's `tf.cond`s fails to build.
 
-        The same custom gradient also carries the query distances' (`query_distances`
-        is replaced by a copy of itself whose gradient it writes): the gradient (each
-        block's, by blocks of rows) starts from the query-distance gradient, scattered to
-        its columns, and adds the answer's shares to it, one `[B, R]` gradient array
-        where autodiff of the gather would add a second one to it (a compiled step holds
-        both at its peak; unblocked, XLA's gather gradient and the sum cost JAX's
-        batch-all a sixth of its step at B = 1024). The same sums: the query columns are
-        positives, where the shares add exact zeros, and the shares' columns are
-        negatives. A reader of the query distances before the question keeps the
-        gather's own gradient."""
-        if self.distances.shape[0] is None:
+        From `PACKED_QUERY_ENTRIES` entries (and by blocks of rows), the same custom
+        gradient also carries the query distances' (`query_distances` is replaced by a
+        copy of itself whose gradient it writes): the gradient (each block's, by blocks
+        of rows) starts from the query-distance gradient, scattered to its columns, and
+        adds the answer's shares to it, one `[B, R]` gradient array where autodiff of
+        the gather would add a second one to it (a compiled step holds both at its
+        peak). The same sums: the query columns are positives, where the shares add
+        exact zeros, and the shares' columns are negatives. A reader of the query
+        distances before the question keeps the gather's own gradient."""
+        rows, columns = self.distances.shape
+        if rows is None:
             return by_autodiff(self.distances, value, *arrays)
+        if self._block is None and rows * columns < PACKED_QUERY_ENTRIES:
+            return with_matrix_gradient(gradient, self.distances, value, *arrays)
         width = self._width
         packed = ops.concatenate([ops.stop_gradient(self.query_distances), value], axis=1)
 
@@ -323,6 +325,11 @@ def _equal(x, y):
 
 
 _INF = float("inf")
+# The smallest static `[B, R]` matrix (B = 512) whose answers' gradient also writes the
+# query distances' (`DirectNegatives._differentiable`). Measured on JAX, batch-all: at
+# B = 1024 the gather's gradient added apart cost a sixth of the loss (40 against 34 ms);
+# at B = 256, in a training step's `cond`s, the packed gradient cost 0.5 ms more.
+PACKED_QUERY_ENTRIES = 2**18
 # Entries of a row block on eager PyTorch (`_column_loop`): 8 MB per float32 step, below
 # glibc's threshold for returning memory to the system, so blocks reuse their buffers.
 BLOCK_ENTRIES = 2**21
