@@ -448,8 +448,8 @@ def _shares(step, width, block, stopped, negative_mask, *arrays, query=()):
     """`[B, R]`: a hand-written gradient, the sum over the query columns `m < width` of
     `step(m, total, negatives, *arrays)`'s shares, with the negatives built again from
     `stopped` and the mask; by blocks of `block` rows (each block writes its rows of the
-    gradient) unless `block` is None. `query`: by blocks, `(columns, upstream)` (`[B, M]`
-    each), the query distances' gradient, which each block starts from
+    gradient) unless `block` is None. `query`: `(columns, upstream)` (`[B, M]` each), the
+    query distances' gradient, which the sum (each block's) starts from, or `()`
     (`DirectNegatives._differentiable`)."""
     if block is None:
         if query:
@@ -532,5 +532,7 @@ def _band_steps(inclusive, bounded):
 
 
 _BAND_STEPS = {
-    (inclusive, bounded): _band_steps(inclusive, bounded) for inclusive in (0, 1) for bounded in (0, 1)
+    (inclusive, bounded): _band_steps(inclusive, bounded)
+    for inclusive in (False, True)
+    for bounded in (False, True)
 }
