@@ -570,12 +570,12 @@ def enroll(args):
     profile = enrollment.make_profile(
         writer=args.writer or os.path.basename(os.path.normpath(args.writer_dir)),
         model_path=args.model,
+        hashes=enrollment.model_hashes(args.model, partner_of(args.model, meta)),
         image_size=meta["image_size"],
         rule=meta.get("rule", "mean"),
         threshold=threshold,
         files=[os.path.basename(paths[i]) for i in kept],
         embeddings=model.embed(images, batch_size=64),
-        partner_path=partner_of(args.model, meta),
     )
     enrollment.save_profile(profile, args.out)
     print(

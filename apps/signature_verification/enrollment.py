@@ -16,14 +16,15 @@ from apps.signature_verification import protocol
 PROFILE_FORMAT = "keras-triplet/signature-profile/1"
 
 
-def make_profile(writer, model_path, image_size, rule, threshold, files, embeddings, partner_path=None):
-    """The profile dict of a writer enrolled with `embeddings [R, D]` of `files` (by the
-    model at `model_path`, fused with the one at `partner_path` if given)."""
+def make_profile(writer, model_path, hashes, image_size, rule, threshold, files, embeddings):
+    """The profile dict of a writer enrolled with `embeddings [R, D]` of `files` by the
+    model at `model_path`, whose files' `hashes` are `model_hashes`' (a server computes
+    them once, not at every enrolment)."""
     return {
         "format": PROFILE_FORMAT,
         "writer": writer,
         "model": os.path.abspath(model_path),
-        **model_hashes(model_path, partner_path),
+        **hashes,
         "image_size": list(image_size),
         "rule": rule,
         "threshold": float(threshold),

@@ -176,12 +176,12 @@ class SignatureService:
         profile = enrollment.make_profile(
             writer=writer,
             model_path=self.model_path,
+            hashes=self.model_hashes,
             image_size=self.image_size,
             rule=self.rule,
             threshold=self.threshold,
             files=files,
             embeddings=embeddings,
-            partner_path=self.partner_path,
         )
         with self.profiles_lock:
             self.profiles[writer] = profile
