@@ -4,14 +4,30 @@ The suite runs once per Keras backend (``KERAS_BACKEND=tensorflow|jax|torch``); 
 loops over backends. ``tests/reference.py`` is the independent NumPy reference.
 """
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 sys.path.insert(0, os.path.dirname(__file__))  # so tests can `import reference`
+
+# JAX's persistent compilation cache, one fresh folder per suite run (removed at exit by
+# the process that made it): tests that build the same network or loss again, in another
+# test, an xdist worker or a subprocess (which inherit the environment), load its compiled
+# executable instead of compiling it again (the key is the program and its options: a
+# changed program compiles). Every compilation is cached, however short: most of a test's
+# are well under JAX's default threshold of one second. Set here, before Keras imports
+# JAX; a folder of the user's own (JAX_COMPILATION_CACHE_DIR) is kept.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="keras-triplet-jax-cache-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import keras  # noqa: E402
 
