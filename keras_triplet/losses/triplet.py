@@ -1,5 +1,7 @@
 """Triplet loss with online mining."""
 
+import functools
+
 import keras
 from keras import ops
 
@@ -157,9 +159,30 @@ def triplet_loss(
     """
     margin = check_margin(margin)
     labels, distances, embeddings = prepare(y_true, y_pred, distance, p)
-    miner = miners_lib.get(miner, margin=margin, distance=distance, p=p)
+    miner = _functional_miner(miner, margin, distance, p)
     value = triplet_loss_from_distances(labels, distances, miner, margin, soft_margin, average)
     return propagate_nonfinite(value, embeddings)
+
+
+def _functional_miner(miner, margin, distance, p):
+    """`triplet_loss`'s miner: a named one is built once per options and kept (a miner is
+    a Keras layer without state: its options alone decide what it selects), so that an
+    eager step, called again and again, does not build a layer at every call."""
+    try:
+        return (
+            _named_miner(miner, margin, distance, p)
+            if isinstance(miner, str)
+            else _get(miner, margin, distance, p)
+        )
+    except TypeError:  # unhashable options (a `p` given as an array): built each time
+        return _get(miner, margin, distance, p)
+
+
+def _get(miner, margin, distance, p):
+    return miners_lib.get(miner, margin=margin, distance=distance, p=p)
+
+
+_named_miner = functools.lru_cache(maxsize=64)(_get)
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")
