@@ -281,11 +281,14 @@ def _compiled_value_and_grad(fn, x):
     return value, to_numpy(aux[0]), grad
 
 
+@pytest.mark.parametrize("rows", [5, 6])
 @pytest.mark.parametrize("name", ["semi-hard", "batch-all-semi-hard"])
-def test_sorted_blocks_change_nothing(name, monkeypatch):
+def test_sorted_blocks_change_nothing(name, rows, monkeypatch):
     """The sorted search by blocks of rows (`BlockedSortedNegatives`: compiled steps whose
     `[B, R]` matrix exceeds `BLOCK_ENTRIES`), forced here with blocks of 5 rows (the last
-    one overlapping the one before) on every backend, in a compiled step whose choice's
+    one overlapping the one before) or of 6 (dividing the 24 rows: the backward passes
+    write the gradient over their upstream, `over_row_blocks(overwrite_last=True)`) on
+    every backend, in a compiled step whose choice's
     `ops.cond` takes the sorted branch (a class larger than `DIRECT_MAX_POSITIVES + 1`),
     with tied distances: the same loss (to float rounding of its sum), statistics and
     gradient as the unblocked sorted search."""
@@ -305,7 +308,7 @@ def test_sorted_blocks_change_nothing(name, monkeypatch):
     monkeypatch.setattr(blocked_negatives, "BLOCK_ENTRIES", 10**9)
     want_value, want_stats, want_grad = _compiled_value_and_grad(step, x)
     monkeypatch.setattr(blocked_negatives, "FUSES_ELEMENTWISE_STEPS", True)
-    monkeypatch.setattr(blocked_negatives, "BLOCK_ENTRIES", 5 * len(labels))
+    monkeypatch.setattr(blocked_negatives, "BLOCK_ENTRIES", rows * len(labels))
     value, stats, grad = _compiled_value_and_grad(step, x)
     assert float(value) == pytest.approx(float(want_value), rel=1e-6)
     np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-7)
