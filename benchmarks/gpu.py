@@ -21,8 +21,8 @@ It runs, for each backend (TensorFlow, JAX, PyTorch), in a fresh subprocess each
 ``--smoke`` runs the same code on tiny sizes, on whatever device there is: the test suite
 runs it on the CPU (``tests/test_benchmarks.py``), so the script is known to work before
 a GPU is at hand. It fits half of the eight app × precision × mode runs, chosen so that
-every app, precision and mode meet each other once. Without a GPU the memory column reads "—" (the CPU's resident memory is
-``benchmarks/losses.py``'s business).
+every app, precision and mode meet each other once. Without a GPU the memory column reads
+"—" (the CPU's resident memory is ``benchmarks/losses.py``'s business).
 """
 
 import argparse

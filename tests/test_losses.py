@@ -332,6 +332,26 @@ def test_string_miners_resolve_to_instances():
     assert loss.miner.distance == "cosine"
 
 
+def test_functional_triplet_loss_keeps_its_named_miners():
+    """`triplet_loss` builds a named miner once per options (not a layer at every eager
+    call), and a batch-all miner of another margin is another miner."""
+    from keras_triplet.losses import triplet
+
+    kept = triplet._functional_miner("batch-all", 0.2, "euclidean", None)
+    assert triplet._functional_miner("all", 0.2, "euclidean", None) is not kept  # another key
+    assert triplet._functional_miner("batch-all", 0.2, "euclidean", None) is kept
+    other = triplet._functional_miner("batch-all", 0.5, "euclidean", None)
+    assert other is not kept and other.margin == 0.5 and kept.margin == 0.2
+    assert triplet._functional_miner("batch-hard", 1.0, "minkowski", np.array(3.0)).p == 3.0
+    instance = miners.SemiHardMiner()
+    assert triplet._functional_miner(instance, 1.0, "euclidean", None) is instance
+    labels, x = np.array([0, 0, 1, 1, 2, 2]), make_batch(0, np.array([0, 0, 1, 1, 2, 2]), dim=3)
+    for margin in (0.2, 0.5):
+        want = losses.TripletLoss(margin=margin, miner="batch-all")(labels, x)
+        got = losses.triplet_loss(labels, x, margin=margin, miner="batch-all")
+        assert float(got) == pytest.approx(float(want), rel=1e-6)
+
+
 @pytest.mark.parametrize(
     "make",
     [

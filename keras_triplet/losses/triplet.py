@@ -168,14 +168,12 @@ def _functional_miner(miner, margin, distance, p):
     """`triplet_loss`'s miner: a named one is built once per options and kept (a miner is
     a Keras layer without state: its options alone decide what it selects), so that an
     eager step, called again and again, does not build a layer at every call."""
-    try:
-        return (
-            _named_miner(miner, margin, distance, p)
-            if isinstance(miner, str)
-            else _get(miner, margin, distance, p)
-        )
-    except TypeError:  # unhashable options (a `p` given as an array): built each time
-        return _get(miner, margin, distance, p)
+    if isinstance(miner, str):
+        try:
+            return _named_miner(miner, margin, distance, p)
+        except TypeError:  # unhashable options (a `p` given as an array): built each time
+            pass
+    return _get(miner, margin, distance, p)
 
 
 def _get(miner, margin, distance, p):

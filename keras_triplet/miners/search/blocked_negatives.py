@@ -74,8 +74,8 @@ def over_row_blocks(answer, outputs, arrays, block, overwrite_last=False):
     `overwrite_last`: the first output is written over the last array (a backward pass's
     upstream gradient, of the output's shape and dtype), whose rows each block reads
     before it writes them, where blocks do not overlap (`block` divides `B`): one `[B, R]`
-    buffer for both, not two (XLA updates a loop's carried array in place). Measured on
-    TensorFlow with XLA, semi-hard at B = 4096: the step's temporaries from 352 to 302 MB."""
+    buffer for both, not two (XLA updates a loop's carried array in place; BENCHMARKS.md
+    has the temporaries it saves)."""
     rows = arrays[0].shape[0]
     last = arrays[-1]
     reuse = (
