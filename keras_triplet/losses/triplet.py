@@ -170,17 +170,13 @@ def _functional_miner(miner, margin, distance, p):
     eager step, called again and again, does not build a layer at every call."""
     if isinstance(miner, str):
         try:
-            return _named_miner(miner, margin, distance, p)
+            return _named_miner(miner, margin=margin, distance=distance, p=p)
         except TypeError:  # unhashable options (a `p` given as an array): built each time
             pass
-    return _get(miner, margin, distance, p)
-
-
-def _get(miner, margin, distance, p):
     return miners_lib.get(miner, margin=margin, distance=distance, p=p)
 
 
-_named_miner = functools.lru_cache(maxsize=64)(_get)
+_named_miner = functools.lru_cache(maxsize=64)(miners_lib.get)
 
 
 @keras.saving.register_keras_serializable(package="keras_triplet")

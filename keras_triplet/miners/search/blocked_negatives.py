@@ -84,17 +84,19 @@ def over_row_blocks(answer, outputs, arrays, block, overwrite_last=False):
         and tuple(last.shape) == (rows, outputs[0][0])
         and last.dtype == outputs[0][1]
     )
+    # The outputs' first buffers (every entry is overwritten): the last array itself for
+    # the first output where it is reused, else the last array's first entry times 0,
+    # broadcast. Zeros, a constant, would be shared by XLA between the loops of a step
+    # (the forward's and the backward's, copied at the start of the step) and made early,
+    # holding a `[B, R]` buffer from the forward pass to the backward one; this one is
+    # made when the loop's last input is (a backward pass: its upstream).
+    late = ops.cast(ops.reshape(last, (-1,))[0], "float32") * 0.0
+    fresh = outputs[1:] if reuse else outputs
+    init = ((last,) if reuse else ()) + tuple(
+        ops.broadcast_to(ops.cast(late, dtype), (rows, columns)) for columns, dtype in fresh
+    )
     if reuse:
         arrays = tuple(arrays[:-1])
-    # The outputs' first buffers (every entry is overwritten): the last array's first
-    # entry times 0, broadcast. Zeros, a constant, would be shared by XLA between the
-    # loops of a step (the forward's and the backward's, copied at the start of the step)
-    # and made early, holding a `[B, R]` buffer from the forward pass to the backward one;
-    # this one is made when the loop's last input is (a backward pass: its upstream).
-    late = ops.cast(ops.reshape(arrays[-1], (-1,))[0], "float32") * 0.0
-    init = tuple(ops.broadcast_to(ops.cast(late, dtype), (rows, columns)) for columns, dtype in outputs)
-    if reuse:
-        init = (last,) + init[1:]
 
     def body(i, state):
         out, arrays = state
