@@ -7,6 +7,7 @@ from keras import ops
 from keras_triplet._backend import (
     FUSES_ELEMENTWISE_STEPS,
     SWITCH_MIN_ENTRIES,
+    count_true,
     switch_with_own_gradients,
     traced_value,
 )
@@ -114,7 +115,7 @@ def with_negatives(
         return sorted_search()
     capped = search == "auto"
     cap = DIRECT_MAX_POSITIVES if width is None else min(DIRECT_MAX_POSITIVES, width)
-    most = ops.max(ops.sum(ops.cast(positive_mask, "int32"), axis=1)) if rows != 0 else 0
+    most = ops.max(count_true(positive_mask, axis=1)) if rows != 0 else 0
     eager = _python_int(most)
     if eager is not None:  # decide on the data, M sized by it
         m = max(eager, 1)

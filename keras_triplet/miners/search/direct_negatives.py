@@ -35,6 +35,7 @@ from keras_triplet._backend import (
     BROADCAST_ENTRIES,
     FUSES_ELEMENTWISE_STEPS,
     INDEX_DTYPE,
+    count_true,
     fori_loop,
     scatter_rows,
     take_along_rows,
@@ -406,8 +407,8 @@ def _set_column(out, m, value):
     return ops.where(ops.expand_dims(columns == m, 0), ops.expand_dims(ops.cast(value, out.dtype), 1), out)
 
 
-# The counts sum boolean masks as they are: PyTorch and XLA count them without a cast
-# `[B, R]` array of integers first.
+# The counts sum boolean masks by `count_true`: XLA fuses the cast into the sum, and
+# PyTorch sums into int32 rather than copying the mask to int64 first.
 
 
 def _closest_beyond(m, out, negatives, thresholds):
@@ -416,15 +417,15 @@ def _closest_beyond(m, out, negatives, thresholds):
 
 
 def _count_below(m, out, negatives, thresholds):
-    return _set_column(out, m, ops.sum(negatives < _column(thresholds, m), axis=1))
+    return _set_column(out, m, count_true(negatives < _column(thresholds, m), axis=1))
 
 
 def _count_at_most(m, out, negatives, thresholds):
-    return _set_column(out, m, ops.sum(negatives <= _column(thresholds, m), axis=1))
+    return _set_column(out, m, count_true(negatives <= _column(thresholds, m), axis=1))
 
 
 def _ties(m, out, negatives, targets):
-    return _set_column(out, m, ops.sum(negatives == _column(targets, m), axis=1))
+    return _set_column(out, m, count_true(negatives == _column(targets, m), axis=1))
 
 
 def _share(m, total, negatives, targets, weights):
@@ -515,7 +516,7 @@ def _band_steps(inclusive, bounded):
     def count_and_sum(m, carry, negatives, values, stop, start):
         count, total = carry
         mask = inside(m, negatives, stop, start)
-        count = _set_column(count, m, ops.sum(mask, axis=1))
+        count = _set_column(count, m, count_true(mask, axis=1))
         return count, _set_column(total, m, ops.sum(ops.where(mask, values, 0.0), axis=1))
 
     def share(m, result, negatives, stop, start, weights):
