@@ -35,6 +35,7 @@ from keras_triplet._backend import (
     BROADCAST_ENTRIES,
     FUSES_ELEMENTWISE_STEPS,
     INDEX_DTYPE,
+    compact_columns,
     count_true,
     fori_loop,
     scatter_rows,
@@ -81,20 +82,13 @@ class DirectNegatives(AnchorNegatives):
 
     def __init__(self, distances, negative_mask, positive_mask, width, broadcast=False, visited=None):
         super().__init__(distances, negative_mask, positive_mask)
-        # top_k of a 0/1 mask: the positive columns first (k ≥ each row's count).
-        scores = ops.cast(positive_mask, "float32")
-        references = distances.shape[1]
-        if references is None or references < width:
-            # A graph whose batch may be narrower than M (a last, partial batch): pad the
-            # mask with M non-positive columns so that top_k is always defined. Picks of
-            # padding are clamped to the last real column; the query mask, read from the
-            # padded mask, stays False for them.
-            scores = ops.concatenate([scores, ops.zeros((ops.shape(scores)[0], width), scores.dtype)], axis=1)
-        columns = ops.cast(ops.top_k(scores, width, sorted=False)[1], INDEX_DTYPE)
-        self._compact(
-            ops.minimum(columns, ops.cast(ops.shape(distances)[1] - 1, INDEX_DTYPE)),
-            query_mask=take_along_rows(scores > 0, columns),
-        )
+        # Eager PyTorch lists each row's positive columns from the mask itself; elsewhere
+        # (or when its rows hold more than `width`), a top_k of the 0/1 mask puts them first.
+        columns = compact_columns(positive_mask)
+        if columns is not None and columns.shape[1] == width:
+            self._compact(ops.cast(columns, INDEX_DTYPE))
+        else:
+            self._compact_by_top_k(distances, positive_mask, width)
         self._width = width
         self._thresholds = ops.stop_gradient(self.query_distances)
         at_once = broadcasts(distances.shape, width, broadcast)
@@ -113,6 +107,23 @@ class DirectNegatives(AnchorNegatives):
             self._negatives = _negatives_of(ops.stop_gradient(distances), negative_mask)
         # `[B, 1, R]`, to compare with `[B, M, 1]` thresholds, or None: the column loop.
         self._across = ops.expand_dims(self._negatives, 1) if at_once else None
+
+    def _compact_by_top_k(self, distances, positive_mask, width):
+        """The query layout from the `width` top columns of the 0/1 positive mask: the
+        positive columns first (`width` ≥ each row's count)."""
+        scores = ops.cast(positive_mask, "float32")
+        references = distances.shape[1]
+        if references is None or references < width:
+            # A graph whose batch may be narrower than M (a last, partial batch): pad the
+            # mask with M non-positive columns so that top_k is always defined. Picks of
+            # padding are clamped to the last real column; the query mask, read from the
+            # padded mask, stays False for them.
+            scores = ops.concatenate([scores, ops.zeros((ops.shape(scores)[0], width), scores.dtype)], axis=1)
+        columns = ops.cast(ops.top_k(scores, width, sorted=False)[1], INDEX_DTYPE)
+        self._compact(
+            ops.minimum(columns, ops.cast(ops.shape(distances)[1] - 1, INDEX_DTYPE)),
+            query_mask=take_along_rows(scores, columns) > 0,
+        )
 
     def _answer(self, answer, outputs, *arrays):
         """`answer(negatives, negative_mask, values, *arrays)`: a tuple of `[B, M]` answers
