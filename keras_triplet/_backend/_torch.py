@@ -236,8 +236,9 @@ def count_true(mask, axis=None):
 
 
 def scatter_rows(values, index, width):
-    """The `[B, width]` array holding `values[a, j]` at column `index[a, j]`, 0 elsewhere."""
-    return torch.zeros(values.shape[0], width, dtype=values.dtype, device=values.device).scatter(
+    """The `[B, width]` array holding `values[a, j]` at column `index[a, j]`, 0 elsewhere:
+    scattered into fresh zeros in place (an out-of-place `scatter` copies them first)."""
+    return torch.zeros(values.shape[0], width, dtype=values.dtype, device=values.device).scatter_(
         1, index, values
     )
 

@@ -3,15 +3,16 @@ negatives; no sort.
 
 For P×K batches an anchor has M = K − 1 positives. The search takes the `[B, M]`
 positive distances as thresholds, one column `m` at a time, and compares each with the
-`[B, R]` negative distances: a semi-hard selection is a masked minimum over the row, a
-band a masked count and sum (batch-all, the statistics). M passes over `[B, R]` arrays
+`[B, R]` distances, masked to the negatives in the same pass (no `[B, R]` array of
+negatives is built): a semi-hard selection is a masked minimum over the row, a band a
+masked count and sum (batch-all, the statistics). M passes over `[B, R]` arrays
 in a loop: no `[B, M, R]` array and no per-column copies, so memory stays O(B·R) for any
 M and B, on every backend (eager PyTorch, where each elementwise step is a new array,
 runs each pass on blocks of rows: `_column_loop`). A compiled step over a static matrix
 beyond one block of rows (`blocked_negatives.blocked`: B > 1448) asks every question,
 and writes every hand-written gradient, in a loop over blocks of rows whose body loops
 over the M columns (`_by_row_blocks`): the search then holds no `[B, R]` array of its own
-(the negatives, the accumulators of its backward passes), only `[b, R]` blocks, and the
+(the accumulators of its backward passes), only `[b, R]` blocks, and the
 answer's backward pass writes the query distances' gradient too (`_differentiable`: one
 `[B, R]` gradient array, not two added together; unblocked as well from B = 512).
 Comparisons are made with gradients stopped (selections are piecewise constant in the
@@ -101,12 +102,14 @@ class DirectNegatives(AnchorNegatives):
         # at `width`: one search then serves every width up to its own
         # (`choice._switch`'s backward pass). The columns it skips hold no positive.
         self._visited = width if visited is None or self._block is None else visited
-        # Non-negatives at +inf: never below a (finite) threshold, never the closest.
-        self._negatives = None
-        if self._block is None:
+        # At once: the negatives as `[B, 1, R]` (non-negatives at +inf: never below a
+        # finite threshold, never the closest), to compare with `[B, M, 1]` thresholds.
+        # The column loops compare the distances and AND the mask instead: no `[B, R]`
+        # array of negatives to build (a slow `where` on eager PyTorch) or to keep.
+        self._negatives = self._across = None
+        if at_once:
             self._negatives = _negatives_of(ops.stop_gradient(distances), negative_mask)
-        # `[B, 1, R]`, to compare with `[B, M, 1]` thresholds, or None: the column loop.
-        self._across = ops.expand_dims(self._negatives, 1) if at_once else None
+            self._across = ops.expand_dims(self._negatives, 1)
 
     def _compact_by_top_k(self, distances, positive_mask, width):
         """The query layout from the `width` top columns of the 0/1 positive mask: the
@@ -126,13 +129,13 @@ class DirectNegatives(AnchorNegatives):
         )
 
     def _answer(self, answer, outputs, *arrays):
-        """`answer(negatives, negative_mask, values, *arrays)`: a tuple of `[B, M]` answers
-        from the `[B, R]` negatives (+inf elsewhere), mask and distances (gradients
-        stopped) and `[B, M]` arrays; by blocks of rows (`outputs`: `(M, dtype)` each)
-        where the search runs in blocks, else at once."""
+        """`answer(values, negative_mask, *arrays)`: a tuple of `[B, M]` answers from the
+        `[B, R]` distances (gradients stopped) and negative mask and `[B, M]` arrays; by
+        blocks of rows (`outputs`: `(M, dtype)` each) where the search runs in blocks,
+        else at once."""
         stopped = ops.stop_gradient(self.distances)
         if self._block is None:
-            return answer(self._negatives, self.negative_mask, stopped, *arrays)
+            return answer(stopped, self.negative_mask, *arrays)
         return _by_row_blocks(answer, outputs, self._block, stopped, self.negative_mask, *arrays)
 
     def _count_below(self, thresholds, inclusive):
@@ -143,9 +146,9 @@ class DirectNegatives(AnchorNegatives):
         width = self._width
         visited = self._visited
 
-        def answer(negatives, negative_mask, values, thresholds):
+        def answer(values, negative_mask, thresholds):
             init = ops.zeros(ops.shape(thresholds), INDEX_DTYPE)
-            return (_column_loop(step, visited, init, negatives, thresholds),)
+            return (_column_loop(step, visited, init, values, negative_mask, thresholds),)
 
         return self._answer(answer, [(width, INDEX_DTYPE)], thresholds)[0]
 
@@ -165,9 +168,9 @@ class DirectNegatives(AnchorNegatives):
             count_and_sum, share, by_autodiff = _BAND_STEPS[bool(stop_inclusive), start_offset is not None]
             width, block, visited = self._width, self._block, self._visited
 
-            def answer(negatives, negative_mask, values, stop, start):
+            def answer(values, negative_mask, stop, start):
                 init = (ops.zeros(ops.shape(stop), INDEX_DTYPE), ops.zeros(ops.shape(stop), values.dtype))
-                return _column_loop(count_and_sum, visited, init, negatives, values, stop, start)
+                return _column_loop(count_and_sum, visited, init, values, negative_mask, stop, start)
 
             outputs = [(width, INDEX_DTYPE), (width, self.distances.dtype)]
             count, total = self._answer(answer, outputs, stop, start)
@@ -186,8 +189,8 @@ class DirectNegatives(AnchorNegatives):
         return count, total
 
     def _backward_arrays(self):
-        """`(distances, negative_mask)` with gradients stopped, from which a hand-written
-        backward pass builds the `[B, R]` negatives again (`_negatives_of`), made here:
+        """`(distances, negative_mask)` with gradients stopped, which a hand-written
+        backward pass compares again, made here:
         a TensorFlow `tf.cond` branch's gradient cannot read a tensor its branch captured
         from outside (the distances and masks are made before the choice)."""
         return ops.stop_gradient(self.distances), ops.stop_gradient(self.negative_mask)
@@ -204,16 +207,16 @@ class DirectNegatives(AnchorNegatives):
             return self._closest_beyond_at_once(or_farthest)
         width, block, visited = self._width, self._block, self._visited
 
-        def answer(negatives, negative_mask, values, thresholds):
-            init = ops.zeros(ops.shape(thresholds), negatives.dtype)
-            closest = _column_loop(_closest_beyond, visited, init, negatives, thresholds)
+        def answer(values, negative_mask, thresholds):
+            init = ops.zeros(ops.shape(thresholds), values.dtype)
+            closest = _column_loop(_closest_beyond, visited, init, values, negative_mask, thresholds)
             found = closest < _INF
             if or_farthest:
-                farthest = ops.max(ops.where(negative_mask, negatives, -_INF), axis=1)
+                farthest = ops.max(ops.where(negative_mask, values, -_INF), axis=1)
                 closest = ops.where(found, closest, ops.expand_dims(farthest, 1))
             # How many negatives equal each pick: its gradient is shared among them.
             none = ops.zeros(ops.shape(closest), closest.dtype)
-            return closest, found, _column_loop(_ties, visited, none, negatives, closest)
+            return closest, found, _column_loop(_ties, visited, none, values, negative_mask, closest)
 
         dtype = self.distances.dtype
         outputs = [(width, dtype), (width, "bool"), (width, dtype)]
@@ -422,45 +425,48 @@ def _set_column(out, m, value):
 # PyTorch sums into int32 rather than copying the mask to int64 first.
 
 
-def _closest_beyond(m, out, negatives, thresholds):
-    beyond = ops.where(negatives > _column(thresholds, m), negatives, _INF)
+def _closest_beyond(m, out, values, negative_mask, thresholds):
+    beyond = ops.where(ops.logical_and(negative_mask, values > _column(thresholds, m)), values, _INF)
     return _set_column(out, m, ops.min(beyond, axis=1))
 
 
-def _count_below(m, out, negatives, thresholds):
-    return _set_column(out, m, count_true(negatives < _column(thresholds, m), axis=1))
+def _count_below(m, out, values, negative_mask, thresholds):
+    below = ops.logical_and(negative_mask, values < _column(thresholds, m))
+    return _set_column(out, m, count_true(below, axis=1))
 
 
-def _count_at_most(m, out, negatives, thresholds):
-    return _set_column(out, m, count_true(negatives <= _column(thresholds, m), axis=1))
+def _count_at_most(m, out, values, negative_mask, thresholds):
+    at_most = ops.logical_and(negative_mask, values <= _column(thresholds, m))
+    return _set_column(out, m, count_true(at_most, axis=1))
 
 
-def _ties(m, out, negatives, targets):
-    return _set_column(out, m, count_true(negatives == _column(targets, m), axis=1))
+def _ties(m, out, values, negative_mask, targets):
+    tied = ops.logical_and(negative_mask, values == _column(targets, m))
+    return _set_column(out, m, count_true(tied, axis=1))
 
 
-def _share(m, total, negatives, targets, weights):
-    return total + ops.where(negatives == _column(targets, m), _column(weights, m), 0.0)
+def _share(m, total, values, negative_mask, targets, weights):
+    tied = ops.logical_and(negative_mask, values == _column(targets, m))
+    return total + ops.where(tied, _column(weights, m), 0.0)
 
 
 def _by_row_blocks(answer, outputs, block, stopped, negative_mask, *arrays):
-    """`answer(negatives, negative_mask, values, *arrays)` on every block of `block` rows
-    (`over_row_blocks`): each block builds its rows' negatives from the distances
-    (`stopped`, gradients stopped) and the mask; returns the `[B, columns]` arrays of
-    `outputs` (`(columns, dtype)` each)."""
+    """`answer(values, negative_mask, *arrays)` on every block of `block` rows
+    (`over_row_blocks`), given its rows of the distances (`stopped`, gradients stopped),
+    the mask and `arrays`; returns the `[B, columns]` arrays of `outputs` (`(columns,
+    dtype)` each)."""
 
     def by_block(rows_of, stopped, negative_mask, *arrays):
-        values, mask = rows_of(stopped), rows_of(negative_mask)
-        return answer(_negatives_of(values, mask), mask, values, *(rows_of(x) for x in arrays))
+        return answer(rows_of(stopped), rows_of(negative_mask), *(rows_of(x) for x in arrays))
 
     return over_row_blocks(by_block, outputs, (stopped, negative_mask) + arrays, block)
 
 
 def _shares(step, width, block, stopped, negative_mask, *arrays, query=()):
     """`[B, R]`: a hand-written gradient, the sum over the query columns `m < width` of
-    `step(m, total, negatives, *arrays)`'s shares, with the negatives built again from
-    `stopped` and the mask; by blocks of `block` rows (each block writes its rows of the
-    gradient) unless `block` is None. `query`: `(columns, upstream)` (`[B, M]` each), the
+    `step(m, total, values, negative_mask, *arrays)`'s shares, comparing the distances
+    (`stopped`, gradients stopped) and the mask again; by blocks of `block` rows (each
+    block writes its rows of the gradient) unless `block` is None. `query`: `(columns, upstream)` (`[B, M]` each), the
     query distances' gradient, which the sum (each block's) starts from, or `()`
     (`DirectNegatives._differentiable`)."""
     if block is None:
@@ -469,16 +475,16 @@ def _shares(step, width, block, stopped, negative_mask, *arrays, query=()):
             init = scatter_rows(ops.cast(upstream, stopped.dtype), columns, stopped.shape[1])
         else:
             init = functools.partial(_zero_rows, stopped)
-        return _column_loop(step, width, init, _negatives_of(stopped, negative_mask), *arrays)
+        return _column_loop(step, width, init, stopped, negative_mask, *arrays)
     queried = len(query)
 
-    def answer(negatives, negative_mask, values, *arrays):
+    def answer(values, negative_mask, *arrays):
         if queried:
             columns, upstream = arrays[:2]
-            init = scatter_rows(ops.cast(upstream, negatives.dtype), columns, negatives.shape[1])
+            init = scatter_rows(ops.cast(upstream, values.dtype), columns, values.shape[1])
         else:
-            init = ops.zeros(ops.shape(negatives), negatives.dtype)
-        return (_column_loop(step, width, init, negatives, *arrays[queried:]),)
+            init = ops.zeros(ops.shape(values), values.dtype)
+        return (_column_loop(step, width, init, values, negative_mask, *arrays[queried:]),)
 
     outputs = [(stopped.shape[1], stopped.dtype)]
     return _by_row_blocks(answer, outputs, block, stopped, negative_mask, *query, *arrays)[0]
@@ -496,19 +502,16 @@ def _zero_with_gradient(distances, mask):
 
 
 def _negatives_of(stopped, negative_mask):
-    """`[B, R]`: the distances (gradients stopped) at the negatives, +inf elsewhere. The
-    hand-written backward passes build it again from the mask rather than keep it: a
-    compiled step would otherwise hold it from the forward pass to the backward one (in
-    the choice's `ops.cond`, beside the other branches' kept arrays)."""
+    """`[B, R]`: the distances (gradients stopped) at the negatives, +inf elsewhere (the
+    searches that compare all columns at once)."""
     return ops.where(negative_mask, stopped, _INF)
 
 
 def _picked_by_autodiff(distances, value, stopped, negative_mask, targets, ties):
     """`closest_beyond`'s gradient by autodiff (it keeps a `[B, R]` mask per column)."""
-    negatives = _negatives_of(stopped, negative_mask)
     shares = []
     for m in range(targets.shape[1]):
-        tied = negatives == targets[:, m : m + 1]
+        tied = ops.logical_and(negative_mask, stopped == targets[:, m : m + 1])
         shares.append(_zero_with_gradient(distances, tied) / ops.maximum(ties[:, m], 1.0))
     return value + ops.stack(shares, axis=1)
 
@@ -519,24 +522,24 @@ def _band_steps(inclusive, bounded):
     where steps run op by op): `(count_and_sum, share, by_autodiff)` (the count and sum
     per column, the sum's gradient per column, and the sum's gradient by autodiff)."""
 
-    def inside(m, negatives, stop, start):
+    def inside(m, values, negative_mask, stop, start):
         top = _column(stop, m)
-        below = negatives <= top if inclusive else negatives < top
-        return ops.logical_and(below, negatives > _column(start, m)) if bounded else below
+        below = ops.logical_and(negative_mask, values <= top if inclusive else values < top)
+        return ops.logical_and(below, values > _column(start, m)) if bounded else below
 
-    def count_and_sum(m, carry, negatives, values, stop, start):
+    def count_and_sum(m, carry, values, negative_mask, stop, start):
         count, total = carry
-        mask = inside(m, negatives, stop, start)
+        mask = inside(m, values, negative_mask, stop, start)
         count = _set_column(count, m, count_true(mask, axis=1))
         return count, _set_column(total, m, ops.sum(ops.where(mask, values, 0.0), axis=1))
 
-    def share(m, result, negatives, stop, start, weights):
-        return result + ops.where(inside(m, negatives, stop, start), _column(weights, m), 0.0)
+    def share(m, result, values, negative_mask, stop, start, weights):
+        return result + ops.where(inside(m, values, negative_mask, stop, start), _column(weights, m), 0.0)
 
     def by_autodiff(distances, total, stopped, negative_mask, stop, start):
-        negatives = _negatives_of(stopped, negative_mask)
         zeros = [
-            _zero_with_gradient(distances, inside(m, negatives, stop, start)) for m in range(stop.shape[1])
+            _zero_with_gradient(distances, inside(m, stopped, negative_mask, stop, start))
+            for m in range(stop.shape[1])
         ]
         return total + ops.stack(zeros, axis=1)
 
