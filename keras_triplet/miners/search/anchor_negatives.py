@@ -30,10 +30,22 @@ class AnchorNegatives:
     def __init__(self, distances, negative_mask, positive_mask):
         self.distances = distances
         self.negative_mask, self.positive_mask = negative_mask, positive_mask
-        self.count = ops.cast(count_true(negative_mask, axis=1), INDEX_DTYPE)
+        self._count = None
         self._columns = None
         self.query_mask, self.query_distances = positive_mask, distances
         self._counts = {}
+
+    @property
+    def count(self):
+        """`[B]`: each anchor's number of negatives, counted when first read (the
+        direct search's questions never read it)."""
+        if self._count is None:
+            self._count = ops.cast(count_true(self.negative_mask, axis=1), INDEX_DTYPE)
+        return self._count
+
+    @count.setter
+    def count(self, value):
+        self._count = value
 
     def _compact(self, columns, query_mask=None):
         """Query layout `[B, M]`: the given columns of each row (`query_mask`: when not

@@ -173,8 +173,8 @@ def _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op):
     30 ms against 19 ms, though that branch did not run."""
     # Each anchor's number of negatives, counted once out here: counted inside, the
     # branch's backward pass would count again beside its gradient arrays (the count's
-    # int32 `[B, R]` cast, which XLA's reduction reads materialised). The searches'
-    # own counts, unused, are dropped by the compiler.
+    # int32 `[B, R]` cast, which XLA's reduction reads materialised). The searches
+    # count only when read (`AnchorNegatives.count`).
     count = AnchorNegatives(distances, negative_mask, positive_mask).count
 
     def counted(search):
