@@ -230,13 +230,17 @@ def count_true(mask, axis=None):
     `keras.ops.sum` and `count_nonzero`, int32 when asked): a fresh array four or eight
     times the mask's size, whose page faults dominate from `[4096, 4096]` on. On the
     CPU, outside `torch.compile`, NumPy adds the mask's bytes along the axis into int32
-    without that copy (a tenth of the time at `[4096, 4096]`). The whole array's count
-    stays int64 (B² may pass 2^31), by `count_nonzero`'s own kernel:
-    `keras.ops.count_nonzero` transposes its 0-d result, which PyTorch warns about."""
+    without that copy (a tenth of the time at `[4096, 4096]`), and counts the whole
+    array (`np.count_nonzero`, int64: B² may pass 2^31) several times faster than
+    `torch.count_nonzero`; `keras.ops.count_nonzero` also transposes its 0-d result,
+    which PyTorch warns about."""
     mask = torch.as_tensor(mask)
+    on_host = mask.device.type == "cpu" and not torch.compiler.is_compiling()
     if axis is None:
+        if on_host:
+            return torch.tensor(np.count_nonzero(mask.numpy()), dtype=torch.int64)
         return torch.count_nonzero(mask)
-    if mask.device.type == "cpu" and not torch.compiler.is_compiling():
+    if on_host and mask.dtype == torch.bool:
         counts = np.add.reduce(mask.numpy().view(np.uint8), axis=axis, dtype=np.int32)
         return torch.from_numpy(np.asarray(counts))
     return torch.sum(mask, dim=axis, dtype=torch.int32)
