@@ -421,8 +421,8 @@ def _set_column(out, m, value):
     return ops.where(ops.expand_dims(columns == m, 0), ops.expand_dims(ops.cast(value, out.dtype), 1), out)
 
 
-# The counts sum boolean masks by `count_true`: XLA fuses the cast into the sum, and
-# PyTorch sums into int32 rather than copying the mask to int64 first.
+# The counts sum boolean masks by `count_true`: on eager PyTorch without a widened copy
+# of each mask.
 
 
 def _closest_beyond(m, out, values, negative_mask, thresholds):
@@ -466,9 +466,9 @@ def _shares(step, width, block, stopped, negative_mask, *arrays, query=()):
     """`[B, R]`: a hand-written gradient, the sum over the query columns `m < width` of
     `step(m, total, values, negative_mask, *arrays)`'s shares, comparing the distances
     (`stopped`, gradients stopped) and the mask again; by blocks of `block` rows (each
-    block writes its rows of the gradient) unless `block` is None. `query`: `(columns, upstream)` (`[B, M]` each), the
-    query distances' gradient, which the sum (each block's) starts from, or `()`
-    (`DirectNegatives._differentiable`)."""
+    block writes its rows of the gradient) unless `block` is None. `query`: `(columns,
+    upstream)` (`[B, M]` each), the query distances' gradient, which the sum (each
+    block's) starts from, or `()` (`DirectNegatives._differentiable`)."""
     if block is None:
         if query:
             columns, upstream = query
