@@ -58,6 +58,8 @@ Both row-primitive modules export:
 * `count_true(mask, axis=None)`: the number of True entries of a boolean array, a
   scalar integer, or per slice along `axis` (on PyTorch without the int64 copy of a
   summed bool array);
+* `add_where(total, mask, values)`: `total + where(mask, values, 0)`, on PyTorch added
+  into `total` in place where autograd does not track it (a backward pass's accumulator);
 * `scatter_rows(values, index, width)`: the `[B, width]` array holding `values[a, j]` at
   column `index[a, j]` (distinct per row), 0 elsewhere: the inverse of a compaction;
 * `margin_cross_entropy(logits, labels, target)`: `[B]` `−log softmax(ℓ')[i, labels[i]]`,
@@ -119,6 +121,7 @@ if keras.backend.backend() == "torch":
         BROADCAST_ENTRIES,
         FUSES_ELEMENTWISE_STEPS,
         INDEX_DTYPE,
+        add_where,
         argsort_rows,
         compact_columns,
         compact_rows,
@@ -140,6 +143,7 @@ else:
         BROADCAST_ENTRIES,
         FUSES_ELEMENTWISE_STEPS,
         INDEX_DTYPE,
+        add_where,
         argsort_rows,
         compact_columns,
         compact_rows,
@@ -194,6 +198,7 @@ __all__ = [
     "INDEX_DTYPE",
     "SWITCH_BAND_SEARCHES",
     "SWITCH_MIN_ENTRIES",
+    "add_where",
     "argsort_rows",
     "compiled_mining",
     "compact_columns",

@@ -78,6 +78,10 @@ def search_rows(sorted_rows, thresholds, inclusive, limit=None):
     return None
 
 
+def add_where(total, mask, values):
+    return total + ops.where(mask, values, 0.0)
+
+
 def count_true(mask, axis=None):
     if axis is None:
         return ops.count_nonzero(mask)

@@ -222,6 +222,15 @@ def compact_rows(mask):
     return torch.nonzero(mask).squeeze(1)
 
 
+def add_where(total, mask, values):
+    """`total + where(mask, values, 0)`, added into `total` in place when autograd does
+    not track it (a hand-written backward pass's accumulator, which its caller owns):
+    a fresh `[B, R]` sum per column costs its page faults on the CPU."""
+    if total.requires_grad:
+        return total + torch.where(mask, values, 0.0)
+    return total.add_(torch.where(mask, values, 0.0))
+
+
 def count_true(mask, axis=None):
     """The number of True entries of a boolean array (a 0-d int64 tensor), or of each
     slice along `axis` (int32: a row's count fits).

@@ -36,6 +36,7 @@ from keras_triplet._backend import (
     BROADCAST_ENTRIES,
     FUSES_ELEMENTWISE_STEPS,
     INDEX_DTYPE,
+    add_where,
     compact_columns,
     count_true,
     fori_loop,
@@ -447,7 +448,7 @@ def _ties(m, out, values, negative_mask, targets):
 
 def _share(m, total, values, negative_mask, targets, weights):
     tied = ops.logical_and(negative_mask, values == _column(targets, m))
-    return total + ops.where(tied, _column(weights, m), 0.0)
+    return add_where(total, tied, _column(weights, m))
 
 
 def _by_row_blocks(answer, outputs, block, stopped, negative_mask, *arrays):
@@ -534,7 +535,7 @@ def _band_steps(inclusive, bounded):
         return count, _set_column(total, m, ops.sum(ops.where(mask, values, 0.0), axis=1))
 
     def share(m, result, values, negative_mask, stop, start, weights):
-        return result + ops.where(inside(m, values, negative_mask, stop, start), _column(weights, m), 0.0)
+        return add_where(result, inside(m, values, negative_mask, stop, start), _column(weights, m))
 
     def by_autodiff(distances, total, stopped, negative_mask, stop, start):
         zeros = [
