@@ -1,5 +1,6 @@
 """`with_negatives`: which search of the negatives a batch gets, decided once per step."""
 
+import functools
 import math
 
 from keras import ops
@@ -107,8 +108,9 @@ def with_negatives(
 
     op_by_op = not (FUSES_ELEMENTWISE_STEPS if fused is None else fused)
 
-    def direct_search(width):
-        return fn(DirectNegatives(distances, negative_mask, positive_mask, width, broadcast=op_by_op))
+    def direct_search(width, visited=None):
+        search = DirectNegatives(distances, negative_mask, positive_mask, width, op_by_op, visited)
+        return fn(search)
 
     rows, width = distances.shape[0], distances.shape[1]
     if width == 0 or search == "sorted":
@@ -129,9 +131,10 @@ def with_negatives(
         if out is not None:
             return out
     choice = sorted_search
-    # From the widest tier in: each `ops.cond` tries a narrower width before the last.
+    # From the widest tier in: each `ops.cond` tries a narrower width before the last;
+    # its column loops stop at `most`, the columns beyond holding no positive.
     for tier in reversed(tiers):
-        choice = _tier(most <= tier, tier, direct_search, choice)
+        choice = _tier(most <= tier, tier, functools.partial(direct_search, visited=most), choice)
     return choice()
 
 
@@ -182,7 +185,9 @@ def _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op):
         return fn(search)
 
     def direct(width):
-        return lambda d: counted(DirectNegatives(d, negative_mask, positive_mask, width, broadcast=op_by_op))
+        return lambda d: counted(
+            DirectNegatives(d, negative_mask, positive_mask, width, op_by_op, visited=most)
+        )
 
     branches = [direct(width) for width in tiers]
     branches.append(lambda d: counted(BlockedSortedNegatives(d, negative_mask, positive_mask)))
