@@ -1,6 +1,5 @@
 """`with_negatives`: which search of the negatives a batch gets, decided once per step."""
 
-import functools
 import math
 
 from keras import ops
@@ -108,9 +107,8 @@ def with_negatives(
 
     op_by_op = not (FUSES_ELEMENTWISE_STEPS if fused is None else fused)
 
-    def direct_search(width, visited=None):
-        search = DirectNegatives(distances, negative_mask, positive_mask, width, op_by_op, visited)
-        return fn(search)
+    def direct_search(width):
+        return fn(DirectNegatives(distances, negative_mask, positive_mask, width, broadcast=op_by_op))
 
     rows, width = distances.shape[0], distances.shape[1]
     if width == 0 or search == "sorted":
@@ -131,10 +129,9 @@ def with_negatives(
         if out is not None:
             return out
     choice = sorted_search
-    # From the widest tier in: each `ops.cond` tries a narrower width before the last;
-    # its column loops stop at `most`, the columns beyond holding no positive.
+    # From the widest tier in: each `ops.cond` tries a narrower width before the last.
     for tier in reversed(tiers):
-        choice = _tier(most <= tier, tier, functools.partial(direct_search, visited=most), choice)
+        choice = _tier(most <= tier, tier, direct_search, choice)
     return choice()
 
 
@@ -185,9 +182,7 @@ def _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op):
         return fn(search)
 
     def direct(width):
-        return lambda d: counted(
-            DirectNegatives(d, negative_mask, positive_mask, width, op_by_op, visited=most)
-        )
+        return lambda d: counted(DirectNegatives(d, negative_mask, positive_mask, width, broadcast=op_by_op))
 
     branches = [direct(width) for width in tiers]
     branches.append(lambda d: counted(BlockedSortedNegatives(d, negative_mask, positive_mask)))

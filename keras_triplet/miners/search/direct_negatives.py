@@ -63,9 +63,6 @@ class DirectNegatives(AnchorNegatives):
             the shapes are static and `B·M·R ≤ BROADCAST_ENTRIES`; the loop otherwise.
             For steps that run op by op: the same comparisons, so the same selections
             (sums up to float rounding), with counts as float32 (exact below 2^24).
-        visited: in a compiled step, a scalar integer tensor, at least every anchor's
-            number of positives and at most `width`, where the column loops stop (the
-            columns beyond hold no positive); None: at `width`.
 
     Builds on `AnchorNegatives`. The positives are compacted to `[B, M]` with one `top_k`
     of the mask; each question compares the thresholds of one column `m` at a time with
@@ -101,14 +98,11 @@ class DirectNegatives(AnchorNegatives):
         # every hand-written gradient runs by blocks of rows (`_answer`, `_shares`), so
         # that the search holds no `[B, R]` array of its own, only blocks.
         self._block = block_rows(distances) if not at_once and blocked(distances) else None
-        # A compiled step's column loops may stop at `visited` (a scalar tensor, at least
+        # By blocks, the column loops may stop at `visited` (a scalar tensor, at least
         # every row's number of positives: the positive columns come first) rather than
-        # at `width`: a P×K batch's K − 1 columns of a wider tier, and one search for
-        # every width up to its own (`choice._switch`'s backward pass by blocks). The
-        # columns it skips hold no positive. (A graph with a dynamic batch size loops in
-        # Python, over `width`.)
-        dynamic = distances.shape[0] is None
-        self._visited = width if visited is None or dynamic or at_once else visited
+        # at `width`: one search then serves every width up to its own
+        # (`choice._switch`'s backward pass). The columns it skips hold no positive.
+        self._visited = width if visited is None or self._block is None else visited
         # At once: the negatives as `[B, 1, R]` (non-negatives at +inf: never below a
         # finite threshold, never the closest), to compare with `[B, M, 1]` thresholds.
         # The column loops compare the distances and AND the mask instead: no `[B, R]`
@@ -184,24 +178,16 @@ class DirectNegatives(AnchorNegatives):
 
             # The band sums' gradient: the band masks again, not kept from the forward
             # pass (O(B·R) memory for any M).
-            def gradient(upstream, stopped, negative_mask, stop, start, *bound, query=()):
-                columns = bound[0] if bound else visited
+            def gradient(upstream, stopped, negative_mask, stop, start, query=()):
                 return _shares(
-                    share, columns, block, stopped, negative_mask, stop, start, upstream, query=query
+                    share, visited, block, stopped, negative_mask, stop, start, upstream, query=query
                 )
 
-            arrays = self._backward_arrays() + (stop, start) + self._bound()
+            arrays = self._backward_arrays() + (stop, start)
             total = self._differentiable(gradient, by_autodiff, total, arrays)
         if start_offset is None:  # the same count as `count_within`'s: share it
             self._counts.setdefault((float(stop_offset), bool(stop_inclusive)), count)
         return count, total
-
-    def _bound(self):
-        """`(visited,)` where the column loops stop at a tensor, else `()`: passed to a
-        hand-written backward pass as an argument (JAX's custom gradients cannot close
-        over a tensor of the function being traced), made here as `_backward_arrays`
-        are (TensorFlow's `tf.cond` branches)."""
-        return () if isinstance(self._visited, int) else (ops.stop_gradient(self._visited),)
 
     def _backward_arrays(self):
         """`(distances, negative_mask)` with gradients stopped, which a hand-written
@@ -241,13 +227,12 @@ class DirectNegatives(AnchorNegatives):
         # shared on ties (±inf, no such negative, reads as 0 without gradient): the
         # backward pass compares again, one `[B, R]` pass per column, where autodiff of
         # a masked minimum would keep a `[B, R]` mask per column.
-        def gradient(upstream, stopped, negative_mask, closest, ties, *bound, query=()):
+        def gradient(upstream, stopped, negative_mask, closest, ties, query=()):
             weights = upstream / ops.maximum(ties, 1.0)
-            columns = bound[0] if bound else visited
-            return _shares(_share, columns, block, stopped, negative_mask, closest, weights, query=query)
+            return _shares(_share, visited, block, stopped, negative_mask, closest, weights, query=query)
 
         value = ops.where(ops.abs(closest) < _INF, closest, 0.0)
-        arrays = self._backward_arrays() + (closest, ties) + self._bound()
+        arrays = self._backward_arrays() + (closest, ties)
         return self._differentiable(gradient, _picked_by_autodiff, value, arrays), found
 
     def _differentiable(self, gradient, by_autodiff, value, arrays):
