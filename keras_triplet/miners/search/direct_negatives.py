@@ -64,9 +64,10 @@ class DirectNegatives(AnchorNegatives):
             For steps that run op by op: the same comparisons, so the same selections
             (sums up to float rounding), with counts as float32 (exact below 2^24).
 
-    Builds on `AnchorNegatives`. The positives are compacted to `[B, M]` with one `top_k`
-    of the mask; each question compares the thresholds of one column `m` at a time with
-    the `[B, R]` negative distances (a loop over M). Distances are read with gradients
+    Builds on `AnchorNegatives`. The positives are compacted to `[B, M]` (eager PyTorch:
+    `compact_columns`; otherwise one `top_k` of the mask); each question compares the
+    thresholds of one column `m` at a time with the `[B, R]` distances, masked to the
+    negatives in the same pass (a loop over M). Distances are read with gradients
     stopped, except those returned: a band's sum and the chosen negatives.
 
     Example:
@@ -85,7 +86,8 @@ class DirectNegatives(AnchorNegatives):
     def __init__(self, distances, negative_mask, positive_mask, width, broadcast=False, visited=None):
         super().__init__(distances, negative_mask, positive_mask)
         # Eager PyTorch lists each row's positive columns from the mask itself; elsewhere
-        # (or when its rows hold more than `width`), a top_k of the 0/1 mask puts them first.
+        # (or where `compact_columns` declines, or lists another width), a top_k of the
+        # 0/1 mask puts them first.
         columns = compact_columns(positive_mask)
         if columns is not None and columns.shape[1] == width:
             self._compact(ops.cast(columns, INDEX_DTYPE))
