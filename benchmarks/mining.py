@@ -30,8 +30,13 @@ are medians of the process's CPU time (`time.process_time`, all threads), which 
 jobs on a shared machine inflate far less than the wall-clock time (`--clock wall` for
 that).
 
-Divide by the time of a training step of your network (BENCHMARKS.md has the small
-CNN's) to get the mining overhead without the run-to-run noise of whole `fit` runs.
+The last column times the harness alone (`call_alone`: the same compiled call and
+gradient, of a loss with no distance matrix), which a training step pays once whatever
+its loss. Subtract it, then divide by the time of a training step of your network
+(BENCHMARKS.md has the small CNN's; `--step-ms` does both) to get the mining overhead
+without the run-to-run noise of whole `fit` runs. With `OMP_NUM_THREADS` set, PyTorch
+and TensorFlow's op pools (XLA's CPU kernels on TensorFlow) get that many threads, as
+`benchmarks/training.py --threads` gives the whole step.
 
     KERAS_BACKEND=jax python benchmarks/mining.py
     KERAS_BACKEND=tensorflow python benchmarks/mining.py --jit-compile false
@@ -47,6 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
 
 from keras_triplet import losses  # noqa: E402
 from keras_triplet.models.step import loss_and_statistics, mined_loss_and_statistics  # noqa: E402
@@ -70,6 +76,14 @@ def mining_step(loss_fn, search, statistics=True, fused=True, compile_mining=Tru
         return loss_and_statistics(loss_fn, y, distances, search=search, statistics=statistics, fused=fused)
 
     return step
+
+
+def call_alone(x, y):
+    """A step without mining: a loss of the embeddings alone (their mean square), called
+    and differentiated as the mining steps are. Its time is the harness's own (calling a
+    compiled function, reading its outputs back), which a training step pays once
+    whatever its loss: the mining part of a step is a row's time less this one."""
+    return ops.mean(ops.square(x)), {}
 
 
 def runner(step, x, y, jit_compile):
@@ -160,6 +174,14 @@ def main():
 
         # As many threads as the other backends get (the default may ignore the variable).
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    elif backend == "tensorflow" and os.environ.get("OMP_NUM_THREADS"):
+        import tensorflow as tf
+
+        # TensorFlow's op pools (XLA's CPU kernels run in the intra-op one) ignore the
+        # variable: as `benchmarks/training.py --threads N` sets them for the whole step.
+        threads = int(os.environ["OMP_NUM_THREADS"])
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
     b = args.classes_per_batch * args.samples_per_class
     rng = np.random.default_rng(0)
     x = rng.normal(size=(b, args.dim)).astype("float32")
@@ -176,12 +198,14 @@ def main():
     )
     print(f"{args.clock} time, ms")
     print()
-    overhead = "" if args.step_ms is None else f" overhead of {args.step_ms:g} ms: with / without |"
+    overhead = (
+        "" if args.step_ms is None else f" overhead of {args.step_ms:g} ms, net of the call: with / without |"
+    )
     print(
         "| backend | miner | direct (ms) | sorted (ms) | own choice, with statistics | without "
-        f"| statistics | with statistics, fused=True (loop) | fused=False (at once) |{overhead}"
+        f"| statistics | with statistics, fused=True (loop) | fused=False (at once) | call alone |{overhead}"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if overhead else ""))
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if overhead else ""))
     # What `TripletModel` passes: whether XLA compiles the step.
     fused = backend == "jax" or (backend == "tensorflow" and jit_compile)
     kinds = {
@@ -203,16 +227,16 @@ def main():
             )
             for name, (search, statistics, by_xla) in kinds.items()
         }
+        runs["call"] = runner(call_alone, x, y, jit_compile)
         row = measure(runs, args.repeats, clock)
         line = (
             f"| {backend} ({compiled}) | {miner} | {row['direct']:.1f} | {row['sorted']:.1f} "
             f"| {row['with']:.1f} | {row['without']:.1f} | {row['with'] - row['without']:+.1f} "
-            f"| {row['loop']:.1f} | {row['at once']:.1f} |"
+            f"| {row['loop']:.1f} | {row['at once']:.1f} | {row['call']:.2f} |"
         )
         if args.step_ms is not None:
-            line += (
-                f" {100 * row['with'] / args.step_ms:.1f} % / {100 * row['without'] / args.step_ms:.1f} % |"
-            )
+            with_, without = (100 * (row[k] - row["call"]) / args.step_ms for k in ("with", "without"))
+            line += f" {with_:.1f} % / {without:.1f} % |"
         print(line, flush=True)
 
 

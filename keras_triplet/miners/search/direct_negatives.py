@@ -9,19 +9,17 @@ masked count and sum (batch-all, the statistics). M passes over `[B, R]` arrays 
 loop: no `[B, M, R]` array and no per-column copies, so memory stays O(B·R) for any M
 and B, on every backend (eager PyTorch, where each elementwise step is a new array, runs
 each pass on blocks of rows: `_column_loop`). Where XLA compiles the step, the backward
-passes' M columns are unrolled into one fused pass over `[B, R]`, and a small matrix
-(`B·M·R` up to `FUSED_BROADCAST_ENTRIES`: B = 256 at M = 16) asks each question of all M
-columns in one `[B, M, R]` pass instead of the loop. A compiled step over a static
-matrix beyond one block of rows (`blocked_negatives.blocked`: B > 1448) asks every
-question, and writes every hand-written gradient, in a loop over blocks of rows whose
-body loops over the M columns (`_by_row_blocks`): the search then holds no `[B, R]`
-array of its own (the accumulators of its backward passes), only `[b, R]` blocks, and
-the answer's backward pass writes the query distances' gradient too (`_differentiable`:
-one `[B, R]` gradient array, not two added together; unblocked as well from B = 512).
-Comparisons are made with gradients stopped (selections are piecewise constant in the
-distances); the selected distances get their gradient from hand-written backward passes
-(`keras.ops.custom_gradient`) that compare again instead of keeping masks. `choice.py`
-caps M.
+passes' M columns are unrolled into one fused pass over `[B, R]`. A compiled step over a
+static matrix beyond one block of rows (`blocked_negatives.blocked`: B > 1448) asks
+every question, and writes every hand-written gradient, in a loop over blocks of rows
+whose body loops over the M columns (`_by_row_blocks`): the search then holds no `[B,
+R]` array of its own (the accumulators of its backward passes), only `[b, R]` blocks,
+and the answer's backward pass writes the query distances' gradient too
+(`_differentiable`: one `[B, R]` gradient array, not two added together; unblocked as
+well from B = 512). Comparisons are made with gradients stopped (selections are
+piecewise constant in the distances); the selected distances get their gradient from
+hand-written backward passes (`keras.ops.custom_gradient`) that compare again instead of
+keeping masks. `choice.py` caps M.
 
 Steps that run op by op (eager PyTorch, TensorFlow graphs without XLA) pay for the loop's
 M passes of a few small operations each, one dispatched at a time. For them, and for
@@ -70,9 +68,8 @@ class DirectNegatives(AnchorNegatives):
     Builds on `AnchorNegatives`. The positives are compacted to `[B, M]` (eager PyTorch:
     `compact_columns`; otherwise one `top_k` of the mask); each question compares the
     thresholds of one column `m` at a time with the `[B, R]` distances, masked to the
-    negatives in the same pass (a loop over M; all M columns in one pass where XLA
-    compiles a small matrix's step). Distances are read with gradients stopped, except
-    those returned: a band's sum and the chosen negatives.
+    negatives in the same pass (a loop over M). Distances are read with gradients
+    stopped, except those returned: a band's sum and the chosen negatives.
 
     Example:
 
@@ -109,15 +106,6 @@ class DirectNegatives(AnchorNegatives):
         # at `width`: one search then serves every width up to its own
         # (`choice._switch`'s backward pass). The columns it skips hold no positive.
         self._visited = width if visited is None or self._block is None else visited
-        # Where steps fuse (XLA), a small matrix's questions compare all M columns in one
-        # pass (`[B, M, R]` masked reductions, up to `FUSED_BROADCAST_ENTRIES`): a loop's
-        # M passes each write their masked `[B, R]` array out before reducing it.
-        self._in_one_pass = (
-            FUSES_ELEMENTWISE_STEPS
-            and not at_once
-            and self._block is None
-            and broadcasts(distances.shape, width, limit=FUSED_BROADCAST_ENTRIES)
-        )
         # The backward passes add each column's shares to the gradient, elementwise (no
         # reduction): where steps fuse, the M columns are unrolled into one fused pass
         # over `[B, R]` instead of a loop of M passes, at the full width (the columns past
@@ -159,24 +147,17 @@ class DirectNegatives(AnchorNegatives):
             return answer(stopped, self.negative_mask, *arrays)
         return _by_row_blocks(answer, outputs, self._block, stopped, self.negative_mask, *arrays)
 
-    def _over_columns(self, step, init, values, negative_mask, *arrays):
-        """`step` over the query columns: a loop (`_column_loop`), or every column at
-        once (`m` None: `values` and `negative_mask` as `[B, 1, R]`, the `[B, M]` arrays
-        compared as `[B, M, 1]`) where `_in_one_pass`."""
-        if self._in_one_pass:
-            return step(None, init, ops.expand_dims(values, 1), ops.expand_dims(negative_mask, 1), *arrays)
-        return _column_loop(step, self._visited, init, values, negative_mask, *arrays)
-
     def _count_below(self, thresholds, inclusive):
         if self._across is not None:
             top = ops.expand_dims(thresholds, 2)
             return ops.sum(_at_most(self._across, top) if inclusive else _below(self._across, top), axis=2)
         step = _count_at_most if inclusive else _count_below
         width = self._width
+        visited = self._visited
 
         def answer(values, negative_mask, thresholds):
             init = ops.zeros(ops.shape(thresholds), INDEX_DTYPE)
-            return (self._over_columns(step, init, values, negative_mask, thresholds),)
+            return (_column_loop(step, visited, init, values, negative_mask, thresholds),)
 
         return self._answer(answer, [(width, INDEX_DTYPE)], thresholds)[0]
 
@@ -194,11 +175,11 @@ class DirectNegatives(AnchorNegatives):
         else:
             start = ops.full(ops.shape(stop), -_INF) if start_offset is None else self._shifted(start_offset)
             count_and_sum, share, by_autodiff = _BAND_STEPS[bool(stop_inclusive), start_offset is not None]
-            width, block, shared = self._width, self._block, self._shared
+            width, block, visited, shared = self._width, self._block, self._visited, self._shared
 
             def answer(values, negative_mask, stop, start):
                 init = (ops.zeros(ops.shape(stop), INDEX_DTYPE), ops.zeros(ops.shape(stop), values.dtype))
-                return self._over_columns(count_and_sum, init, values, negative_mask, stop, start)
+                return _column_loop(count_and_sum, visited, init, values, negative_mask, stop, start)
 
             outputs = [(width, INDEX_DTYPE), (width, self.distances.dtype)]
             count, total = self._answer(answer, outputs, stop, start)
@@ -233,18 +214,18 @@ class DirectNegatives(AnchorNegatives):
         their gradient. On an exact tie the gradient is shared among the tied negatives."""
         if self._across is not None:
             return self._closest_beyond_at_once(or_farthest)
-        width, block, shared = self._width, self._block, self._shared
+        width, block, visited, shared = self._width, self._block, self._visited, self._shared
 
         def answer(values, negative_mask, thresholds):
             init = ops.zeros(ops.shape(thresholds), values.dtype)
-            closest = self._over_columns(_closest_beyond, init, values, negative_mask, thresholds)
+            closest = _column_loop(_closest_beyond, visited, init, values, negative_mask, thresholds)
             found = closest < _INF
             if or_farthest:
                 farthest = ops.max(ops.where(negative_mask, values, -_INF), axis=1)
                 closest = ops.where(found, closest, ops.expand_dims(farthest, 1))
             # How many negatives equal each pick: its gradient is shared among them.
             none = ops.zeros(ops.shape(closest), closest.dtype)
-            return closest, found, self._over_columns(_ties, none, values, negative_mask, closest)
+            return closest, found, _column_loop(_ties, visited, none, values, negative_mask, closest)
 
         dtype = self.distances.dtype
         outputs = [(width, dtype), (width, "bool"), (width, dtype)]
@@ -332,16 +313,15 @@ class DirectNegatives(AnchorNegatives):
 _BIG = 3.4028234663852886e38
 
 
-def broadcasts(shape, width, broadcast=True, limit=None):
+def broadcasts(shape, width, broadcast=True):
     """Whether a search of a `shape` (`[B, R]`) matrix at `width` compares its columns
-    at once: asked for, static shapes, and at most `limit` entries (default
-    `BROADCAST_ENTRIES`)."""
+    at once: asked for, static shapes, and at most `BROADCAST_ENTRIES` entries."""
     rows, references = shape
     return (
         bool(broadcast)
         and rows is not None
         and references is not None
-        and rows * width * references <= (BROADCAST_ENTRIES if limit is None else limit)
+        and rows * width * references <= BROADCAST_ENTRIES
     )
 
 
@@ -374,11 +354,6 @@ _INF = float("inf")
 # B = 1024 the gather's gradient added apart cost a sixth of the loss (40 against 34 ms);
 # at B = 256, in a training step's `cond`s, the packed gradient cost 0.5 ms more.
 PACKED_QUERY_ENTRIES = 2**18
-# The largest `[B, M, R]` a search compares in one pass where steps fuse (XLA): 4 MB of
-# float32, B = 256 at M = 16. Measured on XLA's CPU (BENCHMARKS.md), one pass is about
-# twice as fast as the loop over M at that size; from B = 512 at M = 16 the loop is the
-# faster (its `[B, R]` array stays in the caches, a `[B, M, R]` one does not).
-FUSED_BROADCAST_ENTRIES = 2**20
 # Entries of a row block on eager PyTorch (`_column_loop`): 8 MB per float32 step, below
 # glibc's threshold for returning memory to the system, so blocks reuse their buffers.
 BLOCK_ENTRIES = 2**21
@@ -387,9 +362,9 @@ BLOCK_ENTRIES = 2**21
 # The questions visit the columns by a loop (`ops.fori_loop`), not unrolled: XLA's CPU
 # reductions read a materialised `[B, R]` input, so unrolled columns would each hold one
 # (64 MB at B = 4096); a loop holds one column's at a time. The backward passes have no
-# reduction, only elementwise adds, which XLA fuses into one pass when unrolled. The loop bodies are module-level
-# functions that get every array through the loop state (as in `sorted_negatives.py`:
-# eager JAX then reuses one compiled loop).
+# reduction, only elementwise adds, which XLA fuses into one pass when unrolled. The loop
+# bodies are module-level functions that get every array through the loop state (as in
+# `sorted_negatives.py`: eager JAX then reuses one compiled loop).
 
 
 def _column_loop(step, width, init, *arrays, unrolled=False):
@@ -449,18 +424,11 @@ def _body(step):
 
 
 def _column(x, m):
-    """Column `m` of `[B, M]` as `[B, 1]` (`m` a loop index: a tensor in compiled loops),
-    or every column as `[B, M, 1]` (`m` None: `DirectNegatives._over_columns`)."""
-    if m is None:
-        return ops.expand_dims(x, 2)
+    """Column `m` of `[B, M]` as `[B, 1]` (`m` a loop index: a tensor in compiled loops)."""
     return ops.expand_dims(ops.take(x, m, axis=1), 1)
 
 
 def _set_column(out, m, value):
-    """`out` (`[B, M]`) with column `m` set to `value` (`[B]`), or `value` (`[B, M]`) in
-    its place (`m` None)."""
-    if m is None:
-        return ops.cast(value, out.dtype)
     columns = ops.arange(out.shape[1])
     return ops.where(ops.expand_dims(columns == m, 0), ops.expand_dims(ops.cast(value, out.dtype), 1), out)
 
@@ -471,22 +439,22 @@ def _set_column(out, m, value):
 
 def _closest_beyond(m, out, values, negative_mask, thresholds):
     beyond = ops.where(ops.logical_and(negative_mask, values > _column(thresholds, m)), values, _INF)
-    return _set_column(out, m, ops.min(beyond, axis=-1))
+    return _set_column(out, m, ops.min(beyond, axis=1))
 
 
 def _count_below(m, out, values, negative_mask, thresholds):
     below = ops.logical_and(negative_mask, values < _column(thresholds, m))
-    return _set_column(out, m, count_true(below, axis=-1))
+    return _set_column(out, m, count_true(below, axis=1))
 
 
 def _count_at_most(m, out, values, negative_mask, thresholds):
     at_most = ops.logical_and(negative_mask, values <= _column(thresholds, m))
-    return _set_column(out, m, count_true(at_most, axis=-1))
+    return _set_column(out, m, count_true(at_most, axis=1))
 
 
 def _ties(m, out, values, negative_mask, targets):
     tied = ops.logical_and(negative_mask, values == _column(targets, m))
-    return _set_column(out, m, count_true(tied, axis=-1))
+    return _set_column(out, m, count_true(tied, axis=1))
 
 
 def _share(m, total, values, negative_mask, targets, weights):
@@ -577,8 +545,8 @@ def _band_steps(inclusive, bounded):
     def count_and_sum(m, carry, values, negative_mask, stop, start):
         count, total = carry
         mask = inside(m, values, negative_mask, stop, start)
-        count = _set_column(count, m, count_true(mask, axis=-1))
-        return count, _set_column(total, m, ops.sum(ops.where(mask, values, 0.0), axis=-1))
+        count = _set_column(count, m, count_true(mask, axis=1))
+        return count, _set_column(total, m, ops.sum(ops.where(mask, values, 0.0), axis=1))
 
     def share(m, result, values, negative_mask, stop, start, weights):
         return add_where(result, inside(m, values, negative_mask, stop, start), _column(weights, m))
