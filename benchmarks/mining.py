@@ -180,8 +180,11 @@ def main():
         # TensorFlow's op pools (XLA's CPU kernels run in the intra-op one) ignore the
         # variable: as `benchmarks/training.py --threads N` sets them for the whole step.
         threads = int(os.environ["OMP_NUM_THREADS"])
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # TensorFlow already ran (a test's process): its pools stay
+            pass
     b = args.classes_per_batch * args.samples_per_class
     rng = np.random.default_rng(0)
     x = rng.normal(size=(b, args.dim)).astype("float32")

@@ -30,7 +30,7 @@ def test_mining_benchmark_smoke(capsys, monkeypatch):
         capsys, monkeypatch,
     )  # fmt: skip
     rows = [line for line in out.splitlines() if line.startswith(f"| {BACKEND} (")]
-    assert len(rows) == 1 and rows[0].count("|") == 11 and " % / " in rows[0], out
+    assert len(rows) == 1 and rows[0].count("|") == 12 and " % / " in rows[0], out
 
 
 def test_training_benchmark_smoke(capsys, monkeypatch):
