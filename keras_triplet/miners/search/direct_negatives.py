@@ -385,8 +385,9 @@ def _column_loop(step, width, init, *arrays, unrolled=False):
     if callable(init) and not (rows is not None and _blocked(rows, columns)):
         init = init(ops.shape(arrays[0])[0])
     if rows is None or unrolled:
-        # A TensorFlow graph with a dynamic batch size (a last, partial batch): XLA cannot
-        # compile the `tf.cond` gradient that would keep a `tf.while_loop`'s intermediates.
+        # Unrolled as asked, or in a TensorFlow graph with a dynamic batch size (a last,
+        # partial batch), where XLA cannot compile the `tf.cond` gradient that would keep a
+        # `tf.while_loop`'s intermediates.
         for m in range(width):
             init = step(m, init, *arrays)
         return init
