@@ -328,6 +328,33 @@ def test_statistics_step_test_is_python_where_the_step_runs_eagerly():
     assert model._statistics_this_step(False) is True  # evaluation: always
 
 
+def test_tracker_results_follow_every_change_of_their_state():
+    """The trackers' results are memoised between changes of their state on eager
+    PyTorch (Keras reads them after every step): any update, reset, assignment or scoped
+    state gives the new mean, and an unchanged state the same tensor."""
+    model = TripletModel(mlp(10, 8, hidden=16))
+    tracker = model._statistic_trackers[STATISTICS.index("active_fraction")]
+
+    def result():
+        return float(ops.convert_to_numpy(tracker.result()))
+
+    assert result() == 0.0
+    tracker.update_state(2.0)
+    first = tracker.result()
+    assert float(ops.convert_to_numpy(first)) == 2.0
+    if BACKEND == "torch":
+        assert tracker.result() is first  # unchanged: not computed again
+    tracker.update_state(4.0, sample_weight=3.0)
+    assert result() == 3.5
+    tracker.count.assign(1.0)
+    assert result() == 14.0
+    with keras.StatelessScope(state_mapping=[(tracker.total, ops.ones(())), (tracker.count, ops.ones(()))]):
+        assert result() == 1.0
+    assert result() == 14.0
+    tracker.reset_state()
+    assert result() == 0.0
+
+
 @pytest.mark.skipif(BACKEND == "torch", reason="jit_compile=True is for TensorFlow (XLA) and JAX")
 def test_jit_compile(small_batch):
     x, y = small_batch

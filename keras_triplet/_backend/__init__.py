@@ -55,6 +55,9 @@ Both row-primitive modules export:
   can read it without waiting for a device (eager PyTorch on CPU), else None (traced
   steps, accelerators): a training step then decides in Python what would otherwise be
   a few eager tensor operations (`TripletModel`'s every-N-th-step test of the statistics);
+* `memoized_result(metric, compute)`: `compute()`, a Keras metric's result; on PyTorch
+  computed again only after the metric's state changed (Keras reads every metric after
+  every eager step; the statistics' trackers change every N-th step);
 * `count_true(mask, axis=None)`: the number of True entries of a boolean array, a
   scalar integer, or per slice along `axis` (on PyTorch without the int64 copy of a
   summed bool array);
@@ -129,6 +132,7 @@ if keras.backend.backend() == "torch":
         fori_loop,
         host_value,
         margin_cross_entropy,
+        memoized_result,
         pick_sorted,
         scatter_rows,
         search_rows,
@@ -151,6 +155,7 @@ else:
         fori_loop,
         host_value,
         margin_cross_entropy,
+        memoized_result,
         pick_sorted,
         scatter_rows,
         search_rows,
@@ -208,6 +213,7 @@ __all__ = [
     "fori_loop",
     "host_value",
     "margin_cross_entropy",
+    "memoized_result",
     "pick_sorted",
     "search_rows",
     "self_euclidean",

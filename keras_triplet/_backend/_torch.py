@@ -28,6 +28,27 @@ def host_value(x):
     return value.item()
 
 
+def memoized_result(metric, compute):
+    """`compute()`, the result of the Keras metric `metric`, computed again only when the
+    metric's state has changed since the last call. Keras reads every metric's result
+    after every eager step, and a tracker updated every N-th step (the mining
+    statistics) would pay its few eager operations each time. A change is any in-place
+    write to a state tensor (`assign`, `update_state`, `reset_state`: PyTorch bumps the
+    tensor's `_version`) or another tensor in its place (a `StatelessScope`)."""
+    if torch.compiler.is_compiling():
+        return compute()
+    state = [getattr(v, "value", v) for v in metric.variables]
+    key = [(t, t._version) for t in state]
+    cached = metric.__dict__.get("_memoized_result")
+    if cached is not None and len(cached[0]) == len(key):
+        if all(a is b and u == v for (a, u), (b, v) in zip(cached[0], key)):
+            return cached[1]
+    result = compute()
+    # Past Keras' attribute tracking: a cache, not state to save or restore.
+    object.__setattr__(metric, "_memoized_result", (key, result))
+    return result
+
+
 def fori_loop(lower, upper, body, state):
     """`keras.ops.fori_loop` as a plain loop. Keras' version first flattens the state to
     look for symbolic tensors, and on PyTorch that flattening (torch's pytree) leaves a

@@ -24,6 +24,17 @@ from keras_triplet.models.step import RECALL_NAME, STATISTICS
 
 # `statistics_freq="auto"`: the statistics of every 10th training step.
 AUTO_STATISTICS_FREQ = 10
+
+
+class _TrackerMean(keras.metrics.Mean):
+    """`keras.metrics.Mean` whose result is computed once per change of its state where
+    the step runs eagerly (`_backend.memoized_result`): Keras reads every metric after
+    every step, and the statistics' trackers change only every N-th step."""
+
+    def result(self):
+        return _backend.memoized_result(self, super().result)
+
+
 _FIT_SIGNATURE = inspect.signature(keras.Model.fit)
 _EVALUATE_SIGNATURE = inspect.signature(keras.Model.evaluate)
 
@@ -174,8 +185,8 @@ class TripletModel(SimilarityMixin, keras.Model):
         self.memory = (
             memory_module.CrossBatchMemory(memory_size, name="cross_batch_memory") if memory_size else None
         )
-        self._statistic_trackers = [keras.metrics.Mean(name=n) for n in STATISTICS]
-        self._recall_tracker = keras.metrics.Mean(name=RECALL_NAME)
+        self._statistic_trackers = [_TrackerMean(name=n) for n in STATISTICS]
+        self._recall_tracker = _TrackerMean(name=RECALL_NAME)
         self._last_calls = []  # see `call`
         self._logs_recall = False  # see `compute_loss`
 
