@@ -458,3 +458,18 @@ def test_direct_blocks_only_without_broadcast():
 
 
 # --- M16f (end) ---
+
+
+@pytest.mark.parametrize("shape", [(1024, 1024), (1024, 1025)])
+def test_mask_counts_are_exact_on_both_sides_of_the_float32_limit(shape):
+    """Row counts of a mask: in float32 up to `FLOAT_COUNT_ENTRIES` entries on TensorFlow
+    and JAX, in int32 beyond (and on PyTorch): exact either way, compiled too."""
+    from keras import ops
+
+    from keras_triplet._backend import count_true
+
+    mask = np.random.default_rng(0).random(shape) < 0.5
+    for fn in (lambda m: count_true(m, 1), compiled(lambda m: count_true(m, 1))):
+        counts = to_numpy(fn(ops.convert_to_tensor(mask)))
+        assert np.issubdtype(counts.dtype, np.integer)
+        np.testing.assert_array_equal(counts, mask.sum(1))

@@ -1,5 +1,7 @@
 """Row primitives in `keras.ops` (TensorFlow, JAX, and any other backend)."""
 
+import math
+
 from keras import ops
 
 INDEX_DTYPE = "int32"
@@ -87,9 +89,27 @@ def add_where(total, mask, values):
     return total + ops.where(mask, values, 0.0)
 
 
+# Masks up to this many static entries are counted in float32 (B = 1024: faster); larger
+# ones, and the blocks of the searches that run by blocks, in int32 (B = 4096: float32
+# counts were slower and held more memory; BENCHMARKS.md).
+FLOAT_COUNT_ENTRIES = 2**20
+
+
+def _entries(x):
+    shape = x.shape
+    if any(not isinstance(n, int) for n in shape):
+        return None
+    return math.prod(shape)
+
+
 def count_true(mask, axis=None):
     if axis is None:
         return ops.count_nonzero(mask)
+    entries = _entries(mask)
+    if entries is not None and entries <= FLOAT_COUNT_ENTRIES:
+        # XLA's CPU kernels vectorise a float32 conversion and sum, not the int32 ones;
+        # float32 counts are exact below 2^24.
+        return ops.cast(ops.sum(ops.cast(mask, "float32"), axis=axis), "int32")
     return ops.sum(ops.cast(mask, "int32"), axis=axis)
 
 

@@ -14,7 +14,7 @@ from keras_triplet._backend import (
 from keras_triplet._validation import check_choice
 from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
 from keras_triplet.miners.search.blocked_negatives import BlockedSortedNegatives, blocked
-from keras_triplet.miners.search.direct_negatives import DirectNegatives, broadcasts
+from keras_triplet.miners.search.direct_negatives import DirectNegatives, broadcasts, positive_columns
 from keras_triplet.miners.search.sorted_negatives import SortedNegatives
 
 SEARCHES = ("auto", "direct", "sorted")
@@ -107,8 +107,10 @@ def with_negatives(
 
     op_by_op = not (FUSES_ELEMENTWISE_STEPS if fused is None else fused)
 
-    def direct_search(width):
-        return fn(DirectNegatives(distances, negative_mask, positive_mask, width, broadcast=op_by_op))
+    def direct_search(width, listed=None):
+        return fn(
+            DirectNegatives(distances, negative_mask, positive_mask, width, broadcast=op_by_op, listed=listed)
+        )
 
     rows, width = distances.shape[0], distances.shape[1]
     if width == 0 or search == "sorted":
@@ -124,14 +126,19 @@ def with_negatives(
             return sorted_search()
         return direct_search(m)
     tiers = sorted({min(w, cap) for w in DIRECT_WIDTHS})
+    # One sorted top_k lists the positive columns for every direct tier, outside the
+    # choice, where each tier's own would run again in its backward pass. Not where the
+    # searches run by blocks: there the mask's float32 copy for the top_k would be held
+    # beside the branches' `[B, R]` arrays (BENCHMARKS.md).
+    listed = None if blocked(distances) else positive_columns(distances, positive_mask, tiers[-1])
     if own_gradients and _switches(distances):
-        out = _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op)
+        out = _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op, listed)
         if out is not None:
             return out
     choice = sorted_search
     # From the widest tier in: each `ops.cond` tries a narrower width before the last.
     for tier in reversed(tiers):
-        choice = _tier(most <= tier, tier, direct_search, choice)
+        choice = _tier(most <= tier, tier, lambda width: direct_search(width, listed), choice)
     return choice()
 
 
@@ -163,7 +170,7 @@ def _switches(distances):
     return rows * columns >= SWITCH_MIN_ENTRIES
 
 
-def _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op):
+def _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op, listed=None):
     """`with_negatives`' compiled choice (the direct search at the narrowest of `tiers`
     that holds `most` positives, else the blocked sorted search) as one switch whose
     gradient is computed inside the chosen branch, or None where the backend has none.
@@ -182,7 +189,9 @@ def _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op):
         return fn(search)
 
     def direct(width):
-        return lambda d: counted(DirectNegatives(d, negative_mask, positive_mask, width, broadcast=op_by_op))
+        return lambda d: counted(
+            DirectNegatives(d, negative_mask, positive_mask, width, broadcast=op_by_op, listed=listed)
+        )
 
     branches = [direct(width) for width in tiers]
     branches.append(lambda d: counted(BlockedSortedNegatives(d, negative_mask, positive_mask)))

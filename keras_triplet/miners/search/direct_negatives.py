@@ -84,16 +84,21 @@ class DirectNegatives(AnchorNegatives):
     [1, 1, 2, 2]
     """
 
-    def __init__(self, distances, negative_mask, positive_mask, width, broadcast=False, visited=None):
+    def __init__(
+        self, distances, negative_mask, positive_mask, width, broadcast=False, visited=None, listed=None
+    ):
         super().__init__(distances, negative_mask, positive_mask)
         # Eager PyTorch lists each row's positive columns from the mask itself; elsewhere
         # (or where `compact_columns` declines, or lists another width), a top_k of the
-        # 0/1 mask puts them first.
-        columns = compact_columns(positive_mask)
-        if columns is not None and columns.shape[1] == width:
+        # 0/1 mask puts them first, unless the caller has listed them already (`listed`,
+        # from `positive_columns`, at least `width` wide: its first `width` are taken).
+        columns = compact_columns(positive_mask) if listed is None else None
+        if listed is not None:
+            self._compact(listed[0][:, :width], query_mask=listed[1][:, :width])
+        elif columns is not None and columns.shape[1] == width:
             self._compact(ops.cast(columns, INDEX_DTYPE))
         else:
-            self._compact_by_top_k(distances, positive_mask, width)
+            self._compact(*positive_columns(distances, positive_mask, width))
         self._width = width
         self._thresholds = ops.stop_gradient(self.query_distances)
         at_once = broadcasts(distances.shape, width, broadcast)
@@ -119,23 +124,6 @@ class DirectNegatives(AnchorNegatives):
         if at_once:
             self._negatives = _negatives_of(ops.stop_gradient(distances), negative_mask)
             self._across = ops.expand_dims(self._negatives, 1)
-
-    def _compact_by_top_k(self, distances, positive_mask, width):
-        """The query layout from the `width` top columns of the 0/1 positive mask: the
-        positive columns first (`width` ≥ each row's count)."""
-        scores = ops.cast(positive_mask, "float32")
-        references = distances.shape[1]
-        if references is None or references < width:
-            # A graph whose batch may be narrower than M (a last, partial batch): pad the
-            # mask with M non-positive columns so that top_k is always defined. Picks of
-            # padding are clamped to the last real column; the query mask, read from the
-            # padded mask, stays False for them.
-            scores = ops.concatenate([scores, ops.zeros((ops.shape(scores)[0], width), scores.dtype)], axis=1)
-        columns = ops.cast(ops.top_k(scores, width, sorted=False)[1], INDEX_DTYPE)
-        self._compact(
-            ops.minimum(columns, ops.cast(ops.shape(distances)[1] - 1, INDEX_DTYPE)),
-            query_mask=take_along_rows(scores, columns) > 0,
-        )
 
     def _answer(self, answer, outputs, *arrays):
         """`answer(values, negative_mask, *arrays)`: a tuple of `[B, M]` answers from the
@@ -567,3 +555,23 @@ _BAND_STEPS = {
     for inclusive in (False, True)
     for bounded in (False, True)
 }
+
+
+def positive_columns(distances, positive_mask, width):
+    """`(columns, query_mask)`, `[B, width]` each: each row's positive columns first (the
+    `width` top columns of the 0/1 mask, sorted, so that the first `M ≤ width` hold
+    every positive of a row that has at most `M`: one list serves every narrower direct
+    search), and whether each is a positive (`width` ≥ each row's count)."""
+    scores = ops.cast(positive_mask, "float32")
+    references = distances.shape[1]
+    if references is None or references < width:
+        # A graph whose batch may be narrower than M (a last, partial batch): pad the
+        # mask with M non-positive columns so that top_k is always defined. Picks of
+        # padding are clamped to the last real column; the query mask, read from the
+        # padded mask, stays False for them.
+        scores = ops.concatenate([scores, ops.zeros((ops.shape(scores)[0], width), scores.dtype)], axis=1)
+    columns = ops.cast(ops.top_k(scores, width, sorted=True)[1], INDEX_DTYPE)
+    return (
+        ops.minimum(columns, ops.cast(ops.shape(distances)[1] - 1, INDEX_DTYPE)),
+        take_along_rows(scores, columns) > 0,
+    )
