@@ -60,8 +60,9 @@ Both row-primitive modules export:
   every eager step; the statistics' trackers change every N-th step);
 * `count_true(mask, axis=None)`: the number of True entries of a boolean array, a
   scalar integer, or per slice along `axis` (on PyTorch without the int64 copy of a
-  summed bool array; in `_generic.py` summed in float32 up to `FLOAT_COUNT_ENTRIES`
-  static entries, where XLA's CPU kernels vectorise the float32 sum and not the int32 one);
+  summed bool array; in `_generic.py` summed in float32 for the static sizes of
+  `FLOAT_COUNT_ENTRIES`, where XLA's CPU kernels vectorise the float32 sum and not the
+  int32 one);
 * `add_where(total, mask, values)`: `total + where(mask, values, 0)`, on PyTorch added
   into `total` in place where autograd does not track it (a backward pass's accumulator);
 * `scatter_rows(values, index, width)`: the `[B, width]` array holding `values[a, j]` at

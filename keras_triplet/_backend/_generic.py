@@ -89,10 +89,11 @@ def add_where(total, mask, values):
     return total + ops.where(mask, values, 0.0)
 
 
-# Masks up to this many static entries are counted in float32 (B = 1024: faster); larger
-# ones, and the blocks of the searches that run by blocks, in int32 (B = 4096: float32
-# counts were slower and held more memory; BENCHMARKS.md).
-FLOAT_COUNT_ENTRIES = 2**20
+# Masks of this many static entries are counted in float32 (from B = 512 to 1024 at
+# R = B: faster); others in int32: smaller ones (B = 256: the statistics of a training step
+# took longer in float32) and larger ones, the blocks of the searches that run by blocks
+# included (B = 4096: float32 counts were slower and held more memory; BENCHMARKS.md).
+FLOAT_COUNT_ENTRIES = (2**18, 2**20)
 
 
 def _entries(x):
@@ -106,7 +107,7 @@ def count_true(mask, axis=None):
     if axis is None:
         return ops.count_nonzero(mask)
     entries = _entries(mask)
-    if entries is not None and entries <= FLOAT_COUNT_ENTRIES:
+    if entries is not None and FLOAT_COUNT_ENTRIES[0] <= entries <= FLOAT_COUNT_ENTRIES[1]:
         # XLA's CPU kernels vectorise a float32 conversion and sum, not the int32 ones;
         # float32 counts are exact below 2^24.
         return ops.cast(ops.sum(ops.cast(mask, "float32"), axis=axis), "int32")
