@@ -107,10 +107,8 @@ def with_negatives(
 
     op_by_op = not (FUSES_ELEMENTWISE_STEPS if fused is None else fused)
 
-    def direct_search(width, listed=None):
-        return fn(
-            DirectNegatives(distances, negative_mask, positive_mask, width, broadcast=op_by_op, listed=listed)
-        )
+    def direct_search(width):
+        return fn(DirectNegatives(distances, negative_mask, positive_mask, width, broadcast=op_by_op))
 
     rows, width = distances.shape[0], distances.shape[1]
     if width == 0 or search == "sorted":
@@ -126,19 +124,14 @@ def with_negatives(
             return sorted_search()
         return direct_search(m)
     tiers = sorted({min(w, cap) for w in DIRECT_WIDTHS})
-    # One sorted top_k lists the positive columns for every direct tier, outside the
-    # choice, where each tier's own would run again in its backward pass. Not where the
-    # searches run by blocks: there the mask's float32 copy for the top_k would be held
-    # beside the branches' `[B, R]` arrays (BENCHMARKS.md).
-    listed = None if blocked(distances) else positive_columns(distances, positive_mask, tiers[-1])
     if own_gradients and _switches(distances):
-        out = _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op, listed)
+        out = _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op)
         if out is not None:
             return out
     choice = sorted_search
     # From the widest tier in: each `ops.cond` tries a narrower width before the last.
     for tier in reversed(tiers):
-        choice = _tier(most <= tier, tier, lambda width: direct_search(width, listed), choice)
+        choice = _tier(most <= tier, tier, direct_search, choice)
     return choice()
 
 
@@ -170,7 +163,7 @@ def _switches(distances):
     return rows * columns >= SWITCH_MIN_ENTRIES
 
 
-def _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op, listed=None):
+def _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op):
     """`with_negatives`' compiled choice (the direct search at the narrowest of `tiers`
     that holds `most` positives, else the blocked sorted search) as one switch whose
     gradient is computed inside the chosen branch, or None where the backend has none.
@@ -187,6 +180,15 @@ def _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op, 
     def counted(search):
         search.count = count
         return fn(search)
+
+    # Below the sizes that run by blocks, one sorted top_k before the switch lists the
+    # positive columns for every direct branch (each takes the first of them): a
+    # branch's own would run again in the switch's backward pass. Not by blocks: there
+    # the mask's float32 copy for the top_k would be held beside the branches' `[B, R]`
+    # arrays (BENCHMARKS.md).
+    listed = None
+    if not blocked(distances):
+        listed = positive_columns(distances, positive_mask, tiers[-1], sorted=True)
 
     def direct(width):
         return lambda d: counted(

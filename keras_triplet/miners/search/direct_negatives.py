@@ -557,11 +557,11 @@ _BAND_STEPS = {
 }
 
 
-def positive_columns(distances, positive_mask, width):
+def positive_columns(distances, positive_mask, width, sorted=False):
     """`(columns, query_mask)`, `[B, width]` each: each row's positive columns first (the
-    `width` top columns of the 0/1 mask, sorted, so that the first `M ≤ width` hold
-    every positive of a row that has at most `M`: one list serves every narrower direct
-    search), and whether each is a positive (`width` ≥ each row's count)."""
+    `width` top columns of the 0/1 mask), and whether each is a positive (`width` ≥ each
+    row's count). `sorted=True`: the first `M ≤ width` columns hold every positive of a
+    row that has at most `M`, so that one list serves every narrower direct search."""
     scores = ops.cast(positive_mask, "float32")
     references = distances.shape[1]
     if references is None or references < width:
@@ -570,7 +570,7 @@ def positive_columns(distances, positive_mask, width):
         # padding are clamped to the last real column; the query mask, read from the
         # padded mask, stays False for them.
         scores = ops.concatenate([scores, ops.zeros((ops.shape(scores)[0], width), scores.dtype)], axis=1)
-    columns = ops.cast(ops.top_k(scores, width, sorted=True)[1], INDEX_DTYPE)
+    columns = ops.cast(ops.top_k(scores, width, sorted=sorted)[1], INDEX_DTYPE)
     return (
         ops.minimum(columns, ops.cast(ops.shape(distances)[1] - 1, INDEX_DTYPE)),
         take_along_rows(scores, columns) > 0,
