@@ -92,13 +92,14 @@ class DirectNegatives(AnchorNegatives):
         # (or where `compact_columns` declines, or lists another width), a top_k of the
         # 0/1 mask puts them first, unless the caller has listed them already (`listed`,
         # from `positive_columns`, at least `width` wide: its first `width` are taken).
-        columns = compact_columns(positive_mask) if listed is None else None
         if listed is not None:
             self._compact(listed[0][:, :width], query_mask=listed[1][:, :width])
-        elif columns is not None and columns.shape[1] == width:
-            self._compact(ops.cast(columns, INDEX_DTYPE))
         else:
-            self._compact(*positive_columns(distances, positive_mask, width))
+            columns = compact_columns(positive_mask)
+            if columns is not None and columns.shape[1] == width:
+                self._compact(ops.cast(columns, INDEX_DTYPE))
+            else:
+                self._compact(*positive_columns(distances, positive_mask, width))
         self._width = width
         self._thresholds = ops.stop_gradient(self.query_distances)
         at_once = broadcasts(distances.shape, width, broadcast)
