@@ -469,8 +469,11 @@ def test_mask_counts_are_exact_on_both_sides_of_the_float32_limits(shape):
 
     from keras_triplet._backend import count_true
 
+    def row_counts(m):
+        return count_true(m, 1)
+
     mask = np.random.default_rng(0).random(shape) < 0.5
-    for fn in (lambda m: count_true(m, 1), compiled(lambda m: count_true(m, 1))):
+    for fn in (row_counts, compiled(row_counts)):
         counts = to_numpy(fn(ops.convert_to_tensor(mask)))
         assert np.issubdtype(counts.dtype, np.integer)
         np.testing.assert_array_equal(counts, mask.sum(1))
