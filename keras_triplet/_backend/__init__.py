@@ -72,10 +72,9 @@ Both row-primitive modules export:
   CosFace). On PyTorch a `torch.autograd.Function` with its gradient written out: through
   autograd, the scatter's and `nll_loss`'s gradients each cost a `[B, C]` copy or fill,
   a large share of the step at `[1024, 1000]`;
-* `switch_with_own_gradients(index, branches, x, gradient_branches=None)`:
+* `switch_with_own_gradients(index, branches, x)`:
   `branches[index](x)`, differentiable in `x` alone, whose backward pass runs the chosen
-  branch again (or `gradient_branches[index]`, the same gradient: each distinct function
-  compiled once) inside a second switch,
+  branch again inside a second switch,
   so that no branch's residuals cross it (`_jax.py`: `jax.vjp` inside `lax.switch`;
   `_tensorflow.py`: a `tf.GradientTape` inside `tf.switch_case`, under `tf.custom_gradient`;
   Keras has no backend-free vjp), or None elsewhere (eager PyTorch decides in Python): the

@@ -136,23 +136,10 @@ def margin_cross_entropy(logits, labels, target):
     return ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
 
 
-def switch_with_own_gradients(index, branches, x, gradient_branches=None):
+def switch_with_own_gradients(index, branches, x):
     # JAX and TensorFlow alone (`_jax.py`, `_tensorflow.py`); elsewhere the caller keeps
     # its `ops.cond`s.
     return None
-
-
-def distinct_branches(branches):
-    """`(distinct, position)`: the distinct functions of `branches` (by identity), in
-    order, and for each branch the position of its function among them (a list of int):
-    a backward switch compiles each function once however many indices share it."""
-    distinct, position = [], []
-    for branch in branches:
-        found = [i for i, seen in enumerate(distinct) if seen is branch]
-        if not found:
-            distinct.append(branch)
-        position.append(found[0] if found else len(distinct) - 1)
-    return distinct, position
 
 
 # No switch here: nothing to ask for.

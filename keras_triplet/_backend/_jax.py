@@ -12,8 +12,6 @@ backend-free `vjp`, hence this module.
 
 import jax
 
-from keras_triplet._backend._generic import distinct_branches
-
 # Band miners (batch-all) take the switch too: with the direct search by row blocks, the
 # switch's branches hold less than the `cond`s' residuals (B = 4096: 524 against 673 MB of
 # peak extra memory), and from B = 512 they run faster (BENCHMARKS.md).
@@ -26,27 +24,17 @@ SWITCH_BAND_SEARCHES = True
 SWITCH_MIN_ENTRIES = 2**18
 
 
-def switch_with_own_gradients(index, branches, x, gradient_branches=None):
+def switch_with_own_gradients(index, branches, x):
     """`branches[index](x)`, differentiable in `x` (a `[B, R]` float array) only: each
     branch must read no other differentiated array (JAX raises if it does). The backward
-    pass computes the chosen branch's forward pass again: that of
-    `gradient_branches[index]` if given (the same gradient, fewer distinct functions)."""
-    distinct, position = distinct_branches(branches if gradient_branches is None else gradient_branches)
+    pass computes the chosen branch's forward pass again."""
 
     @jax.custom_gradient
     def chosen(x):
         def grad(upstream):
-            rules = [lambda x, g, branch=branch: jax.vjp(branch, x)[1](g)[0] for branch in distinct]
-            return jax.lax.switch(_shared_index(index, position), rules, x, upstream)
+            rules = [lambda x, g, branch=branch: jax.vjp(branch, x)[1](g)[0] for branch in branches]
+            return jax.lax.switch(index, rules, x, upstream)
 
         return jax.lax.switch(index, branches, x), grad
 
     return chosen(x)
-
-
-def _shared_index(index, position):
-    # The backward switch's index: the forward's own where no function is shared (the
-    # same value; a gather of it there slowed JAX's step, BENCHMARKS.md).
-    if position == list(range(len(position))):
-        return index
-    return jax.numpy.asarray(position)[index]

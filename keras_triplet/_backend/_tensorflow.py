@@ -14,8 +14,6 @@ hence this module.
 
 import tensorflow as tf
 
-from keras_triplet._backend._generic import distinct_branches
-
 # Band miners (batch-all) take the switch too on TensorFlow: its `cond`s' gradients output
 # every branch's intermediates, copies of the distances and masks included, so at B = 4096
 # the step's extra memory falls from 1 138 to 858 MB through the switch (BENCHMARKS.md).
@@ -25,13 +23,11 @@ SWITCH_BAND_SEARCHES = True
 SWITCH_MIN_ENTRIES = None
 
 
-def switch_with_own_gradients(index, branches, x, gradient_branches=None):
+def switch_with_own_gradients(index, branches, x):
     """`branches[index](x)`, differentiable in `x` (a `[B, R]` float tensor) only: each
     branch must read no other differentiated tensor (its gradient would be lost) and no
     variable. The branches return the same nest of tensors. The backward pass computes
-    the chosen branch's forward pass again: that of `gradient_branches[index]` if given
-    (the same gradient, fewer distinct functions)."""
-    distinct, position = distinct_branches(branches if gradient_branches is None else gradient_branches)
+    the chosen branch's forward pass again."""
     structure = []
 
     def flat(branch, x):
@@ -70,8 +66,7 @@ def switch_with_own_gradients(index, branches, x, gradient_branches=None):
 
                 return gradient
 
-            shared = index if position == list(range(len(position))) else tf.gather(position, index)
-            return tf.switch_case(shared, [rule(branch) for branch in distinct])
+            return tf.switch_case(index, [rule(branch) for branch in branches])
 
         return outputs, grad
 

@@ -33,6 +33,7 @@ from keras import ops
 from keras_triplet._backend import (
     FUSES_ELEMENTWISE_STEPS,
     INDEX_DTYPE,
+    count_true,
     fori_loop,
     scatter_rows,
     take_along_rows,
@@ -111,6 +112,21 @@ def over_row_blocks(answer, outputs, arrays, block, overwrite_last=False):
 
     blocks = -(-rows // block)
     return fori_loop(0, blocks, body, (init, tuple(arrays)))[0]
+
+
+def row_counts(mask):
+    """`[B]`: the True entries of each row of a `[B, R]` boolean mask, as `INDEX_DTYPE`;
+    by blocks of rows where `blocked`. XLA's CPU code materialises the integer copy of a
+    mask it sums, a `[B, R]` buffer (64 MB at B = 4096) that a P×K step would otherwise
+    touch only for its counts; by blocks the copy is one block's."""
+    if not blocked(mask):
+        return ops.cast(count_true(mask, axis=1), INDEX_DTYPE)
+
+    def answer(rows_of, mask):
+        return (ops.expand_dims(ops.cast(count_true(rows_of(mask), axis=1), INDEX_DTYPE), 1),)
+
+    counts = over_row_blocks(answer, ((1, INDEX_DTYPE),), (mask,), block_rows(mask))[0]
+    return ops.reshape(counts, (-1,))
 
 
 def with_matrix_gradient(gradient, distances, value, *arrays):

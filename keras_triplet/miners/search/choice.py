@@ -7,13 +7,11 @@ from keras import ops
 from keras_triplet._backend import (
     FUSES_ELEMENTWISE_STEPS,
     SWITCH_MIN_ENTRIES,
-    count_true,
     switch_with_own_gradients,
     traced_value,
 )
 from keras_triplet._validation import check_choice
-from keras_triplet.miners.search.anchor_negatives import AnchorNegatives
-from keras_triplet.miners.search.blocked_negatives import BlockedSortedNegatives, blocked
+from keras_triplet.miners.search.blocked_negatives import BlockedSortedNegatives, blocked, row_counts
 from keras_triplet.miners.search.direct_negatives import DirectNegatives, broadcasts, positive_columns
 from keras_triplet.miners.search.sorted_negatives import SortedNegatives
 
@@ -115,7 +113,7 @@ def with_negatives(
         return sorted_search()
     capped = search == "auto"
     cap = DIRECT_MAX_POSITIVES if width is None else min(DIRECT_MAX_POSITIVES, width)
-    most = ops.max(count_true(positive_mask, axis=1)) if rows != 0 else 0
+    most = ops.max(row_counts(positive_mask)) if rows != 0 else 0
     eager = _python_int(most)
     if eager is not None:  # decide on the data, M sized by it
         m = max(eager, 1)
@@ -173,45 +171,43 @@ def _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op):
     30 ms against 19 ms, though that branch did not run."""
     # Each anchor's number of negatives, counted once out here: counted inside, the
     # branch's backward pass would count again beside its gradient arrays (the count's
-    # int32 `[B, R]` cast, which XLA's reduction reads materialised). The searches
-    # count only when read (`AnchorNegatives.count`).
-    count = AnchorNegatives(distances, negative_mask, positive_mask).count
+    # int32 `[B, R]` cast, which XLA's reduction reads materialised; out here, by
+    # blocks where the searches are). The searches count only when read
+    # (`AnchorNegatives.count`).
+    count = row_counts(negative_mask)
 
     def counted(search):
         search.count = count
         return fn(search)
 
-    # Below the sizes that run by blocks, one sorted top_k before the switch lists the
-    # positive columns for every direct branch (each takes the first of them): a
-    # branch's own would run again in the switch's backward pass. Not by blocks: there
-    # the mask's float32 copy for the top_k would be held beside the branches' `[B, R]`
-    # arrays (BENCHMARKS.md).
-    listed = None
-    if not blocked(distances):
-        listed = positive_columns(distances, positive_mask, tiers[-1], sorted=True)
+    # One sorted top_k before the switch lists the positive columns for every direct
+    # branch (each takes the first of them): a branch's own would run again in the
+    # switch's backward pass. By blocks of rows where the searches run by blocks
+    # (`positive_columns`), so that no float32 copy of the mask is held.
+    listed = positive_columns(distances, positive_mask, tiers[-1], sorted=True)
 
-    def direct(width):
+    def direct(width, visited=None):
         return lambda d: counted(
-            DirectNegatives(d, negative_mask, positive_mask, width, broadcast=op_by_op, listed=listed)
+            DirectNegatives(
+                d, negative_mask, positive_mask, width, broadcast=op_by_op, visited=visited, listed=listed
+            )
         )
 
-    branches = [direct(width) for width in tiers]
-    branches.append(lambda d: counted(BlockedSortedNegatives(d, negative_mask, positive_mask)))
-    index = sum(ops.cast(most > width, "int32") for width in tiers)
-    gradients = None
-    if blocked(distances) and len(tiers) > 1:
-        # By blocks, the backward pass of every direct tier is the widest one's, its column
-        # loops stopped at `most` (`DirectNegatives(visited=...)`): the same gradient (the
-        # columns past `most` hold no positive; the query columns come in the same order),
-        # one direct branch compiled for the backward pass instead of one per tier: XLA's
-        # compilation of a step holds memory by the size of its graph (BENCHMARKS.md).
-        widest = tiers[-1]
+    def sorted_branch(d):
+        return counted(BlockedSortedNegatives(d, negative_mask, positive_mask))
 
-        def any_direct(d):
-            return counted(DirectNegatives(d, negative_mask, positive_mask, widest, op_by_op, visited=most))
-
-        gradients = [any_direct] * len(tiers) + branches[-1:]
-    return switch_with_own_gradients(index, branches, distances, gradients)
+    if blocked(distances):
+        # By blocks, one direct branch serves every tier: the widest, its column loops
+        # stopped at `most` (`DirectNegatives(visited=...)`; the columns past `most` hold
+        # no positive, and the listed columns come in the same order at every width),
+        # compiled once instead of once per tier: XLA's compilation of a step holds
+        # memory by the size of its graph (BENCHMARKS.md).
+        branches = [direct(tiers[-1], visited=most), sorted_branch]
+        index = ops.cast(most > tiers[-1], "int32")
+    else:
+        branches = [direct(width) for width in tiers] + [sorted_branch]
+        index = sum(ops.cast(most > width, "int32") for width in tiers)
+    return switch_with_own_gradients(index, branches, distances)
 
 
 def _tier(fits, width, direct_search, otherwise):

@@ -563,8 +563,16 @@ def positive_columns(distances, positive_mask, width, sorted=False):
     `width` top columns of the 0/1 mask), and whether each is a positive (`width` ≥ each
     row's count). `sorted=True`: the first `M ≤ width` columns hold every positive of a
     row that has at most `M`, so that one list serves every narrower direct search."""
-    scores = ops.cast(positive_mask, "float32")
     references = distances.shape[1]
+    if blocked(distances) and references >= width:
+        # By blocks of rows: the top_k's float32 copy of the mask is then one block's,
+        # not a `[B, R]` buffer that a P×K step would touch for this list alone.
+        def answer(rows_of, mask):
+            return positive_columns(rows_of(mask), rows_of(mask), width, sorted=sorted)
+
+        outputs = ((width, INDEX_DTYPE), (width, "bool"))
+        return over_row_blocks(answer, outputs, (positive_mask,), block_rows(distances))
+    scores = ops.cast(positive_mask, "float32")
     if references is None or references < width:
         # A graph whose batch may be narrower than M (a last, partial batch): pad the
         # mask with M non-positive columns so that top_k is always defined. Picks of
