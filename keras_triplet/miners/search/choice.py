@@ -163,8 +163,9 @@ def _switches(distances):
 
 def _switch(distances, negative_mask, positive_mask, fn, most, tiers, op_by_op):
     """`with_negatives`' compiled choice (the direct search at the narrowest of `tiers`
-    that holds `most` positives, else the blocked sorted search) as one switch whose
-    gradient is computed inside the chosen branch, or None where the backend has none.
+    that holds `most` positives, by blocks the widest with its loops stopped at `most`;
+    else the blocked sorted search) as one switch whose gradient is computed inside the
+    chosen branch, or None where the backend has none.
     Every branch builds its search from the switch's own distances. The sorted branch is
     the blocked one at any size (one block below `BLOCK_ENTRIES`): with its
     hand-written gradients: with `SortedNegatives` there, JAX's switch at B = 1024 took
