@@ -566,7 +566,8 @@ def positive_columns(distances, positive_mask, width, sorted=False):
     references = distances.shape[1]
     if blocked(distances) and references >= width:
         # By blocks of rows: the top_k's float32 copy of the mask is then one block's,
-        # not a `[B, R]` buffer that a P×K step would touch for this list alone.
+        # not a `[B, R]` buffer that a P×K step would touch for this list alone. A
+        # block's mask stands in for its distances below: only their shape is read.
         def answer(rows_of, mask):
             return positive_columns(rows_of(mask), rows_of(mask), width, sorted=sorted)
 
